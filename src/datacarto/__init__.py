@@ -1,0 +1,66 @@
+"""datacarto: dataset cartography and focused training for Hugging Face text classifiers.
+
+Names are imported lazily, so ``import datacarto`` stays light and the numeric core
+(metrics, regions, selection) never imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # record and store
+    "CartographyMixin": "datacarto.dynamics.record",
+    "CartographyTrainer": "datacarto.dynamics.record",
+    "CartographyCallback": "datacarto.dynamics.record",
+    "Dynamics": "datacarto.dynamics.store",
+    "DynamicsWriter": "datacarto.dynamics.store",
+    "load_dynamics": "datacarto.dynamics.store",
+    "load_examples": "datacarto.dynamics.store",
+    "import_allenai": "datacarto.dynamics.interop",
+    "export_allenai": "datacarto.dynamics.interop",
+    # data loading
+    "load_table": "datacarto.data",
+    # metrics and regions
+    "compute_metrics": "datacarto.metrics",
+    "assign_regions": "datacarto.metrics",
+    "get_metrics": "datacarto.metrics",
+    "REGIONS": "datacarto.metrics",
+    # selection
+    "select": "datacarto.select",
+    "random_control": "datacarto.select",
+    "focused_dataset": "datacarto.select",
+    "export_subset": "datacarto.select",
+    "get_focused_sets": "datacarto.select",
+    "get_focussed_sets": "datacarto.select",
+    # maps
+    "plot_data_map": "datacarto.maps.static",
+    "interactive_map": "datacarto.maps.interactive",
+    # focused training and ensembles
+    "EnsembleTrainer": "datacarto.train.ensemble",
+    "train_focused": "datacarto.train.focused",
+    "evaluate_by_region": "datacarto.report",
+    # audit
+    "audit_scores": "datacarto.audit",
+    "inject_label_noise": "datacarto.audit",
+    # pipeline
+    "run_pipeline": "datacarto.pipeline",
+    "DatacartoError": "datacarto.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'datacarto' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

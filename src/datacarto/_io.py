@@ -1,0 +1,82 @@
+"""Atomic file writes: write to a temporary name in the same folder, then rename.
+
+A reader (or a crash) never sees a half-written file: either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    def _write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return atomic_write(path, _write)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_table_atomic(path: str | os.PathLike, table) -> Path:
+    """Write a ``pyarrow.Table`` as Parquet, atomically."""
+    import pyarrow.parquet as pq
+
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def write_frame(df, path: str | os.PathLike, *, index: bool = True) -> Path:
+    """Write a pandas DataFrame by extension (.parquet, .csv, .jsonl/.json), atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    frame = df.reset_index() if index and df.index.name is not None else df
+    if suffix == ".parquet":
+        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    if suffix == ".csv":
+        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    if suffix in (".jsonl", ".json"):
+        return atomic_write(
+            path, lambda tmp: frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        )
+    from .errors import DatacartoError
+
+    raise DatacartoError(f"unsupported output format {suffix!r} for {path}: use .parquet, .csv or .jsonl")
+
+
+def _json_default(obj: Any):
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

