@@ -126,12 +126,11 @@ class _Session:
             self.started = True
             return
         cols = [c for c in text_columns if c in examples.columns]
-        frame = examples[cols].copy() if cols else pd.DataFrame(index=examples.index)
-        fp_frame = frame.assign(__label=labels) if cols else examples.assign(__label=labels)
+        fp_frame = examples[cols].assign(__label=labels) if cols else pd.DataFrame({"__label": labels})
         fps = example_fingerprints(fp_frame)
         fingerprint = dataset_fingerprint(fps)
         self.writer.check_fingerprint(fingerprint, dataset=self.meta.get("dataset"))
-        self.writer.write_examples(np.arange(len(labels)), fps, labels, frame)
+        self.writer.write_examples(np.arange(len(labels)), fps, labels, examples)
         manifest = {
             "mode": self.mode,
             "n_examples": int(len(labels)),
@@ -156,18 +155,21 @@ class _Session:
         self.writer.write_epoch(index, uniq, gold[first], logits[first], epoch=epoch, global_step=global_step)
 
 
-def _records_frame(dataset) -> pd.DataFrame:
-    """Text-like columns of a datasets.Dataset (or any dataset of dicts) as a DataFrame."""
-    try:
-        import datasets
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "label_ids", ROW_ID)
 
-        if isinstance(dataset, datasets.Dataset):
-            cols = [c for c, f in dataset.features.items()
-                    if getattr(f, "dtype", None) in ("string", "large_string") and c != ROW_ID]
-            return dataset.select_columns(cols).to_pandas() if cols else pd.DataFrame(index=range(len(dataset)))
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        pass
+
+def _records_frame(dataset) -> pd.DataFrame:
+    """Every original column of a datasets.Dataset (not the tokenizer's outputs) as a DataFrame."""
+    import datasets
+
+    if isinstance(dataset, datasets.Dataset):
+        cols = [c for c in dataset.column_names if c not in MODEL_INPUTS]
+        return dataset.select_columns(cols).to_pandas() if cols else pd.DataFrame(index=range(len(dataset)))
     return pd.DataFrame(index=range(len(dataset)))
+
+
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype).startswith("string")]
 
 
 def _labels_of(dataset, label_column: str | None) -> np.ndarray:
@@ -312,7 +314,7 @@ class CartographyCallback(TrainerCallback):
         num_labels = getattr(getattr(model, "config", None), "num_labels", None)
         _check_labels(labels, num_labels)
         frame = _records_frame(records)
-        text_columns = self.text_columns or list(frame.columns)
+        text_columns = self.text_columns or _text_columns(frame)
         self._session = _Session(self._directory(args), mode=self.mode, meta={
             "model": _model_name(model), "dataset": self.dataset_name,
             "snapshots_per_epoch": self.snapshots_per_epoch, "split": "train",
@@ -407,7 +409,7 @@ def _write_eval(output_dir, split: str, dataset, ids, gold, logits, *, index: in
         if gathered is not None and len(gathered[0]) == len(dataset):
             order = np.argsort(gathered[0])
             labels = gathered[1][order]
-            session.start(frame, labels, label_names or _config_label_names(model), list(frame.columns))
+            session.start(frame, labels, label_names or _config_label_names(model), _text_columns(frame))
     session.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step)
 
 
@@ -527,7 +529,7 @@ class CartographyMixin:
                 if not (session.writer.directory / "examples.parquet").is_file():
                     frame = _records_frame(dataloader.dataset)
                     session.start(frame, np.asarray(output.label_ids, dtype=np.int64),
-                                  self._dc_label_names or _config_label_names(self.model), list(frame.columns))
+                                  self._dc_label_names or _config_label_names(self.model), _text_columns(frame))
                 session.writer.write_epoch(index, np.arange(n), np.asarray(output.label_ids), np.asarray(logits),
                                            epoch=self.state.epoch, global_step=self.state.global_step)
         return output
@@ -555,7 +557,7 @@ class _TrainingPassCallback(TrainerCallback):
             "split": "train",
         })
         t._dc_session.start(frame, labels, t._dc_label_names or _config_label_names(model),
-                            t._dc_text_columns or list(frame.columns))
+                            t._dc_text_columns or _text_columns(frame))
         if t._dc_resume:
             state_file = Path(t._dc_resume) / _STATE_FILE.format(rank=_dist()[0])
             if state_file.is_file():
