@@ -93,7 +93,7 @@ def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "l
     if labels and isinstance(labels[0], str):
         if not label_names:
             raise DatacartoError(
-                f"labels in {label_column!r} are strings but no label names were given: pass --label-names"
+                f"labels in {label_column!r} are strings but no label names were given: pass --class-names"
             )
         lookup = {n: i for i, n in enumerate(label_names)}
         unknown = sorted({v for v in labels if v not in lookup})

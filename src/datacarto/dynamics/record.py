@@ -205,7 +205,8 @@ def _model_name(model) -> str | None:
 
 
 def _split_name(metric_key_prefix: str) -> str:
-    return "eval" if metric_key_prefix == "eval" else metric_key_prefix.removeprefix("eval_")
+    """Trainer metric prefixes to split names: eval -> validation, eval_X -> X, test -> test."""
+    return "validation" if metric_key_prefix == "eval" else metric_key_prefix.removeprefix("eval_")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,7 +344,7 @@ class CartographyCallback(TrainerCallback):
         ids, gold, logits = predict_logits(model, eval_dataloader.dataset, eval_dataloader.collate_fn,
                                            args.per_device_eval_batch_size)
         index = max(self._done - 1, 0)
-        _write_eval(self.output_dir or args.output_dir, "eval", eval_dataloader.dataset, ids, gold, logits,
+        _write_eval(self.output_dir or args.output_dir, "validation", eval_dataloader.dataset, ids, gold, logits,
                     index=index, state=state, mode=self.mode, model=model, label_names=self.label_names)
 
     def _snapshot(self, args, state, model, train_dataloader, index: int) -> None:
@@ -513,7 +514,7 @@ class CartographyMixin:
     # -- evaluation: record the eval set's logits from the evaluation pass itself
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
-        record = self.record_eval_dynamics and metric_key_prefix.startswith("eval") and self.state.epoch
+        record = bool(self.record_eval_dynamics and self.state.epoch)
         if record:
             prediction_loss_only = False
         output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,

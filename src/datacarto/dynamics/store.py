@@ -5,7 +5,7 @@ Layout under ``<output_dir>/training_dynamics/`` (see docs/format.md)::
     manifest.json            what was recorded: model, data, labels, mode, epochs, versions
     examples.parquet         row_id, fingerprint, label and the text columns (for tooltips)
     epoch_000.parquet ...    row_id (int64), gold (int32), logits (fixed_size_list<float32>[C])
-    eval/<split>/...         the same files for each evaluation set
+    eval/<split>/...         the same files for each evaluation split (validation, test, ...)
 
 Every file is written atomically, so a crash leaves the finished epochs intact.
 """

@@ -1,0 +1,1 @@
+"""Training: the baseline run with recording, focused fine-tuning, losses and ensembles."""

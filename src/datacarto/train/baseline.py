@@ -1,0 +1,116 @@
+"""The one training routine: load data and model, tokenize, train with recording, save.
+
+Used by ``datacarto train``, focused training, the audit and the pipeline, so hub names and local
+files/folders always go through the same code path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import LabelSpec, load_model, load_table, prepare_labels, tokenize
+from ..errors import DatacartoError
+
+#: TrainingArguments defaults for datacarto (the Trainer's own defaults otherwise).
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "num_train_epochs": 3,
+    "learning_rate": 2e-5,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "report_to": "none",
+    "save_strategy": "epoch",
+    "save_total_limit": 1,
+    "logging_strategy": "epoch",
+    # transformers 5 would otherwise scale the loss by the world size under DDP
+    "average_tokens_across_devices": False,
+}
+
+
+@dataclass
+class TrainResult:
+    """Where a training run put its dynamics and model."""
+
+    output_dir: Path
+    model_dir: Path
+    label_spec: LabelSpec
+    trainer: Any = field(repr=False, default=None)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def make_training_args(output_dir: str | os.PathLike | None, training_args=None, *, has_eval: bool = False):
+    """``TrainingArguments`` from None, a dict of fields (over our defaults) or an instance."""
+    import torch
+    from transformers import TrainingArguments
+
+    if isinstance(training_args, TrainingArguments):
+        if output_dir is not None and Path(training_args.output_dir) != Path(output_dir):
+            training_args.output_dir = str(output_dir)
+        return training_args
+    fields = dict(TRAINING_DEFAULTS)
+    if has_eval:
+        fields["eval_strategy"] = "epoch"
+    if not torch.cuda.is_available():
+        fields["ddp_backend"] = "gloo"
+    fields.update(training_args or {})
+    if output_dir is None and "output_dir" not in fields:
+        raise DatacartoError("an output_dir is needed")
+    fields.setdefault("output_dir", str(output_dir))
+    if output_dir is not None:
+        fields["output_dir"] = str(output_dir)
+    return TrainingArguments(**fields)
+
+
+def load_split(data, *, split: str, spec: LabelSpec | None = None, text_columns=None, label_column="label",
+               label_names=None, num_labels=None, what: str = "training set"):
+    """A validated ``datasets.Dataset`` and its LabelSpec; ``spec`` forces the training set's labels."""
+    ds = load_table(data, split) if isinstance(data, (str, os.PathLike)) else data
+    if spec is not None:
+        return prepare_labels(ds, text_columns=spec.text_columns, label_column=spec.label_column,
+                              label_names=spec.label_names, num_labels=spec.num_labels, what=what)
+    return prepare_labels(ds, text_columns=text_columns, label_column=label_column, label_names=label_names,
+                          num_labels=num_labels, what=what)
+
+
+def train_baseline(*, model: str, train, validation=None, text_columns: list[str] | None = None,
+                   label_column: str = "label", label_names: list[str] | None = None,
+                   num_labels: int | None = None, output_dir: str | os.PathLike | None = None,
+                   training_args=None, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
+                   eval_dynamics: bool = True, max_length: int = 128, loss=None, record: bool = True,
+                   resume_from_checkpoint=None, save_model: bool = True) -> TrainResult:
+    """Fine-tune ``model`` on ``train`` while recording training dynamics.
+
+    ``train``/``validation``: a hub name, a local jsonl/csv/parquet file or a ``datasets.Dataset``.
+    ``model``: a hub name or a local folder. ``training_args``: TrainingArguments, a dict of its
+    fields, or None for datacarto's defaults. The final model goes to ``<output_dir>/model``.
+    """
+    from ..dynamics.record import CartographyTrainer
+
+    train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
+                                label_names=label_names, num_labels=num_labels)
+    val_ds = None
+    if validation is not None:
+        val_ds, _ = load_split(validation, split="validation", spec=spec, what="validation set")
+    args = make_training_args(output_dir, training_args, has_eval=val_ds is not None)
+    if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
+        args.eval_strategy = "no"
+    tokenizer, net = load_model(model, spec.num_labels, spec.label_names)
+    train_tok = tokenize(train_ds, tokenizer, spec, max_length=max_length)
+    val_tok = tokenize(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
+    trainer = CartographyTrainer(
+        model=net, args=args, train_dataset=train_tok, eval_dataset=val_tok, processing_class=tokenizer,
+        dynamics_mode=dynamics_mode, snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=eval_dynamics,
+        loss=loss, label_names=spec.label_names, text_columns=spec.text_columns,
+        dataset_name=str(train) if isinstance(train, (str, os.PathLike)) else None, record=record,
+    )
+    if resume_from_checkpoint in ("", "false", "False"):
+        resume_from_checkpoint = None
+    result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    out = Path(args.output_dir)
+    model_dir = out / "model"
+    if save_model:
+        trainer.save_model(str(model_dir))
+    return TrainResult(output_dir=out, model_dir=model_dir, label_spec=spec, trainer=trainer,
+                       metrics=dict(result.metrics))
