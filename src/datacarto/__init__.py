@@ -41,7 +41,9 @@ _EXPORTS = {
     # focused training and ensembles
     "EnsembleTrainer": "datacarto.train.ensemble",
     "train_focused": "datacarto.train.focused",
-    "evaluate_by_region": "datacarto.report",
+    "evaluate_by_region": "datacarto.evaluation",
+    "write_report": "datacarto.report",
+    "make_demo_dataset": "datacarto.demo_data",
     # audit
     "audit_scores": "datacarto.audit",
     "inject_label_noise": "datacarto.audit",
