@@ -405,3 +405,140 @@ def test_focused_dataset_errors(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(DatacartoError):
             focused_dataset(object(), [0])
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+LABEL_NAMES = ["entailment", "neutral", "contradiction"]
+
+
+def make_recorded_run(tmp_path, n: int = 60, epochs: int = 4):
+    """A run dir with random logits for a few epochs, examples with text columns and label names."""
+    from datacarto.dynamics.store import DynamicsWriter, dynamics_dir
+
+    rng = np.random.default_rng(0)
+    gold = np.arange(n) % 3
+    writer = DynamicsWriter(dynamics_dir(tmp_path / "run"))
+    for e in range(epochs):
+        logits = rng.normal(0, 1, (n, 3)).astype(np.float32)
+        logits[np.arange(n), gold] += rng.uniform(-1, 3, n) * e  # learned at different speeds
+        writer.write_epoch(e, np.arange(n), gold, logits, epoch=float(e + 1))
+    texts = pd.DataFrame({"premise": [f"p{i}" for i in range(n)], "hypothesis": [f"h{i}" for i in range(n)],
+                          "genre": [["fiction", "news"][i % 2] for i in range(n)]})
+    writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), gold, texts)
+    writer.update_manifest(label_names=LABEL_NAMES)
+    return tmp_path / "run", texts, gold
+
+
+def read_jsonl(path) -> pd.DataFrame:
+    return pd.DataFrame([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()])
+
+
+def test_cli_writes_selection_and_control(tmp_path, capsys):
+    pytest.importorskip("datacarto.metrics")
+    from datacarto.cli import main
+    from datacarto.metrics import get_metrics
+
+    run, texts, gold = make_recorded_run(tmp_path)
+    out, ctrl = tmp_path / "amb.jsonl", tmp_path / "ctrl.csv"
+    rc = main(["select", str(run), "--out", str(out), "--region", "ambiguous", "--fraction", "0.2",
+               "--control-out", str(ctrl), "--seed", "3"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    metrics = get_metrics(run)
+    expected = select(metrics, region="ambiguous", fraction=0.2)
+    got = read_jsonl(out)
+    assert got["row_id"].tolist() == expected.tolist()
+    assert set(got.columns) == {"premise", "hypothesis", "genre", "label", "row_id"}
+    assert got["premise"].tolist() == texts["premise"].iloc[expected].tolist()
+    assert got["label"].tolist() == gold[expected].tolist()
+    assert f"{len(expected)} of 60" in printed
+    amb = int((metrics.loc[expected, "region"] == "ambiguous").sum())
+    assert f"ambiguous {amb}" in printed
+    for i, name in enumerate(LABEL_NAMES):
+        assert f"{name} {int((gold[expected] == i).sum())}" in printed
+    control = pd.read_csv(ctrl)
+    assert control["row_id"].tolist() == random_control(expected, metrics, seed=3).tolist()
+    assert sorted(control["label"]) == sorted(gold[expected])
+
+
+def test_cli_random_control_and_both_ends(tmp_path, capsys):
+    pytest.importorskip("datacarto.metrics")
+    from datacarto.cli import main
+    from datacarto.metrics import get_metrics
+
+    run, _, _ = make_recorded_run(tmp_path)
+    out = tmp_path / "mix.parquet"
+    args = ["select", str(run), "--out", str(out), "--metric", "variability", "--fraction", "0.5",
+            "--both-ends", "0.7", "--stratify-by-label"]
+    assert main(args) == 0
+    expected = select(get_metrics(run), metric="variability", fraction=0.5, both_ends=0.7, stratify_by_label=True)
+    assert pd.read_parquet(out)["row_id"].tolist() == expected.tolist()
+    assert main(args + ["--random-control", "--control-disjoint"]) == 0
+    control = pd.read_parquet(out)["row_id"]
+    assert len(control) == len(expected) and not set(control) & set(expected)
+    assert "random control" in capsys.readouterr().out
+
+
+def test_cli_empty_selection_keeps_the_old_file(tmp_path, capsys):
+    pytest.importorskip("datacarto.metrics")
+    from datacarto.cli import main
+
+    run, _, _ = make_recorded_run(tmp_path)
+    out = tmp_path / "subset.jsonl"
+    out.write_text("old\n", encoding="utf-8")
+    rc = main(["select", str(run), "--out", str(out), "--min-confidence", "0.99", "--max-correctness", "0"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "min_confidence=0.99" in err and "max_correctness=0.0" in err
+    assert out.read_text(encoding="utf-8") == "old\n"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--fraction", "1.5", "--metric", "aum"], "fraction must be in"),
+        (["--region", "tricky"], "valid regions"),
+        (["--random-control", "--control-out", "x.csv"], "not both"),
+    ],
+)
+def test_cli_user_errors_exit_2(tmp_path, capsys, extra, message):
+    pytest.importorskip("datacarto.metrics")
+    from datacarto.cli import main
+
+    run, _, _ = make_recorded_run(tmp_path)
+    assert main(["select", str(run), "--out", str(tmp_path / "s.jsonl"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("datacarto: error:") and message in err
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_cli_run_without_dynamics(tmp_path, capsys):
+    pytest.importorskip("datacarto.metrics")
+    from datacarto.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["select", str(tmp_path / "empty"), "--out", str(tmp_path / "s.jsonl")]) == 2
+    assert "no training dynamics" in capsys.readouterr().err
+
+
+def test_get_focused_sets_seed_api(tmp_path):
+    pytest.importorskip("datacarto.metrics")
+    import datasets
+
+    from datacarto.metrics import get_metrics
+    from datacarto.select import get_focused_sets, get_focussed_sets
+
+    run, texts, gold = make_recorded_run(tmp_path)
+    metrics = get_metrics(run)
+    hi = float(metrics["confidence"].median())
+    sets = get_focused_sets(run, max_confidence=hi, min_correctness=0.25)
+    keep = metrics.index[(metrics.confidence <= hi) & (metrics.correctness >= 0.25)]
+    assert 0 < len(keep) < len(metrics)
+    assert set(sets) == {"premise", "hypothesis", "genre", "label"}
+    assert sets["premise"] == texts["premise"].iloc[keep].tolist()
+    assert sets["label"] == gold[keep].tolist()
+    assert len(datasets.Dataset.from_dict(sets)) == len(keep)
+    assert get_focussed_sets is get_focused_sets
