@@ -393,6 +393,11 @@ def test_focused_dataset_from_a_dataset():
     assert sub["text"] == ["e", "a"] and sub["row_id"] == [4, 0] and sub["label"] == [0, 0]
     with pytest.raises(DatacartoError, match="outside the data set"):
         focused_dataset(ds, [6])
+    labelled = ds.cast_column("label", datasets.ClassLabel(names=["no", "yes"]))
+    assert focused_dataset(labelled, [1]).features["label"] == labelled.features["label"]
+    with_ids = ds.add_column("row_id", [10, 11, 12, 13, 14, 15])
+    with pytest.raises(DatacartoError, match="row_id column disagrees"):
+        focused_dataset(with_ids, [1])
 
 
 def test_focused_dataset_errors(tmp_path):

@@ -437,12 +437,19 @@ def focused_dataset(run_or_dataset: Any, ids: Iterable[int], *, split: str = "tr
         bad = ids[(ids < 0) | (ids >= n)]
         if bad.size:
             raise DatacartoError(f"{bad.size} row ids are outside the data set of {n} rows, e.g. {bad[:5].tolist()}")
-        subset = run_or_dataset.select(ids.tolist())
-        if "row_id" in subset.column_names:
-            if not np.array_equal(np.asarray(subset["row_id"], dtype=np.int64), ids):
+        # take rows at the Arrow level: exact types, features kept, no index flattening pass
+        import pyarrow as pa
+
+        table = run_or_dataset.with_format("arrow")[ids.tolist()] if len(ids) else \
+            run_or_dataset.with_format("arrow")[:0]
+        features = run_or_dataset.features.copy()
+        if "row_id" in table.column_names:
+            if not np.array_equal(table.column("row_id").to_numpy(zero_copy_only=False).astype(np.int64), ids):
                 raise DatacartoError("the data set's own row_id column disagrees with row positions; drop it first")
-            return subset
-        return subset.add_column("row_id", ids.tolist())
+        else:
+            table = table.append_column("row_id", pa.array(ids, type=pa.int64()))
+            features["row_id"] = datasets.Value("int64")
+        return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
     raise DatacartoError(
         f"focused_dataset needs a run directory or a datasets.Dataset, got {type(run_or_dataset).__name__}"
     )
