@@ -289,6 +289,8 @@ def test_random_control_errors(m):
         (dict(fraction=0.3, both_ends=0.5), "both_ends needs a metric and a fraction"),
         (dict(region=["ambiguous", "hard-to-learn"], fraction=0.3), "needs a metric"),
         (dict(metric="variability", fraction=0.3, order="middle"), "order must be one of"),
+        (dict(fraction=0.3, order="easiest"), "order needs a metric"),
+        (dict(metric="aum", stratify_by_label=True), "stratify_by_label needs a fraction"),
     ],
 )
 def test_validation_errors(m, kwargs, message):

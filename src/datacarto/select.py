@@ -229,8 +229,10 @@ def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_co
         raise DatacartoError(
             f"a fraction of several regions ({', '.join(regions)}) needs a metric to rank them by"
         )
-    if order is not None and fraction is None and metric is None:
-        raise DatacartoError("order needs a metric (or a region and a fraction) to rank by")
+    if order is not None and metric is None and not region_mode:
+        raise DatacartoError("order needs a metric (or one region and a fraction) to rank by")
+    if stratify_by_label and fraction is None:
+        raise DatacartoError("stratify_by_label needs a fraction to split over the labels")
 
     needed = list(active)
     if regions is not None:
