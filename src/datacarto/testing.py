@@ -56,11 +56,12 @@ def make_tokenizer(texts):
     )
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=64)
+                                   model_max_length=64,
+                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
 def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 32, layers: int = 2,
-                        seed: int = 0) -> str:
+                        seed: int = 0, dropout: float = 0.1) -> str:
     """Save a randomly initialised tiny BERT classifier and its tokenizer under ``path``."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -69,7 +70,8 @@ def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 
     tokenizer = make_tokenizer(texts)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=64,
-                        num_labels=num_labels)
+                        num_labels=num_labels, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

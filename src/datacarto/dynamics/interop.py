@@ -17,7 +17,14 @@ import pandas as pd
 
 from .._io import write_text_atomic
 from ..errors import DatacartoError
-from .store import DYNAMICS_DIRNAME, DynamicsWriter, dataset_fingerprint, dynamics_dir, load_dynamics, load_examples
+from .store import (
+    DYNAMICS_DIRNAME,
+    DynamicsWriter,
+    dataset_fingerprint,
+    dynamics_dir,
+    load_dynamics,
+    load_examples,
+)
 
 _FILE_RE = re.compile(r"^dynamics_epoch_(\d+)\.jsonl$")
 

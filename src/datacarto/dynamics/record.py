@@ -145,14 +145,21 @@ class _Session:
         self.writer.update_manifest(**manifest)
         self.started = True
 
-    def write(self, index: int, ids, gold, logits, *, epoch: float | None, global_step: int | None) -> None:
+    def write(self, index: int, ids, gold, logits, *, epoch: float | None, global_step: int | None,
+              expected: int | None = None) -> bool:
+        """Gather to rank 0 and write one epoch; with ``expected``, an incomplete epoch is skipped."""
         gathered = _gather_to_main(ids, gold, logits)
         if gathered is None:
-            return
+            return False
         ids, gold, logits = gathered
         # drop duplicates (distributed padding), keep one row per id, sorted
         uniq, first = np.unique(ids, return_index=True)
+        if expected is not None and len(uniq) < expected:
+            warnings.warn(f"epoch {index} ended after {len(uniq)} of {expected} examples: not recorded",
+                          stacklevel=2)
+            return False
         self.writer.write_epoch(index, uniq, gold[first], logits[first], epoch=epoch, global_step=global_step)
+        return True
 
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "label_ids", ROW_ID)
@@ -169,7 +176,7 @@ def _records_frame(dataset) -> pd.DataFrame:
 
 
 def _text_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype).startswith("string")]
+    return [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
 
 
 def _labels_of(dataset, label_column: str | None) -> np.ndarray:
@@ -512,6 +519,17 @@ class CartographyMixin:
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     # -- evaluation: record the eval set's logits from the evaluation pass itself
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        if isinstance(eval_dataset, str) and isinstance(self.eval_dataset, dict):
+            self._dc_eval_records = self.eval_dataset[eval_dataset]
+        else:
+            self._dc_eval_records = eval_dataset if eval_dataset is not None else self.eval_dataset
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+        self._dc_eval_records = test_dataset
+        return super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         record = bool(self.record_eval_dynamics and self.state.epoch)
@@ -528,7 +546,8 @@ class CartographyMixin:
                 session = _Session(dynamics_dir(self.args.output_dir, split), mode=self.dynamics_mode,
                                    meta={"model": _model_name(self.model), "split": split})
                 if not (session.writer.directory / "examples.parquet").is_file():
-                    frame = _records_frame(dataloader.dataset)
+                    raw = getattr(self, "_dc_eval_records", None)
+                    frame = _records_frame(raw if raw is not None and len(raw) == n else dataloader.dataset)
                     session.start(frame, np.asarray(output.label_ids, dtype=np.int64),
                                   self._dc_label_names or _config_label_names(self.model), _text_columns(frame))
                 session.writer.write_epoch(index, np.arange(n), np.asarray(output.label_ids), np.asarray(logits),
@@ -541,7 +560,6 @@ class _TrainingPassCallback(TrainerCallback):
 
     def __init__(self, trainer: CartographyMixin):
         self.trainer = trainer
-        self._flushed = -1
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         t = self.trainer
@@ -549,7 +567,6 @@ class _TrainingPassCallback(TrainerCallback):
         labels = _labels_of(t._dc_records, None)
         num_labels = getattr(getattr(model, "config", None), "num_labels", None)
         _check_labels(labels, num_labels)
-        self._flushed = int(math.floor((state.epoch or 0) + 1e-9)) - 1
         c = num_labels or int(labels.max()) + 1
         t._dc_buffer = EpochBuffer(len(train_set), c)
         frame = _records_frame(t._dc_records)
@@ -575,10 +592,12 @@ class _TrainingPassCallback(TrainerCallback):
             self._flush(state, int(round(state.epoch)) - 1)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        # an epoch cut short (max_steps) is flushed here; all ranks see the same state.epoch
-        index = int(math.ceil(state.epoch - 1e-6)) - 1
-        if index > self._flushed:
-            self._flush(state, index)
+        # complete epochs were flushed at their last step; an epoch cut short (early stop,
+        # max_steps) stays in the buffer, which the checkpoint saves for a resume
+        buffer = self.trainer._dc_buffer
+        if buffer is not None and buffer.count and not _at_epoch_boundary(state.epoch) and _dist()[0] == 0:
+            warnings.warn(f"training stopped inside epoch {int(state.epoch)}: that epoch is not recorded "
+                          "unless training resumes from a checkpoint", stacklevel=2)
 
     def on_save(self, args, state, control, **kwargs):
         buffer = self.trainer._dc_buffer
@@ -591,9 +610,9 @@ class _TrainingPassCallback(TrainerCallback):
     def _flush(self, state, index: int) -> None:
         t = self.trainer
         ids, gold, logits = t._dc_buffer.take()
-        t._dc_session.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step)
+        t._dc_session.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step,
+                            expected=len(t._dc_buffer.seen))
         t._dc_buffer.reset()
-        self._flushed = index
 
 
 def _at_epoch_boundary(epoch: float | None) -> bool:

@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny offline BERT and toy NLI data (no hub access)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DISABLE_TQDM", "1")
+
+
+@pytest.fixture(scope="session")
+def toy_rows():
+    from datacarto.testing import toy_nli
+
+    return toy_nli(60, seed=1)
+
+
+@pytest.fixture(scope="session")
+def toy_jsonl(tmp_path_factory, toy_rows):
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in toy_rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, toy_rows):
+    """A tiny BERT folder with dropout (a realistic model)."""
+    from datacarto.testing import make_tiny_model_dir
+
+    texts = [r["premise"] + " " + r["hypothesis"] for r in toy_rows]
+    return make_tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny", texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_no_dropout(tmp_path_factory, toy_rows):
+    """A tiny BERT folder without dropout, so training-mode and eval-mode logits agree."""
+    from datacarto.testing import make_tiny_model_dir
+
+    texts = [r["premise"] + " " + r["hypothesis"] for r in toy_rows]
+    return make_tiny_model_dir(tmp_path_factory.mktemp("model") / "tiny0", texts, dropout=0.0)
+
+
+def training_args(output_dir, **overrides):
+    """Fast, quiet TrainingArguments for tests."""
+    from transformers import TrainingArguments
+
+    fields = dict(output_dir=str(output_dir), num_train_epochs=2, per_device_train_batch_size=8,
+                  per_device_eval_batch_size=16, learning_rate=5e-3, report_to="none", save_strategy="no",
+                  logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
+    fields.update(overrides)
+    return TrainingArguments(**fields)

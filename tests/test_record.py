@@ -1,0 +1,162 @@
+"""Recording from a Trainer: row ids, both modes, the plain-Trainer callback, eval dynamics, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer
+
+from conftest import training_args
+from datacarto import CartographyCallback, CartographyTrainer, load_dynamics, load_examples
+from datacarto.data import prepare_labels, tokenize
+from datacarto.errors import DatacartoError
+
+
+def _data(model_dir, rows):
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    raw, spec = prepare_labels(Dataset.from_list(rows), text_columns=["premise", "hypothesis"])
+    return tok, raw, tokenize(raw, tok, spec)
+
+
+def _eval_logits(model, tok, tokenized):
+    """Eval-mode logits in row order, computed independently of the recorder."""
+    model.eval()
+    feats = tokenized.remove_columns([c for c in tokenized.column_names
+                                      if c not in ("input_ids", "attention_mask", "token_type_ids")])
+    batch = tok.pad(feats[:], return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits.numpy()
+
+
+def test_training_pass_logits_are_keyed_by_row_id(tmp_path, tiny_model_no_dropout, toy_rows):
+    # lr = 0 and no dropout: the training forward pass must give exactly the eval-mode logits of
+    # each row, although the sampler shuffles: a wrong row id mapping would break the equality
+    tok, raw, data = _data(tiny_model_no_dropout, toy_rows)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_no_dropout)
+    trainer = CartographyTrainer(model=model, args=training_args(tmp_path, learning_rate=0.0),
+                                 train_dataset=data, processing_class=tok)
+    trainer.train()
+    dyn = load_dynamics(tmp_path)
+    assert dyn.manifest["mode"] == "training_pass"
+    assert dyn.logits.shape == (len(toy_rows), 2, 3)
+    np.testing.assert_array_equal(dyn.ids, np.arange(len(toy_rows)))
+    np.testing.assert_array_equal(dyn.gold, [r["label"] for r in toy_rows])
+    expected = _eval_logits(model, tok, data)
+    for e in range(2):
+        np.testing.assert_allclose(dyn.logits[:, e], expected, atol=1e-5)
+    records = load_examples(tmp_path)
+    assert records["premise"].tolist() == [r["premise"] for r in toy_rows]
+    assert records["hypothesis"].tolist() == [r["hypothesis"] for r in toy_rows]
+    assert dyn.manifest["text_columns"] == ["premise", "hypothesis"]
+
+
+def test_epoch_end_mode_is_the_final_models_eval_prediction(tmp_path, tiny_model, toy_rows):
+    tok, raw, data = _data(tiny_model, toy_rows)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    trainer = CartographyTrainer(model=model, args=training_args(tmp_path), train_dataset=data,
+                                 processing_class=tok, dynamics_mode="epoch_end")
+    trainer.train()
+    dyn = load_dynamics(tmp_path)
+    assert dyn.manifest["mode"] == "epoch_end" and dyn.n_epochs == 2
+    np.testing.assert_allclose(dyn.logits[:, -1], _eval_logits(model, tok, data), atol=1e-5)
+    assert not np.allclose(dyn.logits[:, 0], dyn.logits[:, 1])  # the model moved between epochs
+
+
+def test_callback_with_plain_trainer_and_snapshots(tmp_path, tiny_model, toy_rows):
+    tok, raw, data = _data(tiny_model, toy_rows)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    callback = CartographyCallback(snapshots_per_epoch=3, dataset=raw, label_names=["e", "n", "c"])
+    Trainer(model=model, args=training_args(tmp_path, num_train_epochs=1), train_dataset=data,
+            processing_class=tok, callbacks=[callback]).train()
+    dyn = load_dynamics(tmp_path)
+    assert dyn.n_epochs == 3  # one epoch, three snapshots
+    steps = [s["global_step"] for s in dyn.manifest["snapshots"].values()]
+    assert steps == sorted(set(steps)) and steps[-1] == 8
+    assert dyn.label_names == ["e", "n", "c"]
+    assert load_examples(tmp_path)["premise"].tolist() == [r["premise"] for r in toy_rows]
+    np.testing.assert_allclose(dyn.logits[:, -1], _eval_logits(model, tok, data), atol=1e-5)
+
+
+def test_callback_refuses_training_pass_mode():
+    with pytest.raises(DatacartoError, match="CartographyTrainer"):
+        CartographyCallback(mode="training_pass")
+
+
+def test_raw_text_columns_need_no_custom_collator(tmp_path, tiny_model, toy_rows):
+    # remove_unused_columns=False (as under DDP): the text columns reach the collator, which must cope
+    tok, raw, data = _data(tiny_model, toy_rows)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    CartographyTrainer(model=model, args=training_args(tmp_path, remove_unused_columns=False, num_train_epochs=1),
+                       train_dataset=data, processing_class=tok).train()
+    assert load_dynamics(tmp_path).logits.shape == (len(toy_rows), 1, 3)
+
+
+def test_plain_torch_dataset(tmp_path, tiny_model_no_dropout, toy_rows):
+    tok, raw, data = _data(tiny_model_no_dropout, toy_rows)
+
+    class Plain(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(data)
+
+        def __getitem__(self, i):
+            row = data[i]
+            return {k: row[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_no_dropout)
+    CartographyTrainer(model=model, args=training_args(tmp_path, learning_rate=0.0, num_train_epochs=1),
+                       train_dataset=Plain(), processing_class=tok).train()
+    dyn = load_dynamics(tmp_path)
+    np.testing.assert_allclose(dyn.logits[:, 0], _eval_logits(model, tok, data), atol=1e-5)
+
+
+def test_eval_and_test_dynamics(tmp_path, tiny_model, toy_rows):
+    tok, raw, data = _data(tiny_model, toy_rows)
+    val = data.select(range(20))
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    trainer = CartographyTrainer(model=model, args=training_args(tmp_path, eval_strategy="epoch"),
+                                 train_dataset=data, eval_dataset=val, processing_class=tok)
+    trainer.train()
+    dyn = load_dynamics(tmp_path, "validation")
+    assert dyn.logits.shape == (20, 2, 3)
+    np.testing.assert_array_equal(dyn.gold, [r["label"] for r in toy_rows[:20]])
+    np.testing.assert_allclose(dyn.logits[:, -1], _eval_logits(model, tok, val), atol=1e-5)
+    assert load_examples(tmp_path, "validation")["premise"].tolist() == [r["premise"] for r in toy_rows[:20]]
+    trainer.predict(data.select(range(10)), metric_key_prefix="test")
+    assert load_dynamics(tmp_path, "test").logits.shape == (10, 1, 3)
+
+
+def test_labels_out_of_range_for_the_model(tmp_path, tiny_model, toy_rows):
+    tok, raw, data = _data(tiny_model, toy_rows)
+    data = data.map(lambda b: {"labels": [3] * len(b["labels"])}, batched=True)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    trainer = CartographyTrainer(model=model, args=training_args(tmp_path), train_dataset=data, processing_class=tok)
+    with pytest.raises(DatacartoError, match="model has 3 labels"):
+        trainer.train()
+
+
+def test_nan_logits_are_recorded_and_counted(tmp_path, tiny_model, toy_rows):
+    tok, raw, data = _data(tiny_model, toy_rows)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    with torch.no_grad():
+        model.classifier.bias.fill_(float("nan"))
+    trainer = CartographyTrainer(model=model, args=training_args(tmp_path, num_train_epochs=1),
+                                 train_dataset=data, processing_class=tok)
+    with pytest.warns(UserWarning, match="NaN logits"):
+        trainer.train()
+    dyn = load_dynamics(tmp_path)
+    assert np.isnan(dyn.logits).all()
+    assert dyn.manifest["nan_logits"] == len(toy_rows)
+
+
+def test_output_dir_with_dynamics_of_another_data_set(tmp_path, tiny_model, toy_rows):
+    tok, raw, data = _data(tiny_model, toy_rows)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    args = training_args(tmp_path, num_train_epochs=1)
+    CartographyTrainer(model=model, args=args, train_dataset=data, processing_class=tok).train()
+    other = data.select(range(30))
+    trainer = CartographyTrainer(model=model, args=args, train_dataset=other, processing_class=tok)
+    with pytest.raises(DatacartoError, match="different data set"):
+        trainer.train()
+    assert load_dynamics(tmp_path).n_examples == len(toy_rows)  # nothing already written was lost

@@ -1,0 +1,131 @@
+"""The Parquet store: round trips, alignment across epochs, and clear errors on bad files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from datacarto.dynamics.store import (
+    DynamicsWriter,
+    dataset_fingerprint,
+    dynamics_dir,
+    example_fingerprints,
+    load_dynamics,
+    load_examples,
+)
+from datacarto.errors import DatacartoError
+
+
+def _write(tmp_path, n=7, e=3, c=3, seed=0, shuffle=True):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, e, c)).astype(np.float32)
+    gold = rng.integers(0, c, size=n)
+    writer = DynamicsWriter(dynamics_dir(tmp_path / "run"))
+    for j in range(e):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        writer.write_epoch(j, order, gold[order], logits[order, j], epoch=j + 1.0, global_step=10 * (j + 1))
+    return writer, gold, logits
+
+
+def test_round_trip_sorts_by_row_id_and_aligns_epochs(tmp_path):
+    writer, gold, logits = _write(tmp_path)
+    dyn = load_dynamics(tmp_path / "run")
+    ids, g, lg = dyn
+    np.testing.assert_array_equal(ids, np.arange(7))
+    np.testing.assert_array_equal(g, gold)
+    np.testing.assert_array_equal(lg, logits)  # float32 stored exactly
+    assert dyn.n_epochs == 3 and dyn.num_labels == 3
+    assert dyn.manifest["epochs"] == [0, 1, 2]
+    assert dyn.manifest["snapshots"]["2"]["global_step"] == 30
+    # the training_dynamics folder itself is accepted too
+    np.testing.assert_array_equal(load_dynamics(tmp_path / "run" / "training_dynamics").logits, logits)
+
+
+def test_select_epochs(tmp_path):
+    _, _, logits = _write(tmp_path)
+    dyn = load_dynamics(tmp_path / "run", epochs=[0, 2])
+    np.testing.assert_array_equal(dyn.logits, logits[:, [0, 2]])
+    with pytest.raises(DatacartoError, match="no recorded epochs"):
+        load_dynamics(tmp_path / "run", epochs=[5])
+
+
+def test_epochs_over_different_examples_are_refused(tmp_path):
+    writer, gold, logits = _write(tmp_path)
+    writer.write_epoch(3, np.arange(6), gold[:6], logits[:6, 0])
+    with pytest.raises(DatacartoError, match="same examples"):
+        load_dynamics(tmp_path / "run")
+
+
+def test_gold_labels_changing_between_epochs_are_refused(tmp_path):
+    writer, gold, logits = _write(tmp_path)
+    writer.write_epoch(3, np.arange(7), (gold + 1) % 3, logits[:, 0])
+    with pytest.raises(DatacartoError, match="gold labels differ"):
+        load_dynamics(tmp_path / "run")
+
+
+def test_nothing_recorded(tmp_path):
+    with pytest.raises(DatacartoError, match="no training dynamics"):
+        load_dynamics(tmp_path)
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    _write(tmp_path)
+    path = dynamics_dir(tmp_path / "run") / "epoch_001.parquet"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(DatacartoError, match="unreadable or partial"):
+        load_dynamics(tmp_path / "run")
+
+
+def test_manifest_listing_a_missing_epoch(tmp_path):
+    _write(tmp_path)
+    (dynamics_dir(tmp_path / "run") / "epoch_002.parquet").unlink()
+    with pytest.raises(DatacartoError, match=r"epochs \[2\] whose files are missing"):
+        load_dynamics(tmp_path / "run")
+
+
+def test_unreadable_manifest(tmp_path):
+    _write(tmp_path)
+    (dynamics_dir(tmp_path / "run") / "manifest.json").write_text("{not json")
+    with pytest.raises(DatacartoError, match="unreadable manifest"):
+        load_dynamics(tmp_path / "run")
+
+
+def test_nan_logits_are_recorded_warned_and_counted(tmp_path):
+    writer = DynamicsWriter(dynamics_dir(tmp_path))
+    logits = np.zeros((4, 2), np.float32)
+    logits[1, 0] = np.nan
+    logits[3] = np.nan
+    with pytest.warns(UserWarning, match="2 examples have NaN logits"):
+        assert writer.write_epoch(0, np.arange(4), np.zeros(4), logits) == 2
+    assert json.loads((writer.directory / "manifest.json").read_text())["nan_logits"] == 2
+    assert np.isnan(load_dynamics(tmp_path).logits[3, 0]).all()
+
+
+def test_writes_leave_no_temporary_files(tmp_path):
+    _write(tmp_path)
+    names = sorted(p.name for p in dynamics_dir(tmp_path / "run").iterdir())
+    assert names == ["epoch_000.parquet", "epoch_001.parquet", "epoch_002.parquet", "manifest.json"]
+
+
+def test_examples_and_fingerprints(tmp_path):
+    frame = pd.DataFrame({"premise": ["a", "b", "a"], "hypothesis": ["x", "y", "x"], "extra": [1.5, 2.5, 3.5]})
+    fps = example_fingerprints(frame, ["premise", "hypothesis"])
+    assert fps[0] == fps[2] and fps[0] != fps[1]
+    assert dataset_fingerprint(fps) != dataset_fingerprint(fps[[1, 0, 2]])  # row order matters
+    writer = DynamicsWriter(dynamics_dir(tmp_path))
+    writer.write_examples(np.arange(3), fps, np.array([0, 1, 0]), frame)
+    back = load_examples(tmp_path)
+    assert list(back.columns) == ["fingerprint", "label", "premise", "hypothesis", "extra"]
+    assert back["extra"].tolist() == [1.5, 2.5, 3.5]
+
+
+def test_fingerprint_mismatch_is_refused(tmp_path):
+    writer = DynamicsWriter(dynamics_dir(tmp_path))
+    writer.update_manifest(dataset_fingerprint="aaa")
+    writer.write_epoch(0, np.arange(2), np.zeros(2), np.zeros((2, 2)))
+    writer.check_fingerprint("aaa")  # same data: fine
+    with pytest.raises(DatacartoError, match="different data set"):
+        writer.check_fingerprint("bbb")
