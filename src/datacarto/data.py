@@ -148,18 +148,25 @@ def tokenize(ds, tokenizer, spec: LabelSpec, *, max_length: int = 128):
 
 def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None = None):
     """Tokenizer and sequence-classification model from a hub name or a local folder (same path)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     kwargs = {"num_labels": num_labels}
     if label_names:
         kwargs["id2label"] = dict(enumerate(label_names))
         kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
     try:
+        config = AutoConfig.from_pretrained(name_or_dir)
+        head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        if head and config.num_labels != num_labels:
+            raise DatacartoError(
+                f"model {name_or_dir!r} is a classifier with {config.num_labels} labels but the data has "
+                f"{num_labels}: use a model with {num_labels} labels or its pretrained base"
+            )
         tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
         model = AutoModelForSequenceClassification.from_pretrained(name_or_dir, **kwargs)
     except OSError as e:
         raise DatacartoError(f"cannot load model {name_or_dir!r}: {e}") from e
-    except ValueError as e:
+    except (ValueError, RuntimeError) as e:
         raise DatacartoError(f"model {name_or_dir!r} does not fit {num_labels} labels: {e}") from e
     if getattr(model.config, "num_labels", num_labels) != num_labels:
         raise DatacartoError(
