@@ -386,3 +386,23 @@ def test_cli_audit_reports_bad_input_in_one_line(tmp_path, toy_jsonl, tiny_model
     code = main(["audit", "--dataset", str(toy_jsonl), "--model", tiny_model, "--noise-kind",
                  "class-conditional", "--noise-matrix", "0,1;1", "--output-dir", str(tmp_path / "y"), "--use_cpu"])
     assert code == 2 and "different lengths" in capsys.readouterr().err
+
+
+def test_run_audit_with_class_conditional_noise(tmp_path, toy_jsonl, tiny_model):
+    from conftest import training_args
+    from datacarto.audit import run_audit
+
+    out = tmp_path / "cc"
+    result = run_audit(dataset=str(toy_jsonl), model=tiny_model, output_dir=out, noise=0.2,
+                       noise_kind="class-conditional", seed=1, training_args=training_args(out))
+    assert result.n_flipped == 12 and result.n_examples == 60
+    report = json.loads((out / "audit.json").read_text())
+    # the default matrix: every flip goes to the next class
+    assert set(report["flips"]) <= {"0 -> 1", "1 -> 2", "2 -> 0"} and sum(report["flips"].values()) == 12
+    assert report["config"]["noise_kind"] == "class-conditional"
+    assert list(result.scores["score"]) == [r["score"] for r in report["scores"]]
+    assert result.regions.loc["all", "n_flipped"] == 12
+    # the audit refuses data that already carries its columns
+    with pytest.raises(DatacartoError, match="already has column"):
+        run_audit(dataset=str(out / "noisy_train.jsonl"), model=tiny_model, output_dir=tmp_path / "again",
+                  training_args=training_args(tmp_path / "again"))
