@@ -51,18 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     if ns.limit is not None:
         data = data.select(range(min(ns.limit, len(data))))
     out = Path(ns.output_dir or tempfile.mkdtemp(prefix="datacarto-audit-snli-"))
-    from transformers import TrainingArguments
-
-    from datacarto.train.baseline import TRAINING_DEFAULTS
-
-    # an instance, not a dict: train_baseline's dict path adds ddp_backend="gloo" on CPU-only machines,
-    # which fails outside torchrun with this transformers version
-    training_args = TrainingArguments(output_dir=str(out), **{**TRAINING_DEFAULTS,
+    training_args = {  # over datacarto's TRAINING_DEFAULTS
         "num_train_epochs": ns.epochs, "learning_rate": ns.learning_rate,
         "per_device_train_batch_size": ns.batch_size, "per_device_eval_batch_size": 128,
         "save_strategy": "no", "logging_strategy": "epoch", "report_to": "none", "use_cpu": True,
         "seed": ns.seed, "disable_tqdm": True,
-    })
+    }
     print(f"audit: {len(data)} rows of {ns.data}, {ns.noise:.0%} {ns.noise_kind} flips, MiniLM, "
           f"{ns.epochs} epochs, lr {ns.learning_rate}, {ns.dynamics_mode} -> {out}", flush=True)
     start = time.perf_counter()

@@ -389,12 +389,13 @@ def test_cli_audit_reports_bad_input_in_one_line(tmp_path, toy_jsonl, tiny_model
 
 
 def test_run_audit_with_class_conditional_noise(tmp_path, toy_jsonl, tiny_model):
-    from conftest import training_args
     from datacarto.audit import run_audit
 
     out = tmp_path / "cc"
+    fields = {"num_train_epochs": 2, "per_device_train_batch_size": 16, "learning_rate": 5e-3, "use_cpu": True,
+              "save_strategy": "no", "disable_tqdm": True}  # a dict of TrainingArguments fields works too
     result = run_audit(dataset=str(toy_jsonl), model=tiny_model, output_dir=out, noise=0.2,
-                       noise_kind="class-conditional", seed=1, training_args=training_args(out))
+                       noise_kind="class-conditional", seed=1, training_args=fields)
     assert result.n_flipped == 12 and result.n_examples == 60
     report = json.loads((out / "audit.json").read_text())
     # the default matrix: every flip goes to the next class
@@ -405,4 +406,4 @@ def test_run_audit_with_class_conditional_noise(tmp_path, toy_jsonl, tiny_model)
     # the audit refuses data that already carries its columns
     with pytest.raises(DatacartoError, match="already has column"):
         run_audit(dataset=str(out / "noisy_train.jsonl"), model=tiny_model, output_dir=tmp_path / "again",
-                  training_args=training_args(tmp_path / "again"))
+                  training_args=fields)
