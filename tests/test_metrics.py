@@ -183,12 +183,18 @@ def test_dynamics_object_and_tuple_agree(tmp_path):
 
 def test_extreme_logits_stay_finite():
     # p(gold) underflows to 0 in float32; the loss must still be the exact -log p (here 1e4).
-    logits = np.array([[[0.0, 1e4, -1e4]], [[3e38, -3e38, 0.0]]], dtype=np.float32)
-    df = compute_metrics((np.arange(2), np.array([0, 0]), logits))
-    assert np.isfinite(df[FLOAT_COLUMNS].to_numpy()).all()
+    # The last two rows' logits sum past float32's range: still finite, still used.
+    logits = np.array([[[0.0, 1e4, -1e4]], [[3e38, -3e38, 0.0]], [[3e38, 3e38, 0.0]], [[3e38, 3e38, 0.0]]],
+                      dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = compute_metrics((np.arange(4), np.array([0, 0, 0, 1]), logits))
+    assert np.isfinite(df[FLOAT_COLUMNS].to_numpy()).all() and (df["n_epochs_used"] == 1).all()
     assert df["last_loss"].iloc[0] == pytest.approx(1e4)
-    assert df["confidence"].iloc[0] == 0.0 and df["confidence"].iloc[1] == 1.0
-    assert df["aum"].iloc[0] == pytest.approx(-1e4) and df["aum"].iloc[1] == pytest.approx(3e38)
+    assert df["confidence"].tolist() == [0.0, 1.0, 0.5, 0.5]
+    assert df["correct_count"].tolist() == [0, 1, 1, 0]  # a tie goes to the first index
+    assert df["aum"].iloc[0] == pytest.approx(-1e4) and df["aum"].iloc[1] == pytest.approx(3e38)  # vs 0, the largest other
+    assert df["aum"].iloc[2] == 0.0 and df["aum"].iloc[3] == 0.0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -212,7 +212,8 @@ def _chunk_metrics(L: np.ndarray, gold: np.ndarray, el2n_epoch: int, work, out: 
     np.copyto(X, L.transpose(2, 1, 0), casting="unsafe")
     # A NaN or inf anywhere makes the plain sum non-finite (so does an overflowing sum of huge
     # logits, which merely takes the exact path): one read of X instead of an isfinite pass.
-    masked = not np.isfinite(np.sum(X))
+    with np.errstate(over="ignore", invalid="ignore"):
+        masked = not np.isfinite(np.sum(X))
     valid = np.isfinite(X).all(axis=0) if masked else None  # (E, m): epoch usable for this example
     if masked:
         X[:, ~valid] = 0  # finite stand-in; weight 0 below
@@ -236,11 +237,10 @@ def _chunk_metrics(L: np.ndarray, gold: np.ndarray, el2n_epoch: int, work, out: 
     if masked:
         correct &= valid
     # AUM margin: gold logit - largest other logit. Where gold is the argmax that is
-    # top - runner-up (and gold - top = 0); elsewhere gold - top.
-    margin = gold_logit - top
-    second -= top
-    second *= correct
-    margin -= second  # gold - top + correct * (top - runner-up)
+    # top - runner-up (and gold - top = 0); elsewhere gold - top. In float64: exact differences
+    # of float32 logits, whatever their magnitude.
+    margin = gold_logit.astype(np.float64) - top
+    margin += correct * (top.astype(np.float64) - second)
     out["aum"][:] = emean(margin)
     del margin, second
     # Last usable epoch: the predicted label's probability is exp(0) / s, and the loss is
