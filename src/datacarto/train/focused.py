@@ -1,0 +1,146 @@
+"""Focused fine-tuning: train on a subset of a run's training data, from the baseline or from scratch.
+
+``train_focused`` takes the run's label names and text columns from its manifest and hands the
+training itself to :func:`~datacarto.train.baseline.train_baseline` (which also records the focused
+run's own dynamics). Compare the result with a random control of the same size
+(``random_control``) and with the baseline, and try the ensemble of both (``EnsembleTrainer``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatacartoError
+from .baseline import TrainResult, train_baseline
+
+INITS = ("baseline", "pretrained")
+#: The subset's ``row_id`` (row ids of the baseline run) is kept under this name in the focused run.
+SOURCE_ROW_ID = "baseline_row_id"
+
+
+def _run_manifest(run_dir: Path) -> dict:
+    from ..dynamics.store import dynamics_dir, read_manifest
+
+    if not run_dir.is_dir():
+        raise DatacartoError(f"run directory {run_dir} not found")
+    manifest = read_manifest(dynamics_dir(run_dir))
+    if not manifest:
+        raise DatacartoError(f"{run_dir} holds no training_dynamics/manifest.json: not a datacarto run")
+    return manifest
+
+
+def start_model(run_dir: str | os.PathLike, init: str = "baseline", model: str | None = None) -> str:
+    """The model folder or name focused training starts from.
+
+    ``init="baseline"``: the run's final model ``<run>/model``; ``"pretrained"``: the model the run
+    started from (manifest key ``model``). ``model`` overrides either.
+    """
+    run_dir = Path(run_dir)
+    if init not in INITS:
+        raise DatacartoError(f"init must be one of {INITS}, got {init!r}")
+    manifest = _run_manifest(run_dir)
+    if model is not None:
+        return str(model)
+    if init == "baseline":
+        folder = run_dir / "model"
+        if not (folder / "config.json").is_file():
+            raise DatacartoError(f"{folder} holds no saved model: train the baseline with save_model=True "
+                                 "or pass model=")
+        return str(folder)
+    name = manifest.get("model")
+    if not name:
+        raise DatacartoError(f"the manifest of {run_dir} does not name the pretrained model: pass model=")
+    return str(name)
+
+
+def _subset_dataset(run_dir: Path, subset):
+    """A datasets.Dataset from a file, a Dataset, or row ids of the run."""
+    import datasets
+
+    from ..data import load_table
+    from ..select import focused_dataset
+
+    if isinstance(subset, (str, os.PathLike)):
+        return load_table(subset), str(subset)
+    if isinstance(subset, datasets.Dataset):
+        return subset, None
+    if isinstance(subset, (list, tuple, np.ndarray, range)):
+        ids = np.asarray(subset)
+        if ids.size == 0:
+            raise DatacartoError("the subset is empty")
+        return focused_dataset(run_dir, ids), f"{ids.size} row ids of {run_dir}"
+    raise DatacartoError(f"subset must be a file, a datasets.Dataset or row ids, got {type(subset).__name__}")
+
+
+def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline", model: str | None = None,
+                  output_dir: str | os.PathLike, validation=None, training_args=None, loss=None,
+                  label_column: str = "label", max_length: int = 128, dynamics_mode: str = "training_pass",
+                  eval_dynamics: bool = True, save_model: bool = True) -> TrainResult:
+    """Fine-tune on ``subset`` of the run ``run_dir`` and return the :class:`TrainResult`.
+
+    ``subset``: a .jsonl/.csv/.parquet file written by ``datacarto select``, a ``datasets.Dataset``,
+    or row ids of the run. ``init``: ``"baseline"`` continues from ``<run>/model``; ``"pretrained"``
+    starts again from the run's original model (``model=`` overrides the start point). Label names
+    and text columns are the baseline's. A ``row_id`` column (the baseline's row ids) is kept as
+    ``baseline_row_id``; a :class:`~datacarto.train.losses.WeightedLoss` indexed by the baseline's
+    row ids is re-indexed to the subset through it. ``validation``: a file or Dataset evaluated at
+    each epoch. Writes ``<output_dir>/focus.json`` (what was trained, from where).
+    """
+    from .._io import write_json_atomic
+    from .losses import WeightedLoss
+
+    run_dir = Path(run_dir)
+    manifest = _run_manifest(run_dir)
+    start = start_model(run_dir, init, model)
+    if output_dir is None:
+        raise DatacartoError("train_focused needs an output_dir")
+    output_dir = Path(output_dir)
+    if output_dir.resolve() == run_dir.resolve():
+        raise DatacartoError("output_dir is the baseline run itself: focused training would overwrite its "
+                             "model and dynamics; choose another folder")
+    label_names = manifest.get("label_names")
+    text_columns = manifest.get("text_columns") or None
+    ds, source = _subset_dataset(run_dir, subset)
+    if len(ds) == 0:
+        raise DatacartoError("the subset is empty")
+    if text_columns:
+        missing = [c for c in text_columns if c not in ds.column_names]
+        if missing:
+            raise DatacartoError(f"the subset lacks the baseline's text column(s) {missing} "
+                                 f"(columns: {ds.column_names})")
+    if label_column not in ds.column_names:
+        raise DatacartoError(f"label column {label_column!r} not in the subset (columns: {ds.column_names})")
+
+    source_ids = None
+    if "row_id" in ds.column_names:
+        source_ids = np.asarray(ds["row_id"], dtype=np.int64)
+        if SOURCE_ROW_ID in ds.column_names:
+            ds = ds.remove_columns(SOURCE_ROW_ID)
+        ds = ds.rename_column("row_id", SOURCE_ROW_ID)
+    if isinstance(loss, WeightedLoss) and source_ids is not None:
+        if np.asarray(ds[label_column]).dtype.kind in "iu" and (np.asarray(ds[label_column]) < 0).any():
+            raise DatacartoError("the subset has rows without a gold label (< 0): drop them before weighting")
+        loss = loss.for_rows(source_ids)
+
+    if isinstance(validation, (str, os.PathLike)) and not Path(validation).exists() and \
+            Path(validation).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet", ".tsv"):
+        raise DatacartoError(f"validation file not found: {validation}")
+    result = train_baseline(
+        model=start, train=ds, validation=validation, text_columns=text_columns, label_column=label_column,
+        label_names=label_names, num_labels=len(label_names) if label_names else manifest.get("num_labels"),
+        output_dir=output_dir, training_args=training_args, dynamics_mode=dynamics_mode,
+        eval_dynamics=eval_dynamics, max_length=max_length, loss=loss, save_model=save_model,
+    )
+    if result.trainer is None or result.trainer.is_world_process_zero():
+        write_json_atomic(Path(result.output_dir) / "focus.json", {
+            "baseline_run": str(run_dir), "init": init, "start_model": start,
+            "subset": source, "n_examples": len(ds),
+            "n_baseline_examples": manifest.get("n_examples"),
+            "loss": repr(loss) if loss is not None else "cross_entropy()",
+            "label_names": label_names, "text_columns": text_columns,
+            "validation": str(validation) if isinstance(validation, (str, os.PathLike)) else None,
+        })
+    return result
