@@ -6,6 +6,7 @@ A reader (or a crash) never sees a half-written file: either the old file or the
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -50,6 +51,16 @@ def write_table_atomic(path: str | os.PathLike, table) -> Path:
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def write_jsonl_atomic(path: str | os.PathLike, rows) -> Path:
+    """One JSON object per line; floats written exactly (pandas' to_json keeps 10 digits), NaN as null."""
+    def clean(v):
+        return None if isinstance(v, float) and math.isnan(v) else v
+
+    lines = (json.dumps({k: clean(v) for k, v in row.items()}, ensure_ascii=False, default=_json_default) + "\n"
+             for row in rows)
+    return write_text_atomic(path, "".join(lines))
+
+
 def write_frame(df, path: str | os.PathLike, *, index: bool = True) -> Path:
     """Write a pandas DataFrame by extension (.parquet, .csv, .jsonl/.json), atomically."""
     path = Path(path)
@@ -60,9 +71,9 @@ def write_frame(df, path: str | os.PathLike, *, index: bool = True) -> Path:
     if suffix == ".csv":
         return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     if suffix in (".jsonl", ".json"):
-        return atomic_write(
-            path, lambda tmp: frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        )
+        import pyarrow as pa
+
+        return write_jsonl_atomic(path, pa.Table.from_pandas(frame, preserve_index=False).to_pylist())
     from .errors import DatacartoError
 
     raise DatacartoError(f"unsupported output format {suffix!r} for {path}: use .parquet, .csv or .jsonl")
@@ -77,6 +88,6 @@ def _json_default(obj: Any):
         return float(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
+    if isinstance(obj, (Path, bytes)) or hasattr(obj, "isoformat"):
+        return obj.decode() if isinstance(obj, bytes) else str(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")

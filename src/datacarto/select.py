@@ -21,7 +21,6 @@ Rules, in short:
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -462,7 +461,7 @@ def export_subset(dataset_or_frame: Any, path: str | os.PathLike) -> Path:
 
     Refuses (DatacartoError) to replace an existing file with an empty subset.
     """
-    from ._io import write_frame, write_table_atomic, write_text_atomic
+    from ._io import write_frame, write_jsonl_atomic, write_table_atomic
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -479,22 +478,16 @@ def export_subset(dataset_or_frame: Any, path: str | os.PathLike) -> Path:
     if n_rows == 0 and path.exists():
         raise DatacartoError(f"empty selection: refusing to overwrite the existing file {path}")
     if suffix in (".jsonl", ".json"):
-        # pandas' to_json keeps 10 significant digits; json.dumps writes floats exactly
         if table is None:
             import pyarrow as pa
 
             table = pa.Table.from_pandas(frame, preserve_index=frame.index.name is not None)
-        return write_text_atomic(path, "".join(_json_line(row) for row in table.to_pylist()))
+        return write_jsonl_atomic(path, table.to_pylist())
     if table is not None:
         if suffix == ".parquet":
             return write_table_atomic(path, table)
         frame = table.to_pandas()
     return write_frame(frame, path, index=frame.index.name is not None)
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-    return json.dumps(clean, ensure_ascii=False, default=str) + "\n"
 
 
 def get_focused_sets(checkpoint_dir: str | os.PathLike, min_confidence: float | None = None,
