@@ -1,0 +1,174 @@
+"""How the interactive data map scales: 50k, 200k and 550k points (SNLI's training set is 550k).
+
+For each size: synthetic training dynamics (5 epochs, 3 labels) -> compute_metrics +
+assign_regions, SNLI-like records (premise ~100 characters, hypothesis ~50, random words drawn
+Zipf-like from a 20k-word vocabulary whose frequent words are short, as in English; every row is
+unique, unlike SNLI where each premise has three hypotheses), then measures:
+
+* html MB        size of the written HTML file
+* write s        interactive_map(..., path=...) wall time
+* ready s        headless Chromium: page.goto(file://...) until window.datacartoReady
+* hover ms       median over 5 points: mouse move onto a point -> our tooltip visible
+* png s          plot_data_map + save_figure (.png), for comparison
+
+Run: ``.venv/bin/python benchmarks/map_scale.py [--sizes 50000,200000,550000] [--keep DIR]``.
+Needs Chromium at /usr/bin/chromium and the playwright package for the browser columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LABELS = ["entailment", "neutral", "contradiction"]
+TARGET_MB, TARGET_READY_S = 45.0, 5.0
+
+
+def make_vocabulary(size: int, rng: np.random.Generator) -> np.ndarray:
+    """Pseudo-words, most frequent first; length grows with rank like English (2-3 letters on top)."""
+    letters = np.array(list("etaoinshrdlcumwfgypbvkjxqz"))
+    freq = np.array([12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8, 2.4, 2.4, 2.2, 2.0,
+                     2.0, 1.9, 1.5, 0.98, 0.77, 0.15, 0.15, 0.095, 0.074])
+    freq /= freq.sum()
+    words: list[str] = []
+    seen: set[str] = set()
+    rank = 0
+    while len(words) < size:
+        length = int(np.clip(round(1.5 + 0.65 * np.log(rank + 2) + rng.normal(0, 1.0)), 1, 14))
+        w = "".join(rng.choice(letters, length, p=freq))
+        rank += 1
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return np.array(words, dtype=object)
+
+
+def make_sentences(n: int, chars: int, vocab: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """``n`` random sentences of about ``chars`` characters, words drawn with Zipf frequencies."""
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    width = max(4, chars // 3)
+    ids = rng.choice(len(vocab), size=(n, width), p=p)
+    lengths = np.vectorize(len, otypes=[np.int64])(vocab) + 1
+    cum = np.cumsum(lengths[ids], axis=1)
+    take = np.minimum((cum < chars).sum(axis=1) + 1, width)
+    return [" ".join(vocab[row[:k]]) for row, k in zip(ids, take)]
+
+
+def make_data(n: int, seed: int = 0, epochs: int = 5):
+    """(metrics with regions, records, gold probabilities (n, epochs)) for ``n`` synthetic examples."""
+    from datacarto.maps.interactive import gold_probabilities
+    from datacarto.metrics import assign_regions, compute_metrics
+
+    rng = np.random.default_rng(seed)
+    c = len(LABELS)
+    gold = rng.integers(0, c, n)
+    logits = rng.normal(0, 1, (n, epochs, c)).astype(np.float32)
+    skill = rng.normal(1.2, 2.0, n)[:, None] + np.linspace(0, 2, epochs)[None, :] * rng.random(n)[:, None]
+    logits[np.arange(n), :, gold] += skill.astype(np.float32)
+    ids = np.arange(n, dtype=np.int64)
+    metrics = compute_metrics((ids, gold, logits))
+    metrics["region"] = assign_regions(metrics)
+    vocab = make_vocabulary(20_000, rng)
+    records = pd.DataFrame({"premise": make_sentences(n, 100, vocab, rng),
+                            "hypothesis": make_sentences(n, 50, vocab, rng),
+                            "label": gold}, index=pd.Index(ids, name="row_id"))
+    return metrics, records, gold_probabilities(logits, gold)
+
+
+def browser_times(path: Path, metrics: pd.DataFrame, records: pd.DataFrame,
+                  hovers: int = 5) -> tuple[float, float, str]:
+    """(seconds to datacartoReady, median hover latency in ms, "hits/hovers" that showed the aimed point).
+
+    A hover counts when the tooltip shows the aimed point's row id and premise.
+    """
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        t0 = time.perf_counter()
+        page.goto(path.resolve().as_uri(), timeout=120_000)
+        page.wait_for_function("window.datacartoReady === true || !!window.datacartoError",
+                               timeout=120_000, polling=20)
+        ready = time.perf_counter() - t0
+        error = page.evaluate("window.datacartoError || null")
+        if error:
+            raise RuntimeError(f"the page failed: {error}")
+        # points far from their neighbours in the upper left, so the hovered point is the one aimed at
+        conf = metrics["confidence"].to_numpy()
+        var = metrics["variability"].to_numpy()
+        candidates = np.flatnonzero((conf > 0.3) & (var > np.quantile(var, 0.995)))[:hovers]
+        latencies, hits = [], 0
+        for i in candidates.tolist():
+            page.mouse.move(5, 5)
+            page.wait_for_function("document.getElementById('dc-tooltip').hidden", polling=10)
+            xy = page.evaluate(f"window.datacarto.pointPixel({i})")
+            t1 = time.perf_counter()
+            page.mouse.move(xy["x"], xy["y"])
+            page.wait_for_function("!document.getElementById('dc-tooltip').hidden", polling=5, timeout=30_000)
+            latencies.append((time.perf_counter() - t1) * 1000)
+            tip = page.text_content("#dc-tooltip")
+            hits += f"row {int(metrics.index[i])}" in tip and records["premise"].iloc[i] in tip
+        browser.close()
+    return ready, statistics.median(latencies), f"{hits}/{len(candidates)}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="50000,200000,550000")
+    parser.add_argument("--keep", default=None, help="write the maps into this folder and keep them")
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args(argv)
+    from datacarto.maps.interactive import interactive_map
+    from datacarto.maps.static import plot_data_map, save_figure
+
+    browser = not args.no_browser and os.path.exists(CHROMIUM)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = Path(args.keep or tmp)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for n in [int(s) for s in args.sizes.split(",")]:
+            t = time.perf_counter()
+            metrics, records, probs = make_data(n)
+            gen = time.perf_counter() - t
+            path = out_dir / f"map_{n}.html"
+            t = time.perf_counter()
+            interactive_map(metrics, records, gold_probs=probs, label_names=LABELS, path=path,
+                            title=f"benchmark, {n:,} points")
+            write = time.perf_counter() - t
+            size_mb = path.stat().st_size / 1e6
+            t = time.perf_counter()
+            fig = plot_data_map(metrics, label_names=LABELS)
+            save_figure(fig, out_dir / f"map_{n}.png")
+            png = time.perf_counter() - t
+            ready = hover = float("nan")
+            right = None
+            if browser:
+                ready, hover, right = browser_times(path, metrics, records)
+            rows.append((n, size_mb, write, ready, hover, right, png, gen))
+            print(f"  {n:,} points done (data generation {gen:.1f} s)", flush=True)
+    print()
+    print(f"{'points':>8} {'html MB':>8} {'write s':>8} {'ready s':>8} {'hover ms':>9} {'hits':>6} {'png s':>6}")
+    for n, size_mb, write, ready, hover, right, png, _ in rows:
+        print(f"{n:>8,} {size_mb:>8.1f} {write:>8.1f} {ready:>8.2f} {hover:>9.0f} {str(right):>6} {png:>6.1f}")
+    last = rows[-1]
+    if last[0] >= 550_000:
+        ok = last[1] <= TARGET_MB and (not browser or (last[3] <= TARGET_READY_S and not last[5].startswith("0/")))
+        print(f"\n550k targets (<= {TARGET_MB:.0f} MB, ready <= {TARGET_READY_S:.0f} s, hover works): "
+              + ("met" if ok else "NOT met"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
