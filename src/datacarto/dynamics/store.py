@@ -276,8 +276,9 @@ def load_dynamics(run_dir: str | os.PathLike, split: str = "train", *,
     out = None
     for j, (index, path) in enumerate(files.items()):
         ids, g, logits = _read_epoch(path)
-        order = np.argsort(ids, kind="stable")
-        ids, g = ids[order], g[order]
+        order = None if ids.size < 2 or bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
+        if order is not None:  # the recorder writes sorted ids; other writers may not
+            ids, g = ids[order], g[order]
         if first is None:
             if ids.size and np.any(ids[1:] == ids[:-1]):
                 raise DatacartoError(f"{path}: duplicate row ids")
@@ -293,7 +294,7 @@ def load_dynamics(run_dir: str | os.PathLike, split: str = "train", *,
                 )
             if not np.array_equal(g, first[2]):
                 raise DatacartoError(f"epoch {index}: gold labels differ from epoch {first[0]}")
-        out[:, j, :] = logits[order]
+        out[:, j, :] = logits if order is None else logits[order]
     first_ids, gold = first[1], first[2]
     return Dynamics(ids=first_ids, gold=gold.astype(np.int64), logits=out, manifest=manifest,
                     directory=directory, epochs=list(files))
