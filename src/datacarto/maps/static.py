@@ -26,6 +26,7 @@ from . import (
     gold_labels,
     label_colors,
     region_codes,
+    region_guides,
     subsample,
 )
 
@@ -132,6 +133,15 @@ def plot_data_map(metrics: pd.DataFrame, *, color_by: str = "correctness", label
                       markeredgewidth=0, label=names[k]) for k in present]
     ax.legend(handles=handles, title=legend_title, loc="lower right", framealpha=0.9, fontsize=9)
 
+    guides, kind = region_guides(metrics)
+    if kind != "quantile guides":  # draw only boundaries the region rule really uses
+        for g in guides:
+            style = dict(color="#333333", lw=1.0, ls="--", alpha=0.7, zorder=4)
+            if g.axis == "x":
+                ax.axvline(g.value, **style)
+            else:
+                ax.plot([0.0 if g.start is None else g.start, g.end if g.end is not None else ax.get_xlim()[1]],
+                        [g.value, g.value], **style)
     for region, (x, y, ha, va) in _REGION_BOXES.items():
         ax.text(x, y, region, transform=ax.transAxes, ha=ha, va=va, fontsize=11, zorder=5,
                 bbox=dict(boxstyle="round,pad=0.3", fc="white", ec=REGION_COLORS[region], lw=2))
