@@ -1,0 +1,491 @@
+"""N-model ensembles: a weighted mean of the members' logits (or probabilities), weights tuned on validation.
+
+``EnsembleTrainer`` has the ``evaluate()`` / ``predict()`` interface of a ``transformers.Trainer``.
+Each member predicts over a data set once: its logits are cached by the data set's content
+fingerprint, so tuning on validation and then evaluating costs one forward pass per member and data
+set. Members may have different tokenizers: each tokenizes the raw text columns itself.
+
+Weights are given or tuned with ``tune(validation)``, the only method that chooses weights and the
+only one that sees gold labels for that purpose; ``tuning["fingerprint"]`` records which data set it
+was (``tuned_on``: every data set ever used), so a test can assert the test set never was.
+The numeric core (``combine_logits``, ``tune_weights``) is NumPy only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DatacartoError
+
+COMBINES = ("logits", "probs")
+OBJECTIVES = ("accuracy", "log_loss")
+#: members up to which weights are tuned on a simplex grid; above it, by log-loss minimisation
+GRID_MAX_MEMBERS = 4
+_NO_LABEL = "__datacarto_no_label"
+
+
+# ----------------------------------------------------------------------------------------------
+# numeric core (NumPy)
+
+
+def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = x - x.max(axis=axis, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+def check_weights(weights, n_members: int) -> np.ndarray:
+    """Weights as float64 summing to 1; DatacartoError unless n_members finite values >= 0, sum > 0."""
+    try:
+        w = np.asarray(weights, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as e:
+        raise DatacartoError(f"weights must be numbers: {e}") from e
+    if w.size != n_members:
+        raise DatacartoError(f"{w.size} weights given for {n_members} models")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise DatacartoError(f"weights must be >= 0 with a positive sum, got {w.tolist()}")
+    return w / w.sum()
+
+
+def combine_logits(member_logits, weights, combine: str = "logits") -> np.ndarray:
+    """(n, C) combined scores of (M, n, C) member logits.
+
+    ``"logits"``: the weighted mean of logits (members with weight 0 are left out, so ``[1, 0]``
+    returns model A's logits exactly). ``"probs"``: the log of the weighted mean of softmax
+    probabilities (so a softmax of the result gives the mixed probabilities back).
+    """
+    if combine not in COMBINES:
+        raise DatacartoError(f"combine must be one of {COMBINES}, got {combine!r}")
+    L = np.asarray(member_logits)
+    if L.ndim != 3:
+        raise DatacartoError(f"member logits must be (models, examples, classes), got shape {L.shape}")
+    w = check_weights(weights, L.shape[0])
+    used = np.flatnonzero(w > 0)
+    if combine == "logits":
+        out = np.zeros(L.shape[1:], dtype=np.float64)
+        for m in used:
+            out += w[m] * L[m].astype(np.float64)
+        return out.astype(np.float32)
+    p = np.zeros(L.shape[1:], dtype=np.float64)
+    for m in used:
+        p += w[m] * _softmax(L[m].astype(np.float64))
+    return np.log(np.maximum(p, np.finfo(np.float64).tiny)).astype(np.float32)
+
+
+def log_loss_of(scores: np.ndarray, gold: np.ndarray) -> float:
+    """Mean cross-entropy of ``gold`` under softmax(scores) (scores: combined logits or log-probs)."""
+    lp = _log_softmax(np.asarray(scores, dtype=np.float64))
+    return float(-lp[np.arange(len(gold)), gold].mean()) if len(gold) else float("nan")
+
+
+def simplex_grid(n_members: int, step: float) -> np.ndarray:
+    """Every weight vector with entries in multiples of ``step`` summing to 1, (G, M), in lexicographic
+    order of the first member's weight descending (so ``[1, 0, ...]`` comes first)."""
+    k = round(1.0 / step)
+    if step <= 0 or step > 1 or abs(k * step - 1.0) > 1e-9:
+        raise DatacartoError(f"grid step must divide 1 (e.g. 0.05 or 0.1), got {step}")
+    points = [c for c in itertools.product(range(k, -1, -1), repeat=n_members - 1) if sum(c) <= k]
+    grid = np.array([[*c, k - sum(c)] for c in points], dtype=np.float64) / k
+    return grid
+
+
+def _grid_scores(L: np.ndarray, gold: np.ndarray, grid: np.ndarray, combine: str) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and log-loss of each grid point, chunked to bound memory."""
+    n = L.shape[1]
+    X = L.astype(np.float64) if combine == "logits" else _softmax(L.astype(np.float64))
+    acc = np.empty(len(grid))
+    loss = np.empty(len(grid))
+    chunk = max(1, int(2e7 // max(1, X.shape[1] * X.shape[2])))
+    rows = np.arange(n)
+    for lo in range(0, len(grid), chunk):
+        g = grid[lo:lo + chunk]
+        Z = np.einsum("gm,mnc->gnc", g, X)
+        acc[lo:lo + chunk] = (Z.argmax(axis=2) == gold).mean(axis=1)
+        if combine == "logits":
+            lp = _log_softmax(Z, axis=2)[:, rows, gold]
+        else:
+            lp = np.log(np.maximum(Z[:, rows, gold], np.finfo(np.float64).tiny))
+        loss[lo:lo + chunk] = -lp.mean(axis=1)
+    return acc, loss
+
+
+def _optimize_log_loss(L: np.ndarray, gold: np.ndarray, combine: str) -> np.ndarray:
+    """Weights minimising the log-loss, parametrised as softmax(theta) (scipy L-BFGS), from uniform."""
+    from scipy.optimize import minimize
+
+    M, n, _ = L.shape
+    X = L.astype(np.float64) if combine == "logits" else _softmax(L.astype(np.float64))
+    rows = np.arange(n)
+    onehot = np.zeros(X.shape[1:])
+    onehot[rows, gold] = 1.0
+
+    def fun(theta):
+        w = _softmax(theta)
+        Z = np.einsum("m,mnc->nc", w, X)
+        if combine == "logits":
+            lp = _log_softmax(Z)
+            value = -lp[rows, gold].mean()
+            grad_w = np.einsum("nc,mnc->m", np.exp(lp) - onehot, X) / n
+        else:
+            pg = np.maximum(Z[rows, gold], np.finfo(np.float64).tiny)
+            value = -np.log(pg).mean()
+            grad_w = -(X[:, rows, gold] / pg).mean(axis=1)
+        grad_theta = w * (grad_w - np.dot(w, grad_w))  # through the softmax: (diag(w) - w w^T) g
+        return value, grad_theta
+
+    res = minimize(fun, np.zeros(M), jac=True, method="L-BFGS-B")
+    return _softmax(res.x)
+
+
+def tune_weights(member_logits, gold, *, combine: str = "logits", step: float = 0.05,
+                 objective: str = "accuracy", method: str = "auto") -> tuple[np.ndarray, dict[str, Any]]:
+    """Ensemble weights chosen on (M, n, C) member logits and gold labels: call it with validation data only.
+
+    ``method="auto"``: a grid of step ``step`` on the simplex for M <= 4 (``objective`` accuracy,
+    ties broken by lower log-loss then grid order; or ``log_loss``), else log-loss minimisation
+    (``"optimize"``). Returns (weights summing to 1, info with method, objective, accuracy, log_loss).
+    """
+    if combine not in COMBINES:
+        raise DatacartoError(f"combine must be one of {COMBINES}, got {combine!r}")
+    if objective not in OBJECTIVES:
+        raise DatacartoError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    L = np.asarray(member_logits, dtype=np.float64)
+    gold = np.asarray(gold)
+    if L.ndim != 3 or gold.shape != (L.shape[1],):
+        raise DatacartoError(f"tune_weights needs (M, n, C) logits and n gold labels, got {L.shape} and {gold.shape}")
+    if gold.size == 0:
+        raise DatacartoError("cannot tune weights on an empty data set")
+    if gold.min() < 0 or gold.max() >= L.shape[2]:
+        raise DatacartoError("gold labels out of range for the members' classes")
+    M = L.shape[0]
+    if method == "auto":
+        method = "grid" if M <= GRID_MAX_MEMBERS else "optimize"
+    if method == "grid":
+        grid = simplex_grid(M, step)
+        acc, loss = _grid_scores(L, gold, grid, combine)
+        if objective == "accuracy":
+            best = int(np.lexsort((np.arange(len(grid)), loss, -acc))[0])
+        else:
+            best = int(np.lexsort((np.arange(len(grid)), loss))[0])
+        w = grid[best]
+    elif method == "optimize":
+        w = _optimize_log_loss(L, gold, combine)
+        objective = "log_loss"
+    else:
+        raise DatacartoError(f"method must be 'auto', 'grid' or 'optimize', got {method!r}")
+    scores = combine_logits(L, w, combine)
+    info = {"method": method, "objective": objective, "combine": combine,
+            "step": step if method == "grid" else None, "n_examples": int(gold.size),
+            "accuracy": float((scores.argmax(axis=1) == gold).mean()), "log_loss": log_loss_of(scores, gold)}
+    return w, info
+
+
+# ----------------------------------------------------------------------------------------------
+# the trainer
+
+
+@dataclass
+class _Prepared:
+    """A data set ready for the members: raw rows with integer labels, gold (or None), fingerprint."""
+
+    dataset: Any
+    gold: np.ndarray | None
+    fingerprint: str
+    text_columns: list[str]
+    label_column: str | None
+
+
+@dataclass
+class _Member:
+    name: str
+    key: str
+    model: Any
+    tokenizer: Any
+    trainer: Any = None
+
+
+def _default_args():
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(output_dir=str(Path(tempfile.gettempdir()) / "datacarto-ensemble"),
+                             per_device_eval_batch_size=64, report_to="none", disable_tqdm=True,
+                             use_cpu=not torch.cuda.is_available())
+
+
+def _label_names_of(model) -> list[str] | None:
+    id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
+    names = [id2label[i] for i in sorted(id2label)]
+    if not names or all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+        return None
+    return names
+
+
+class EnsembleTrainer:
+    """Combine N sequence classifiers by a weighted mean of logits (``combine="logits"``) or probabilities.
+
+    ``models``: model folders (each with its tokenizer), ``TrainResult`` objects, or loaded models
+    with ``processing_class`` (one tokenizer or one per model). ``weights``: given (normalised to
+    sum 1), or None for the plain mean until :meth:`tune` chooses them on a validation set.
+    ``args``: ``TrainingArguments`` (or a dict of fields) for the members' inference (batch size,
+    device). ``cache``: a dict to share member logits between ensembles of the same models.
+    Data sets are ``datasets.Dataset`` objects or files, with the raw ``text_columns`` and,
+    for scores, the ``label_column`` (rows without a gold label, < 0, are dropped).
+    """
+
+    def __init__(self, models, weights=None, *, combine: str = "logits", args=None, processing_class=None,
+                 text_columns: list[str] | None = None, label_column: str = "label",
+                 label_names: list[str] | None = None, max_length: int = 128, eval_dataset=None,
+                 names: list[str] | None = None, cache: dict | None = None):
+        if combine not in COMBINES:
+            raise DatacartoError(f"combine must be one of {COMBINES}, got {combine!r}")
+        models = list(models) if isinstance(models, (list, tuple)) else [models]
+        if not models:
+            raise DatacartoError("an ensemble needs at least one model")
+        self.combine = combine
+        self.args = self._make_args(args)
+        self.text_columns = list(text_columns) if text_columns else None
+        self.label_column = label_column
+        self.max_length = max_length
+        self.eval_dataset = eval_dataset
+        self.cache = cache if cache is not None else {}
+        self.members = self._load_members(models, processing_class, names)
+        self.num_labels = self._check_labels()
+        self.label_names = list(label_names) if label_names else _label_names_of(self.members[0].model)
+        self.weights = None if weights is None else check_weights(weights, len(self.members))
+        self.weights_source = "given" if weights is not None else "uniform"
+        self.tuning: dict[str, Any] | None = None
+        self.tuned_on: list[str] = []  # fingerprints of every data set handed to tune()
+        self.forward_passes = [0] * len(self.members)  # data sets each member predicted over
+
+    # -- construction
+    @staticmethod
+    def _make_args(args):
+        from transformers import TrainingArguments
+
+        if args is None:
+            return _default_args()
+        if isinstance(args, TrainingArguments):
+            return args
+        if isinstance(args, dict):
+            fields = {"output_dir": str(Path(tempfile.gettempdir()) / "datacarto-ensemble"), "report_to": "none",
+                      "disable_tqdm": True, **args}
+            return TrainingArguments(**fields)
+        raise DatacartoError(f"args must be TrainingArguments, a dict or None, got {type(args).__name__}")
+
+    def _load_members(self, models, processing_class, names) -> list[_Member]:
+        from transformers import AutoConfig
+
+        from ..data import load_model
+
+        if isinstance(processing_class, (list, tuple)):
+            if len(processing_class) != len(models):
+                raise DatacartoError(f"{len(processing_class)} tokenizers for {len(models)} models")
+            tokenizers = list(processing_class)
+        else:
+            tokenizers = [processing_class] * len(models)
+        if names is not None and len(names) != len(models):
+            raise DatacartoError(f"{len(names)} names for {len(models)} models")
+        members = []
+        for i, (m, tok) in enumerate(zip(models, tokenizers)):
+            if hasattr(m, "model_dir") and not hasattr(m, "forward"):
+                m = m.model_dir
+            if isinstance(m, (str, os.PathLike)):
+                folder = str(m)
+                try:
+                    config = AutoConfig.from_pretrained(folder)
+                except OSError as e:
+                    raise DatacartoError(f"cannot load model {folder!r}: {e}") from e
+                tokenizer, model = load_model(folder, config.num_labels)
+                key = str(Path(folder).resolve()) if Path(folder).exists() else folder
+                name = Path(folder).name if Path(folder).name != "model" else Path(folder).parent.name
+                if tok is not None:
+                    tokenizer = tok
+            else:
+                if tok is None:
+                    raise DatacartoError(f"model {i} is loaded in memory: pass its tokenizer as processing_class")
+                model, tokenizer, key, name = m, tok, f"object:{id(m)}", f"model{i}"
+            members.append(_Member(name=names[i] if names else name, key=key, model=model, tokenizer=tokenizer))
+        seen: dict[str, int] = {}
+        for member in members:  # unique names for tables
+            seen[member.name] = seen.get(member.name, 0) + 1
+            if seen[member.name] > 1:
+                member.name = f"{member.name}#{seen[member.name]}"
+        return members
+
+    def _check_labels(self) -> int:
+        counts = {getattr(m.model.config, "num_labels", None) for m in self.members}
+        if len(counts) != 1:
+            raise DatacartoError(f"the models have different numbers of labels: {sorted(map(str, counts))}")
+        named = [n for n in (_label_names_of(m.model) for m in self.members) if n is not None]
+        if any(n != named[0] for n in named[1:]):
+            raise DatacartoError(f"the models name their labels differently: {named}; ensembling would mix classes")
+        return int(counts.pop())
+
+    # -- data
+    def _prepare(self, dataset, *, split: str = "validation", need_labels: bool = False) -> _Prepared:
+        from ..data import infer_text_columns, load_table, prepare_labels
+        from ..dynamics.store import dataset_fingerprint, example_fingerprints
+
+        if dataset is None:
+            raise DatacartoError("no data set given")
+        ds = load_table(dataset, split) if isinstance(dataset, (str, os.PathLike)) else dataset
+        if not hasattr(ds, "column_names"):
+            raise DatacartoError(f"expected a datasets.Dataset or a data file, got {type(ds).__name__}")
+        gold = None
+        label_column = self.label_column if self.label_column in ds.column_names else None
+        if label_column is not None:
+            ds, spec = prepare_labels(ds, text_columns=self.text_columns, label_column=label_column,
+                                      label_names=self.label_names, num_labels=self.num_labels)
+            text_columns = spec.text_columns
+            gold = np.asarray(ds[label_column], dtype=np.int64)
+        elif need_labels:
+            raise DatacartoError(f"label column {self.label_column!r} not in the data set (columns: {ds.column_names})")
+        else:
+            if len(ds) == 0:
+                raise DatacartoError("the data set is empty")
+            text_columns = self.text_columns or infer_text_columns(ds, self.label_column)
+            missing = [c for c in text_columns if c not in ds.column_names]
+            if missing:
+                raise DatacartoError(f"text column(s) {missing} not in the data set (columns: {ds.column_names})")
+        frame = ds.select_columns(text_columns).to_pandas()
+        if gold is not None:
+            frame = frame.assign(__label=gold)
+        fingerprint = dataset_fingerprint(example_fingerprints(frame))
+        return _Prepared(ds, gold, fingerprint, text_columns, label_column)
+
+    def fingerprint(self, dataset, split: str = "validation") -> str:
+        """The content fingerprint (text columns and labels) under which a data set's logits are cached."""
+        return self._prepare(dataset, split=split).fingerprint
+
+    # -- member predictions
+    def _member_trainer(self, member: _Member):
+        if member.trainer is None:
+            from transformers import DataCollatorWithPadding, Trainer
+
+            member.trainer = Trainer(model=member.model, args=self.args, processing_class=member.tokenizer,
+                                     data_collator=DataCollatorWithPadding(member.tokenizer))
+        return member.trainer
+
+    def _run_member(self, i: int, prep: _Prepared) -> np.ndarray:
+        from ..data import LabelSpec, tokenize
+
+        member = self.members[i]
+        ds = prep.dataset
+        label_column = prep.label_column
+        if label_column is None:
+            label_column = _NO_LABEL
+            ds = ds.add_column(_NO_LABEL, [0] * len(ds))
+        spec = LabelSpec(text_columns=prep.text_columns, label_column=label_column,
+                         label_names=[str(k) for k in range(self.num_labels)])
+        tok = tokenize(ds, member.tokenizer, spec, max_length=self.max_length)
+        keep = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in tok.column_names]
+        tok = tok.select_columns(keep)
+        out = self._member_trainer(member).predict(tok)
+        logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+        self.forward_passes[i] += 1
+        logits = np.asarray(logits, dtype=np.float32)
+        if logits.shape != (len(ds), self.num_labels):
+            raise DatacartoError(f"model {member.name} returned logits of shape {logits.shape} for {len(ds)} rows")
+        return logits
+
+    def _logits(self, prep: _Prepared, indices) -> list[np.ndarray]:
+        out = []
+        for i in indices:
+            key = (self.members[i].key, prep.fingerprint, self.max_length)
+            if key not in self.cache:
+                self.cache[key] = self._run_member(i, prep)
+            out.append(self.cache[key])
+        return out
+
+    def member_logits(self, dataset, split: str = "test") -> np.ndarray:
+        """(M, n, C) logits of every member over ``dataset`` (cached)."""
+        prep = self._prepare(dataset, split=split)
+        return np.stack(self._logits(prep, range(len(self.members))))
+
+    def member_predictions(self, dataset, split: str = "test") -> dict[str, np.ndarray]:
+        """Each member's logits by name (for :func:`datacarto.evaluation.evaluate_by_region`)."""
+        return {m.name: L for m, L in zip(self.members, self.member_logits(dataset, split=split))}
+
+    # -- weights
+    @property
+    def current_weights(self) -> np.ndarray:
+        """The weights in use: given, tuned, or uniform."""
+        if self.weights is not None:
+            return self.weights
+        return np.full(len(self.members), 1.0 / len(self.members))
+
+    def tune(self, validation_dataset, *, step: float = 0.05, objective: str = "accuracy",
+             method: str = "auto") -> np.ndarray:
+        """Choose the weights on ``validation_dataset`` (and only it) with :func:`tune_weights`; return them.
+
+        Records ``tuning`` (fingerprint, size, method, scores) and appends the data set's fingerprint
+        to ``tuned_on``. Never call it with the test set: report test numbers with weights tuned here.
+        """
+        prep = self._prepare(validation_dataset, split="validation", need_labels=True)
+        L = np.stack(self._logits(prep, range(len(self.members))))
+        weights, info = tune_weights(L, prep.gold, combine=self.combine, step=step, objective=objective,
+                                     method=method)
+        self.weights = weights
+        self.weights_source = "tuned"
+        self.tuned_on.append(prep.fingerprint)
+        self.tuning = {"fingerprint": prep.fingerprint, "weights": weights.tolist(), **info}
+        return weights
+
+    # -- the Trainer interface
+    def _scores(self, dataset, split: str) -> tuple[np.ndarray, _Prepared]:
+        prep = self._prepare(dataset, split=split)
+        w = self.current_weights
+        used = np.flatnonzero(w > 0)
+        logits = self._logits(prep, used)  # members with weight 0 never run
+        if prep.fingerprint in self.tuned_on:
+            warnings.warn("evaluating on the data set the weights were tuned on: the score is optimistic",
+                          stacklevel=3)
+        return combine_logits(np.stack(logits), w[used], self.combine), prep
+
+    def _metrics(self, scores: np.ndarray, gold: np.ndarray | None, prefix: str) -> dict[str, float]:
+        metrics: dict[str, float] = {f"{prefix}_samples": float(len(scores))}
+        if gold is not None and len(gold):
+            from sklearn.metrics import f1_score
+
+            pred = scores.argmax(axis=1)
+            metrics[f"{prefix}_accuracy"] = float((pred == gold).mean())
+            metrics[f"{prefix}_macro_f1"] = float(f1_score(gold, pred, average="macro", zero_division=0))
+            metrics[f"{prefix}_loss"] = log_loss_of(scores, gold)
+        return metrics
+
+    def evaluate(self, eval_dataset=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Metrics of the ensemble on ``eval_dataset``: ``<prefix>_accuracy``, ``_macro_f1``, ``_loss``, ``_samples``."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise DatacartoError("evaluate needs an eval_dataset")
+        scores, prep = self._scores(dataset, "validation")
+        if prep.gold is None:
+            raise DatacartoError(f"cannot evaluate: label column {self.label_column!r} not in the data set")
+        return self._metrics(scores, prep.gold, metric_key_prefix)
+
+    def predict(self, test_dataset, metric_key_prefix: str = "test"):
+        """``PredictionOutput``: combined logits (``predictions``), gold ``label_ids`` (or None), metrics."""
+        from transformers.trainer_utils import PredictionOutput
+
+        scores, prep = self._scores(test_dataset, "test")
+        return PredictionOutput(predictions=scores, label_ids=prep.gold,
+                                metrics=self._metrics(scores, prep.gold, metric_key_prefix))
+
+    def __repr__(self) -> str:
+        w = [round(float(x), 4) for x in self.current_weights]
+        return f"EnsembleTrainer({[m.name for m in self.members]}, weights={w} ({self.weights_source}), " \
+               f"combine={self.combine!r})"
