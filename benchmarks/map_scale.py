@@ -105,10 +105,12 @@ def browser_times(path: Path, metrics: pd.DataFrame, records: pd.DataFrame,
         error = page.evaluate("window.datacartoError || null")
         if error:
             raise RuntimeError(f"the page failed: {error}")
-        # points far from their neighbours in the upper left, so the hovered point is the one aimed at
-        conf = metrics["confidence"].to_numpy()
-        var = metrics["variability"].to_numpy()
-        candidates = np.flatnonzero((conf > 0.3) & (var > np.quantile(var, 0.995)))[:hovers]
+        # the points farthest from their nearest neighbour, so the hovered point is the one aimed at
+        from scipy.spatial import cKDTree
+
+        xy = np.column_stack([metrics["variability"] / metrics["variability"].max(), metrics["confidence"]])
+        dist = cKDTree(xy).query(xy, k=2)[0][:, 1]
+        candidates = np.argsort(-dist)[:hovers]
         latencies, hits = [], 0
         for i in candidates.tolist():
             page.mouse.move(5, 5)
@@ -159,6 +161,8 @@ def main(argv=None) -> int:
             rows.append((n, size_mb, write, ready, hover, right, png, gen))
             print(f"  {n:,} points done (data generation {gen:.1f} s)", flush=True)
     print()
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
     print(f"{'points':>8} {'html MB':>8} {'write s':>8} {'ready s':>8} {'hover ms':>9} {'hits':>6} {'png s':>6}")
     for n, size_mb, write, ready, hover, right, png, _ in rows:
         print(f"{n:>8,} {size_mb:>8.1f} {write:>8.1f} {ready:>8.2f} {hover:>9.0f} {str(right):>6} {png:>6.1f}")

@@ -81,20 +81,22 @@ def _numeric_blob(arrays: dict[str, np.ndarray]) -> tuple[bytes, list[dict]]:
 
 
 def _varint_streams(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """LEB128 varints of ``ids``, split into first bytes and continuation bytes (vectorized)."""
-    ids = ids.astype(np.uint64, copy=False)
-    nbytes = np.ones(ids.shape, dtype=np.int64)
-    for k in range(1, 5):
-        nbytes += ids >= (1 << (7 * k))
-    first = ((ids & 0x7F) | np.where(nbytes > 1, 0x80, 0).astype(np.uint64)).astype(np.uint8)
-    more = nbytes - 1
-    rest = np.zeros(int(more.sum()), dtype=np.uint8)
-    offsets = np.cumsum(more) - more
-    for k in range(1, 5):
+    """LEB128 varints of ``ids`` (< 2**32), split into first bytes and continuation bytes (vectorized)."""
+    ids = np.asarray(ids, dtype=np.uint32)
+    first = (ids & 0x7F).astype(np.uint8)
+    multi = ids >= 0x80
+    first[multi] |= 0x80
+    high = ids[multi] >> 7  # what the continuation bytes carry, 7 bits each
+    nbytes = np.ones(high.shape, dtype=np.int64)
+    for k in range(1, 4):
+        nbytes += high >= (1 << (7 * k))
+    offsets = np.cumsum(nbytes) - nbytes
+    rest = np.empty(int(nbytes.sum()), dtype=np.uint8)
+    for k in range(4):
         has = nbytes > k
-        byte = (ids[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        byte |= np.where(nbytes[has] > k + 1, 0x80, 0).astype(np.uint64)
-        rest[offsets[has] + k - 1] = byte.astype(np.uint8)
+        byte = ((high[has] >> (7 * k)) & 0x7F).astype(np.uint8)
+        byte[nbytes[has] > k + 1] |= 0x80
+        rest[offsets[has] + k] = byte
     return first, rest
 
 
