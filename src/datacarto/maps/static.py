@@ -39,13 +39,15 @@ _REGION_BOXES = {
 }
 
 
-def _pyplot():
-    import matplotlib
+def _new_figure(**kwargs):
+    """A Figure on an Agg canvas, outside pyplot: no display needed, the caller's backend untouched,
+    and nothing kept in pyplot's figure registry (no leak when drawing many maps)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)  # no display; a backend already chosen by the caller stays
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _marker_size(n: int) -> float:
@@ -107,11 +109,10 @@ def plot_data_map(metrics: pd.DataFrame, *, color_by: str = "correctness", label
     # shuffle the drawing order so no class is always painted on top of the others
     plotted = plotted[np.random.default_rng(seed).permutation(plotted.size)]
 
-    plt = _pyplot()
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.lines import Line2D
 
-    fig = plt.figure(figsize=(12, 8), layout="constrained")
+    fig = _new_figure(figsize=(12, 8), layout="constrained")
     grid = fig.add_gridspec(3, 2, width_ratios=(3.2, 1))
     ax = fig.add_subplot(grid[:, 0])
     cmap = ListedColormap(colors)
