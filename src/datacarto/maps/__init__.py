@@ -219,7 +219,7 @@ def region_guides(metrics: pd.DataFrame) -> tuple[list[Guide], str]:
     kind = "region thresholds"
     if found is None:
         found = _inferred_thresholds(metrics)
-        kind = "region boundaries (from the region column)"
+        kind = "region boundaries, read off the region column"
     if found is not None:
         v, c = found
         return [Guide("x", v, f"variability {v:.3g}"),
