@@ -110,5 +110,5 @@ def main(argv: list[str]) -> int:
 
         interactive_map(metrics, records, gold_probs=probs, label_names=label_names, path=html_path,
                         color_by=args.color_by, title=title)
-        print(f"wrote {html_path}")
+        print(f"wrote {html_path} ({html_path.stat().st_size / 1e6:.1f} MB, {len(metrics):,} points)")
     return 0
