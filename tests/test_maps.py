@@ -250,6 +250,8 @@ def test_interactive_errors(data):
         interactive_map(metrics, color_by="forgetfulness")
     with pytest.raises(DatacartoError, match="DataFrame"):
         interactive_map(metrics, records=["not", "a", "frame"])
+    with pytest.raises(DatacartoError, match="share no row id"):
+        interactive_map(metrics, records=records.reset_index(drop=True).set_axis([f"r{i}" for i in range(len(records))]))
     with pytest.raises(DatacartoError, match="DataFrame"):
         interactive_map(metrics.to_dict())
 

@@ -167,6 +167,11 @@ def test_box_select_and_export(page, mapped):
         assert r["region"] == metrics["region"].iloc[pos]
         assert r["confidence"] == pytest.approx(metrics["confidence"].iloc[pos], abs=1e-6)
         assert len(r["gold_probs"]) == 4
+    assert page.evaluate("document.getElementById('dc-plot').layout.selections.length") == 1
+    page.click("#dc-clear")
+    page.wait_for_function("window.datacarto.selected().length === 0")
+    assert page.is_disabled("#dc-export")
+    page.wait_for_function("document.getElementById('dc-plot').layout.selections.length === 0")
 
 
 def test_api_selection_export_and_label_filter(page, mapped):

@@ -4,15 +4,19 @@ Why it is built this way:
 
 * No per-point hover strings in the plotly figure: the numbers travel as typed arrays and the
   record text as a word-coded stream, both gzip + base64 in ``<script type="text/plain">``
-  blocks, expanded in the page with ``DecompressionStream('gzip')``. The tooltip is our own div,
-  filled on plotly's ``plotly_hover`` (the trace has ``hoverinfo: "none"``) by looking the point up.
+  blocks, expanded in a Web Worker with ``DecompressionStream('gzip')`` while the page parses
+  plotly.js. The tooltip is our own div, filled on plotly's ``plotly_hover`` (traces have
+  ``hoverinfo: "none"``) by looking the point up.
+* Points are ``scattergl`` traces of one colour each, at most 90,000 points per trace: per-point
+  colours, and plotly's spatial index above 100k points per trace, each cost seconds at 550k.
 * Record text is only ever inserted with ``textContent``, and everything embedded is base64 or
   JSON with ``<``, ``>`` and ``&`` escaped, so a record holding ``</script>`` or an
   ``onerror=`` attribute shows as text and runs nothing.
 * Text coding: every text value is split on single spaces; the distinct words form a vocabulary
   sorted by frequency and each value becomes word ids (LEB128 varints, first bytes and
   continuation bytes in two streams) ended by id 0 (id 1 = missing value). Frequent words take
-  one byte, which lets gzip reach about half the size of gzipped JSON on SNLI-like text.
+  one byte, which lets gzip reach about half the size of gzipped JSON on SNLI-like text, and the
+  page builds a value's string only when it shows it.
 * Per-epoch p(gold) is stored rounded to 0.01 (uint8, 255 = NaN): what the tooltip shows.
 
 Payload format (``meta.version`` 1): see :func:`decode_payload`, which the tests use to read a
@@ -199,6 +203,11 @@ def _text_columns(records: pd.DataFrame, ids: np.ndarray) -> dict[str, list]:
         records = records.set_index("row_id")
     if records.index.has_duplicates:
         raise DatacartoError("records has duplicate row ids")
+    if len(records) and not records.index.isin(ids).any():
+        raise DatacartoError(
+            f"records share no row id with the metrics table (records index e.g. {records.index[0]!r}, "
+            f"metrics row ids e.g. {int(ids[0])}): index the records by row_id"
+        )
     try:
         records = records.reindex(pd.Index(ids))
     except (TypeError, ValueError) as e:
