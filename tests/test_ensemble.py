@@ -93,6 +93,8 @@ def test_weights_one_zero_reproduce_model_a_exactly(setup):
     np.testing.assert_array_equal(out.predictions, own)
     np.testing.assert_array_equal(out.label_ids, [r["label"] for r in setup["test_rows"]])
     assert ens.forward_passes == [1, 0]  # a member with weight 0 never runs
+    np.testing.assert_array_equal(ens.labels(setup["test"]), out.label_ids)
+    assert ens.forward_passes == [1, 0]
     assert out.metrics["test_accuracy"] == pytest.approx(float((own.argmax(1) == out.label_ids).mean()))
     # B really is A with rotated classes
     b_logits = ens.member_logits(setup["test"])[1]

@@ -49,7 +49,7 @@ def run(tmp_path_factory, tiny_model_no_dropout, toy_jsonl):
 
 def test_init_baseline_and_pretrained_start_from_different_weights(run, tmp_path, tiny_model_no_dropout):
     out, _ = run
-    ids = np.arange(0, 60, 2)
+    ids = np.arange(0, 60, 6)
     baseline_params = _params(out / "model")
     pretrained_params = _params(tiny_model_no_dropout)
     key = "bert.encoder.layer.0.attention.self.query.weight"

@@ -371,6 +371,10 @@ class EnsembleTrainer:
         """The content fingerprint (text columns and labels) under which a data set's logits are cached."""
         return self._prepare(dataset, split=split).fingerprint
 
+    def labels(self, dataset, split: str = "test") -> np.ndarray:
+        """Gold labels of ``dataset`` in the rows the ensemble predicts (no forward pass)."""
+        return self._prepare(dataset, split=split, need_labels=True).gold
+
     # -- member predictions
     def _member_trainer(self, member: _Member):
         if member.trainer is None:
