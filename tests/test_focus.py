@@ -225,3 +225,24 @@ def test_cli_focus_bad_input(run, tmp_path, capsys):
                     "--output-dir", str(tmp_path / "f"), *FAST], "not a datacarto run")
     _fails(capsys, ["focus", str(out), "--subset", "x.jsonl", "--loss", "hinge", "--output-dir",
                     str(tmp_path / "f"), *FAST], "--loss must be ce or focal")
+
+
+def test_cli_ensemble_regions_from_the_baseline_run(run, tmp_path, capsys):
+    from datacarto.metrics import REGIONS
+
+    out, val = run
+    res_file = tmp_path / "r.json"
+    models = ["--models", str(out / "model"), str(out / "model")]
+    assert main(["ensemble", *models, "--weights", "1", "0", "--dataset", val, "--split", "validation",
+                 "--regions-from", str(out), "--out", str(res_file)]) == 0
+    assert "ambiguous_accuracy" in capsys.readouterr().out
+    rows = {r["model"]: r for r in json.loads(res_file.read_text())["by_region"]}
+    assert set(rows) == {"baseline", "baseline#2", "ensemble"}
+    # the final model's validation predictions are the last validation logits recorded in training
+    dyn = load_dynamics(out, "validation")
+    assert rows["ensemble"]["overall_accuracy"] == pytest.approx((dyn.logits[:, -1].argmax(1) == dyn.gold).mean())
+    regions = eval_regions(out, "validation")
+    for name in REGIONS:
+        assert rows["ensemble"][f"{name}_n"] == int((regions == name).sum())
+    _fails(capsys, ["ensemble", *models, "--dataset", val, "--split", "test", "--regions-from", str(out)],
+           "no training dynamics found")
