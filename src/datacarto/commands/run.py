@@ -1,0 +1,195 @@
+"""``datacarto run``: the whole pipeline (baseline, metrics, maps, subsets, focused models, ensembles, report).
+
+Options come from a YAML file (``--config run.yaml``, keys = ``PipelineConfig`` field names, see
+examples/run.yaml) and from flags, which override the file. Every ``TrainingArguments`` flag
+(``--learning_rate``, ``--num_train_epochs``, ...) sets the baseline's training arguments, over the
+file's ``training_args``; ``--output-dir`` and ``--seed`` set the pipeline's own keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DatacartoError
+
+
+@dataclass
+class RunArguments:
+    """Pipeline options; each overrides the YAML key of the same name."""
+
+    config: str | None = field(default=None, metadata={"help": "YAML file of pipeline options (keys as below)"})
+    model: str | None = field(default=None, metadata={"help": "hub name or local folder of the pretrained model"})
+    dataset: str | None = field(default=None, metadata={"help": "training data: local .jsonl/.csv/.parquet or a "
+                                                                "hub name (NAME or NAME:SPLIT)"})
+    validation: str | None = field(default=None, metadata={"help": "validation data (tunes ensembles, "
+                                                                   "per-region accuracy)"})
+    test: str | None = field(default=None, metadata={"help": "test data (overall accuracy)"})
+    text_columns: str | None = field(default=None, metadata={"help": "comma-separated text columns"})
+    label_column: str | None = field(default=None, metadata={"help": "label column (default: label)"})
+    class_names: str | None = field(default=None, metadata={"help": "comma-separated label names 0..C-1"})
+    max_length: int | None = field(default=None, metadata={"help": "tokenizer truncation length (default 128)"})
+    dynamics_mode: str | None = field(default=None, metadata={"help": "training_pass (default) or epoch_end"})
+    recipes: str | None = field(default=None, metadata={
+        "help": "focus recipes: 'NAME:key=value,key=value;NAME2:...' (keys of datacarto select, e.g. "
+                "'ambiguous-33:region=ambiguous,fraction=0.33') or a JSON/YAML list"})
+    focus_init: str | None = field(default=None, metadata={"help": "focused models start from the baseline "
+                                                                   "(default) or the pretrained model"})
+    focus_training_args: str | None = field(default=None, metadata={
+        "help": "TrainingArguments overrides for focused and control models, as a JSON/YAML mapping"})
+    control: bool | None = field(default=None, metadata={"help": "train a random control per recipe "
+                                                                 "(default true)"})
+    ensemble_combine: str | None = field(default=None, metadata={"help": "logits (default) or probs"})
+    ensemble_tune: bool | None = field(default=None, metadata={"help": "tune ensemble weights on validation "
+                                                                       "(default true)"})
+    map_color_by: str | None = field(default=None, metadata={"help": "correctness (default), label or region"})
+    noise_column: str | None = field(default=None, metadata={
+        "help": "boolean column marking known-wrong labels (default is_flipped if present): adds the "
+                "label-noise section to the report"})
+    title: str | None = field(default=None, metadata={"help": "report title"})
+    force: str | None = field(default=None, metadata={"help": "comma-separated stages to redo even if up to "
+                                                              "date, or 'all'"})
+    quiet: bool = field(default=False, metadata={"help": "no stage headers"})
+
+
+#: RunArguments that are not PipelineConfig keys
+_CLI_ONLY = ("config", "force", "quiet")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file; DatacartoError when missing, unreadable or not a mapping."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatacartoError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise DatacartoError(f"cannot parse {path}: {_one_line(e)}") from e
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise DatacartoError(f"{path} must hold a mapping of config keys, got {type(values).__name__}")
+    return values
+
+
+def _yaml_value(text: str, what: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DatacartoError(f"cannot parse {what} {text!r}: {_one_line(e)}") from e
+
+
+def parse_recipes(text: str) -> list[dict[str, Any]]:
+    """``'a:region=ambiguous,fraction=0.33;b:metric=confidence,fraction=0.1'`` or a JSON/YAML list."""
+    text = text.strip()
+    if text.startswith(("[", "{", "-")):
+        value = _yaml_value(text, "--recipes")
+        return value if isinstance(value, list) else [value]
+    recipes = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, rest = part.partition(":")
+        if not sep:
+            raise DatacartoError(f"recipe {part!r} must read NAME:key=value,key=value")
+        recipe: dict[str, Any] = {"name": name.strip()}
+        for item in filter(None, (i.strip() for i in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise DatacartoError(f"recipe {name!r}: {item!r} must read key=value")
+            recipe[key.strip()] = _yaml_value(value.strip(), f"recipe {name!r} value")
+        recipes.append(recipe)
+    if not recipes:
+        raise DatacartoError("--recipes is empty")
+    return recipes
+
+
+def _plain(value):
+    """A TrainingArguments value as a plain JSON-able value (enums by their value)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _config_path(argv: list[str]) -> str | None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    return known.config
+
+
+def build_config(argv: list[str]):
+    """(PipelineConfig, force, quiet) from the command line and the YAML file it names."""
+    from ..pipeline import PipelineConfig, training_arg_names
+    from .train import explicit_flags, parse_with_training_args
+
+    config_path = _config_path(argv)
+    values = read_yaml(config_path) if config_path else {}
+    known = {f.name for f in dataclasses.fields(PipelineConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise DatacartoError(f"unknown config key(s) in {config_path}: {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(known))})")
+    argv = list(argv)
+    given = explicit_flags(argv)
+    if "output_dir" not in given:
+        if not values.get("output_dir"):
+            raise DatacartoError("no output directory: pass --output-dir or set output_dir in the config file")
+        argv += ["--output_dir", str(values["output_dir"])]
+    try:
+        run_args, targs = parse_with_training_args(argv, RunArguments, prog="datacarto run")
+    except ValueError as e:  # HfArgumentParser: "Some specified arguments are not used ...: [...]"
+        if "not used" not in str(e):
+            raise
+        unused = [a for a in argv if a.startswith("-") and a.split("=")[0] not in ("-h", "--help")
+                  and a in str(e)]
+        raise DatacartoError(f"unknown option(s): {', '.join(unused) or _one_line(e)} "
+                             "(see datacarto run --help)") from e
+
+    for f in dataclasses.fields(RunArguments):
+        value = getattr(run_args, f.name)
+        if f.name in _CLI_ONLY or value is None:
+            continue
+        if f.name in ("text_columns", "class_names"):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        elif f.name == "recipes":
+            value = parse_recipes(value)
+        elif f.name == "focus_training_args":
+            value = _yaml_value(value, "--focus-training-args")
+        values[f.name] = value
+    values["output_dir"] = str(targs.output_dir)
+    if "seed" in given:
+        values["seed"] = int(targs.seed)
+    flags = sorted(given & (training_arg_names() - {"output_dir", "seed"}))
+    if flags:
+        base = values.get("training_args") or {}
+        if not isinstance(base, dict):
+            raise DatacartoError(f"config key 'training_args' must be a mapping, got {base!r}")
+        values["training_args"] = {**base, **{name: _plain(getattr(targs, name)) for name in flags}}
+    force = None
+    if run_args.force:
+        force = True if run_args.force.strip() == "all" else [s.strip() for s in run_args.force.split(",") if s.strip()]
+    return PipelineConfig.from_dict(values), force, run_args.quiet
+
+
+def main(argv: list[str]) -> int:
+    from ..pipeline import run_pipeline
+
+    config, force, quiet = build_config(argv)
+    result = run_pipeline(config, force=force, quiet=quiet)
+    print(f"report: {result.report_html}")
+    print(f"        {result.report_md}")
+    return 0
+
