@@ -195,3 +195,26 @@ def test_api_selection_export_and_label_filter(page, mapped):
     assert page.evaluate("window.datacarto.selected().length") == 0  # a new view clears the selection
     text = page.evaluate(f"window.datacarto.showTooltip({kept})")
     assert records["premise"].iloc[kept] in text
+
+
+def test_fallbacks_without_workers_or_webgl(browser, mapped):
+    """No Web Worker (decoding on the page) and no WebGL (SVG drawing): the map still works."""
+    context = browser.new_context(viewport={"width": 1300, "height": 850})
+    try:
+        pg = context.new_page()
+        pg.add_init_script("""
+            delete window.Worker;
+            const getContext = HTMLCanvasElement.prototype.getContext;
+            HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+              return /webgl/.test(type) ? null : getContext.call(this, type, ...rest);
+            };""")
+        pg.goto(mapped["path"].as_uri())
+        pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
+        assert pg.evaluate("window.datacartoError || null") is None
+        # drawn as SVG: one <path class="point"> per example
+        assert pg.evaluate("document.querySelectorAll('#dc-plot .scatterlayer .point').length") == N
+        i, metrics, records = mapped["known"], mapped["metrics"], mapped["records"]
+        shown, tip = hover(pg, pixel(pg, metrics, i))
+        assert shown == i and records["premise"].iloc[i] in tip
+    finally:
+        context.close()
