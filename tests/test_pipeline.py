@@ -99,6 +99,19 @@ def test_dynamics_and_metrics(first_run):
     assert len(val) == 30 and set(val["region"]) <= set(REGIONS)
 
 
+def test_baseline_validation_logits_are_the_final_models(first_run, data_files):
+    """The baseline's validation predictions reuse its last evaluation: check them against a fresh pass."""
+    from datacarto.dynamics.store import load_dynamics
+    from datacarto.train.ensemble import EnsembleTrainer
+
+    stored = load_predictions(first_run.output_dir / "predictions" / "baseline.npz")["validation"]
+    last_eval = load_dynamics(first_run.baseline_dir, "validation").logits[:, -1, :]
+    np.testing.assert_array_equal(stored, last_eval)
+    fresh = EnsembleTrainer([first_run.models["baseline"]], text_columns=["premise", "hypothesis"], max_length=48,
+                            args={"use_cpu": True}).member_logits(str(data_files["validation"]), split="validation")[0]
+    np.testing.assert_allclose(stored, fresh, rtol=1e-4, atol=1e-4)
+
+
 def test_maps(first_run):
     maps = first_run.output_dir / "maps"
     for name in ("data_map.png", "data_map_regions.png"):
@@ -363,3 +376,40 @@ def test_example_config_documents_every_key():
     for script in ("snli_local.sh", "snli_electra.sh"):
         subprocess.run(["bash", "-n", str(root / script)], check=True)
         assert "datacarto" in (root / script).read_text() and (root / script).stat().st_mode & 0o111
+
+
+def test_other_options_without_a_test_set(data_files, tmp_path):
+    """No test set, epoch_end dynamics, a ranked recipe, no control, focus from the pretrained model,
+    equal-weight probability ensembles, region-coloured map."""
+    config = make_config(data_files, tmp_path / "variant", test=None, control=False, focus_init="pretrained",
+                         ensemble_tune=False, ensemble_combine="probs", map_color_by="region",
+                         dynamics_mode="epoch_end", training_args={**TRAINING, "num_train_epochs": 2},
+                         recipes=[{"name": "lowconf", "metric": "confidence", "fraction": 0.2}])
+    result = run_pipeline(config, quiet=True)
+    out = result.output_dir
+    assert result.ran == list(STAGES)
+    assert list(result.accuracy.index) == ["baseline", "focused/lowconf", "ensemble/lowconf"]
+    assert result.accuracy["test_accuracy"].isna().all()
+    assert set(load_predictions(out / "predictions" / "baseline.npz")) == {"validation"}
+    assert result.ensembles["ensemble/lowconf"]["weights"] == [0.5, 0.5]
+    assert result.stages["baseline"].summary["output_dir"] == "baseline"
+    assert json.loads((result.models["focused/lowconf"].parent / "focus.json").read_text())["init"] == "pretrained"
+    m = pd.read_parquet(out / "metrics" / "train.parquet").set_index("row_id")
+    ids = pd.read_json(out / "subsets" / "lowconf.jsonl", lines=True)["row_id"]
+    assert len(ids) == 12 and set(ids) == set(m["confidence"].nsmallest(12).index)
+    md = (out / "report.md").read_text()
+    assert "| baseline | – | " in md and "| random control |" not in md
+    assert "weighted mean of probabilities, equal weights" in md
+
+
+def test_demo_command(data_files, tmp_path, capsys):
+    """``datacarto demo`` end to end (with the tiny model standing in for MiniLM)."""
+    out = tmp_path / "demo"
+    code = cli_main(["demo", "--model", data_files["model"], "--output-dir", str(out), "--n-train", "45",
+                     "--n-validation", "24", "--n-test", "24", "--epochs", "2", "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"report: {(out / 'report.html').resolve()}" in printed and "test accuracy: baseline" in printed
+    md = (out / "report.md").read_text()
+    assert "## Label noise" in md and "4 of 45 training labels are known to be wrong" in md
+    assert sorted(p.name for p in (out / "demo_data").iterdir()) == ["test.jsonl", "train.jsonl", "validation.jsonl"]

@@ -541,7 +541,9 @@ class _Pipeline:
                 label_column=spec.label_column, label_names=spec.label_names, output_dir=directory,
                 training_args=args, dynamics_mode=c.dynamics_mode, max_length=c.max_length,
                 resume_from_checkpoint=resume)
-            val_logits = _predict(result.trainer, val, spec, max_length=c.max_length)
+            val_logits = _final_eval_logits(directory, len(val), args) if resume is None else None
+            if val_logits is None:
+                val_logits = _predict(result.trainer, val, spec, max_length=c.max_length)
             test_logits = None
             if (self.out / "data" / "test.parquet").is_file() and "test" in self.rec("data").summary["rows"]:
                 test_logits = _predict(result.trainer, self.split("test"), spec, max_length=c.max_length,
@@ -805,6 +807,28 @@ class _Pipeline:
             return [html_path.name, md_path.name], {}, None
 
         return self.runner.run("report", inputs, run)
+
+
+def _final_eval_logits(run_dir: Path, n: int, args: dict) -> np.ndarray | None:
+    """The validation logits of the final model, as recorded by its last evaluation (None: predict again).
+
+    With one evaluation per epoch and no best-model reloading, the last recorded epoch *is* the
+    final model on the validation set, so predicting it again would only repeat that pass.
+    """
+    from .dynamics.store import load_dynamics
+
+    if str(args.get("eval_strategy")) != "epoch":
+        return None
+    try:
+        dyn = load_dynamics(run_dir, "validation")
+    except DatacartoError:
+        return None
+    from .train.baseline import TRAINING_DEFAULTS
+
+    epochs = float(args.get("num_train_epochs", TRAINING_DEFAULTS["num_train_epochs"]))
+    if dyn.n_examples != n or not np.array_equal(dyn.ids, np.arange(n)) or dyn.epochs[-1] != int(np.ceil(epochs)) - 1:
+        return None
+    return np.ascontiguousarray(dyn.logits[:, -1, :], dtype=np.float32)
 
 
 def _validation_regions(baseline_dir: Path) -> pd.Series | None:

@@ -350,9 +350,11 @@ def write_report(output_dir: str | os.PathLike, *, title: str | None = None, noi
         ensembles = _read_json(out / "ensembles.json", {})
         ensembles = {n: ensembles[n] for n in [*acc.index, *ensembles] if n in ensembles}
         if ensembles:
-            doc.p("Ensembles combine the members' " + next(iter(ensembles.values()))["combine"]
-                  + " with weights tuned on the validation set (so their validation accuracy is optimistic; "
-                    "compare them on test):")
+            first = next(iter(ensembles.values()))
+            how = "weighted mean of logits" if first["combine"] == "logits" else "weighted mean of probabilities"
+            doc.p(f"Ensembles: {how}, " + (
+                "weights tuned on the validation set (so their validation accuracy is optimistic; compare them "
+                "on test):" if first.get("tuned") else "equal weights:"))
             doc.table(["ensemble", "members", "weights"],
                       [[n, " + ".join(e["members"]), " / ".join(f"{w:.2f}" for w in e["weights"])]
                        for n, e in ensembles.items()])

@@ -36,7 +36,8 @@ def demo_config(output_dir: str | Path, *, n_train: int = 600, n_validation: int
     paths = write_demo_dataset(output_dir / "demo_data", n_train=n_train, n_validation=n_validation, n_test=n_test,
                                flip=flip, ambiguous=ambiguous, seed=seed)
     return PipelineConfig(
-        model=model, dataset=str(paths["train"]), validation=str(paths["validation"]), test=str(paths["test"]),
+        model=model, dataset=str(paths["train"]), validation=str(paths["validation"]),
+        test=str(paths["test"]) if n_test > 0 else None,
         output_dir=str(output_dir), text_columns=["premise", "hypothesis"], class_names=list(LABEL_NAMES),
         max_length=64, training_args={**DEMO_TRAINING_ARGS, "num_train_epochs": epochs},
         focus_training_args=dict(DEMO_FOCUS_TRAINING_ARGS), noise_column="is_flipped", seed=seed,
@@ -69,11 +70,10 @@ def main(argv: list[str]) -> int:
     if args.force:
         force = True if args.force == "all" else [s.strip() for s in args.force.split(",") if s.strip()]
     result = run_pipeline(config, force=force, quiet=args.quiet)
-    acc = result.accuracy
-    if "test_accuracy" in acc and "baseline" in acc.index:
-        best = acc["test_accuracy"].idxmax()
-        print(f"test accuracy: baseline {acc.loc['baseline', 'test_accuracy']:.1%}, best {best} "
-              f"{acc.loc[best, 'test_accuracy']:.1%}")
+    acc = result.accuracy["test_accuracy"].dropna()
+    if "baseline" in acc.index:
+        best = acc.idxmax()
+        print(f"test accuracy: baseline {acc['baseline']:.1%}, best {best} {acc[best]:.1%}")
     print(f"report: {result.report_html.resolve()}")
     print(f"        {result.report_md.resolve()}")
     print(f"interactive map: {(result.output_dir / 'maps' / 'data_map.html').resolve()}")
