@@ -7,7 +7,8 @@ unique, unlike SNLI where each premise has three hypotheses), then measures:
 
 * html MB        size of the written HTML file
 * write s        interactive_map(..., path=...) wall time
-* ready s        headless Chromium: page.goto(file://...) until window.datacartoReady
+* ready s        headless Chromium: page.goto(file://...) until window.datacartoReady (the first
+                 frame drawn), median of 3 fresh page loads; max s: the slowest
 * hover ms       median over 5 points: mouse move onto a point -> our tooltip visible
 * png s          plot_data_map + save_figure (.png), for comparison
 
@@ -86,9 +87,10 @@ def make_data(n: int, seed: int = 0, epochs: int = 5):
     return metrics, records, gold_probabilities(logits, gold)
 
 
-def browser_times(path: Path, metrics: pd.DataFrame, records: pd.DataFrame,
-                  hovers: int = 5) -> tuple[float, float, str]:
-    """(seconds to datacartoReady, median hover latency in ms, "hits/hovers" that showed the aimed point).
+def browser_times(path: Path, metrics: pd.DataFrame, records: pd.DataFrame, hovers: int = 5,
+                  loads: int = 3) -> tuple[list[float], float, str]:
+    """(seconds to datacartoReady for each of ``loads`` fresh page loads, median hover latency in ms,
+    "hits/hovers" that showed the aimed point).
 
     A hover counts when the tooltip shows the aimed point's row id and premise.
     """
@@ -96,15 +98,19 @@ def browser_times(path: Path, metrics: pd.DataFrame, records: pd.DataFrame,
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        t0 = time.perf_counter()
-        page.goto(path.resolve().as_uri(), timeout=120_000)
-        page.wait_for_function("window.datacartoReady === true || !!window.datacartoError",
-                               timeout=120_000, polling=20)
-        ready = time.perf_counter() - t0
-        error = page.evaluate("window.datacartoError || null")
-        if error:
-            raise RuntimeError(f"the page failed: {error}")
+        readies = []
+        for _ in range(loads):
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            t0 = time.perf_counter()
+            page.goto(path.resolve().as_uri(), timeout=120_000)
+            page.wait_for_function("window.datacartoReady === true || !!window.datacartoError",
+                                   timeout=120_000, polling=20)
+            readies.append(time.perf_counter() - t0)
+            error = page.evaluate("window.datacartoError || null")
+            if error:
+                raise RuntimeError(f"the page failed: {error}")
+            if len(readies) < loads:
+                page.close()
         # the points farthest from their nearest neighbour, so the hovered point is the one aimed at
         from scipy.spatial import cKDTree
 
@@ -123,7 +129,7 @@ def browser_times(path: Path, metrics: pd.DataFrame, records: pd.DataFrame,
             tip = page.text_content("#dc-tooltip")
             hits += f"row {int(metrics.index[i])}" in tip and records["premise"].iloc[i] in tip
         browser.close()
-    return ready, statistics.median(latencies), f"{hits}/{len(candidates)}"
+    return readies, statistics.median(latencies), f"{hits}/{len(candidates)}"
 
 
 def main(argv=None) -> int:
@@ -131,6 +137,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="50000,200000,550000")
     parser.add_argument("--keep", default=None, help="write the maps into this folder and keep them")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--loads", type=int, default=3, help="page loads timed per size (default 3)")
     args = parser.parse_args(argv)
     from datacarto.maps.interactive import interactive_map
     from datacarto.maps.static import plot_data_map, save_figure
@@ -154,21 +161,21 @@ def main(argv=None) -> int:
             fig = plot_data_map(metrics, label_names=LABELS)
             save_figure(fig, out_dir / f"map_{n}.png")
             png = time.perf_counter() - t
-            ready = hover = float("nan")
-            right = None
+            readies, hover, right = [float("nan")], float("nan"), "-"
             if browser:
-                ready, hover, right = browser_times(path, metrics, records)
-            rows.append((n, size_mb, write, ready, hover, right, png, gen))
+                readies, hover, right = browser_times(path, metrics, records, loads=args.loads)
+            rows.append((n, size_mb, write, statistics.median(readies), max(readies), hover, right, png, gen))
             print(f"  {n:,} points done (data generation {gen:.1f} s)", flush=True)
     print()
     load = os.getloadavg()
     print(f"load average during the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
-    print(f"{'points':>8} {'html MB':>8} {'write s':>8} {'ready s':>8} {'hover ms':>9} {'hits':>6} {'png s':>6}")
-    for n, size_mb, write, ready, hover, right, png, _ in rows:
-        print(f"{n:>8,} {size_mb:>8.1f} {write:>8.1f} {ready:>8.2f} {hover:>9.0f} {str(right):>6} {png:>6.1f}")
+    print(f"{'points':>8} {'html MB':>8} {'write s':>8} {'ready s':>8} {'max s':>6} {'hover ms':>9} {'hits':>6} {'png s':>6}")
+    for n, size_mb, write, ready, worst, hover, right, png, _ in rows:
+        print(f"{n:>8,} {size_mb:>8.1f} {write:>8.1f} {ready:>8.2f} {worst:>6.2f} {hover:>9.0f} {right:>6} {png:>6.1f}")
+    print(f"(ready: median and max of {args.loads} fresh page loads)")
     last = rows[-1]
     if last[0] >= 550_000:
-        ok = last[1] <= TARGET_MB and (not browser or (last[3] <= TARGET_READY_S and not last[5].startswith("0/")))
+        ok = last[1] <= TARGET_MB and (not browser or (last[3] <= TARGET_READY_S and not last[6].startswith("0/")))
         print(f"\n550k targets (<= {TARGET_MB:.0f} MB, ready <= {TARGET_READY_S:.0f} s, hover works): "
               + ("met" if ok else "NOT met"))
     return 0
