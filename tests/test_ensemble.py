@@ -16,6 +16,17 @@ from datacarto.testing import make_tiny_model_dir, toy_nli
 from datacarto.train.ensemble import EnsembleTrainer, combine_logits, simplex_grid, tune_weights
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from 2 threads; on a loaded machine OpenMP spinning makes them ~20x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)

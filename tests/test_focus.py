@@ -21,6 +21,17 @@ FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--use
         "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from 2 threads; on a loaded machine OpenMP spinning makes them ~20x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)

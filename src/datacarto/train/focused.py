@@ -125,9 +125,6 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
             raise DatacartoError("the subset has rows without a gold label (< 0): drop them before weighting")
         loss = loss.for_rows(source_ids)
 
-    if isinstance(validation, (str, os.PathLike)) and not Path(validation).exists() and \
-            Path(validation).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet", ".tsv"):
-        raise DatacartoError(f"validation file not found: {validation}")
     result = train_baseline(
         model=start, train=ds, validation=validation, text_columns=text_columns, label_column=label_column,
         label_names=label_names, num_labels=len(label_names) if label_names else manifest.get("num_labels"),
