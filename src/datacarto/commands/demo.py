@@ -21,7 +21,7 @@ DEMO_TRAINING_ARGS = {
     "logging_strategy": "epoch",
     "report_to": "none",
 }
-DEMO_FOCUS_TRAINING_ARGS = {"learning_rate": 3e-5, "num_train_epochs": 2}
+DEMO_FOCUS_TRAINING_ARGS = {"learning_rate": 5e-5, "num_train_epochs": 1}
 
 
 def demo_config(output_dir: str | Path, *, n_train: int = 600, n_validation: int = 300, n_test: int = 300,
@@ -73,8 +73,26 @@ def main(argv: list[str]) -> int:
     acc = result.accuracy["test_accuracy"].dropna()
     if "baseline" in acc.index:
         best = acc.idxmax()
-        print(f"test accuracy: baseline {acc['baseline']:.1%}, best {best} {acc[best]:.1%}")
+        print(f"test accuracy: baseline {acc['baseline']:.1%}; best of {len(acc)} models and ensembles: "
+              f"{best} {acc[best]:.1%}")
+    _print_noise(result.output_dir)
     print(f"report: {result.report_html.resolve()}")
     print(f"        {result.report_md.resolve()}")
     print(f"interactive map: {(result.output_dir / 'maps' / 'data_map.html').resolve()}")
     return 0
+
+
+def _print_noise(output_dir: Path) -> None:
+    """One line: where the flipped labels landed (the demo's point)."""
+    import pandas as pd
+
+    from ..dynamics.store import load_examples
+    from ..report import noise_summary
+
+    examples = load_examples(output_dir / "baseline")
+    if examples is None or "is_flipped" not in examples.columns:
+        return
+    metrics = pd.read_parquet(output_dir / "metrics" / "train.parquet").set_index("row_id")
+    ns = noise_summary(metrics, examples["is_flipped"].reindex(metrics.index).fillna(False).to_numpy(bool))
+    print(f"flipped labels in hard-to-learn: {ns['in_hard']} of {ns['n_noisy']} "
+          f"(AUROC of low confidence: {ns['auroc_confidence']:.3f})")
