@@ -264,6 +264,14 @@ def test_resume_skips_everything_then_redoes_only_what_a_recipe_change_touches(f
     forced = run_pipeline(make_config(data_files, out, recipes=recipes), force=["report"], quiet=True)
     assert forced.ran == ["report"]
 
+    # a stage that fails leaves no record; redone with the same result, nothing downstream retrains
+    with pytest.raises(DatacartoError, match="selects no example"):
+        run_pipeline(make_config(data_files, out, recipes=[{"name": "none", "region": "ambiguous",
+                                                             "max_confidence": -1.0}]), quiet=True)
+    assert not (out / "stages" / "select.json").exists()
+    redone = run_pipeline(make_config(data_files, out, recipes=recipes), quiet=True)
+    assert redone.ran == ["select", "report"]
+
 
 # ----------------------------------------------------------------------------------------------
 # config validation and the CLI
@@ -282,6 +290,8 @@ def test_config_validation_errors(data_files, tmp_path):
         ({"focus_init": "scratch"}, "focus_init"),
         ({"validation": None}, "validation"),
         ({"model": None}, "model"),
+        ({"training_args": {"load_best_model_at_end": True}}, "load_best_model_at_end"),
+        ({"control": "yes"}, "control"),
     ]
     for change, needle in bad:
         with pytest.raises(DatacartoError) as info:
@@ -344,8 +354,9 @@ def test_cli_flags_override_yaml(data_files, tmp_path):
     assert config.output_dir == str(tmp_path / "flag") and config.model == "yaml-model" and config.seed == 1
 
 
-def test_cli_run_resumes_a_python_run(first_run, data_files, tmp_path, capsys):
+def test_cli_run_resumes_a_python_run(first_run, data_files, tmp_path, capsys, monkeypatch):
     """The same config as YAML + flags hashes like the Python config: nothing reruns."""
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     out = tmp_path / "cli"
     shutil.copytree(first_run.output_dir, out)
     training = {k: v for k, v in TRAINING.items() if k != "learning_rate"}
@@ -402,8 +413,9 @@ def test_other_options_without_a_test_set(data_files, tmp_path):
     assert "weighted mean of probabilities, equal weights" in md
 
 
-def test_demo_command(data_files, tmp_path, capsys):
+def test_demo_command(data_files, tmp_path, capsys, monkeypatch):
     """``datacarto demo`` end to end (with the tiny model standing in for MiniLM)."""
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # what the command sets (torch is loaded here already)
     out = tmp_path / "demo"
     code = cli_main(["demo", "--model", data_files["model"], "--output-dir", str(out), "--n-train", "45",
                      "--n-validation", "24", "--n-test", "24", "--epochs", "2", "--quiet"])
@@ -412,4 +424,5 @@ def test_demo_command(data_files, tmp_path, capsys):
     assert f"report: {(out / 'report.html').resolve()}" in printed and "test accuracy: baseline" in printed
     md = (out / "report.md").read_text()
     assert "## Label noise" in md and "4 of 45 training labels are known to be wrong" in md
+    assert "flipped labels in hard-to-learn: " in printed
     assert sorted(p.name for p in (out / "demo_data").iterdir()) == ["test.jsonl", "train.jsonl", "validation.jsonl"]

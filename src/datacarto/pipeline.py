@@ -132,6 +132,10 @@ class PipelineConfig:
         _choice(self.map_color_by, ("correctness", "label", "region"), "map_color_by")
         self.training_args = check_training_args(self.training_args, "training_args")
         self.focus_training_args = check_training_args(self.focus_training_args, "focus_training_args")
+        for key in ("training_args", "focus_training_args"):
+            if getattr(self, key).get("load_best_model_at_end"):
+                raise DatacartoError(f"{key}: load_best_model_at_end is not supported by the pipeline (the "
+                                     "recorded dynamics and predictions must come from the final model)")
         self.recipes = check_recipes(self.recipes)
         return self
 
@@ -324,6 +328,8 @@ class _Runner:
         reason = "forced" if name in self.force else "first run" if old is None else \
             "inputs changed" if old.key != key else "outputs missing"
         self.log(f"[{index}/{len(STAGES)}] {name} ... ({reason})")
+        # no record while the stage runs: if it fails half-way, its half-written outputs are never reused
+        self.path(name).unlink(missing_ok=True)
         start = time.perf_counter()
         outputs, summary, content = fn()
         seconds = time.perf_counter() - start
@@ -532,10 +538,8 @@ class _Pipeline:
                               "the validation regions): eval_strategy set to 'epoch'", stacklevel=2)
             if str(args.get("eval_strategy", "epoch")) != "steps":
                 args["eval_strategy"] = "epoch"
-            if args.get("load_best_model_at_end"):
-                raise DatacartoError("load_best_model_at_end is not supported by the pipeline: the recorded "
-                                     "dynamics would not belong to the final model")
             val = self.split("validation")
+            _seed_everything(args.get("seed", c.seed))  # the new classifier head is drawn before the Trainer seeds
             result = train_baseline(
                 model=c.model, train=self.split("train"), validation=val, text_columns=spec.text_columns,
                 label_column=spec.label_column, label_names=spec.label_names, output_dir=directory,
@@ -696,12 +700,14 @@ class _Pipeline:
         path = self.out / (entry["path"] if kind == "focused" else entry["control"]["path"])
         n = entry["n"] if kind == "focused" else entry["control"]["n"]
         self.log(f"      {model_name}: training on {n} examples (init: {c.focus_init})")
+        record_path.unlink(missing_ok=True)
         if directory.exists():
             shutil.rmtree(directory)
         start = time.perf_counter()
         spec = self.spec
         from .train.focused import train_focused
 
+        _seed_everything(self.training_args(focus=True).get("seed", c.seed))
         result = train_focused(self.out / "baseline", path, init=c.focus_init,
                                model=c.model if c.focus_init == "pretrained" else None, output_dir=directory,
                                training_args=self.training_args(focus=True), label_column="label",
@@ -807,6 +813,13 @@ class _Pipeline:
             return [html_path.name, md_path.name], {}, None
 
         return self.runner.run("report", inputs, run)
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, so a model's freshly initialised layers are the same every run."""
+    from transformers import set_seed
+
+    set_seed(int(seed))
 
 
 def _final_eval_logits(run_dir: Path, n: int, args: dict) -> np.ndarray | None:
