@@ -15,8 +15,10 @@ from datacarto.errors import DatacartoError
 from datacarto.pipeline import STAGES, PipelineConfig, load_predictions, run_pipeline
 from datacarto.report import pct
 
-RECIPES = [{"name": "amb", "region": "ambiguous", "fraction": 0.33},
-           {"name": "hard", "region": "hard-to-learn", "fraction": 0.2}]
+# not in alphabetical order: results keep the config's order although stored records sort their keys
+RECIPES = [{"name": "hard", "region": "hard-to-learn", "fraction": 0.2},
+           {"name": "amb", "region": "ambiguous", "fraction": 0.33}]
+FRACTION = {r["name"]: r["fraction"] for r in RECIPES}
 TRAINING = {"num_train_epochs": 3, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
             "learning_rate": 5e-3, "use_cpu": True, "disable_tqdm": True, "save_strategy": "no",
             "logging_strategy": "no", "report_to": "none"}
@@ -142,7 +144,7 @@ def test_subsets_and_controls(first_run):
         assert (m.loc[focused["row_id"], "region"] == region).all()
         # paper's region mode: round(fraction x N), capped at the region
         n_region = int((m["region"] == region).sum())
-        assert entry["n"] == min(int(np.floor(RECIPES[0 if recipe == "amb" else 1]["fraction"] * 60 + 0.5)), n_region)
+        assert entry["n"] == min(int(np.floor(FRACTION[recipe] * 60 + 0.5)), n_region)
         # the control matches the label mix of the focused subset
         assert sorted(focused["label"]) == sorted(control["label"])
         assert {"premise", "hypothesis", "is_flipped"} <= set(focused.columns)
@@ -151,7 +153,7 @@ def test_subsets_and_controls(first_run):
 def test_focused_and_control_models_with_predictions(first_run, data_files):
     out = first_run.output_dir
     val_gold = gold_of(data_files["validation"])
-    names = ["baseline", "focused/amb", "control/amb", "focused/hard", "control/hard"]
+    names = ["baseline", "focused/hard", "control/hard", "focused/amb", "control/amb"]
     assert list(first_run.models) == names
     for name in names:
         model_dir = first_run.models[name]
@@ -171,7 +173,7 @@ def test_ensembles(first_run):
     ens = json.loads((out / "ensembles.json").read_text())
     assert set(ens) == {"ensemble/amb", "ensemble/hard", "ensemble-control/amb", "ensemble-control/hard",
                         "ensemble/all"}
-    assert ens["ensemble/all"]["members"] == ["baseline", "focused/amb", "focused/hard"]
+    assert ens["ensemble/all"]["members"] == ["baseline", "focused/hard", "focused/amb"]
     assert ens["ensemble-control/amb"]["members"] == ["baseline", "control/amb"]
     for name, e in ens.items():
         assert sum(e["weights"]) == pytest.approx(1.0) and e["tuned"] and e["combine"] == "logits"
@@ -219,6 +221,9 @@ def test_report(first_run, data_files):
     for name, row in first_run.accuracy.iterrows():
         line = f"| {name} | {pct(row['test_accuracy'])} | {pct(row['validation_accuracy'])} |"
         assert line in md, line
+    # config order of the recipes everywhere
+    assert md.index("| hard | focused |") < md.index("| amb | focused |")
+    assert md.index("| focused/hard |") < md.index("| focused/amb |")
     # label noise numbers
     from datacarto.audit import audit_scores
 
@@ -252,10 +257,13 @@ def test_resume_skips_everything_then_redoes_only_what_a_recipe_change_touches(f
 
     again = run_pipeline(make_config(data_files, out), quiet=True)
     assert again.ran == [] and again.skipped == list(STAGES)
+    assert list(again.subsets) == ["hard", "amb"] and list(again.models) == list(first_run.models)
+    assert list(again.ensembles) == list(first_run.ensembles) == [
+        "ensemble/hard", "ensemble-control/hard", "ensemble/amb", "ensemble-control/amb", "ensemble/all"]
     assert {n: (out / "stages" / f"{n}.json").read_bytes() for n in STAGES} == records
     pd.testing.assert_frame_equal(again.accuracy, first_run.accuracy)
 
-    recipes = [dict(RECIPES[0]), {**RECIPES[1], "fraction": 0.3}]
+    recipes = [{**RECIPES[0], "fraction": 0.3}, dict(RECIPES[1])]
     changed = run_pipeline(make_config(data_files, out, recipes=recipes), quiet=True)
     assert changed.ran == ["select", "focus", "ensemble", "evaluate", "report"]
     assert changed.skipped == ["data", "baseline", "metrics", "maps"]

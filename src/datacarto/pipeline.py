@@ -659,7 +659,9 @@ class _Pipeline:
     def units(self) -> list[tuple[str, str, str, str]]:
         """(model name, kind, recipe, subset digest) of every focused and control model."""
         out = []
-        for name, entry in self.rec("select").summary["subsets"].items():
+        subsets = self.rec("select").summary["subsets"]
+        for name in (r["name"] for r in self.config.recipes):  # config order (stored records sort their keys)
+            entry = subsets[name]
             out.append((f"focused/{name}", "focused", name, entry["digest"]))
             if "control" in entry:
                 out.append((f"control/{name}", "control", name, entry["control"]["digest"]))
@@ -731,13 +733,7 @@ class _Pipeline:
         def run():
             gold = _gold(self.split("validation"), self.spec)
             preds = {name: load_predictions(self.out / "predictions" / f"{name}.npz") for name in self.model_names()}
-            plans = {}
-            for model_name, kind, recipe, _ in self.units():
-                prefix = "ensemble" if kind == "focused" else "ensemble-control"
-                plans[f"{prefix}/{recipe}"] = ["baseline", model_name]
-            focused = [u[0] for u in self.units() if u[1] == "focused"]
-            if len(focused) > 1:
-                plans["ensemble/all"] = ["baseline", *focused]
+            plans = self.ensemble_plans()
             from .train.ensemble import combine_logits, tune_weights
 
             ensembles, outputs = {}, []
@@ -765,11 +761,22 @@ class _Pipeline:
 
         return self.runner.run("ensemble", inputs, run)
 
+    def ensemble_plans(self) -> dict[str, list[str]]:
+        """Ensemble name -> member model names: baseline + each focused / control model, + all focused."""
+        plans = {}
+        for model_name, kind, recipe, _ in self.units():
+            prefix = "ensemble" if kind == "focused" else "ensemble-control"
+            plans[f"{prefix}/{recipe}"] = ["baseline", model_name]
+        focused = [u[0] for u in self.units() if u[1] == "focused"]
+        if len(focused) > 1:
+            plans["ensemble/all"] = ["baseline", *focused]
+        return plans
+
     def model_names(self) -> list[str]:
         return ["baseline", *[u[0] for u in self.units()]]
 
     def all_prediction_names(self) -> list[str]:
-        return [*self.model_names(), *self.rec("ensemble").summary["ensembles"]]
+        return [*self.model_names(), *self.ensemble_plans()]
 
     # -- 8 evaluate
     def evaluate(self) -> StageRecord:
@@ -945,14 +952,16 @@ def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool |
     seconds = time.perf_counter() - start
     ran = [n for n in STAGES if p.rec(n).ran]
     log(f"done in {_fmt_seconds(seconds)} ({len(ran)} of {len(STAGES)} stages ran); report: {out / 'report.html'}")
-    subsets = p.rec("select").summary["subsets"]
+    stored = p.rec("select").summary["subsets"]
+    subsets = {r["name"]: stored[r["name"]] for r in config.recipes}
     models = {"baseline": out / "baseline" / "model"}
     models.update({name: out / "models" / name / "model" for name in p.model_names()[1:]})
     return PipelineResult(
         output_dir=out, config=config, stages=dict(p.runner.records),
         accuracy=pd.read_csv(out / "evaluation" / "accuracy.csv").set_index("model"),
         report_html=out / "report.html", report_md=out / "report.md", baseline_dir=out / "baseline",
-        models=models, subsets=subsets, ensembles=p.rec("ensemble").summary["ensembles"], seconds=seconds,
+        models=models, subsets=subsets, seconds=seconds,
+        ensembles={n: p.rec("ensemble").summary["ensembles"][n] for n in p.ensemble_plans()},
     )
 
 

@@ -318,6 +318,8 @@ def write_report(output_dir: str | os.PathLike, *, title: str | None = None, noi
 
     # subsets
     subsets = stages.get("select", {}).get("summary", {}).get("subsets", {})
+    order = [r.get("name") for r in config.get("recipes") or [] if isinstance(r, dict)]
+    subsets = {n: subsets[n] for n in [*order, *subsets] if n in subsets}  # config order
     if subsets:
         doc.h(2, "Focused subsets")
         rows_ = []
@@ -372,6 +374,8 @@ def write_report(output_dir: str | os.PathLike, *, title: str | None = None, noi
     time_rows.append(["total (without the report)", _seconds(total_s), ""])
     doc.table(["stage", "time", "finished"], time_rows)
     if focus_models:
+        focus_models = {n: focus_models[n] for n in [*(f"{k}/{r}" for r in order for k in ("focused", "control")),
+                                                      *focus_models] if n in focus_models}
         doc.table(["model", "training examples", "time (training and prediction)"],
                   [[n, m["n"], _seconds(m["seconds"])] for n, m in focus_models.items()])
 
