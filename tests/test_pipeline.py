@@ -345,6 +345,15 @@ def test_cli_config_errors_are_one_line(data_files, tmp_path, capsys, change, ex
     assert not (tmp_path / "out" / "stages").exists()
 
 
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli_main(["run", "--help"])
+    assert info.value.code == 0
+    printed = capsys.readouterr().out
+    for flag in ("--config", "--recipes", "--focus_init", "--learning_rate", "--output_dir", "--force"):
+        assert flag in printed
+
+
 def test_cli_missing_config_file(tmp_path, capsys):
     assert cli_main(["run", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err

@@ -144,7 +144,8 @@ def build_config(argv: list[str]):
                              f"(known: {', '.join(sorted(known))})")
     argv = list(argv)
     given = explicit_flags(argv)
-    if "output_dir" not in given:
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    if "output_dir" not in given and not wants_help:
         if not values.get("output_dir"):
             raise DatacartoError("no output directory: pass --output-dir or set output_dir in the config file")
         argv += ["--output_dir", str(values["output_dir"])]
