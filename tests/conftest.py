@@ -54,3 +54,33 @@ def training_args(output_dir, **overrides):
                   logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0)
     fields.update(overrides)
     return TrainingArguments(**fields)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models gain nothing from 2 threads; on a loaded machine OpenMP spinning makes them ~20x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def write_jsonl(path, rows):
+    """Write ``rows`` as JSON lines; returns the path as a string (what the CLI takes)."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def cli_fails(capsys, argv, message):
+    """Run ``datacarto argv`` in-process: exit code 2, exactly one error line naming ``message``, no traceback."""
+    from datacarto.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("datacarto: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+    return lines[0]

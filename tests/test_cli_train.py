@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import cli_fails, write_jsonl
 from datacarto import load_dynamics, load_examples
 from datacarto.cli import main
 from datacarto.testing import make_tiny_model_dir
@@ -15,19 +16,8 @@ FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--use
         "--save_strategy", "no", "--logging_strategy", "no"]
 
 
-def _jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
-def _fails(capsys, argv, message):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("datacarto: error:")]
-    assert len(lines) == 1 and message in lines[0], err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_train_records_with_every_training_arguments_flag(tmp_path, tiny_model, toy_jsonl, toy_rows, capsys):
@@ -50,50 +40,50 @@ def test_train_records_with_every_training_arguments_flag(tmp_path, tiny_model, 
 
 def test_string_labels_with_class_names(tmp_path, tiny_model, toy_rows):
     names = ["entailment", "neutral", "contradiction"]
-    data = _jsonl(tmp_path / "s.jsonl", [{**r, "label": names[r["label"]]} for r in toy_rows])
+    data = write_jsonl(tmp_path / "s.jsonl", [{**r, "label": names[r["label"]]} for r in toy_rows])
     assert main(["train", "--model", tiny_model, "--dataset", data, "--class-names", ",".join(names),
                  "--output-dir", str(tmp_path / "run"), *FAST]) == 0
     np.testing.assert_array_equal(load_dynamics(tmp_path / "run").gold, [r["label"] for r in toy_rows])
 
 
 def test_missing_text_column(tmp_path, tiny_model, toy_jsonl, capsys):
-    _fails(capsys, ["train", "--model", tiny_model, "--dataset", str(toy_jsonl), "--text-columns", "premise,nope",
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", str(toy_jsonl), "--text-columns", "premise,nope",
                     "--output-dir", str(tmp_path)], "text column(s) ['nope'] not in the training set")
 
 
 def test_missing_label_column(tmp_path, tiny_model, toy_jsonl, capsys):
-    _fails(capsys, ["train", "--model", tiny_model, "--dataset", str(toy_jsonl), "--label-column", "gold",
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", str(toy_jsonl), "--label-column", "gold",
                     "--output-dir", str(tmp_path)], "label column 'gold' not in the training set")
 
 
 def test_labels_out_of_range(tmp_path, tiny_model, toy_rows, capsys):
-    data = _jsonl(tmp_path / "d.jsonl", toy_rows[:5] + [{**toy_rows[5], "label": 7}])
-    _fails(capsys, ["train", "--model", tiny_model, "--dataset", data, "--class-names", "a,b,c",
+    data = write_jsonl(tmp_path / "d.jsonl", toy_rows[:5] + [{**toy_rows[5], "label": 7}])
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", data, "--class-names", "a,b,c",
                     "--output-dir", str(tmp_path / "o")], "label 7 in the training set is out of range for 3 labels")
 
 
 def test_string_labels_without_names(tmp_path, tiny_model, toy_rows, capsys):
-    data = _jsonl(tmp_path / "d.jsonl", [{**r, "label": "yes"} for r in toy_rows[:4]])
-    _fails(capsys, ["train", "--model", tiny_model, "--dataset", data, "--output-dir", str(tmp_path / "o")],
+    data = write_jsonl(tmp_path / "d.jsonl", [{**r, "label": "yes"} for r in toy_rows[:4]])
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", data, "--output-dir", str(tmp_path / "o")],
            "labels in 'label' are strings but no label names were given")
 
 
 def test_empty_data_set(tmp_path, tiny_model, capsys):
     data = tmp_path / "empty.csv"
     data.write_text("premise,hypothesis,label\n")
-    _fails(capsys, ["train", "--model", tiny_model, "--dataset", str(data), "--output-dir", str(tmp_path / "o")],
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", str(data), "--output-dir", str(tmp_path / "o")],
            "empty")
 
 
 def test_missing_data_file(tmp_path, tiny_model, capsys):
-    _fails(capsys, ["train", "--model", tiny_model, "--dataset", str(tmp_path / "nope.jsonl"),
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", str(tmp_path / "nope.jsonl"),
                     "--output-dir", str(tmp_path / "o")], "data file not found")
 
 
 def test_num_labels_not_matching_the_data(tmp_path, toy_rows, toy_jsonl, capsys):
     texts = [r["premise"] + " " + r["hypothesis"] for r in toy_rows]
     two = make_tiny_model_dir(tmp_path / "two", texts, num_labels=2)
-    _fails(capsys, ["train", "--model", two, "--dataset", str(toy_jsonl), "--output-dir", str(tmp_path / "o")],
+    cli_fails(capsys, ["train", "--model", two, "--dataset", str(toy_jsonl), "--output-dir", str(tmp_path / "o")],
            f"model {two!r} is a classifier with 2 labels but the data has 3")
 
 
@@ -101,8 +91,8 @@ def test_output_dir_holding_another_data_sets_dynamics(tmp_path, tiny_model, toy
     out = str(tmp_path / "run")
     assert main(["train", "--model", tiny_model, "--dataset", str(toy_jsonl), "--output-dir", out, *FAST]) == 0
     before = load_dynamics(out).logits.copy()
-    other = _jsonl(tmp_path / "other.jsonl", toy_rows[:30])
-    _fails(capsys, ["train", "--model", tiny_model, "--dataset", other, "--output-dir", out, *FAST],
+    other = write_jsonl(tmp_path / "other.jsonl", toy_rows[:30])
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", other, "--output-dir", out, *FAST],
            "already holds training dynamics of a different data set")
     np.testing.assert_array_equal(load_dynamics(out).logits, before)  # nothing already written lost
 
@@ -135,15 +125,15 @@ def test_allenai_round_trip_through_the_cli(tmp_path, capsys):
     assert [b["guid"] for b in back] == guids
     np.testing.assert_allclose([b["logits_epoch_1"] for b in back], logits[:, 1], atol=1e-6)
     # importing again into the same folder is refused, nothing overwritten
-    _fails(capsys, ["import-allenai", str(tmp_path / "back"), str(tmp_path / "run")], "already holds")
+    cli_fails(capsys, ["import-allenai", str(tmp_path / "back"), str(tmp_path / "run")], "already holds")
 
 
 def test_import_allenai_bad_input(tmp_path, capsys):
-    _fails(capsys, ["import-allenai", str(tmp_path), str(tmp_path / "run")], "no allenai dynamics found")
+    cli_fails(capsys, ["import-allenai", str(tmp_path), str(tmp_path / "run")], "no allenai dynamics found")
     d = tmp_path / "bad" / "training_dynamics"
     d.mkdir(parents=True)
     (d / "dynamics_epoch_0.jsonl").write_text(json.dumps({"guid": 1, "gold": 0}) + "\n")
-    _fails(capsys, ["import-allenai", str(tmp_path / "bad"), str(tmp_path / "run")], "missing fields")
+    cli_fails(capsys, ["import-allenai", str(tmp_path / "bad"), str(tmp_path / "run")], "missing fields")
 
 
 @pytest.mark.parametrize("argv", [["train", "--model", "x", "--dataset", "y"]])

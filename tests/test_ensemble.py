@@ -9,27 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import training_args
+from conftest import cli_fails, training_args, write_jsonl
 from datacarto.cli import main
 from datacarto.errors import DatacartoError
 from datacarto.testing import make_tiny_model_dir, toy_nli
 from datacarto.train.ensemble import EnsembleTrainer, combine_logits, simplex_grid, tune_weights
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from 2 threads; on a loaded machine OpenMP spinning makes them ~20x slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def _own_predictions(model_dir, data_file, batch_size=64):
@@ -85,14 +69,14 @@ def setup(tmp_path_factory, toy_rows):
     net.save_pretrained(b)
     tok.save_pretrained(b)
     val_rows, test_rows = toy_nli(45, seed=11), toy_nli(36, seed=12)
-    files = {"val": _jsonl(base / "val.jsonl", val_rows), "test": _jsonl(base / "test.jsonl", test_rows)}
+    files = {"val": write_jsonl(base / "val.jsonl", val_rows), "test": write_jsonl(base / "test.jsonl", test_rows)}
     pred_val = _own_predictions(a, files["val"]).argmax(1)
     pred_test = _own_predictions(a, files["test"]).argmax(1)
     assert min(np.bincount(pred_val, minlength=3)) >= 5  # A's predictions vary: a real test of alignment
     return {
         "a": a, "b": b, "start": start, **files, "test_rows": test_rows,
-        "val_a": _jsonl(base / "val_a.jsonl", [{**r, "label": int(p)} for r, p in zip(val_rows, pred_val)]),
-        "test_b": _jsonl(base / "test_b.jsonl", [{**r, "label": int(p + 1) % 3} for r, p in zip(test_rows, pred_test)]),
+        "val_a": write_jsonl(base / "val_a.jsonl", [{**r, "label": int(p)} for r, p in zip(val_rows, pred_val)]),
+        "test_b": write_jsonl(base / "test_b.jsonl", [{**r, "label": int(p + 1) % 3} for r, p in zip(test_rows, pred_test)]),
     }
 
 
@@ -242,13 +226,6 @@ def test_bad_weights(weights, message):
 # CLI
 
 
-def _fails(capsys, argv, message):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("datacarto: error:")]
-    assert len(lines) == 1 and message in lines[0], err
-    assert "Traceback" not in err
 
 
 def test_cli_ensemble_end_to_end(setup, tmp_path, capsys):
@@ -273,14 +250,14 @@ def test_cli_ensemble_end_to_end(setup, tmp_path, capsys):
 
 def test_cli_ensemble_bad_input(setup, tmp_path, capsys):
     models = ["--models", setup["a"], setup["b"]]
-    _fails(capsys, ["ensemble", *models, "--tune-on", "validation", "--dataset", setup["test"]],
+    cli_fails(capsys, ["ensemble", *models, "--tune-on", "validation", "--dataset", setup["test"]],
            "--tune-on validation needs the validation data")
-    _fails(capsys, ["ensemble", *models, "--tune-on", "validation", "--validation", setup["test"],
+    cli_fails(capsys, ["ensemble", *models, "--tune-on", "validation", "--validation", setup["test"],
                     "--dataset", setup["test"]], "same data")
-    copy = _jsonl(tmp_path / "copy.jsonl", setup["test_rows"])
-    _fails(capsys, ["ensemble", *models, "--tune-on", "validation", "--validation", copy,
+    copy = write_jsonl(tmp_path / "copy.jsonl", setup["test_rows"])
+    cli_fails(capsys, ["ensemble", *models, "--tune-on", "validation", "--validation", copy,
                     "--dataset", setup["test"]], "same examples")
-    _fails(capsys, ["ensemble", *models, "--weights", "1", "--dataset", setup["test"]], "1 --weights given for 2")
-    _fails(capsys, ["ensemble", "--models", setup["a"], str(tmp_path / "nope"), "--dataset", setup["test"]],
+    cli_fails(capsys, ["ensemble", *models, "--weights", "1", "--dataset", setup["test"]], "1 --weights given for 2")
+    cli_fails(capsys, ["ensemble", "--models", setup["a"], str(tmp_path / "nope"), "--dataset", setup["test"]],
            "model folder not found")
-    _fails(capsys, ["ensemble", *models, "--dataset", str(tmp_path / "nope.jsonl")], "data file not found")
+    cli_fails(capsys, ["ensemble", *models, "--dataset", str(tmp_path / "nope.jsonl")], "data file not found")

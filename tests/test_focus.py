@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import training_args
+from conftest import cli_fails, training_args, write_jsonl
 from datacarto import load_dynamics, load_examples
 from datacarto.cli import main
 from datacarto.errors import DatacartoError
@@ -21,20 +21,8 @@ FAST = ["--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--use
         "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from 2 threads; on a loaded machine OpenMP spinning makes them ~20x slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
-def _jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def _params(model_dir):
@@ -50,7 +38,7 @@ def run(tmp_path_factory, tiny_model_no_dropout, toy_jsonl):
     from datacarto.train.baseline import train_baseline
 
     base = tmp_path_factory.mktemp("focus")
-    val = _jsonl(base / "val.jsonl", toy_nli(30, seed=7, noise=0.2))
+    val = write_jsonl(base / "val.jsonl", toy_nli(30, seed=7, noise=0.2))
     out = base / "baseline"
     train_baseline(model=tiny_model_no_dropout, train=str(toy_jsonl), validation=val, output_dir=out,
                    text_columns=["premise", "hypothesis"], label_names=["entailment", "neutral", "contradiction"],
@@ -136,7 +124,7 @@ def test_train_focused_refuses_a_folder_that_is_not_a_run(tmp_path):
 
 def test_subset_without_the_text_columns(run, tmp_path):
     out, _ = run
-    data = _jsonl(tmp_path / "s.jsonl", [{"sentence": "a man", "label": 0}])
+    data = write_jsonl(tmp_path / "s.jsonl", [{"sentence": "a man", "label": 0}])
     with pytest.raises(DatacartoError, match="text column"):
         train_focused(out, data, output_dir=tmp_path / "o", training_args=training_args(tmp_path / "o"))
 
@@ -198,13 +186,6 @@ def test_eval_regions_come_from_the_validation_dynamics(run):
 # CLI
 
 
-def _fails(capsys, argv, message):
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("datacarto: error:")]
-    assert len(lines) == 1 and message in lines[0], err
-    assert "Traceback" not in err
 
 
 def test_cli_focus_end_to_end(run, tmp_path, capsys):
@@ -228,13 +209,13 @@ def test_cli_focus_end_to_end(run, tmp_path, capsys):
 
 def test_cli_focus_bad_input(run, tmp_path, capsys):
     out, _ = run
-    _fails(capsys, ["focus", str(out), "--subset", str(tmp_path / "nope.jsonl"), "--output-dir",
+    cli_fails(capsys, ["focus", str(out), "--subset", str(tmp_path / "nope.jsonl"), "--output-dir",
                     str(tmp_path / "f"), *FAST], "data file not found")
-    _fails(capsys, ["focus", str(out), "--subset", str(tmp_path / "nope.jsonl"), "--init", "random",
+    cli_fails(capsys, ["focus", str(out), "--subset", str(tmp_path / "nope.jsonl"), "--init", "random",
                     "--output-dir", str(tmp_path / "f"), *FAST], "--init must be one of")
-    _fails(capsys, ["focus", str(tmp_path), "--subset", str(tmp_path / "nope.jsonl"),
+    cli_fails(capsys, ["focus", str(tmp_path), "--subset", str(tmp_path / "nope.jsonl"),
                     "--output-dir", str(tmp_path / "f"), *FAST], "not a datacarto run")
-    _fails(capsys, ["focus", str(out), "--subset", "x.jsonl", "--loss", "hinge", "--output-dir",
+    cli_fails(capsys, ["focus", str(out), "--subset", "x.jsonl", "--loss", "hinge", "--output-dir",
                     str(tmp_path / "f"), *FAST], "--loss must be ce or focal")
 
 
@@ -255,5 +236,5 @@ def test_cli_ensemble_regions_from_the_baseline_run(run, tmp_path, capsys):
     regions = eval_regions(out, "validation")
     for name in REGIONS:
         assert rows["ensemble"][f"{name}_n"] == int((regions == name).sum())
-    _fails(capsys, ["ensemble", *models, "--dataset", val, "--split", "test", "--regions-from", str(out)],
+    cli_fails(capsys, ["ensemble", *models, "--dataset", val, "--split", "test", "--regions-from", str(out)],
            "no training dynamics found")

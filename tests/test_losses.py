@@ -12,17 +12,6 @@ from datacarto.errors import DatacartoError
 from datacarto.train.losses import cross_entropy, focal_loss, region_weights, weighted_loss
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from 2 threads; on a loaded machine OpenMP spinning makes them ~20x slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _batch(n=16, c=3, seed=0, scale=3.0):
     g = torch.Generator().manual_seed(seed)
     logits = (torch.randn(n, c, generator=g, dtype=torch.float64) * scale).requires_grad_(True)

@@ -25,15 +25,6 @@ TRAINING = {"num_train_epochs": 3, "per_device_train_batch_size": 16, "per_devic
 MARK = "<em>&"  # record text that must come out escaped in the HTML report
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from 2 threads; on a loaded machine OpenMP spinning makes them far slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,18 @@ def test_writes_leave_no_temporary_files(tmp_path):
     assert names == ["epoch_000.parquet", "epoch_001.parquet", "epoch_002.parquet", "manifest.json"]
 
 
+def test_written_files_get_the_umask_mode_not_a_private_one(tmp_path):
+    import os
+    import stat
+
+    from datacarto._io import write_text_atomic
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = write_text_atomic(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # 0644 with the usual umask, not 0600
+
+
 def test_examples_and_fingerprints(tmp_path):
     frame = pd.DataFrame({"premise": ["a", "b", "a"], "hypothesis": ["x", "y", "x"], "extra": [1.5, 2.5, 3.5]})
     fps = example_fingerprints(frame, ["premise", "hypothesis"])

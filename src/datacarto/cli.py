@@ -7,6 +7,7 @@ Errors the user can fix are printed as one line (no traceback) with a non-zero e
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -39,7 +40,18 @@ def fail(message: str) -> int:
     return EXIT_USER_ERROR
 
 
+def passive_omp_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spinning (unless the user chose otherwise).
+
+    Must run before torch is imported. With OpenMP's default busy-waiting, torch's two threads on a
+    two-core machine where another process also runs were measured 13x slower than with sleeping
+    threads (MiniLM training: 2.5 vs 33 examples/s). ``OMP_WAIT_POLICY=ACTIVE`` restores spinning.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
+    passive_omp_threads()  # every command: the training ones load torch
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())

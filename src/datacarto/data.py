@@ -61,6 +61,14 @@ class LabelSpec:
         return len(self.label_names)
 
 
+def column_values(ds, name: str) -> np.ndarray:
+    """One column of a ``datasets.Dataset`` as a NumPy array, read through Arrow.
+
+    ``np.asarray(ds[name])`` builds one Python object per row first (50 ms for 4,000 rows).
+    """
+    return ds.with_format("arrow")[name].to_numpy()
+
+
 def infer_text_columns(ds, label_column: str) -> list[str]:
     """String columns other than the label, in data set order."""
     cols = [c for c, f in ds.features.items() if c != label_column and getattr(f, "dtype", None) in ("string", "large_string")]
@@ -89,20 +97,19 @@ def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "l
     feature = ds.features[label_column]
     if label_names is None and hasattr(feature, "names"):
         label_names = list(feature.names)
-    labels = ds[label_column]
-    if labels and isinstance(labels[0], str):
+    arr = column_values(ds, label_column)
+    if len(arr) and isinstance(arr[0], str):
         if not label_names:
             raise DatacartoError(
                 f"labels in {label_column!r} are strings but no label names were given: pass --class-names"
             )
         lookup = {n: i for i, n in enumerate(label_names)}
-        unknown = sorted({v for v in labels if v not in lookup})
+        unknown = sorted({v for v in arr if v not in lookup})
         if unknown:
             raise DatacartoError(f"labels {unknown[:5]} are not among the label names {label_names}")
         ds = ds.map(lambda b: {label_column: [lookup[v] for v in b[label_column]]}, batched=True)
         ds = ds.cast_column(label_column, _int_feature())
-        labels = ds[label_column]
-    arr = np.asarray(labels)
+        arr = column_values(ds, label_column)
     if arr.dtype.kind not in "iu":
         raise DatacartoError(f"labels in {label_column!r} must be integers or strings, got {arr.dtype}")
     no_gold = arr < 0

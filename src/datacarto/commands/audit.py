@@ -72,9 +72,6 @@ def _is_run_mode(argv: list[str]) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    from .run import passive_omp_threads
-
-    passive_omp_threads()  # before torch loads: spinning OpenMP threads crawl on a busy machine
     from .train import DataArguments, explicit_flags, parse_with_training_args, split_list
 
     if _is_run_mode(argv):

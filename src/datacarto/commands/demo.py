@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .run import passive_omp_threads
-
 #: Training arguments of the demo: a higher learning rate than the library default so the small
 #: generated set is learned in 3 epochs; no checkpoints (the demo reruns in minutes).
 DEMO_TRAINING_ARGS = {
@@ -62,7 +60,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--force", default=None, help="comma-separated stages to redo, or 'all'")
     parser.add_argument("--quiet", action="store_true", help="no stage headers")
     args = parser.parse_args(argv)
-    passive_omp_threads()
 
     from ..pipeline import run_pipeline
 

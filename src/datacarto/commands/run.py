@@ -185,20 +185,7 @@ def build_config(argv: list[str]):
     return PipelineConfig.from_dict(values), force, run_args.quiet
 
 
-def passive_omp_threads() -> None:
-    """Let idle OpenMP threads sleep instead of spinning (unless the user chose otherwise).
-
-    Must run before torch is imported. With OpenMP's default busy-waiting, torch's two threads on a
-    two-core machine where another process also runs were measured 13x slower than with sleeping
-    threads (MiniLM training: 2.5 vs 33 examples/s). ``OMP_WAIT_POLICY=ACTIVE`` restores spinning.
-    """
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def main(argv: list[str]) -> int:
-    passive_omp_threads()
     from ..pipeline import run_pipeline
 
     config, force, quiet = build_config(argv)

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ..data import column_values
 from ..errors import DatacartoError
 from .store import DynamicsWriter, dataset_fingerprint, dynamics_dir, example_fingerprints, package_versions
 
@@ -185,7 +186,7 @@ def _labels_of(dataset, label_column: str | None) -> np.ndarray:
     if isinstance(dataset, datasets.Dataset):
         for col in ([label_column] if label_column else []) + ["labels", "label", "label_ids"]:
             if col in dataset.column_names:
-                return np.asarray(dataset[col], dtype=np.int64)
+                return np.asarray(column_values(dataset, col), dtype=np.int64)
         raise DatacartoError(f"no label column found in the training set (columns: {dataset.column_names})")
     labels = []
     for i in range(len(dataset)):

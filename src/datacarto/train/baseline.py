@@ -52,6 +52,8 @@ def make_training_args(output_dir: str | os.PathLike | None, training_args=None,
     fields = dict(TRAINING_DEFAULTS)
     if has_eval:
         fields["eval_strategy"] = "epoch"
+    if not torch.cuda.is_available():
+        fields["dataloader_pin_memory"] = False  # nothing to pin to (and a warning per data loader)
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         fields["ddp_backend"] = "gloo"  # several CPU processes (torchrun): gloo is the backend that works
     fields.update(training_args or {})

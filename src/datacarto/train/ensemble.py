@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import column_values
 from ..errors import DatacartoError
 
 COMBINES = ("logits", "probs")
@@ -351,7 +352,7 @@ class EnsembleTrainer:
             ds, spec = prepare_labels(ds, text_columns=self.text_columns, label_column=label_column,
                                       label_names=self.label_names, num_labels=self.num_labels)
             text_columns = spec.text_columns
-            gold = np.asarray(ds[label_column], dtype=np.int64)
+            gold = np.asarray(column_values(ds, label_column), dtype=np.int64)
         elif need_labels:
             raise DatacartoError(f"label column {self.label_column!r} not in the data set (columns: {ds.column_names})")
         else:

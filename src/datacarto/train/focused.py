@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import column_values
 from ..errors import DatacartoError
 from .baseline import TrainResult, train_baseline
 
@@ -116,12 +117,13 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
 
     source_ids = None
     if "row_id" in ds.column_names:
-        source_ids = np.asarray(ds["row_id"], dtype=np.int64)
+        source_ids = np.asarray(column_values(ds, "row_id"), dtype=np.int64)
         if SOURCE_ROW_ID in ds.column_names:
             ds = ds.remove_columns(SOURCE_ROW_ID)
         ds = ds.rename_column("row_id", SOURCE_ROW_ID)
     if isinstance(loss, WeightedLoss) and source_ids is not None:
-        if np.asarray(ds[label_column]).dtype.kind in "iu" and (np.asarray(ds[label_column]) < 0).any():
+        labels = column_values(ds, label_column)
+        if labels.dtype.kind in "iu" and (labels < 0).any():
             raise DatacartoError("the subset has rows without a gold label (< 0): drop them before weighting")
         loss = loss.for_rows(source_ids)
 
