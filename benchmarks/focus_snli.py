@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from datacarto.data import load_table
     from datacarto.evaluation import eval_regions, evaluate_by_region
     from datacarto.metrics import get_metrics
-    from datacarto.select import random_control, select
+    from datacarto.selection import random_control, select
     from datacarto.train.baseline import train_baseline
     from datacarto.train.ensemble import EnsembleTrainer
     from datacarto.train.focused import train_focused

@@ -85,7 +85,7 @@ def test_focused_run_records_its_subset_and_keeps_baseline_row_ids(run, tmp_path
 
 
 def test_subset_file_from_select_and_weighted_loss_is_reindexed(run, tmp_path):
-    from datacarto.select import export_subset, focused_dataset
+    from datacarto.selection import export_subset, focused_dataset
 
     out, _ = run
     ids = np.arange(30, 60)  # none of positions 0..29

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from datacarto.errors import DatacartoError
-from datacarto.select import (
+from datacarto.selection import (
     REGIONS,
     export_subset,
     focused_dataset,
@@ -536,7 +536,7 @@ def test_get_focused_sets_seed_api(tmp_path):
     import datasets
 
     from datacarto.metrics import get_metrics
-    from datacarto.select import get_focused_sets, get_focussed_sets
+    from datacarto.selection import get_focused_sets, get_focussed_sets
 
     run, texts, gold = make_recorded_run(tmp_path)
     metrics = get_metrics(run)
@@ -549,3 +549,16 @@ def test_get_focused_sets_seed_api(tmp_path):
     assert sets["label"] == gold[keep].tolist()
     assert len(datasets.Dataset.from_dict(sets)) == len(keep)
     assert get_focussed_sets is get_focused_sets
+
+
+def test_package_level_select_is_the_function_whatever_was_imported_before():
+    """A submodule named like the function would shadow it once imported (``datacarto.select``)."""
+    import subprocess
+    import sys
+
+    code = ("import datacarto.pipeline, datacarto.selection\n"
+            "from datacarto import select, random_control\n"
+            "assert callable(select) and select.__name__ == 'select', select\n"
+            "assert callable(random_control)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

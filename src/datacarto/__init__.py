@@ -29,12 +29,12 @@ _EXPORTS = {
     "get_metrics": "datacarto.metrics",
     "REGIONS": "datacarto.metrics",
     # selection
-    "select": "datacarto.select",
-    "random_control": "datacarto.select",
-    "focused_dataset": "datacarto.select",
-    "export_subset": "datacarto.select",
-    "get_focused_sets": "datacarto.select",
-    "get_focussed_sets": "datacarto.select",
+    "select": "datacarto.selection",
+    "random_control": "datacarto.selection",
+    "focused_dataset": "datacarto.selection",
+    "export_subset": "datacarto.selection",
+    "get_focused_sets": "datacarto.selection",
+    "get_focussed_sets": "datacarto.selection",
     # maps
     "plot_data_map": "datacarto.maps.static",
     "interactive_map": "datacarto.maps.interactive",

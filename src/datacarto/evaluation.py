@@ -71,7 +71,7 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
         raise DatacartoError(f"gold labels must be integers, got dtype {gold.dtype}")
     gold = gold.astype(np.int64)
     n = gold.shape[0]
-    from .select import REGIONS
+    from .selection import REGIONS
 
     names_by_row = None
     order: list[str] = []

@@ -189,7 +189,7 @@ def check_training_args(values, key: str = "training_args") -> dict[str, Any]:
 
 
 def _select_params() -> set[str]:
-    from .select import select
+    from .selection import select
 
     return {n for n, p in inspect.signature(select).parameters.items() if p.kind is p.KEYWORD_ONLY} - {"seed"}
 
@@ -624,7 +624,7 @@ class _Pipeline:
         inputs = {"metrics": self.rec("metrics").digest, "recipes": c.recipes, "control": c.control, "seed": c.seed}
 
         def run():
-            from .select import export_subset, focused_dataset, random_control, select
+            from .selection import export_subset, focused_dataset, random_control, select
 
             m = self.train_metrics()
             base = self.out / "baseline"

@@ -55,7 +55,7 @@ def _regions(values: list[str] | None) -> list[str] | None:
 
 def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str) -> str:
     """How many were selected, per region and per label (with the manifest's label names)."""
-    from ..select import REGIONS
+    from ..selection import REGIONS
 
     n, total = len(ids), len(metrics)
     lines = [f"{title}: {n} of {total} examples ({100.0 * n / max(total, 1):.1f}%)"]
@@ -76,7 +76,7 @@ def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from ..dynamics.store import dynamics_dir, read_manifest
-    from ..select import export_subset, focused_dataset, random_control, select
+    from ..selection import export_subset, focused_dataset, random_control, select
 
     if args.random_control and args.control_out:
         raise DatacartoError("use either --random-control (control to --out) or --control-out, not both")

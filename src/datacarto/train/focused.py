@@ -62,7 +62,7 @@ def _subset_dataset(run_dir: Path, subset):
     import datasets
 
     from ..data import load_table
-    from ..select import focused_dataset
+    from ..selection import focused_dataset
 
     if isinstance(subset, (str, os.PathLike)):
         return load_table(subset), str(subset)

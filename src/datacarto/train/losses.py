@@ -220,7 +220,7 @@ def region_weights(metrics, weights: Mapping[str, float], default: float = 1.0) 
     ``variability`` columns (regions are then assigned with ``assign_regions``' defaults). Row ids
     missing from the table, and examples without a region, get ``default``.
     """
-    from ..select import normalize_regions
+    from ..selection import normalize_regions
 
     if not hasattr(metrics, "index") or not hasattr(metrics, "columns"):
         raise DatacartoError("region_weights needs a metrics table (a DataFrame indexed by row_id)")
