@@ -71,15 +71,16 @@ def main(argv: list[str]) -> int:
     for m in args.models:
         if not Path(m).is_dir() and (m.startswith((".", "/")) or os.sep in m):
             raise DatacartoError(f"model folder not found: {m}")
+    # the data first: a wrong path fails before N models are loaded
+    data = load_table(args.dataset, args.split)
+    validation = load_table(args.validation, "validation") if args.tune_on else None
     trainer = EnsembleTrainer(
         args.models, weights=args.weights, combine=args.combine,
         args={"per_device_eval_batch_size": args.batch_size, "use_cpu": not torch.cuda.is_available()},
         text_columns=split_list(args.text_columns), label_column=args.label_column,
         label_names=split_list(args.class_names), max_length=args.max_length,
     )
-    data = load_table(args.dataset, args.split)
     if args.tune_on:
-        validation = load_table(args.validation, "validation")
         if trainer.fingerprint(validation) == trainer.fingerprint(data):
             raise DatacartoError("--validation holds the same examples as --dataset: refusing to tune on the "
                                  "evaluated data")
