@@ -195,10 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'':<{width}}  {'wall s':>8}  {'CPU s':>8}")
     for name, wall, cpu, note in rows:
         print(f"  {name:<{width}}  {wall:8.3f}  {cpu:8.3f}  {note}")
-    for name, (wall, cpu) in loops.items():
+    for i, (name, (wall, cpu)) in enumerate(loops.items()):
         speed_wall, speed_cpu = wall / (t_metrics + t_regions), cpu / (c_metrics + c_regions)
+        # the target is against the straightforward loop (the first); the tuned one is a harder reference
+        note = (f"target >= 200x: {verdict(min(speed_wall, speed_cpu) >= 200)}" if i == 0
+                else "(a hand-tuned loop, for reference)")
         print(f"  {'speed-up (metrics + regions) vs ' + name.split(',')[0]:<{width}}  {speed_wall:7.0f}x  "
-              f"{speed_cpu:7.0f}x  target >= 200x: {verdict(min(speed_wall, speed_cpu) >= 200)}")
+              f"{speed_cpu:7.0f}x  {note}")
     print(f"  logits array: {nbytes / 2**20:.1f} MiB; metrics table: {table_bytes / 2**20:.1f} MiB "
           f"({table_bytes / nbytes:.2f}x)")
     print("  peak memory (tracemalloc: NumPy and pandas buffers, above what was allocated before):")
