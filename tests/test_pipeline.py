@@ -90,7 +90,7 @@ def test_dynamics_and_metrics(first_run):
     dyn = load_dynamics(base)
     assert dyn.logits.shape == (60, 3, 3) and dyn.label_names == LABEL_NAMES
     assert load_dynamics(base, "validation").logits.shape == (30, 3, 3)  # validation every epoch
-    assert load_dynamics(base, "test").logits.shape[0] == 30
+    assert load_dynamics(base, "test").logits.shape == (30, 3, 3)  # test predicted at every epoch end
     examples = load_examples(base)
     assert {"premise", "hypothesis", "is_flipped", "is_ambiguous", "original_label"} <= set(examples.columns)
 
@@ -99,8 +99,11 @@ def test_dynamics_and_metrics(first_run):
     assert np.array_equal(m["gold"].to_numpy(), dyn.gold)
     counts = m["region"].value_counts().to_dict()
     assert first_run.stages["metrics"].summary["regions"] == {r: counts[r] for r in REGIONS}
-    val = pd.read_parquet(first_run.output_dir / "metrics" / "validation_regions.parquet")
-    assert len(val) == 30 and set(val["region"]) <= set(REGIONS)
+    for split in ("validation", "test"):
+        regions = pd.read_parquet(first_run.output_dir / "metrics" / f"{split}_regions.parquet")
+        assert len(regions) == 30 and set(regions["region"]) <= set(REGIONS)
+        assert first_run.stages["metrics"].summary[f"{split}_regions"] == {
+            r: int((regions["region"] == r).sum()) for r in REGIONS}
 
 
 def test_baseline_validation_logits_are_the_final_models(first_run, data_files):
@@ -111,6 +114,12 @@ def test_baseline_validation_logits_are_the_final_models(first_run, data_files):
     stored = load_predictions(first_run.output_dir / "predictions" / "baseline.npz")["validation"]
     last_eval = load_dynamics(first_run.baseline_dir, "validation").logits[:, -1, :]
     np.testing.assert_array_equal(stored, last_eval)
+    stored_test = load_predictions(first_run.output_dir / "predictions" / "baseline.npz")["test"]
+    np.testing.assert_array_equal(stored_test, load_dynamics(first_run.baseline_dir, "test").logits[:, -1, :])
+    fresh_test = EnsembleTrainer([first_run.models["baseline"]], text_columns=["premise", "hypothesis"],
+                                 max_length=48, args={"use_cpu": True}).member_logits(
+        str(data_files["test"]), split="test")[0]
+    np.testing.assert_allclose(stored_test, fresh_test, rtol=1e-4, atol=1e-4)
     fresh = EnsembleTrainer([first_run.models["baseline"]], text_columns=["premise", "hypothesis"], max_length=48,
                             args={"use_cpu": True}).member_logits(str(data_files["validation"]), split="validation")[0]
     np.testing.assert_allclose(stored, fresh, rtol=1e-4, atol=1e-4)
@@ -179,17 +188,24 @@ def test_accuracy_table_matches_predictions(first_run, data_files):
     out = first_run.output_dir
     acc = first_run.accuracy
     test_gold, val_gold = gold_of(data_files["test"]), gold_of(data_files["validation"])
-    regions = pd.read_parquet(out / "metrics" / "validation_regions.parquet")["region"].to_numpy(dtype=object)
+    regions = {split: pd.read_parquet(out / "metrics" / f"{split}_regions.parquet")["region"].to_numpy(dtype=object)
+               for split in ("validation", "test")}
+    gold = {"validation": val_gold, "test": test_gold}
     assert len(acc) == 10
+    checked = 0
     for name, row in acc.iterrows():
         pred = load_predictions(out / "predictions" / f"{name}.npz")
         assert row["test_accuracy"] == pytest.approx((pred["test"].argmax(1) == test_gold).mean())
         assert row["validation_accuracy"] == pytest.approx((pred["validation"].argmax(1) == val_gold).mean())
-        mask = regions == "ambiguous"
-        if mask.any():
-            assert row["validation_ambiguous_accuracy"] == pytest.approx(
-                (pred["validation"].argmax(1)[mask] == val_gold[mask]).mean())
-            assert row["validation_ambiguous_n"] == mask.sum()
+        for split in ("validation", "test"):
+            for region in ("easy-to-learn", "ambiguous", "hard-to-learn"):
+                mask = regions[split] == region
+                assert row[f"{split}_{region}_n"] == mask.sum()
+                if mask.any():
+                    checked += 1
+                    assert row[f"{split}_{region}_accuracy"] == pytest.approx(
+                        (pred[split].argmax(1)[mask] == gold[split][mask]).mean())
+    assert checked >= 2 * len(acc)
 
 
 def test_report(first_run, data_files):
@@ -209,9 +225,15 @@ def test_report(first_run, data_files):
     for region, n in m["region"].value_counts().items():
         assert f"| {region} | {n} | {pct(n / 60)} |" in md
     # accuracy rows = the result's table, formatted
+    regions = ("easy-to-learn", "ambiguous", "hard-to-learn")
     for name, row in first_run.accuracy.iterrows():
-        line = f"| {name} | {pct(row['test_accuracy'])} | {pct(row['validation_accuracy'])} |"
+        cells = [name, pct(row["test_accuracy"]), *[pct(row[f"test_{r}_accuracy"]) for r in regions],
+                 pct(row["validation_accuracy"]), *[pct(row[f"validation_{r}_accuracy"]) for r in regions]]
+        line = "| " + " | ".join(cells) + " |"
         assert line in md, line
+    for split in ("test", "validation"):
+        for r in regions:
+            assert f"{split}: {r} (n={int(first_run.accuracy[f'{split}_{r}_n'].iloc[0])})" in md
     # config order of the recipes everywhere
     assert md.index("| hard | focused |") < md.index("| amb | focused |")
     assert md.index("| focused/hard |") < md.index("| focused/amb |")

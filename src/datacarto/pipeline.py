@@ -539,19 +539,25 @@ class _Pipeline:
             if str(args.get("eval_strategy", "epoch")) != "steps":
                 args["eval_strategy"] = "epoch"
             val = self.split("validation")
+            has_test = (self.out / "data" / "test.parquet").is_file() and "test" in self.rec("data").summary["rows"]
+            test = self.split("test") if has_test else None
             _seed_everything(args.get("seed", c.seed))  # the new classifier head is drawn before the Trainer seeds
+            # with a test set, the baseline predicts it at each epoch end: test dynamics give test regions
             result = train_baseline(
                 model=c.model, train=self.split("train"), validation=val, text_columns=spec.text_columns,
                 label_column=spec.label_column, label_names=spec.label_names, output_dir=directory,
                 training_args=args, dynamics_mode=c.dynamics_mode, max_length=c.max_length,
-                resume_from_checkpoint=resume)
-            val_logits = _final_eval_logits(directory, len(val), args) if resume is None else None
+                resume_from_checkpoint=resume, test=test)
+            val_logits = None
+            if resume is None and str(args.get("eval_strategy")) == "epoch":
+                val_logits = _final_eval_logits(directory, "validation", len(val), args)
             if val_logits is None:
                 val_logits = _predict(result.trainer, val, spec, max_length=c.max_length)
             test_logits = None
-            if (self.out / "data" / "test.parquet").is_file() and "test" in self.rec("data").summary["rows"]:
-                test_logits = _predict(result.trainer, self.split("test"), spec, max_length=c.max_length,
-                                       record_split="test")
+            if test is not None:
+                test_logits = _final_eval_logits(directory, "test", len(test), args) if resume is None else None
+                if test_logits is None:
+                    test_logits = _predict(result.trainer, test, spec, max_length=c.max_length, record_split="test")
             pred = self.out / "predictions" / "baseline.npz"
             _save_predictions(pred, validation=val_logits, test=test_logits)
             started.unlink(missing_ok=True)
@@ -574,12 +580,13 @@ class _Pipeline:
             m = get_metrics(base)
             write_frame(m, self.out / "metrics" / "train.parquet")
             outputs = ["metrics/train.parquet"]
-            val_regions = _validation_regions(base)
             summary = {"regions": _counts(m["region"]), "attrs": _jsonable(dict(m.attrs)), "n": int(len(m))}
-            if val_regions is not None:
-                write_frame(val_regions.to_frame("region"), self.out / "metrics" / "validation_regions.parquet")
-                outputs.append("metrics/validation_regions.parquet")
-                summary["validation_regions"] = _counts(val_regions)
+            for split in ("validation", "test"):
+                regions = _split_regions(base, split)
+                if regions is not None:
+                    write_frame(regions.to_frame("region"), self.out / "metrics" / f"{split}_regions.parquet")
+                    outputs.append(f"metrics/{split}_regions.parquet")
+                    summary[f"{split}_regions"] = _counts(regions)
             return outputs, summary, frame_digest(m)
 
         return self.runner.run("metrics", inputs, run)
@@ -792,12 +799,17 @@ class _Pipeline:
             path = self.out / "metrics" / "validation_regions.parquet"
             if path.is_file():
                 regions = pd.read_parquet(path).set_index("row_id")["region"].to_numpy(dtype=object)
-            test_gold = None
+            test_gold = test_regions = None
             if all("test" in p for p in preds.values()) and (self.out / "data" / "test.parquet").is_file():
                 test_gold = _gold(self.split("test"), spec)
+                path = self.out / "metrics" / "test_regions.parquet"
+                if path.is_file():
+                    test_regions = pd.read_parquet(path).set_index("row_id")["region"].to_numpy(dtype=object)
+                    if len(test_regions) != len(test_gold):
+                        test_regions = None
             table = accuracy_table({n: p["validation"] for n, p in preds.items()}, val_gold, regions,
                                    test={n: p["test"] for n, p in preds.items()} if test_gold is not None else None,
-                                   test_gold=test_gold)
+                                   test_gold=test_gold, test_regions=test_regions)
             from ._io import write_frame
 
             write_frame(table, self.out / "evaluation" / "accuracy.csv", index=True)
@@ -811,7 +823,9 @@ class _Pipeline:
         upstream = {n: self.rec(n).digest for n in STAGES[:-1]}
         config = {k: v for k, v in c.to_dict().items() if k != "output_dir"}  # a moved run stays up to date
         inputs = {"upstream": upstream, "config": config,
-                  "seconds": {n: self.rec(n).seconds for n in STAGES[:-1]}}
+                  # when each stage last ran: the report shows their times, so any stage that ran redoes it
+                  # (seconds alone can repeat to the millisecond)
+                  "ran": {n: [self.rec(n).seconds, self.rec(n).finished_at] for n in STAGES[:-1]}}
 
         def run():
             from .report import write_report
@@ -829,18 +843,16 @@ def _seed_everything(seed: int) -> None:
     set_seed(int(seed))
 
 
-def _final_eval_logits(run_dir: Path, n: int, args: dict) -> np.ndarray | None:
-    """The validation logits of the final model, as recorded by its last evaluation (None: predict again).
+def _final_eval_logits(run_dir: Path, split: str, n: int, args: dict) -> np.ndarray | None:
+    """The final model's logits on ``split``, as recorded at the last epoch end (None: predict again).
 
-    With one evaluation per epoch and no best-model reloading, the last recorded epoch *is* the
-    final model on the validation set, so predicting it again would only repeat that pass.
+    With one evaluation (or test prediction) per epoch and no best-model reloading, the last
+    recorded epoch *is* the final model on that set, so predicting it again would only repeat that pass.
     """
     from .dynamics.store import load_dynamics
 
-    if str(args.get("eval_strategy")) != "epoch":
-        return None
     try:
-        dyn = load_dynamics(run_dir, "validation")
+        dyn = load_dynamics(run_dir, split)
     except DatacartoError:
         return None
     from .train.baseline import TRAINING_DEFAULTS
@@ -851,36 +863,39 @@ def _final_eval_logits(run_dir: Path, n: int, args: dict) -> np.ndarray | None:
     return np.ascontiguousarray(dyn.logits[:, -1, :], dtype=np.float32)
 
 
-def _validation_regions(baseline_dir: Path) -> pd.Series | None:
-    """Regions of the validation examples from the baseline's validation dynamics (None if unrecorded)."""
+def _split_regions(baseline_dir: Path, split: str) -> pd.Series | None:
+    """Regions of a validation or test set from the baseline's dynamics on it (None if unrecorded)."""
     from .dynamics.store import dynamics_dir, list_epoch_files
     from .evaluation import eval_regions
 
-    if not list_epoch_files(dynamics_dir(baseline_dir, "validation")):
+    if not list_epoch_files(dynamics_dir(baseline_dir, split)):
         return None
     with warnings.catch_warnings():  # one epoch: regions are degenerate, and the report says how many
         warnings.simplefilter("ignore", UserWarning)
-        regions = eval_regions(baseline_dir, split="validation")
+        regions = eval_regions(baseline_dir, split=split)
     regions = pd.Series(np.asarray(regions, dtype=object), index=np.arange(len(regions)), name="region")
     regions.index.name = "row_id"
     return regions
 
 
 def accuracy_table(validation: dict[str, np.ndarray], gold: np.ndarray, regions=None, *,
-                   test: dict[str, np.ndarray] | None = None, test_gold: np.ndarray | None = None) -> pd.DataFrame:
-    """One row per model: test accuracy and macro-F1 overall, validation overall and per region.
+                   test: dict[str, np.ndarray] | None = None, test_gold: np.ndarray | None = None,
+                   test_regions=None) -> pd.DataFrame:
+    """One row per model: test and validation accuracy and macro-F1, overall and per region.
 
     Columns ``test_accuracy``, ``test_macro_f1``, ``validation_accuracy``, ``validation_macro_f1``,
     and for each region ``validation_<region>_accuracy`` and ``validation_<region>_n`` (from
-    :func:`datacarto.evaluation.evaluate_by_region`). Test columns are NaN without a test set.
+    :func:`datacarto.evaluation.evaluate_by_region`), and ``test_<region>_accuracy`` and
+    ``test_<region>_n`` with ``test_regions``. Test columns are NaN without a test set.
     """
     from .evaluation import evaluate_by_region
     from .metrics import REGIONS
 
     val = evaluate_by_region(validation, gold, regions)
     table = pd.DataFrame(index=val.index)
+    t = None
     if test is not None and test_gold is not None:
-        t = evaluate_by_region(test, test_gold)
+        t = evaluate_by_region(test, test_gold, test_regions)
         table["test_accuracy"] = t["overall_accuracy"]
         table["test_macro_f1"] = t["overall_macro_f1"]
     else:
@@ -892,6 +907,10 @@ def accuracy_table(validation: dict[str, np.ndarray], gold: np.ndarray, regions=
         for region in REGIONS:
             table[f"validation_{region}_accuracy"] = val[f"{region}_accuracy"]
             table[f"validation_{region}_n"] = val[f"{region}_n"]
+    if t is not None and test_regions is not None:
+        for region in REGIONS:
+            table[f"test_{region}_accuracy"] = t[f"{region}_accuracy"]
+            table[f"test_{region}_n"] = t[f"{region}_n"]
     table.index.name = "model"
     return table
 

@@ -337,16 +337,22 @@ def write_report(output_dir: str | os.PathLike, *, title: str | None = None, noi
     if acc_path.is_file():
         acc = pd.read_csv(acc_path).set_index("model")
         doc.h(2, "Accuracy")
-        regions = [r for r in ("easy-to-learn", "ambiguous", "hard-to-learn") if f"validation_{r}_accuracy" in acc]
-        sizes = {r: int(acc[f"validation_{r}_n"].iloc[0]) for r in regions if f"validation_{r}_n" in acc}
-        header = ["model", "test accuracy", "validation accuracy",
-                  *[f"validation: {r} (n={sizes.get(r, '?')})" for r in regions]]
-        doc.table(header, [[name, pct(row["test_accuracy"]), pct(row["validation_accuracy"]),
-                            *[pct(row[f"validation_{r}_accuracy"]) for r in regions]]
+        names = ("easy-to-learn", "ambiguous", "hard-to-learn")
+        by_split = {split: [r for r in names if f"{split}_{r}_accuracy" in acc] for split in ("test", "validation")}
+
+        def region_header(split: str) -> list[str]:
+            return [f"{split}: {r} (n={int(acc[f'{split}_{r}_n'].iloc[0]) if f'{split}_{r}_n' in acc else '?'})"
+                    for r in by_split[split]]
+
+        header = ["model", "test accuracy", *region_header("test"), "validation accuracy",
+                  *region_header("validation")]
+        doc.table(header, [[name, pct(row["test_accuracy"]), *[pct(row[f"test_{r}_accuracy"]) for r in by_split["test"]],
+                            pct(row["validation_accuracy"]),
+                            *[pct(row[f"validation_{r}_accuracy"]) for r in by_split["validation"]]]
                            for name, row in acc.iterrows()])
-        if regions:
-            doc.p("Validation regions come from the baseline's own predictions on the validation set at "
-                  "each epoch, so the baseline's per-region accuracy is biased by construction (easy-to-learn "
+        if by_split["validation"] or by_split["test"]:
+            doc.p("Regions of validation and test examples come from the baseline's own predictions on them at "
+                  "each epoch end, so the baseline's per-region accuracy is biased by construction (easy-to-learn "
                   "is where it was right): compare the other models with it region by region, and a focused "
                   "model with its random control.")
         ensembles = _read_json(out / "ensembles.json", {})

@@ -556,6 +556,22 @@ class CartographyMixin:
         return output
 
 
+class PredictEachEpoch(TrainerCallback):
+    """Predicts a data set at each epoch end, so a CartographyTrainer records its dynamics.
+
+    The logits are recorded under ``training_dynamics/eval/<split>/``, one file per epoch, like the
+    evaluation set's. Costs one prediction pass over the data set per epoch.
+    """
+
+    def __init__(self, trainer, dataset, *, split: str = "test"):
+        self.trainer = trainer
+        self.dataset = dataset
+        self.split = split
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.trainer.predict(self.dataset, metric_key_prefix=self.split)
+
+
 class _TrainingPassCallback(TrainerCallback):
     """Flushes the mixin's buffer at each epoch end and saves it with each checkpoint."""
 

@@ -81,14 +81,16 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
                    num_labels: int | None = None, output_dir: str | os.PathLike | None = None,
                    training_args=None, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
                    eval_dynamics: bool = True, max_length: int = 128, loss=None, record: bool = True,
-                   resume_from_checkpoint=None, save_model: bool = True) -> TrainResult:
+                   resume_from_checkpoint=None, save_model: bool = True, test=None) -> TrainResult:
     """Fine-tune ``model`` on ``train`` while recording training dynamics.
 
-    ``train``/``validation``: a hub name, a local jsonl/csv/parquet file or a ``datasets.Dataset``.
-    ``model``: a hub name or a local folder. ``training_args``: TrainingArguments, a dict of its
-    fields, or None for datacarto's defaults. The final model goes to ``<output_dir>/model``.
+    ``train``/``validation``/``test``: a hub name, a local jsonl/csv/parquet file or a
+    ``datasets.Dataset``. ``model``: a hub name or a local folder. ``training_args``:
+    TrainingArguments, a dict of its fields, or None for datacarto's defaults. With ``test``, the
+    model predicts it at each epoch end and its dynamics are recorded (split ``"test"``), so test
+    examples get regions too. The final model goes to ``<output_dir>/model``.
     """
-    from ..dynamics.record import CartographyTrainer
+    from ..dynamics.record import CartographyTrainer, PredictEachEpoch
 
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
                                 label_names=label_names, num_labels=num_labels)
@@ -101,12 +103,18 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     tokenizer, net = load_model(model, spec.num_labels, spec.label_names)
     train_tok = tokenize(train_ds, tokenizer, spec, max_length=max_length)
     val_tok = tokenize(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
+    test_tok = None
+    if test is not None:
+        test_ds, _ = load_split(test, split="test", spec=spec, what="test set")
+        test_tok = tokenize(test_ds, tokenizer, spec, max_length=max_length)
     trainer = CartographyTrainer(
         model=net, args=args, train_dataset=train_tok, eval_dataset=val_tok, processing_class=tokenizer,
         dynamics_mode=dynamics_mode, snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=eval_dynamics,
         loss=loss, label_names=spec.label_names, text_columns=spec.text_columns,
         dataset_name=str(train) if isinstance(train, (str, os.PathLike)) else None, record=record,
     )
+    if test_tok is not None and record and eval_dynamics:
+        trainer.add_callback(PredictEachEpoch(trainer, test_tok, split="test"))
     if resume_from_checkpoint in ("", "false", "False"):
         resume_from_checkpoint = None
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
@@ -116,3 +124,4 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
         trainer.save_model(str(model_dir))
     return TrainResult(output_dir=out, model_dir=model_dir, label_spec=spec, trainer=trainer,
                        metrics=dict(result.metrics))
+
