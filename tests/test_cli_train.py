@@ -38,6 +38,30 @@ def test_train_records_with_every_training_arguments_flag(tmp_path, tiny_model, 
     assert "training dynamics:" in capsys.readouterr().out
 
 
+def test_train_with_a_test_set_records_it_every_epoch(tmp_path, tiny_model, toy_rows, capsys):
+    """--test: predicted at each epoch end, so test examples get dynamics (and regions) too."""
+    from datacarto.evaluation import eval_regions
+    from datacarto.train.ensemble import EnsembleTrainer
+
+    train = write_jsonl(tmp_path / "train.jsonl", toy_rows[:40])
+    test = write_jsonl(tmp_path / "test.jsonl", toy_rows[40:])
+    out = tmp_path / "run"
+    assert FAST[:2] == ["--num_train_epochs", "1"]
+    fast = ["--num_train_epochs", "3", *FAST[2:]]
+    assert main(["train", "--model", tiny_model, "--dataset", train, "--test", test, "--learning_rate", "1e-3",
+                 "--text-columns", "premise,hypothesis", "--output-dir", str(out), *fast]) == 0
+    dyn = load_dynamics(out, "test")
+    assert dyn.logits.shape == (20, 3, 3) and dyn.epochs == [0, 1, 2]
+    np.testing.assert_array_equal(dyn.gold, [r["label"] for r in toy_rows[40:]])
+    assert load_examples(out, "test")["hypothesis"].tolist() == [r["hypothesis"] for r in toy_rows[40:]]
+    # the last snapshot is the final model's prediction
+    fresh = EnsembleTrainer([str(out / "model")], text_columns=["premise", "hypothesis"],
+                            args={"use_cpu": True}).member_logits(test, split="test")[0]
+    np.testing.assert_allclose(dyn.logits[:, -1, :], fresh, rtol=1e-4, atol=1e-4)
+    assert len(eval_regions(out, "test")) == 20
+    assert not (out / "training_dynamics" / "eval" / "validation").exists()
+
+
 def test_string_labels_with_class_names(tmp_path, tiny_model, toy_rows):
     names = ["entailment", "neutral", "contradiction"]
     data = write_jsonl(tmp_path / "s.jsonl", [{**r, "label": names[r["label"]]} for r in toy_rows])

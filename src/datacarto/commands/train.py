@@ -31,6 +31,15 @@ class DataArguments:
     snapshots_per_epoch: int = field(default=1, metadata={"help": "snapshots per epoch (epoch_end mode)"})
 
 
+@dataclass
+class TestArguments:
+    """A test set recorded during training (``datacarto train`` only)."""
+
+    test: str | None = field(default=None, metadata={
+        "help": "test data, like --dataset: predicted at each epoch end and recorded (split 'test'), so "
+                "test examples get regions (datacarto ensemble --regions-from RUN --split test)"})
+
+
 def split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -59,7 +68,7 @@ def explicit_flags(argv: list[str]) -> set[str]:
 def main(argv: list[str]) -> int:
     from ..train.baseline import train_baseline
 
-    data, args = parse_with_training_args(argv, DataArguments, prog="datacarto train")
+    data, test, args = parse_with_training_args(argv, DataArguments, TestArguments, prog="datacarto train")
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
     result = train_baseline(
@@ -67,7 +76,7 @@ def main(argv: list[str]) -> int:
         text_columns=split_list(data.text_columns), label_column=data.label_column,
         label_names=split_list(data.class_names), training_args=args, output_dir=args.output_dir,
         dynamics_mode=data.dynamics_mode, snapshots_per_epoch=data.snapshots_per_epoch,
-        max_length=data.max_length, resume_from_checkpoint=args.resume_from_checkpoint,
+        max_length=data.max_length, resume_from_checkpoint=args.resume_from_checkpoint, test=test.test,
     )
     if result.trainer.is_world_process_zero():
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")
