@@ -15,6 +15,7 @@ _EXPORTS = {
     "CartographyMixin": "datacarto.dynamics.record",
     "CartographyTrainer": "datacarto.dynamics.record",
     "CartographyCallback": "datacarto.dynamics.record",
+    "PredictEachEpoch": "datacarto.dynamics.record",
     "Dynamics": "datacarto.dynamics.store",
     "DynamicsWriter": "datacarto.dynamics.store",
     "load_dynamics": "datacarto.dynamics.store",
