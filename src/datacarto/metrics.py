@@ -111,6 +111,24 @@ _FLOAT_COLUMNS = (
 _INT_COLUMNS = ("correct_count", "forgetfulness", "last_pred", "n_epochs_used")
 
 
+def check_metrics_table(metrics: Any, columns, why: str = "") -> pd.DataFrame:
+    """Raise DatacartoError unless ``metrics`` is a DataFrame holding ``columns`` (``why``: what needs them)."""
+    if not isinstance(metrics, pd.DataFrame):
+        raise DatacartoError(f"expected the metrics table as a pandas DataFrame, got {type(metrics).__name__}")
+    missing = [c for c in columns if c not in metrics.columns]
+    if missing:
+        raise DatacartoError(f"the metrics table has no column(s) {missing}{why}; columns: {list(metrics.columns)}")
+    return metrics
+
+
+def row_ids(metrics: pd.DataFrame) -> np.ndarray:
+    """The index of a metrics table as int64 row ids (a clear error if it is not integer)."""
+    try:
+        return metrics.index.to_numpy(dtype=np.int64)
+    except (TypeError, ValueError) as e:
+        raise DatacartoError(f"the metrics table must be indexed by integer row ids: {e}") from e
+
+
 def compute_metrics(dynamics: Any, burn_out: int | None = None, el2n_epoch: int = 0) -> pd.DataFrame:
     """One row of per-example metrics per example, indexed by ``row_id``.
 

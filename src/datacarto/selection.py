@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DatacartoError
+from .metrics import check_metrics_table, row_ids
 
 # Same names and order as datacarto.metrics.REGIONS (kept here so this module imports nothing heavy).
 REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
@@ -94,23 +95,6 @@ def largest_remainder(total: int, sizes: Iterable[int]) -> np.ndarray:
     order = np.lexsort((np.arange(len(sizes)), -remainder))
     base[order[:extra]] += 1
     return base
-
-
-def _ids_of(metrics: pd.DataFrame) -> np.ndarray:
-    try:
-        return metrics.index.to_numpy(dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise DatacartoError(f"the metrics table must be indexed by integer row ids: {e}") from e
-
-
-def _check_frame(metrics: Any, columns: Iterable[str], why: str = "") -> None:
-    if not isinstance(metrics, pd.DataFrame):
-        raise DatacartoError(f"expected the metrics table as a pandas DataFrame, got {type(metrics).__name__}")
-    missing = [c for c in columns if c not in metrics.columns]
-    if missing:
-        raise DatacartoError(
-            f"the metrics table has no column(s) {missing}{why}; columns: {list(metrics.columns)}"
-        )
 
 
 def _check_number(name: str, value: Any) -> float:
@@ -242,8 +226,8 @@ def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_co
         needed.append(REGION_RANKING[regions[0]][0])
     if stratify_by_label:
         needed.append("gold")
-    _check_frame(metrics, dict.fromkeys(needed))
-    ids = _ids_of(metrics)
+    check_metrics_table(metrics, dict.fromkeys(needed))
+    ids = row_ids(metrics)
 
     # --- filter: inclusive bounds, then regions
     keep = np.ones(len(ids), dtype=bool)
@@ -328,8 +312,8 @@ def random_control(n_or_ids: int | Iterable[int], metrics: pd.DataFrame, *, matc
     to the candidate pool (largest remainder). ``exclude`` removes row ids (e.g. the focused subset
     itself, for a disjoint control) from the candidates. Returns ascending row ids (int64).
     """
-    _check_frame(metrics, ["gold"] if match_labels else [])
-    ids = _ids_of(metrics)
+    check_metrics_table(metrics, ["gold"] if match_labels else [])
+    ids = row_ids(metrics)
     if np.ndim(n_or_ids) == 0:
         if isinstance(n_or_ids, bool) or not isinstance(n_or_ids, numbers.Integral) or int(n_or_ids) < 0:
             raise DatacartoError(f"random_control needs row ids or a count >= 0, got {n_or_ids!r}")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
+from ..metrics import check_metrics_table
 
 # Same names and order as datacarto.metrics.REGIONS (kept here so this module imports nothing heavy).
 REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
@@ -27,14 +28,7 @@ _COOLWARM = [(0.0, (59, 76, 192)), (0.5, (221, 221, 221)), (1.0, (180, 4, 38))]
 
 def check_metrics(metrics, columns) -> pd.DataFrame:
     """Raise DatacartoError unless ``metrics`` is a non-empty DataFrame holding ``columns``."""
-    if not isinstance(metrics, pd.DataFrame):
-        raise DatacartoError(f"expected the metrics table as a pandas DataFrame, got {type(metrics).__name__}")
-    missing = [c for c in columns if c not in metrics.columns]
-    if missing:
-        raise DatacartoError(
-            f"the metrics table lacks column(s) {missing} needed for the data map; "
-            f"columns: {list(metrics.columns)}"
-        )
+    check_metrics_table(metrics, columns, " needed for the data map")
     if len(metrics) == 0:
         raise DatacartoError("the metrics table is empty: nothing to map")
     return metrics
@@ -44,14 +38,6 @@ def check_color_by(color_by: str) -> str:
     if color_by not in COLOR_MODES:
         raise DatacartoError(f"unknown color_by {color_by!r}; choose one of {', '.join(COLOR_MODES)}")
     return color_by
-
-
-def row_ids(metrics: pd.DataFrame) -> np.ndarray:
-    """The metrics index as int64 row ids."""
-    try:
-        return metrics.index.to_numpy(dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise DatacartoError(f"the metrics table must be indexed by integer row ids: {e}") from e
 
 
 def n_epochs_of(metrics: pd.DataFrame) -> int:

@@ -39,6 +39,7 @@ import pandas as pd
 
 from .._io import write_text_atomic
 from ..errors import DatacartoError
+from ..metrics import row_ids
 from . import (
     REGION_COLORS,
     REGIONS,
@@ -51,7 +52,6 @@ from . import (
     label_colors,
     region_codes,
     region_guides,
-    row_ids,
     subsample,
 )
 
