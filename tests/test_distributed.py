@@ -25,15 +25,23 @@ def _free_port() -> int:
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("mode", ["training_pass", "epoch_end"])
-def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode):
+@pytest.mark.parametrize("mode,launch", [("training_pass", "script"), ("epoch_end", "cli")])
+def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, launch):
+    """A user's script with CartographyTrainer, and ``torchrun -m datacarto.cli train``."""
     rows = toy_nli(N, seed=3)
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(SCRIPT),
-           "--model", tiny_model, "--data", str(data), "--out", str(out), "--mode", mode, "--epochs", "2"]
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    if launch == "script":
+        cmd += [str(SCRIPT), "--model", tiny_model, "--data", str(data), "--out", str(out), "--mode", mode,
+                "--epochs", "2"]
+    else:
+        cmd += ["-m", "datacarto.cli", "train", "--model", tiny_model, "--dataset", str(data),
+                "--output-dir", str(out), "--dynamics_mode", mode, "--num_train_epochs", "2",
+                "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu", "--disable_tqdm",
+                "true", "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dyn = load_dynamics(out)  # refuses duplicate row ids

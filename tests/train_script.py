@@ -55,6 +55,10 @@ def main() -> None:
     trainer = CartographyTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
                                  dynamics_mode=a.mode, callbacks=callbacks)
     trainer.train()
+    # what a torchrun script should end with (datacarto's CLI does the same): see end_distributed
+    from datacarto import end_distributed
+
+    end_distributed()
 
 
 if __name__ == "__main__":

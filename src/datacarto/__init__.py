@@ -16,6 +16,7 @@ _EXPORTS = {
     "CartographyTrainer": "datacarto.dynamics.record",
     "CartographyCallback": "datacarto.dynamics.record",
     "PredictEachEpoch": "datacarto.dynamics.record",
+    "end_distributed": "datacarto.cli",
     "Dynamics": "datacarto.dynamics.store",
     "DynamicsWriter": "datacarto.dynamics.store",
     "load_dynamics": "datacarto.dynamics.store",
