@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DatacartoError
+from .metrics import REGIONS
 
 #: Which end of each score is suspicious (more likely a wrong label): "low" or "high".
 #:
@@ -322,7 +323,7 @@ def noise_by_region(metrics: pd.DataFrame, is_noisy) -> pd.DataFrame:
     region = pd.Series(np.asarray(region, dtype=object), name="region")
     if region.isna().any():
         region = region.fillna("(none)")
-    known = _regions()
+    known = REGIONS
     order = list(known) + sorted(set(region) - set(known), key=str)
     frame = pd.DataFrame({"region": region.to_numpy(), "flipped": noisy})
     grouped = frame.groupby("region", sort=False)["flipped"].agg(["size", "sum"]).reindex(order, fill_value=0)
@@ -332,14 +333,6 @@ def noise_by_region(metrics: pd.DataFrame, is_noisy) -> pd.DataFrame:
     out["share_of_flipped"] = out["n_flipped"] / int(noisy.sum())
     out.index.name = "region"
     return out
-
-
-def _regions() -> tuple[str, ...]:
-    try:
-        from .metrics import REGIONS
-    except ImportError:  # metrics.py not importable: the documented names
-        return ("easy-to-learn", "ambiguous", "hard-to-learn")
-    return tuple(REGIONS)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -785,6 +785,13 @@ class _Pipeline:
     def all_prediction_names(self) -> list[str]:
         return [*self.model_names(), *self.ensemble_plans()]
 
+    def split_regions(self, split: str) -> np.ndarray | None:
+        """Regions of the validation or test examples as the metrics stage wrote them (None: not recorded)."""
+        path = self.out / "metrics" / f"{split}_regions.parquet"
+        if not path.is_file():
+            return None
+        return pd.read_parquet(path).set_index("row_id")["region"].to_numpy(dtype=object)
+
     # -- 8 evaluate
     def evaluate(self) -> StageRecord:
         inputs = {"ensemble": self.rec("ensemble").digest, "focus": self.rec("focus").digest,
@@ -795,18 +802,13 @@ class _Pipeline:
             names = self.all_prediction_names()
             preds = {n: load_predictions(self.out / "predictions" / f"{n}.npz") for n in names}
             val_gold = _gold(self.split("validation"), spec)
-            regions = None
-            path = self.out / "metrics" / "validation_regions.parquet"
-            if path.is_file():
-                regions = pd.read_parquet(path).set_index("row_id")["region"].to_numpy(dtype=object)
+            regions = self.split_regions("validation")
             test_gold = test_regions = None
             if all("test" in p for p in preds.values()) and (self.out / "data" / "test.parquet").is_file():
                 test_gold = _gold(self.split("test"), spec)
-                path = self.out / "metrics" / "test_regions.parquet"
-                if path.is_file():
-                    test_regions = pd.read_parquet(path).set_index("row_id")["region"].to_numpy(dtype=object)
-                    if len(test_regions) != len(test_gold):
-                        test_regions = None
+                test_regions = self.split_regions("test")
+                if test_regions is not None and len(test_regions) != len(test_gold):
+                    test_regions = None
             table = accuracy_table({n: p["validation"] for n, p in preds.items()}, val_gold, regions,
                                    test={n: p["test"] for n, p in preds.items()} if test_gold is not None else None,
                                    test_gold=test_gold, test_regions=test_regions)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ._io import write_text_atomic
 from .errors import DatacartoError
+from .metrics import REGIONS
 
 REGION_HELP = {
     "easy-to-learn": "high confidence, low variability: the model gets these right from the start",
@@ -192,7 +193,7 @@ def noise_summary(metrics: pd.DataFrame, is_noisy: np.ndarray) -> dict[str, Any]
     hard = region == "hard-to-learn"
     out = {"n": int(len(is_noisy)), "n_noisy": n_noisy, "in_hard": int((is_noisy & hard).sum()),
            "hard_size": int(hard.sum()), "auroc_confidence": float("nan"), "by_region": {}}
-    for r in ("easy-to-learn", "ambiguous", "hard-to-learn"):
+    for r in REGIONS:
         members = region == r
         out["by_region"][r] = {"n": int(members.sum()), "noisy": int((is_noisy & members).sum())}
     if 0 < n_noisy < len(is_noisy):
@@ -272,7 +273,7 @@ def write_report(output_dir: str | os.PathLike, *, title: str | None = None, noi
     header = ["region", "examples", "share", *[f"label: {n}" for n in label_names], "meaning"]
     table = []
     gold = metrics["gold"].to_numpy()
-    for r in ("easy-to-learn", "ambiguous", "hard-to-learn"):
+    for r in REGIONS:
         members = (region == r).to_numpy()
         counts = np.bincount(gold[members], minlength=len(label_names)) if label_names else []
         table.append([r, int(members.sum()), pct(members.sum() / total if total else np.nan),
@@ -285,7 +286,7 @@ def write_report(output_dir: str | os.PathLike, *, title: str | None = None, noi
               f"{thresholds.get('confidence_threshold', float('nan')):.3f}.")
     noise_col = _noise_column(examples, noise_column)
     extra = [c for c in (noise_col, "is_ambiguous") if c and examples is not None and c in examples.columns]
-    for r in ("easy-to-learn", "ambiguous", "hard-to-learn"):
+    for r in REGIONS:
         doc.h(3, f"Examples: {r}")
         metric, ascending = _REGION_ORDER[r]
         members = metrics[region == r].sort_values([metric], ascending=ascending, kind="stable").head(n_examples)
@@ -337,8 +338,7 @@ def write_report(output_dir: str | os.PathLike, *, title: str | None = None, noi
     if acc_path.is_file():
         acc = pd.read_csv(acc_path).set_index("model")
         doc.h(2, "Accuracy")
-        names = ("easy-to-learn", "ambiguous", "hard-to-learn")
-        by_split = {split: [r for r in names if f"{split}_{r}_accuracy" in acc] for split in ("test", "validation")}
+        by_split = {split: [r for r in REGIONS if f"{split}_{r}_accuracy" in acc] for split in ("test", "validation")}
 
         def region_header(split: str) -> list[str]:
             return [f"{split}: {r} (n={int(acc[f'{split}_{r}_n'].iloc[0]) if f'{split}_{r}_n' in acc else '?'})"

@@ -33,10 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DatacartoError
-from .metrics import check_metrics_table, row_ids
-
-# Same names and order as datacarto.metrics.REGIONS (kept here so this module imports nothing heavy).
-REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
+from .metrics import REGIONS, check_metrics_table, row_ids
 
 #: Ranking direction per metric: True = high values are "hardest" (ranked first with
 #: ``order="hardest"``), False = low values are hardest.

@@ -12,10 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
-from ..metrics import check_metrics_table
+from ..metrics import REGIONS, check_metrics_table
 
-# Same names and order as datacarto.metrics.REGIONS (kept here so this module imports nothing heavy).
-REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
 REGION_COLORS = {"easy-to-learn": "#2ca02c", "ambiguous": "#ff7f0e", "hard-to-learn": "#1f77b4"}
 UNASSIGNED_COLOR = "#9e9e9e"
 COLOR_MODES = ("correctness", "label", "region")

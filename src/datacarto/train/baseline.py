@@ -124,4 +124,3 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
         trainer.save_model(str(model_dir))
     return TrainResult(output_dir=out, model_dir=model_dir, label_spec=spec, trainer=trainer,
                        metrics=dict(result.metrics))
-
