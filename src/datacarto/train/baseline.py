@@ -97,16 +97,16 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     val_ds = None
     if validation is not None:
         val_ds, _ = load_split(validation, split="validation", spec=spec, what="validation set")
+    test_ds = None  # checked before the model loads, like the other splits
+    if test is not None:
+        test_ds, _ = load_split(test, split="test", spec=spec, what="test set")
     args = make_training_args(output_dir, training_args, has_eval=val_ds is not None)
     if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
         args.eval_strategy = "no"
     tokenizer, net = load_model(model, spec.num_labels, spec.label_names)
     train_tok = tokenize(train_ds, tokenizer, spec, max_length=max_length)
     val_tok = tokenize(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
-    test_tok = None
-    if test is not None:
-        test_ds, _ = load_split(test, split="test", spec=spec, what="test set")
-        test_tok = tokenize(test_ds, tokenizer, spec, max_length=max_length)
+    test_tok = tokenize(test_ds, tokenizer, spec, max_length=max_length) if test_ds is not None else None
     trainer = CartographyTrainer(
         model=net, args=args, train_dataset=train_tok, eval_dataset=val_tok, processing_class=tokenizer,
         dynamics_mode=dynamics_mode, snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=eval_dynamics,
