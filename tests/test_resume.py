@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
@@ -57,13 +58,20 @@ def test_resume_from_a_mid_epoch_checkpoint(tmp_path, tiny_model_no_dropout, toy
     np.testing.assert_allclose(dyn.logits[:, 2], dyn.logits[:, 0], atol=1e-5)
 
 
-def test_resume_without_recorder_state_cannot_complete_the_epoch(tmp_path, tiny_model_no_dropout, toy_rows):
-    # the negative control: it is the checkpoint's recorder state that completes the resumed epoch
+def test_resume_without_recorder_state_fills_the_rows_trained_before_the_checkpoint(
+        tmp_path, tiny_model_no_dropout, toy_rows):
+    # without the checkpoint's recorder state, the 16 rows of epoch 1 trained before checkpoint-10 are
+    # predicted at the epoch end and marked, so the epoch is still complete (never a gap or a silent hole)
     _trainer(tiny_model_no_dropout, toy_rows, tmp_path, [StopAt(13)]).train()
     (tmp_path / "checkpoint-10" / "datacarto_recorder_rank0.npz").unlink()
-    with pytest.warns(UserWarning, match="not recorded"):
+    with pytest.warns(UserWarning, match="no recorder state"):
         _trainer(tiny_model_no_dropout, toy_rows, tmp_path).train(resume_from_checkpoint=True)
-    assert load_dynamics(tmp_path).epochs == [0, 2]
+    dyn = load_dynamics(tmp_path)
+    assert dyn.epochs == [0, 1, 2] and not np.isnan(dyn.logits).any()
+    assert dyn.manifest["snapshots"]["1"]["filled"] == 16 and "filled" not in dyn.manifest["snapshots"]["2"]
+    filled = pq.read_table(dynamics_dir(tmp_path) / "epoch_001.parquet").column("filled").to_numpy()
+    assert filled.sum() == 16
+    np.testing.assert_allclose(dyn.logits[:, 1], dyn.logits[:, 0], atol=1e-5)  # lr = 0: same logits
 
 
 def test_kill_9_mid_epoch_keeps_finished_epochs_and_resumes(tmp_path, tiny_model, toy_jsonl, toy_rows):

@@ -12,11 +12,11 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # record and store
-    "CartographyMixin": "datacarto.dynamics.record",
-    "CartographyTrainer": "datacarto.dynamics.record",
-    "CartographyCallback": "datacarto.dynamics.record",
-    "PredictEachEpoch": "datacarto.dynamics.record",
-    "end_distributed": "datacarto.cli",
+    "CartographyMixin": "datacarto.record",
+    "CartographyTrainer": "datacarto.record",
+    "CartographyCallback": "datacarto.record",
+    "PredictEachEpoch": "datacarto.record",
+    "end_distributed": "datacarto.record.distributed",
     "Dynamics": "datacarto.dynamics.store",
     "DynamicsWriter": "datacarto.dynamics.store",
     "load_dynamics": "datacarto.dynamics.store",

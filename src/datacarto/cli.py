@@ -77,29 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return fail("interrupted")
     finally:
+        from .record.distributed import end_distributed
+
         end_distributed()
-
-
-def end_distributed() -> None:
-    """Close the process group a command started under torchrun (the Trainer leaves it open).
-
-    Without this, a gloo worker thread can still be releasing the tensors of the Trainer's last
-    all_gather when Python shuts down; it then needs the GIL, cannot have it, and aborts the
-    process ('terminate called without an active exception') after the work is done (4 of 26
-    two-process runs). A barrier, then a short sleep (both release the GIL), let those releases
-    happen while the interpreter is alive (a barrier alone: 1 of 81 runs aborted; with the
-    sleep: 0 of 120).
-    """
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        import time
-
-        dist.barrier()
-        time.sleep(0.2)
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

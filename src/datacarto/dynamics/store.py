@@ -155,8 +155,13 @@ class DynamicsWriter:
         return write_table_atomic(self.directory / EXAMPLES, pa.table(table))
 
     def write_epoch(self, index: int, row_ids: np.ndarray, gold: np.ndarray, logits: np.ndarray, *,
-                    epoch: float | None = None, global_step: int | None = None) -> int:
-        """Write one epoch's (or snapshot's) logits; returns the number of examples with NaN logits."""
+                    epoch: float | None = None, global_step: int | None = None,
+                    filled: np.ndarray | None = None) -> int:
+        """Write one epoch's (or snapshot's) logits; returns the number of examples with NaN logits.
+
+        ``filled``: a bool per row, True where the logits come from an eval-mode prediction at the
+        epoch end because the training pass did not see the row (``dataloader_drop_last``).
+        """
         row_ids = np.asarray(row_ids, dtype=np.int64)
         gold = np.asarray(gold, dtype=np.int32)
         logits = np.asarray(logits)
@@ -167,8 +172,12 @@ class DynamicsWriter:
         nan_rows = int(np.isnan(logits).any(axis=1).sum())
         if nan_rows:
             warnings.warn(f"epoch {index}: {nan_rows} examples have NaN logits (recorded as NaN)", stacklevel=2)
-        table = pa.table({"row_id": row_ids, "gold": gold, "logits": _logits_array(logits)})
-        write_table_atomic(epoch_path(self.directory, index), table)
+        columns = {"row_id": row_ids, "gold": gold, "logits": _logits_array(logits)}
+        n_filled = 0
+        if filled is not None and np.any(filled):
+            columns["filled"] = pa.array(np.asarray(filled, dtype=bool))
+            n_filled = int(np.sum(filled))
+        write_table_atomic(epoch_path(self.directory, index), pa.table(columns))
         manifest = self.manifest
         snapshots = manifest.get("snapshots", {})
         snapshots[str(int(index))] = {
@@ -176,6 +185,7 @@ class DynamicsWriter:
             "global_step": global_step,
             "n": int(row_ids.shape[0]),
             "nan_logits": nan_rows,
+            **({"filled": n_filled} if n_filled else {}),
         }
         self.update_manifest(
             snapshots=dict(sorted(snapshots.items(), key=lambda kv: int(kv[0]))),

@@ -90,7 +90,7 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     model predicts it at each epoch end and its dynamics are recorded (split ``"test"``), so test
     examples get regions too. The final model goes to ``<output_dir>/model``.
     """
-    from ..dynamics.record import CartographyTrainer, PredictEachEpoch
+    from ..record import CartographyTrainer, PredictEachEpoch
 
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
                                 label_names=label_names, num_labels=num_labels)

@@ -1,0 +1,315 @@
+"""When snapshots are taken: at epoch ends (``CartographyCallback``) or from the training pass.
+
+Both modes share :class:`_Recording`: the same checks before the first step, the same
+:class:`~datacarto.record.recorder.SplitRecorder`, the same rules for partial epochs, resumes and
+evaluation snapshots, so the two modes cannot disagree about what is recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainerCallback
+
+from ..dynamics.store import dynamics_dir
+from ..errors import DatacartoError
+from .distributed import barrier, gather_arrays, is_main, rank_world
+from .examples import (
+    LABEL_KEYS,
+    check_label_range,
+    check_map_style,
+    check_task,
+    label_names_of,
+    model_name,
+    read_labels,
+    records_frame,
+)
+from .predict import predict_logits
+from .recorder import EpochBuffer, SplitRecorder, warn_once
+
+STATE_FILE = "datacarto_recorder_rank{rank}.npz"
+
+
+def at_epoch_boundary(epoch: float | None) -> bool:
+    return bool(epoch) and abs(epoch - round(epoch)) < 1e-9
+
+
+def steps_per_epoch(args, train_dataloader) -> int:
+    """Optimizer steps per epoch, computed as the Trainer computes them."""
+    n, k = len(train_dataloader), args.gradient_accumulation_steps
+    return max(n // k + int(n % k > 0), 1)
+
+
+def partial_epoch_message(epoch_index: int, *, planned: bool) -> str:
+    """The one sentence both modes say about an epoch that training does not finish."""
+    when = "ends" if planned else "stopped"
+    return (f"training {when} inside epoch {epoch_index}: epochs 0..{epoch_index - 1} are recorded, "
+            f"epoch {epoch_index} is not (a partial epoch is never recorded, in either mode) unless "
+            "training resumes from a checkpoint")
+
+
+def check_plan(args, state, train_dataloader) -> None:
+    """Refuse a run that would record no epoch; warn when the last epoch will be cut short."""
+    if state.max_steps <= 0:
+        raise DatacartoError(f"nothing to train (num_train_epochs={args.num_train_epochs}, max_steps="
+                             f"{args.max_steps}): no epoch would be recorded")
+    per_epoch = steps_per_epoch(args, train_dataloader)
+    full, rest = divmod(state.max_steps, per_epoch)
+    if full == 0:
+        raise DatacartoError(f"training ends after {state.max_steps} steps, inside the first epoch ({per_epoch} "
+                             "steps): no epoch would be recorded; train at least one whole epoch")
+    if rest and state.global_step < state.max_steps:
+        warn_once(partial_epoch_message(full, planned=True))
+
+
+class _Recording(TrainerCallback):
+    """The start-of-training checks and the evaluation snapshots that both modes share."""
+
+    mode = "epoch_end"
+
+    def __init__(self, *, records=None, label_names=None, text_columns=None, dataset_name=None,
+                 output_dir=None, overwrite: bool = False, eval_dynamics: bool = True, snapshots_per_epoch: int = 1):
+        self.records = records
+        self.label_names = label_names
+        self.text_columns = text_columns
+        self.dataset_name = dataset_name
+        self.output_dir = output_dir
+        self.overwrite = overwrite
+        self.eval_dynamics = eval_dynamics
+        self.snapshots_per_epoch = int(snapshots_per_epoch)
+        self.recorder: SplitRecorder | None = None
+        self.n_examples = 0
+        self._eval: dict[str, SplitRecorder] = {}
+        self._planned_stop = None
+
+    def run_dir(self, args) -> Path:
+        return Path(self.output_dir or args.output_dir)
+
+    def resume_index(self, state) -> int | None:
+        """The first snapshot index this train() call writes; None for a new run."""
+        if not state.global_step:
+            return None
+        return int(math.floor(state.epoch * self.snapshots_per_epoch + 1e-6))
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, processing_class=None,
+                       **kwargs):
+        train_set = getattr(train_dataloader, "dataset", None)
+        check_map_style(train_set)
+        check_task(model)
+        records = self.records if self.records is not None else train_set
+        check_map_style(records, "records data set")
+        if len(records) != len(train_set):
+            raise DatacartoError(f"the dataset given for records has {len(records)} rows, the training set "
+                                 f"{len(train_set)}")
+        labels, column = read_labels(train_set, tuple(args.label_names or ()) + LABEL_KEYS)
+        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+        check_label_range(labels, column, num_labels)
+        check_plan(args, state, train_dataloader)
+        self._planned_stop = state.max_steps
+        frame, text = records_frame(records, processing_class if hasattr(processing_class, "batch_decode") else None)
+        self.n_examples = len(labels)
+        self.recorder = SplitRecorder(dynamics_dir(self.run_dir(args)), mode=self.mode, meta={
+            "model": model_name(model), "dataset": self.dataset_name, "split": "train",
+            "snapshots_per_epoch": self.snapshots_per_epoch})
+        resume = self.resume_index(state)
+        self.recorder.begin(frame, labels, label_names_of(model, records, self.label_names, column),
+                            self.text_columns or text, resume_from=resume, overwrite=self.overwrite)
+        if resume is not None:
+            self._drop_later_evaluations(args, state.global_step)
+        self.label_names = self.label_names or label_names_of(model, records, None, column)
+        self.start(args, state, model, labels, num_labels)
+        barrier()
+
+    def start(self, args, state, model, labels, num_labels) -> None:
+        """Mode-specific set-up after the shared checks."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.epoch and not at_epoch_boundary(state.epoch) and state.global_step != self._planned_stop:
+            warn_once(partial_epoch_message(int(state.epoch), planned=False))
+
+    # -- evaluation snapshots (both modes)
+    def _drop_later_evaluations(self, args, global_step: int) -> None:
+        eval_root = dynamics_dir(self.run_dir(args)) / "eval"
+        if is_main() and eval_root.is_dir():
+            for folder in sorted(p for p in eval_root.iterdir() if p.is_dir()):
+                SplitRecorder(folder, mode=self.mode, meta={}).drop_snapshots(
+                    lambda i, s: (s.get("global_step") or 0) > global_step)
+
+    def record_eval(self, args, state, model, split: str, records, ids, gold, logits, *, gathered: bool,
+                    tokenizer=None) -> None:
+        """Write one evaluation snapshot of ``split``, numbered in evaluation order."""
+        if not gathered:
+            ids, gold, logits = gather_arrays(ids, gold, logits)
+        if not is_main():
+            return
+        ids, first = np.unique(ids, return_index=True)
+        gold, logits = gold[first], logits[first]
+        recorder = self._eval.get(split) or SplitRecorder(dynamics_dir(self.run_dir(args), split), mode=self.mode,
+                                                          meta={"model": model_name(model), "split": split})
+        self._eval[split] = recorder
+        if not recorder.has_examples:
+            source = records if records is not None and len(records) == len(ids) else _Positions(len(ids))
+            frame, text = records_frame(source, tokenizer)
+            recorder.begin(frame, np.asarray(gold, dtype=np.int64), self.label_names, text, overwrite=True)
+        index = recorder.next_eval_index(state.global_step)
+        recorder.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step)
+        recorder.drop_snapshots(lambda i, s: i > index)
+
+
+class _Positions:
+    """A stand-in for an eval set without records: only its length."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class CartographyCallback(_Recording):
+    """Record training dynamics with a plain ``Trainer(callbacks=[CartographyCallback()])``.
+
+    At each epoch end (``snapshots_per_epoch`` times per epoch) the model predicts over the whole
+    training set in eval mode, sequentially; at each evaluation it predicts over the evaluation set
+    too (``eval_dynamics=True``). Dynamics go to ``<output_dir>/training_dynamics/``.
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset, optional
+        The training set with its text columns, for the records in ``examples.parquet`` (the
+        Trainer drops unused columns before callbacks see the data; without ``dataset`` the input
+        ids are decoded into a ``text`` column).
+    overwrite : bool
+        Start a new store in a folder that holds recorded epochs of an earlier run (refused otherwise).
+    """
+
+    def __init__(self, mode: str = "epoch_end", *, snapshots_per_epoch: int = 1, eval_dynamics: bool = True,
+                 dataset=None, label_names: list[str] | None = None, text_columns: list[str] | None = None,
+                 dataset_name: str | None = None, output_dir: str | os.PathLike | None = None,
+                 overwrite: bool = False):
+        if mode != "epoch_end":
+            raise DatacartoError(
+                f"CartographyCallback records in mode 'epoch_end'; got {mode!r}. For 'training_pass' "
+                "use CartographyTrainer (or CartographyMixin), which sees the training forward pass")
+        if int(snapshots_per_epoch) < 1:
+            raise DatacartoError(f"snapshots_per_epoch must be >= 1, got {snapshots_per_epoch}")
+        super().__init__(records=dataset, label_names=label_names, text_columns=text_columns,
+                         dataset_name=dataset_name, output_dir=output_dir, overwrite=overwrite,
+                         eval_dynamics=eval_dynamics, snapshots_per_epoch=snapshots_per_epoch)
+        self._done = 0
+
+    def start(self, args, state, model, labels, num_labels) -> None:
+        self._done = self.resume_index(state) or 0
+
+    def on_step_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        reached = int(math.floor(state.epoch * self.snapshots_per_epoch + 1e-6))
+        if reached > self._done:
+            ids, gold, logits = predict_logits(model, train_dataloader.dataset, train_dataloader.collate_fn,
+                                               args.per_device_eval_batch_size)
+            self.recorder.write(reached - 1, ids, gold, logits, epoch=state.epoch, global_step=state.global_step,
+                                n_expected=self.n_examples)
+            self._done = reached
+
+    def on_evaluate(self, args, state, control, model=None, eval_dataloader=None, metrics=None, **kwargs):
+        if not self.eval_dynamics or eval_dataloader is None or self.recorder is None:
+            return
+        ids, gold, logits = predict_logits(model, eval_dataloader.dataset, eval_dataloader.collate_fn,
+                                           args.per_device_eval_batch_size)
+        tokenizer = kwargs.get("processing_class")
+        self.record_eval(args, state, model, _split_of(metrics), eval_dataloader.dataset, ids, gold, logits,
+                         gathered=False, tokenizer=tokenizer if hasattr(tokenizer, "batch_decode") else None)
+
+
+def _split_of(metrics: dict | None) -> str:
+    """The split an ``on_evaluate`` call is about, from its metric names (``eval_X_runtime`` -> X)."""
+    from .examples import split_name
+
+    key = next((k for k in (metrics or {}) if k.endswith("_runtime")), "eval_runtime")
+    return split_name(key[: -len("_runtime")])
+
+
+class TrainingPassCallback(_Recording):
+    """Records the logits the trainer mixin forwards from each training step; flushes per epoch."""
+
+    mode = "training_pass"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.buffer: EpochBuffer | None = None
+        self.resume_path: str | None = None
+        self._observed = 0
+        self._first_step: int | None = None
+        self._expect_gaps = False
+
+    def observe(self, row_ids, labels, logits) -> None:
+        """One micro-batch of the training pass (called by the mixin's ``compute_loss``)."""
+        if self.buffer is not None:
+            self.buffer.add(row_ids.cpu().numpy(), labels.detach().cpu().numpy(), logits.detach().float().cpu().numpy())
+            self._observed += len(row_ids)
+
+    def start(self, args, state, model, labels, num_labels) -> None:
+        self.buffer = EpochBuffer(self.n_examples, num_labels or int(labels.max()) + 1)
+        self._observed, self._first_step = 0, state.global_step
+        self._expect_gaps = bool(args.dataloader_drop_last) or rank_world()[1] > 1
+        if args.dataloader_drop_last:
+            warn_once("dataloader_drop_last=True: the rows each epoch's training pass drops are predicted in eval "
+                      "mode at the epoch end and marked 'filled' in the epoch file (docs/format.md)")
+        if self.resume_path and state.global_step:
+            state_file = Path(self.resume_path) / STATE_FILE.format(rank=rank_world()[0])
+            if state_file.is_file():
+                with np.load(state_file) as f:
+                    self.buffer.load_state_dict({k: f[k] for k in ("ids", "gold", "logits")})
+            elif not at_epoch_boundary(state.epoch):
+                self._expect_gaps = True
+                warn_once(f"{self.resume_path} holds no recorder state: the rows the resumed epoch trained on "
+                          "before the checkpoint are predicted in eval mode at the epoch end and marked 'filled'")
+
+    def on_step_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        if self._first_step is not None and state.global_step == self._first_step + 1 and not self._observed:
+            raise DatacartoError(
+                "the training pass forwarded no logits to the recorder: a compute_loss override does not call "
+                "super().compute_loss (put CartographyMixin first and call super), or record with "
+                "CartographyCallback / dynamics_mode='epoch_end'")
+        if at_epoch_boundary(state.epoch):  # flush before any checkpoint of this step is saved
+            self._flush(args, state, model, train_dataloader, int(round(state.epoch)) - 1)
+            self._expect_gaps = bool(args.dataloader_drop_last) or rank_world()[1] > 1
+
+    def _flush(self, args, state, model, train_dataloader, index: int) -> None:
+        if self.buffer.count < self.n_examples and not self._expect_gaps:
+            warn_once(f"epoch {index}: the training pass saw {self.buffer.count} of {self.n_examples} rows (a "
+                      "sampler that skips rows?): the others are predicted in eval mode and marked 'filled'")
+
+        def fill(rows):
+            return predict_logits(model, train_dataloader.dataset, train_dataloader.collate_fn,
+                                  args.per_device_eval_batch_size, rows=rows)
+
+        self.recorder.write(index, *self.buffer.take(), epoch=state.epoch, global_step=state.global_step,
+                            n_expected=self.n_examples, fill=fill)
+        self.buffer.reset()
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.buffer is None:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / STATE_FILE.format(rank=rank_world()[0]), global_step=state.global_step,
+                 **self.buffer.state_dict())
+
+
+class PredictEachEpoch(TrainerCallback):
+    """Predicts a data set at each epoch end, so a CartographyTrainer records its dynamics.
+
+    The logits are recorded under ``training_dynamics/eval/<split>/``, one file per epoch, like the
+    evaluation set's. Costs one prediction pass over the data set per epoch.
+    """
+
+    def __init__(self, trainer, dataset, *, split: str = "test"):
+        self.trainer = trainer
+        self.dataset = dataset
+        self.split = split
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.trainer.predict(self.dataset, metric_key_prefix=self.split)

@@ -1,0 +1,214 @@
+"""What recording reads from the training set: row ids, records, labels, the task it can record.
+
+Everything here is checked before the first training step, so a set-up datacarto cannot record
+stops with one line instead of training without a store (or with a wrong one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data import column_values
+from ..errors import DatacartoError
+
+ROW_ID = "datacarto_row_id"
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "label_ids", ROW_ID)
+LABEL_KEYS = ("labels", "label", "label_ids")
+SUPPORTED = "single-label sequence classification (integer labels 0..C-1, a ...ForSequenceClassification model)"
+_OTHER_HEADS = {
+    "ForTokenClassification": "token classification", "ForMultipleChoice": "multiple choice",
+    "ForCausalLM": "causal language modelling", "ForMaskedLM": "masked language modelling",
+    "ForQuestionAnswering": "question answering", "ForConditionalGeneration": "sequence-to-sequence",
+    "ForSeq2SeqLM": "sequence-to-sequence",
+}
+
+
+def _is_arrow_dataset(dataset) -> bool:
+    import datasets
+
+    return isinstance(dataset, datasets.Dataset)
+
+
+def check_map_style(dataset, what: str = "training set") -> None:
+    """Recording keys rows by position: an ``IterableDataset`` (no length) cannot be recorded."""
+    if dataset is None:
+        raise DatacartoError(f"recording needs a {what}: none was given to the Trainer")
+    if isinstance(dataset, torch.utils.data.IterableDataset) or not hasattr(dataset, "__len__"):
+        raise DatacartoError(
+            f"recording needs a map-style {what} (with a length and row positions), got {type(dataset).__name__}: "
+            "materialise it (datasets: Dataset.from_generator, or load without streaming=True)"
+        )
+
+
+def check_task(model) -> None:
+    """Refuse, in one line, a model whose task datacarto does not record yet."""
+    name = type(model).__name__
+    for suffix, task in _OTHER_HEADS.items():
+        if name.endswith(suffix):
+            raise DatacartoError(f"{name} is a {task} model: datacarto records {SUPPORTED} so far")
+    config = getattr(model, "config", None)
+    problem = getattr(config, "problem_type", None)
+    if problem == "multi_label_classification":
+        raise DatacartoError(f"multi-label classification (problem_type='{problem}') is not supported: "
+                             f"datacarto records {SUPPORTED} so far")
+    if problem == "regression" or getattr(config, "num_labels", 2) == 1:
+        raise DatacartoError(f"regression (num_labels=1) is not supported: datacarto records {SUPPORTED} so far")
+
+
+def read_labels(dataset, label_names: tuple[str, ...] = LABEL_KEYS) -> tuple[np.ndarray, str]:
+    """The gold label of every row and the column it came from (validated, int64)."""
+    if _is_arrow_dataset(dataset):
+        column = next((c for c in label_names if c in dataset.column_names), None)
+        if column is None:
+            raise DatacartoError(f"no label column found in the training set (looked for {list(label_names)}; "
+                                 f"columns: {dataset.column_names})")
+        return validate_labels(column_values(dataset, column), column), column
+    values, column = [], None
+    for i in range(len(dataset)):
+        item = dataset[i]
+        column = column or next((k for k in label_names if k in item), None)
+        if column is None or item.get(column) is None:
+            raise DatacartoError(f"training example {i} has no label field (looked for {list(label_names)})")
+        value = item[column]
+        values.append(value.tolist() if hasattr(value, "tolist") else value)
+    return validate_labels(np.asarray(values, dtype=object), column), column
+
+
+def validate_labels(raw: np.ndarray, column: str) -> np.ndarray:
+    """Integer class ids, or one line saying which task the labels look like instead."""
+    arr = np.asarray(raw)
+    if arr.size == 0:
+        raise DatacartoError("the training set is empty")
+    if arr.dtype == object:
+        first = next((v for v in arr if v is not None), None)
+        if isinstance(first, str):
+            raise DatacartoError(
+                f"the training set's label column {column!r} holds strings ({first!r}, ...): map them to integer "
+                "ids first (datasets: ds.class_encode_column), or pass --class-names to datacarto train")
+        if isinstance(first, (list, tuple, np.ndarray)):
+            arr = np.asarray(list(arr))
+        elif any(v is None for v in arr):
+            raise DatacartoError(f"the training set's label column {column!r} has missing (None) labels")
+        else:
+            arr = np.asarray(arr.tolist())
+    if arr.ndim > 1:
+        raise DatacartoError(f"the training set's label column {column!r} holds a list per row (multi-label or "
+                             f"token labels), not one class id: datacarto records {SUPPORTED} so far")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise DatacartoError(f"the training set's label column {column!r} holds non-integer numbers "
+                                 f"(regression?): datacarto records {SUPPORTED} so far")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iub":
+        raise DatacartoError(f"the training set's label column {column!r} must hold integer class ids, "
+                             f"got {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def check_label_range(labels: np.ndarray, column: str, num_labels: int | None) -> None:
+    """Labels outside [0, C) are the data's fault: say which and where."""
+    bad = np.flatnonzero((labels < 0) | (labels >= (num_labels or np.iinfo(np.int64).max)))
+    if bad.size:
+        raise DatacartoError(
+            f"the training set's label column {column!r} has {bad.size} label(s) outside 0..{(num_labels or 0) - 1}"
+            f" (row {int(bad[0])}: {int(labels[bad[0]])}); the model has {num_labels} labels")
+
+
+def label_names_of(model, records, explicit: list[str] | None, column: str) -> list[str] | None:
+    """Class names: given > the data set's ClassLabel feature > the model config's (if not LABEL_i)."""
+    if explicit:
+        return list(explicit)
+    feature = getattr(records, "features", {}).get(column) if _is_arrow_dataset(records) else None
+    if feature is None and _is_arrow_dataset(records):
+        feature = next((records.features[c] for c in LABEL_KEYS if c in records.features), None)
+    if getattr(feature, "names", None):
+        return list(feature.names)
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if not id2label:
+        return None
+    names = [id2label[i] for i in sorted(id2label)]
+    return None if all(n == f"LABEL_{i}" for i, n in enumerate(names)) else names
+
+
+def records_frame(dataset, tokenizer=None) -> tuple[pd.DataFrame, list[str]]:
+    """The original columns of the data set (not the tokenizer's) and which of them are text.
+
+    Without any text column (the Trainer drops unused columns before callbacks see the data),
+    the input ids are decoded into a ``text`` column, so tooltips still show each example.
+    """
+    if not _is_arrow_dataset(dataset):
+        return pd.DataFrame(index=range(len(dataset))), []
+    cols = [c for c in dataset.column_names if c not in MODEL_INPUTS]
+    frame = dataset.select_columns(cols).to_pandas() if cols else pd.DataFrame(index=range(len(dataset)))
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
+    if not text and tokenizer is not None and "input_ids" in dataset.column_names:
+        ids = dataset.with_format("arrow")["input_ids"].to_pylist()
+        frame["text"] = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        text = ["text"]
+    return frame, text
+
+
+def model_name(model) -> str | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "_name_or_path", None) or getattr(config, "model_type", None)
+
+
+def split_name(metric_key_prefix: str) -> str:
+    """Trainer metric prefixes to split names: eval -> validation, eval_X -> X, test -> test."""
+    return "validation" if metric_key_prefix == "eval" else metric_key_prefix.removeprefix("eval_")
+
+
+class RowIdCollator:
+    """Wraps a data collator: drops text fields, collates the rest, adds the row ids as a tensor."""
+
+    def __init__(self, inner: Callable):
+        self.inner = inner
+
+    @staticmethod
+    def _is_text(value: Any) -> bool:
+        if isinstance(value, str) or value is None:
+            return True
+        return isinstance(value, (list, tuple)) and len(value) > 0 and isinstance(value[0], str)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        features = [dict(f) for f in features]
+        row_ids = [f.pop(ROW_ID, None) for f in features]
+        if features:
+            text = [k for k, v in features[0].items() if self._is_text(v)]
+            for f in features:
+                for k in text:
+                    f.pop(k, None)
+        batch = self.inner(features)
+        if row_ids and row_ids[0] is not None:
+            batch[ROW_ID] = torch.as_tensor(row_ids, dtype=torch.long)
+        return batch
+
+
+def with_row_ids(dataset):
+    """The training set with a row-id column (its position), without copying the data."""
+    if dataset is None or (_is_arrow_dataset(dataset) and ROW_ID in dataset.column_names):
+        return dataset
+    check_map_style(dataset)
+    if _is_arrow_dataset(dataset):
+        return dataset.add_column(ROW_ID, np.arange(len(dataset), dtype=np.int64))
+    return IndexedDataset(dataset)
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """A map-style data set whose items carry their position as the row id."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = dict(self.base[i])
+        item[ROW_ID] = i
+        return item

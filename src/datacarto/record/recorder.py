@@ -1,0 +1,208 @@
+"""One recorder for every split and both modes: buffer, checks, writing, resumable state.
+
+The callbacks decide *when* a snapshot is taken; everything about *what* is written (which rows,
+checked against which data set, at which index) is decided here, once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..dynamics.store import (
+    DynamicsWriter,
+    dataset_fingerprint,
+    example_fingerprints,
+    list_epoch_files,
+    package_versions,
+)
+from ..errors import DatacartoError
+from .distributed import gather_arrays, is_main
+
+#: ``fill(missing_row_ids) -> (ids, gold, logits)``: eval-mode logits for rows a pass did not see.
+Fill = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class EpochBuffer:
+    """Preallocated (N, C) logits for one epoch, indexed by row id: O(N x C), no appends.
+
+    Writing a row twice keeps the last value, which also drops the distributed sampler's
+    padding duplicates.
+    """
+
+    def __init__(self, n_examples: int, num_labels: int):
+        self.logits = np.full((n_examples, num_labels), np.nan, dtype=np.float32)
+        self.gold = np.full(n_examples, -1, dtype=np.int64)
+        self.seen = np.zeros(n_examples, dtype=bool)
+
+    def add(self, row_ids: np.ndarray, gold: np.ndarray, logits: np.ndarray) -> None:
+        self.logits[row_ids] = logits
+        self.gold[row_ids] = gold
+        self.seen[row_ids] = True
+
+    def reset(self) -> None:
+        self.logits.fill(np.nan)
+        self.gold.fill(-1)
+        self.seen.fill(False)
+
+    @property
+    def count(self) -> int:
+        return int(self.seen.sum())
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = np.flatnonzero(self.seen)
+        return idx, self.gold[idx], self.logits[idx]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The rows seen so far (what a checkpoint must keep to finish this epoch on resume)."""
+        ids, gold, logits = self.take()
+        return {"ids": ids, "gold": gold, "logits": logits}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.reset()
+        self.add(state["ids"], state["gold"], state["logits"])
+
+
+class SplitRecorder:
+    """Writes one split's examples, manifest and snapshots (rank 0), for any mode.
+
+    Parameters
+    ----------
+    directory : path
+        The split's folder (``training_dynamics/`` or ``training_dynamics/eval/<split>/``).
+    mode : str
+        ``"training_pass"`` or ``"epoch_end"``, stored in the manifest.
+    meta : dict
+        Manifest fields (model, dataset, split, ...); None values are left out.
+    """
+
+    def __init__(self, directory: str | Path, *, mode: str, meta: dict[str, Any]):
+        self.writer = DynamicsWriter(directory)
+        self.mode = mode
+        self.meta = meta
+
+    @property
+    def directory(self) -> Path:
+        return self.writer.directory
+
+    @property
+    def has_examples(self) -> bool:
+        return (self.directory / "examples.parquet").is_file()
+
+    # -- the start of a recording
+    def check_folder(self, fingerprint: str, *, resume: bool, overwrite: bool) -> None:
+        """Refuse to mix runs: a new run into a folder holding recorded epochs needs overwrite or resume."""
+        epochs = list_epoch_files(self.directory)
+        if not epochs or overwrite:
+            return
+        old = self.writer.manifest.get("dataset_fingerprint")
+        if old is not None and old != fingerprint:
+            dataset = self.meta.get("dataset")
+            raise DatacartoError(
+                f"{self.directory} already holds training dynamics of a different data set (fingerprint {old}, "
+                f"this data set {fingerprint}{', ' + dataset if dataset else ''}): use another output folder, "
+                "or overwrite the old dynamics (--overwrite_output_dir, overwrite_dynamics=True)"
+            )
+        if not resume:
+            raise DatacartoError(
+                f"{self.directory} already holds {len(epochs)} recorded epoch(s) of this data set: resume the run "
+                "(--resume_from_checkpoint) or start a new store (--overwrite_output_dir; in Python "
+                "overwrite_dynamics=True), so two runs are never mixed"
+            )
+
+    def begin(self, examples: pd.DataFrame, labels: np.ndarray, label_names: list[str] | None,
+              text_columns: list[str], *, resume_from: int | None = None, overwrite: bool = False,
+              extra: dict[str, Any] | None = None) -> None:
+        """Check the data set against the folder, then write examples and manifest (rank 0).
+
+        ``resume_from``: the first snapshot index this run writes; later snapshots of an earlier
+        run are removed. None: a new run, which starts an empty store.
+        """
+        if not is_main():
+            return
+        cols = [c for c in text_columns if c in examples.columns]
+        fp_frame = examples[cols].assign(__label=labels) if cols else pd.DataFrame({"__label": labels})
+        fps = example_fingerprints(fp_frame)
+        fingerprint = dataset_fingerprint(fps)
+        self.check_folder(fingerprint, resume=resume_from is not None, overwrite=overwrite)
+        if resume_from is None and self.directory.exists():
+            _remove_tree(self.directory)
+        elif resume_from is not None:
+            self.drop_snapshots(lambda index, snap: index >= resume_from)
+        self.writer.write_examples(np.arange(len(labels)), fps, labels, examples)
+        manifest = {"mode": self.mode, "n_examples": int(len(labels)), "dataset_fingerprint": fingerprint,
+                    "text_columns": cols, "versions": package_versions(), **(extra or {})}
+        if label_names:
+            manifest["label_names"] = list(label_names)
+            manifest["num_labels"] = len(label_names)
+        manifest.update({k: v for k, v in self.meta.items() if v is not None})
+        self.writer.update_manifest(**manifest)
+
+    def drop_snapshots(self, stale: Callable[[int, dict], bool]) -> list[int]:
+        """Remove the snapshots (files and manifest entries) for which ``stale(index, entry)`` holds."""
+        snapshots = self.writer.manifest.get("snapshots", {})
+        files = list_epoch_files(self.directory)
+        gone = sorted(i for i in set(files) | {int(k) for k in snapshots} if stale(i, snapshots.get(str(i), {})))
+        if not gone:
+            return []
+        for index in gone:
+            if index in files:
+                files[index].unlink()
+            snapshots.pop(str(index), None)
+        self.writer.update_manifest(snapshots=snapshots, epochs=sorted(int(k) for k in snapshots))
+        return gone
+
+    # -- snapshots
+    def next_eval_index(self, global_step: int) -> int:
+        """Evaluations are numbered in order: the count of earlier snapshots (by global step)."""
+        snapshots = self.writer.manifest.get("snapshots", {}) if is_main() else {}
+        return sum(1 for s in snapshots.values() if (s.get("global_step") or 0) < global_step)
+
+    def write(self, index: int, ids: np.ndarray, gold: np.ndarray, logits: np.ndarray, *,
+              epoch: float | None, global_step: int | None, n_expected: int | None = None,
+              fill: Fill | None = None) -> bool:
+        """Gather every rank's rows and write snapshot ``index`` (rank 0); True if written.
+
+        With ``n_expected``, rows 0..n_expected-1 must all be present: rows the pass did not see
+        (``dataloader_drop_last``, a sampler that skips rows) are predicted by ``fill`` and
+        marked in the file's ``filled`` column; without ``fill`` an incomplete snapshot is an error.
+        """
+        ids, gold, logits = gather_arrays(ids, gold, logits)
+        ids, first = np.unique(ids, return_index=True)  # distributed padding: one row per id
+        gold, logits = gold[first], logits[first]
+        filled = None
+        if n_expected is not None and len(ids) < n_expected:
+            missing = np.setdiff1d(np.arange(n_expected), ids)
+            if fill is None:
+                raise DatacartoError(f"snapshot {index}: {len(missing)} of {n_expected} rows were not seen")
+            f_ids, f_gold, f_logits = gather_arrays(*fill(missing))
+            order = np.argsort(np.concatenate([ids, f_ids]), kind="stable")
+            filled = np.concatenate([np.zeros(len(ids), bool), np.ones(len(f_ids), bool)])[order]
+            ids = np.concatenate([ids, f_ids])[order]
+            gold = np.concatenate([gold, f_gold])[order]
+            logits = np.concatenate([logits, f_logits.astype(logits.dtype)])[order]
+        if not is_main():
+            return False
+        self.writer.write_epoch(index, ids, gold, logits, epoch=epoch, global_step=global_step, filled=filled)
+        return True
+
+
+def _remove_tree(directory: Path) -> None:
+    """Remove an old store: renamed away first, so a crash never leaves half of it."""
+    trash = directory.with_name(f".{directory.name}.old")
+    if trash.exists():
+        shutil.rmtree(trash)
+    directory.rename(trash)
+    shutil.rmtree(trash)
+
+
+def warn_once(message: str) -> None:
+    """A warning from rank 0 only (every rank would repeat it)."""
+    if is_main():
+        warnings.warn(message, stacklevel=3)

@@ -1,0 +1,183 @@
+"""The trainer mixin: the training pass's logits, forwarded to the recording callback.
+
+The mixin owns no recording state; :class:`~datacarto.record.callbacks.TrainingPassCallback`
+(or, in ``epoch_end`` mode, :class:`~datacarto.record.callbacks.CartographyCallback`) does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from transformers import Trainer
+
+from ..errors import DatacartoError
+from .callbacks import CartographyCallback, TrainingPassCallback, _Recording
+from .examples import ROW_ID, RowIdCollator, split_name, with_row_ids
+
+MODES = ("training_pass", "epoch_end")
+
+
+class CartographyMixin:
+    """Add training-dynamics recording to any ``transformers.Trainer`` subclass.
+
+    ``class MyTrainer(CartographyMixin, SomeTrainer): ...`` (the mixin must come first). Keyword
+    arguments:
+
+    * ``dynamics_mode``: ``"training_pass"`` (default; logits of the training forward pass, no
+      extra cost) or ``"epoch_end"`` (eval-mode prediction over the training set, paper definition).
+    * ``snapshots_per_epoch``: with ``"epoch_end"``, K snapshots per epoch.
+    * ``eval_dynamics``: also record the evaluation set's logits at every evaluation.
+    * ``loss``: optional ``loss(logits, labels, row_ids) -> scalar`` replacing cross-entropy
+      (see :mod:`datacarto.train.losses`).
+    * ``label_names``, ``text_columns``, ``dataset_name``: stored in the manifest and records.
+    * ``overwrite_dynamics``: start a new store where an earlier run recorded epochs (else refused).
+
+    The training set may keep its raw text columns: they go to ``examples.parquet`` for
+    tooltips and are kept away from the collator.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        if Trainer in mro and mro.index(CartographyMixin) > mro.index(Trainer):
+            bases = ", ".join(b.__name__ for b in cls.__bases__ if b is not CartographyMixin)
+            raise DatacartoError(
+                f"CartographyMixin comes after Trainer in the bases of {cls.__name__}, so it would record nothing: "
+                f"write class {cls.__name__}(CartographyMixin, {bases})")
+
+    def __init__(self, *args, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
+                 eval_dynamics: bool = True, loss: Callable | None = None, label_names: list[str] | None = None,
+                 text_columns: list[str] | None = None, dataset_name: str | None = None,
+                 record: bool = True, overwrite_dynamics: bool = False, **kwargs):
+        if dynamics_mode not in MODES:
+            raise DatacartoError(f"dynamics_mode must be one of {MODES}, got {dynamics_mode!r}")
+        if dynamics_mode == "training_pass" and snapshots_per_epoch != 1:
+            raise DatacartoError("snapshots_per_epoch needs dynamics_mode='epoch_end'")
+        self.dynamics_mode = dynamics_mode
+        self.record_dynamics = record
+        self.record_eval_dynamics = eval_dynamics and record
+        self.custom_loss = loss
+        self._dc_row_ids = None
+        self._dc_eval_records = None
+        records = kwargs.get("train_dataset", args[3] if len(args) > 3 else None)
+        if record and records is not None:
+            if "train_dataset" in kwargs:
+                kwargs["train_dataset"] = with_row_ids(records)
+            else:
+                args = (*args[:3], with_row_ids(records), *args[4:])
+        super().__init__(*args, **kwargs)
+        self.data_collator = RowIdCollator(self.data_collator)
+        self.cartography: _Recording | None = None
+        if record:
+            options = dict(records=records, label_names=label_names, text_columns=text_columns,
+                           dataset_name=dataset_name, overwrite=overwrite_dynamics)
+            if dynamics_mode == "epoch_end":
+                self.cartography = CartographyCallback(snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=False,
+                                                       dataset=records, label_names=label_names,
+                                                       text_columns=text_columns, dataset_name=dataset_name,
+                                                       overwrite=overwrite_dynamics)
+            else:
+                self.cartography = TrainingPassCallback(**options)
+            self.add_callback(self.cartography)
+
+    # -- columns: keep our row id through the Trainer's column filter
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if ROW_ID not in self._signature_columns:
+            self._signature_columns.append(ROW_ID)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        resume_from_checkpoint = _checkpoint_path(resume_from_checkpoint, self.args.output_dir)
+        if isinstance(self.cartography, TrainingPassCallback):
+            self.cartography.resume_path = resume_from_checkpoint
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    # -- the training forward pass
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self._dc_row_ids = inputs.pop(ROW_ID, None)  # kept away from any compute_loss override
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            self._dc_row_ids = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        row_ids = inputs.pop(ROW_ID, None)
+        row_ids = self._dc_row_ids if row_ids is None else row_ids
+        labels = inputs.get("labels")
+        recording = (model.training and row_ids is not None and labels is not None
+                     and isinstance(self.cartography, TrainingPassCallback))
+        if self.custom_loss is not None and labels is not None:
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            loss = self.custom_loss(outputs.logits, labels, row_ids)
+        elif recording or return_outputs:
+            result = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+            if not (isinstance(result, (tuple, list)) and len(result) == 2):
+                raise DatacartoError(
+                    f"{type(self).__name__}.compute_loss returned only the loss when asked for (loss, outputs) "
+                    "(return_outputs=True): return both, so the training pass's logits can be recorded, or "
+                    "record with CartographyCallback / dynamics_mode='epoch_end'")
+            loss, outputs = result
+        else:
+            return super().compute_loss(model, inputs, return_outputs=False, num_items_in_batch=num_items_in_batch)
+        if recording:
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+            self.cartography.observe(row_ids, labels, logits)
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = dict(inputs)
+        inputs.pop(ROW_ID, None)
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+    # -- evaluation: record the eval set's logits from the evaluation pass itself
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        if isinstance(eval_dataset, str) and isinstance(self.eval_dataset, dict):
+            self._dc_eval_records = self.eval_dataset[eval_dataset]
+        else:
+            self._dc_eval_records = eval_dataset if eval_dataset is not None else self.eval_dataset
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+        self._dc_eval_records = test_dataset
+        return super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        record = bool(self.record_eval_dynamics and self.state.epoch and self.cartography is not None
+                      and self.cartography.recorder is not None)
+        if record:
+            prediction_loss_only = False
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
+                                         ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        if record and output.predictions is not None and output.label_ids is not None:
+            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            n = len(logits)
+            records = self._dc_eval_records
+            records = records if records is not None and len(records) == n else dataloader.dataset
+            self.cartography.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records,
+                                         np.arange(n), np.asarray(output.label_ids), np.asarray(logits),
+                                         gathered=True)
+        return output
+
+
+def _checkpoint_path(resume_from_checkpoint, output_dir) -> str | None:
+    """The checkpoint folder to resume from, or one line saying why there is none."""
+    if resume_from_checkpoint in (None, False, "", "false", "False"):
+        return None
+    if resume_from_checkpoint is True or resume_from_checkpoint in ("true", "True"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is None:
+            raise DatacartoError(f"no checkpoint to resume from in {output_dir} (no checkpoint-* folder)")
+        return last
+    if not Path(resume_from_checkpoint).is_dir():
+        raise DatacartoError(f"checkpoint folder not found: {os.fspath(resume_from_checkpoint)}")
+    return os.fspath(resume_from_checkpoint)
+
+
+class CartographyTrainer(CartographyMixin, Trainer):
+    """A ``transformers.Trainer`` that records training dynamics (see :class:`CartographyMixin`)."""
