@@ -166,3 +166,54 @@ def test_output_dir_is_required(argv, capsys):
         main(argv)
     assert e.value.code == 2
     assert "--output-dir" in capsys.readouterr().err
+
+
+def test_train_caps_max_length_at_the_models_positions(tmp_path, tiny_model, toy_rows, capsys):
+    # the tiny model has 64 positions; the default --max-length 128 used to crash on a 70-token example
+    rows = [dict(r) for r in toy_rows]
+    rows[0]["premise"] = " ".join(["a man is eating in the park"] * 10)
+    data = write_jsonl(tmp_path / "long.jsonl", rows)
+    with pytest.warns(UserWarning, match="--max-length 128 is longer than the model's 64 positions: using 64"):
+        assert main(["train", "--model", tiny_model, "--dataset", data, "--text-columns", "premise,hypothesis",
+                     "--output-dir", str(tmp_path / "run"), *FAST]) == 0
+    assert load_dynamics(tmp_path / "run").n_examples == len(rows)
+
+
+def test_train_again_into_a_run_folder(tmp_path, tiny_model, toy_jsonl, toy_rows, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--model", tiny_model, "--dataset", str(toy_jsonl), "--text-columns", "premise,hypothesis",
+            "--output-dir", str(out), *FAST]
+    three = [a if a != "1" else "3" for a in args]  # --num_train_epochs 3
+    assert main(three) == 0
+    before = {p.name: p.read_bytes() for p in (out / "training_dynamics").iterdir() if p.is_file()}
+    cli_fails(capsys, args, "already holds 3 recorded epoch(s) of this data set")
+    assert {p.name: p.read_bytes() for p in (out / "training_dynamics").iterdir() if p.is_file()} == before
+    assert main([*args, "--overwrite_output_dir"]) == 0
+    assert load_dynamics(out).epochs == [0]  # a new store, not 1 new epoch beside 2 old ones
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--resume_from_checkpoint", "/nonexistent/checkpoint-5"], "checkpoint folder not found"),
+    (["--num_train_epochs", "0"], "nothing to train"),
+])
+def test_train_refuses_before_training(tmp_path, tiny_model, toy_jsonl, capsys, extra, message):
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", str(toy_jsonl), "--text-columns",
+                       "premise,hypothesis", "--output-dir", str(tmp_path / "run"), *FAST, *extra], message)
+
+
+def test_train_names_a_missing_model_folder(tmp_path, toy_jsonl, capsys):
+    cli_fails(capsys, ["train", "--model", str(tmp_path / "no-such-model"), "--dataset", str(toy_jsonl),
+                       "--output-dir", str(tmp_path / "run"), *FAST], "model folder not found")
+
+
+@pytest.mark.parametrize("change,columns,message", [
+    (lambda r, i: {**r, "premise": None if i == 3 else r["premise"]}, "premise,hypothesis",
+     "text column 'premise' of the training set has 1 missing value(s) (first in row 3)"),
+    (lambda r, i: {**r, "premise": i}, "premise,hypothesis", "text column 'premise' of the training set holds int64"),
+    (lambda r, i: r, "premise,label", "column 'label' is the label column"),
+])
+def test_train_checks_text_columns(tmp_path, tiny_model, toy_rows, capsys, change, columns, message):
+    data = write_jsonl(tmp_path / "bad.jsonl", [change(r, i) for i, r in enumerate(toy_rows)])
+    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", data, "--text-columns", columns,
+                       "--output-dir", str(tmp_path / "run"), *FAST], message)
+    assert not (tmp_path / "run").exists()

@@ -14,7 +14,7 @@ import pytest
 from datacarto import load_dynamics, load_examples
 from datacarto.testing import toy_nli
 
-SCRIPT = Path(__file__).with_name("train_script.py")
+EXAMPLE = Path(__file__).parents[1] / "examples" / "run_glue_cartography.py"
 N = 61  # odd: the distributed sampler pads with a repeated example
 
 
@@ -25,18 +25,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("mode,launch", [("training_pass", "script"), ("epoch_end", "cli")])
+@pytest.mark.parametrize("mode,launch", [("training_pass", "example"), ("epoch_end", "example"),
+                                         ("epoch_end", "cli")])
 def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, launch):
-    """A user's script with CartographyTrainer, and ``torchrun -m datacarto.cli train``."""
+    """Our example fine-tuning script in both modes, and ``torchrun -m datacarto.cli train``."""
     rows = toy_nli(N, seed=3)
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    if launch == "script":
-        cmd += [str(SCRIPT), "--model", tiny_model, "--data", str(data), "--out", str(out), "--mode", mode,
-                "--epochs", "2"]
+    if launch == "example":
+        cmd += [str(EXAMPLE), *example_args(tiny_model, data, out, mode)]
     else:
         cmd += ["-m", "datacarto.cli", "train", "--model", tiny_model, "--dataset", str(data),
                 "--output-dir", str(out), "--dynamics_mode", mode, "--num_train_epochs", "2",
@@ -51,3 +51,12 @@ def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, laun
     assert not np.isnan(dyn.logits).any()
     assert all(s["n"] == N for s in dyn.manifest["snapshots"].values())
     assert load_examples(out)["hypothesis"].tolist() == [r["hypothesis"] for r in rows]
+
+
+def example_args(model, data, out, mode):
+    """The example script's flags for a fast, reproducible CPU run."""
+    return ["--model_name_or_path", model, "--train_file", str(data), "--text_columns", "premise,hypothesis",
+            "--output_dir", str(out), "--cartography", mode, "--num_train_epochs", "2",
+            "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu", "--report_to", "none",
+            "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0", "--disable_tqdm", "true",
+            "--average_tokens_across_devices", "false"]

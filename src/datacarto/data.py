@@ -93,6 +93,7 @@ def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "l
     missing = [c for c in text_columns if c not in ds.column_names]
     if missing:
         raise DatacartoError(f"text column(s) {missing} not in the {what} (columns: {ds.column_names})")
+    check_text_columns(ds, text_columns, label_column, what)
 
     feature = ds.features[label_column]
     if label_names is None and hasattr(feature, "names"):
@@ -132,6 +133,20 @@ def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "l
     return ds, LabelSpec(text_columns=text_columns, label_column=label_column, label_names=names)
 
 
+def check_text_columns(ds, text_columns: list[str], label_column: str, what: str) -> None:
+    """Text columns must hold text in every row: not the label, not numbers, no missing values."""
+    for c in text_columns:
+        if c == label_column:
+            raise DatacartoError(f"column {c!r} is the label column of the {what}; it cannot be a text column")
+        dtype = getattr(ds.features[c], "dtype", type(ds.features[c]).__name__)
+        if dtype not in ("string", "large_string"):
+            raise DatacartoError(f"text column {c!r} of the {what} holds {dtype} values, not text")
+        nulls = ds.data.column(c).null_count
+        if nulls:
+            first = int(np.flatnonzero(ds.data.column(c).is_null().to_numpy(zero_copy_only=False))[0])
+            raise DatacartoError(f"text column {c!r} of the {what} has {nulls} missing value(s) (first in row {first})")
+
+
 def _int_feature():
     import datasets
 
@@ -153,9 +168,34 @@ def tokenize(ds, tokenizer, spec: LabelSpec, *, max_length: int = 128):
     return ds.map(encode, batched=True, desc="tokenizing")
 
 
+def looks_local(name_or_dir: str) -> bool:
+    """A path rather than a hub name: absolute, relative (./, ../, ~) or an existing file system entry."""
+    text = str(name_or_dir)
+    return text.startswith(("/", ".", "~")) or Path(text).expanduser().exists()
+
+
+def effective_max_length(tokenizer, model, requested: int) -> int:
+    """``requested`` capped at what the model can embed (as the official run_glue script does)."""
+    limits = [n for n in (getattr(tokenizer, "model_max_length", None),
+                          getattr(getattr(model, "config", None), "max_position_embeddings", None))
+              if isinstance(n, int) and 0 < n < 1_000_000]
+    if getattr(getattr(model, "config", None), "model_type", "") in ("roberta", "xlm-roberta", "camembert") \
+            and len(limits) == 2:
+        limits = limits[:1]  # their position table holds 2 offsets beyond the tokenizer's limit
+    cap = min(limits) if limits else requested
+    if requested > cap:
+        warnings.warn(f"--max-length {requested} is longer than the model's {cap} positions: using {cap}",
+                      stacklevel=2)
+        return cap
+    return requested
+
+
 def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None = None):
     """Tokenizer and sequence-classification model from a hub name or a local folder (same path)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    if looks_local(name_or_dir) and not Path(name_or_dir).expanduser().is_dir():
+        raise DatacartoError(f"model folder not found: {name_or_dir}")
 
     kwargs = {"num_labels": num_labels}
     if label_names:

@@ -29,6 +29,9 @@ class DataArguments:
         "help": "training_pass (logits of the training forward pass, no extra cost) or epoch_end "
                 "(eval-mode prediction over the training set, the paper's definition)"})
     snapshots_per_epoch: int = field(default=1, metadata={"help": "snapshots per epoch (epoch_end mode)"})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "start a new store where --output-dir already holds recorded epochs (else refused, so two "
+                "runs are never mixed; --resume_from_checkpoint continues the old one)"})
 
 
 @dataclass
@@ -77,6 +80,7 @@ def main(argv: list[str]) -> int:
         label_names=split_list(data.class_names), training_args=args, output_dir=args.output_dir,
         dynamics_mode=data.dynamics_mode, snapshots_per_epoch=data.snapshots_per_epoch,
         max_length=data.max_length, resume_from_checkpoint=args.resume_from_checkpoint, test=test.test,
+        overwrite_dynamics=data.overwrite_output_dir,
     )
     if result.trainer.is_world_process_zero():
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import LabelSpec, load_model, load_table, prepare_labels, tokenize
+from ..data import LabelSpec, effective_max_length, load_model, load_table, prepare_labels, tokenize
 from ..errors import DatacartoError
 
 #: TrainingArguments defaults for datacarto (the Trainer's own defaults otherwise).
@@ -81,14 +81,17 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
                    num_labels: int | None = None, output_dir: str | os.PathLike | None = None,
                    training_args=None, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
                    eval_dynamics: bool = True, max_length: int = 128, loss=None, record: bool = True,
-                   resume_from_checkpoint=None, save_model: bool = True, test=None) -> TrainResult:
+                   resume_from_checkpoint=None, save_model: bool = True, test=None,
+                   overwrite_dynamics: bool = False) -> TrainResult:
     """Fine-tune ``model`` on ``train`` while recording training dynamics.
 
     ``train``/``validation``/``test``: a hub name, a local jsonl/csv/parquet file or a
     ``datasets.Dataset``. ``model``: a hub name or a local folder. ``training_args``:
     TrainingArguments, a dict of its fields, or None for datacarto's defaults. With ``test``, the
     model predicts it at each epoch end and its dynamics are recorded (split ``"test"``), so test
-    examples get regions too. The final model goes to ``<output_dir>/model``.
+    examples get regions too. The final model goes to ``<output_dir>/model``. ``max_length`` is
+    capped at the model's positions. A folder holding recorded epochs is refused unless resuming
+    or ``overwrite_dynamics`` (then a new store replaces the old one).
     """
     from ..record import CartographyTrainer, PredictEachEpoch
 
@@ -104,6 +107,7 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
         args.eval_strategy = "no"
     tokenizer, net = load_model(model, spec.num_labels, spec.label_names)
+    max_length = effective_max_length(tokenizer, net, max_length)
     train_tok = tokenize(train_ds, tokenizer, spec, max_length=max_length)
     val_tok = tokenize(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
     test_tok = tokenize(test_ds, tokenizer, spec, max_length=max_length) if test_ds is not None else None
@@ -112,6 +116,7 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
         dynamics_mode=dynamics_mode, snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=eval_dynamics,
         loss=loss, label_names=spec.label_names, text_columns=spec.text_columns,
         dataset_name=str(train) if isinstance(train, (str, os.PathLike)) else None, record=record,
+        overwrite_dynamics=overwrite_dynamics,
     )
     if test_tok is not None and record and eval_dynamics:
         trainer.add_callback(PredictEachEpoch(trainer, test_tok, split="test"))

@@ -1,0 +1,35 @@
+"""The warning for maps of a model that barely learned: fires on one that learned nothing, not on one that learned."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from datacarto.dynamics.store import Dynamics
+from datacarto.learning_check import learning_warning
+from datacarto.metrics import assign_regions, compute_metrics
+
+
+def _dynamics(learned: bool, n=300, epochs=4, seed=0):
+    rng = np.random.default_rng(seed)
+    gold = np.arange(n) % 3
+    logits = rng.normal(0, 0.3, (n, epochs, 3)).astype(np.float32)
+    if learned:  # the gold logit grows over epochs for 90% of the rows
+        learnt = rng.random(n) < 0.9
+        for e in range(epochs):
+            logits[np.flatnonzero(learnt), e, gold[learnt]] += 1.0 + e
+    return Dynamics(ids=np.arange(n), gold=gold, logits=logits)
+
+
+def test_warns_for_a_model_that_learned_nothing():
+    metrics = compute_metrics(_dynamics(False))
+    metrics["region"] = assign_regions(metrics)
+    message = learning_warning(metrics)
+    assert message is not None and message.startswith("the model barely learned")
+    accuracy = float(np.mean(metrics["last_pred"] == metrics["gold"]))
+    assert f"accuracy {accuracy:.2f}" in message and "chance (majority class) 0.33" in message
+
+
+def test_silent_for_a_model_that_learned():
+    metrics = compute_metrics(_dynamics(True))
+    metrics["region"] = assign_regions(metrics)
+    assert learning_warning(metrics) is None
