@@ -67,6 +67,18 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
+def stop_at(step):
+    """A Trainer callback that stops training at a global step (a crash or early stop inside an epoch)."""
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                control.should_training_stop = True
+
+    return StopAt()
+
+
 def write_jsonl(path, rows):
     """Write ``rows`` as JSON lines; returns the path as a string (what the CLI takes)."""
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -11,23 +11,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import training_args
+from conftest import stop_at, training_args
 from datacarto import CartographyTrainer, load_dynamics
 from datacarto.data import prepare_labels, tokenize
 from datacarto.dynamics.store import dynamics_dir, list_epoch_files
 
 SCRIPT = Path(__file__).with_name("train_script.py")
 
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def _trainer(model_dir, rows, out, callbacks=()):
@@ -42,7 +34,7 @@ def _trainer(model_dir, rows, out, callbacks=()):
 
 
 def test_resume_from_a_mid_epoch_checkpoint(tmp_path, tiny_model_no_dropout, toy_rows):
-    first = _trainer(tiny_model_no_dropout, toy_rows, tmp_path, [StopAt(13)])
+    first = _trainer(tiny_model_no_dropout, toy_rows, tmp_path, [stop_at(13)])
     with pytest.warns(UserWarning, match="stopped inside epoch 1"):
         first.train()
     assert sorted(list_epoch_files(dynamics_dir(tmp_path))) == [0]  # the cut epoch is not written
@@ -62,7 +54,7 @@ def test_resume_without_recorder_state_fills_the_rows_trained_before_the_checkpo
         tmp_path, tiny_model_no_dropout, toy_rows):
     # without the checkpoint's recorder state, the 16 rows of epoch 1 trained before checkpoint-10 are
     # predicted at the epoch end and marked, so the epoch is still complete (never a gap or a silent hole)
-    _trainer(tiny_model_no_dropout, toy_rows, tmp_path, [StopAt(13)]).train()
+    _trainer(tiny_model_no_dropout, toy_rows, tmp_path, [stop_at(13)]).train()
     (tmp_path / "checkpoint-10" / "datacarto_recorder_rank0.npz").unlink()
     with pytest.warns(UserWarning, match="no recorder state"):
         _trainer(tiny_model_no_dropout, toy_rows, tmp_path).train(resume_from_checkpoint=True)

@@ -23,7 +23,7 @@ from transformers import (
     TrainerCallback,
 )
 
-from conftest import training_args
+from conftest import stop_at, training_args
 from datacarto import CartographyCallback, CartographyMixin, CartographyTrainer, load_dynamics, load_examples
 from datacarto.data import prepare_labels, tokenize
 from datacarto.dynamics.store import dynamics_dir, list_epoch_files
@@ -40,14 +40,6 @@ class CountSteps(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.steps += 1
 
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 class WeightedLossTrainer(Trainer):
@@ -202,7 +194,7 @@ def test_resume_at_a_step_inside_an_epoch(tmp_path, tiny_model, toy, toy_rows, m
     args = dict(num_train_epochs=3, save_strategy="steps", save_steps=5)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        _trainer(mode, tiny_model, tok, data, tmp_path, callbacks=[StopAt(13)], **args).train()
+        _trainer(mode, tiny_model, tok, data, tmp_path, callbacks=[stop_at(13)], **args).train()
     assert sorted(list_epoch_files(dynamics_dir(tmp_path))) == [0]
     _trainer(mode, tiny_model, tok, data, tmp_path, **args).train(resume_from_checkpoint=True)
     dyn = _assert_recorded(tmp_path, _labels(toy_rows), 3)
