@@ -13,16 +13,17 @@ it region by region is the informative part.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
+from ._validation import check_int_labels
 from .errors import DatacartoError
+from .metrics import REGIONS
 
 
-def _labels_of(name: str, values, n: int) -> np.ndarray:
+def _predicted_labels(name: str, values, n: int) -> np.ndarray:
     """Predicted labels from (n, C) logits/probabilities (argmax) or (n,) integer labels."""
     arr = np.asarray(values)
     if arr.ndim == 2:
@@ -34,10 +35,7 @@ def _labels_of(name: str, values, n: int) -> np.ndarray:
     if arr.ndim == 1:
         if arr.shape[0] != n:
             raise DatacartoError(f"predictions of {name!r} have {arr.shape[0]} rows, the gold labels {n}")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            if not np.all(np.equal(np.mod(arr, 1), 0)):
-                raise DatacartoError(f"1-D predictions of {name!r} must be integer labels")
-        return arr.astype(np.int64)
+        return check_int_labels(arr, f"1-D predictions of {name!r}")
     raise DatacartoError(f"predictions of {name!r} must be (n, C) logits or (n,) labels, got shape {arr.shape}")
 
 
@@ -67,12 +65,8 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
     gold = np.asarray(gold)
     if gold.ndim != 1:
         raise DatacartoError(f"gold labels must be 1-D, got shape {gold.shape}")
-    if gold.size and not np.issubdtype(gold.dtype, np.integer):
-        raise DatacartoError(f"gold labels must be integers, got dtype {gold.dtype}")
-    gold = gold.astype(np.int64)
+    gold = check_int_labels(gold, "gold labels")
     n = gold.shape[0]
-    from .selection import REGIONS
-
     names_by_row = None
     order: list[str] = []
     if regions is not None:
@@ -84,7 +78,7 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
 
     rows = []
     for name, values in predictions.items():
-        pred = _labels_of(name, values, n)
+        pred = _predicted_labels(name, values, n)
         acc, f1 = _scores(gold, pred)
         row = {"model": name, "n": n, "overall_accuracy": acc, "overall_macro_f1": f1}
         for region in order:
@@ -97,20 +91,10 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
     return pd.DataFrame(rows).set_index("model")
 
 
-def eval_regions(run_dir: str | os.PathLike, split: str = "validation") -> pd.Series:
-    """Regions of an evaluation split from the dynamics the baseline recorded for it, by row id.
+def __getattr__(name: str):
+    """``datacarto.evaluation.eval_regions`` keeps working (lazy re-export: it reads a run folder)."""
+    if name == "eval_regions":
+        from .dynamics.cache import eval_regions
 
-    ``assign_regions(compute_metrics(load_dynamics(run_dir, split)))``. Row id = position in the
-    evaluation set as the Trainer saw it (rows without a gold label dropped). Needs at least two
-    recorded evaluations for the variability to mean anything; with one, a warning is given.
-    """
-    import warnings
-
-    from .dynamics.store import load_dynamics
-    from .metrics import assign_regions, compute_metrics
-
-    dyn = load_dynamics(run_dir, split)
-    if dyn.n_epochs < 2:
-        warnings.warn(f"the {split!r} dynamics of {run_dir} hold {dyn.n_epochs} evaluation(s): regions need "
-                      "several (variability is 0 with one)", stacklevel=2)
-    return assign_regions(compute_metrics(dyn))
+        return eval_regions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
