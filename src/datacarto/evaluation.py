@@ -91,6 +91,45 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
     return pd.DataFrame(rows).set_index("model")
 
 
+def accuracy_table(validation: Mapping[str, np.ndarray], gold, regions=None, *,
+                   test: Mapping[str, np.ndarray] | None = None, test_gold=None, test_regions=None) -> pd.DataFrame:
+    """One row per model: test and validation accuracy and macro-F1, overall and per region.
+
+    Parameters
+    ----------
+    validation : mapping of str to array
+        Model name -> validation logits (or labels), as for :func:`evaluate_by_region`.
+    gold : array
+        The validation gold labels.
+    regions : array, optional
+        Regions of the validation examples, by position.
+    test, test_gold, test_regions : optional
+        The same for the test set; without them the test columns are NaN.
+
+    Returns
+    -------
+    DataFrame
+        Index ``model``; columns ``test_accuracy``, ``test_macro_f1``, ``validation_accuracy``,
+        ``validation_macro_f1``, and for each region ``validation_<region>_accuracy`` and
+        ``validation_<region>_n`` (with ``regions``), ``test_<region>_accuracy`` and
+        ``test_<region>_n`` (with ``test_regions``).
+    """
+    val = evaluate_by_region(validation, gold, regions)
+    t = evaluate_by_region(test, test_gold, test_regions) if test is not None and test_gold is not None else None
+    table = pd.DataFrame(index=val.index)
+    for column in ("accuracy", "macro_f1"):
+        table[f"test_{column}"] = t[f"overall_{column}"] if t is not None else np.nan
+    table["validation_accuracy"] = val["overall_accuracy"]
+    table["validation_macro_f1"] = val["overall_macro_f1"]
+    for split, frame, split_regions in (("validation", val, regions), ("test", t, test_regions)):
+        if frame is not None and split_regions is not None:
+            for region in REGIONS:
+                table[f"{split}_{region}_accuracy"] = frame[f"{region}_accuracy"]
+                table[f"{split}_{region}_n"] = frame[f"{region}_n"]
+    table.index.name = "model"
+    return table
+
+
 def __getattr__(name: str):
     """``datacarto.evaluation.eval_regions`` keeps working (lazy re-export: it reads a run folder)."""
     if name == "eval_regions":

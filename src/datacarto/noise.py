@@ -164,11 +164,11 @@ def _as_labels(labels) -> np.ndarray:
 # scoring
 
 
-def noisy_mask(metrics: pd.DataFrame, is_noisy) -> np.ndarray:
+def noisy_mask(metrics: pd.DataFrame, is_noisy, *, allow_one_class: bool = False) -> np.ndarray:
     """``is_noisy`` as a bool array aligned with ``metrics`` rows (a Series by row id); validated.
 
-    Raises DatacartoError on missing values, non-boolean values, or when no row (or every row)
-    is marked noisy: then there is nothing to tell apart.
+    Raises DatacartoError on missing values, non-boolean values, or (unless ``allow_one_class``)
+    when no row or every row is marked noisy: then there is nothing to tell apart.
     """
     if not isinstance(metrics, pd.DataFrame):
         raise DatacartoError(f"metrics must be a pandas DataFrame, got {type(metrics).__name__}")
@@ -196,6 +196,8 @@ def noisy_mask(metrics: pd.DataFrame, is_noisy) -> np.ndarray:
         raise DatacartoError("is_noisy must hold booleans (or 0/1)")
     mask = values.astype(bool)
     n_noisy = int(mask.sum())
+    if allow_one_class:
+        return mask
     if n_noisy == 0:
         raise DatacartoError("no example is marked noisy: nothing to find")
     if n_noisy == len(mask):
@@ -307,9 +309,10 @@ def noise_by_region(metrics: pd.DataFrame, is_noisy) -> pd.DataFrame:
     Columns: ``n`` (examples in the region), ``n_flipped``, ``flipped_share`` (share of the region
     that is flipped; compare with the ``all`` row, the noise rate) and ``share_of_flipped`` (share
     of all flipped examples that fell in the region). Needs a ``region`` column (``get_metrics``
-    adds one); without it regions are assigned with ``datacarto.metrics.assign_regions``.
+    adds one); without it regions are assigned with ``datacarto.metrics.assign_regions``. With no
+    noisy example, ``share_of_flipped`` is NaN.
     """
-    noisy = noisy_mask(metrics, is_noisy)
+    noisy = noisy_mask(metrics, is_noisy, allow_one_class=True)
     if "region" in metrics.columns:
         region = metrics["region"]
     else:
@@ -326,7 +329,7 @@ def noise_by_region(metrics: pd.DataFrame, is_noisy) -> pd.DataFrame:
     out = pd.DataFrame({"n": grouped["size"].astype(int), "n_flipped": grouped["sum"].astype(int)})
     out.loc["all"] = [len(noisy), int(noisy.sum())]
     out["flipped_share"] = out["n_flipped"] / out["n"].where(out["n"] > 0)
-    out["share_of_flipped"] = out["n_flipped"] / int(noisy.sum())
+    out["share_of_flipped"] = out["n_flipped"] / (int(noisy.sum()) or np.nan)
     out.index.name = "region"
     return out
 
