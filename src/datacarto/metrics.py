@@ -206,6 +206,8 @@ def _class_stats(X: np.ndarray, gold: np.ndarray):
     return top, second, gold_logit, pred
 
 
+# Long on purpose (tests/test_architecture.py allow-lists it): one fused pass over a chunk of
+# logits that reuses the work arrays in place; split into functions it would need extra passes.
 def _chunk_metrics(L: np.ndarray, gold: np.ndarray, el2n_epoch: int, work, out: dict[str, np.ndarray]):
     """Fill ``out`` (views of the result columns) for one chunk of logits L (m, E, C).
 
