@@ -122,7 +122,7 @@ def _train_baseline(ctx: Context, key: str):
             test_logits = predict(result.trainer, test, spec, max_length=c.max_length, record_split="test")
     save_predictions(layout.predictions("baseline"), validation=val_logits, test=test_logits)
     layout.baseline_started.unlink(missing_ok=True)
-    summary = {"output_dir": "baseline", "model_dir": "baseline/model",
+    summary = {"output_dir": layout.rel(layout.baseline_dir), "model_dir": layout.rel(layout.baseline_model),
                "train_metrics": {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}}
     outputs = [layout.rel(layout.baseline_model), layout.rel(layout.baseline_dynamics),
                layout.rel(layout.predictions("baseline"))]
