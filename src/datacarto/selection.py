@@ -273,21 +273,41 @@ def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_co
            stratify_by_label: bool = False, seed: int = 0) -> np.ndarray:
     """Row ids of a focused subset of ``metrics`` (int64).
 
-    Bounds are inclusive and, with ``region`` (a name or a list), filter first into a pool of M.
-    Then, with ``fraction``:
+    Bounds are inclusive and, with ``region``, filter first into a pool of M examples; then
+    ``fraction`` picks from the pool in one of three modes (see docs/select.md).
 
-    * ``metric`` given: ``round(fraction x M)`` pool examples ranked by ``metric``; ``order`` is
-      ``"hardest"`` (default, see :data:`HARDEST_FIRST`) or ``"easiest"``.
-    * one ``region`` and no ``metric``: ``round(fraction x N)`` (N = rows of ``metrics``), capped at
-      the pool size, ranked by the region's defining metric (:data:`REGION_RANKING`).
-    * neither: a random ``round(fraction x M)`` drawn with ``seed``.
+    Parameters
+    ----------
+    metrics : DataFrame
+        The metrics table (index ``row_id``; the columns the criteria name).
+    min_confidence, max_confidence, min_variability, max_variability, min_correctness, max_correctness : float, optional
+        Inclusive bounds; NaN never satisfies a bound.
+    region : str or list of str, optional
+        Keep these regions (``hard_to_learn`` and ``Hard to learn`` are accepted).
+    metric : str, optional
+        Rank the pool by this metric (:data:`HARDEST_FIRST` gives its direction).
+    fraction : float in (0, 1], optional
+        With ``metric``: ``round(fraction x M)`` pool examples in rank order. With one ``region``
+        and no ``metric``: ``round(fraction x N)`` (N = rows of ``metrics``), capped at the pool
+        size, ranked by the region's defining metric (:data:`REGION_RANKING`). With neither: a
+        random ``round(fraction x M)`` drawn with ``seed``. Counts round half up
+        (:func:`datacarto._validation.round_half_up`).
+    order : {"hardest", "easiest"}, optional
+        Which end of the ranking comes first (default ``"hardest"``, or the region's own order).
+    both_ends : float in [0, 1], optional
+        Needs ``metric`` and ``fraction``: ``round_half_up(both_ends x k)`` of the k examples from
+        the end ``order`` points at, the rest from the opposite end.
+    stratify_by_label : bool, default False
+        Split k over gold labels in proportion to the pool (largest remainder) and apply the rule
+        within each label.
+    seed : int, default 0
+        Seed of the random mode.
 
-    ``both_ends=s`` (needs ``metric`` and ``fraction``) takes ``round_half_up(s x k)`` of the k
-    examples from the end ``order`` points at and the rest from the opposite end.
-    ``stratify_by_label`` splits k over gold labels in proportion to the pool (largest remainder)
-    and applies the rule within each label. Ranked results come in rank order (ties by row id);
-    unranked ones in ascending row id. An empty result warns and returns an empty array.
-    Counts round half up (:func:`datacarto._validation.round_half_up`).
+    Returns
+    -------
+    ndarray of int64
+        Ranked results in rank order (ties by row id); unranked ones in ascending row id. An
+        empty result warns and returns an empty array.
     """
     bounds = {"confidence": (min_confidence, max_confidence), "variability": (min_variability, max_variability),
               "correctness": (min_correctness, max_correctness)}

@@ -39,6 +39,7 @@ def units(ctx: Context) -> list[Unit]:
 
 
 def model_names(ctx: Context) -> list[str]:
+    """The baseline, then every focused and control model."""
     return ["baseline", *[u.model_name for u in units(ctx)]]
 
 
@@ -64,6 +65,7 @@ def prediction_names(ctx: Context) -> list[str]:
 
 
 def baseline_stage(ctx: Context) -> StageRecord:
+    """Fine-tune the model on all training data, recording dynamics; save its logits."""
     c = ctx.config
     inputs = {"data": ctx.rec("data").digest, "model": describe_model(c.model),
               "training_args": ctx.training_args(), "dynamics_mode": c.dynamics_mode, "max_length": c.max_length}
@@ -152,6 +154,7 @@ def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> np.n
 
 
 def focus_stage(ctx: Context) -> StageRecord:
+    """One model per subset, each a unit of the runner (unchanged recipes reuse theirs)."""
     c = ctx.config
     source = ctx.rec("baseline").digest if c.focus_init == "baseline" else describe_model(c.model)
     common = {"init": c.focus_init, "source": source, "training_args": ctx.training_args(focus=True),
@@ -200,6 +203,7 @@ def _train_focused(ctx: Context, u: Unit) -> dict[str, Any]:
 
 
 def ensemble_stage(ctx: Context) -> StageRecord:
+    """Baseline + each focused (and control) model, weights tuned on validation only."""
     c = ctx.config
     inputs = {"baseline": ctx.rec("baseline").digest, "focus": ctx.rec("focus").digest,
               "data": ctx.rec("data").digest, "combine": c.ensemble_combine, "tune": c.ensemble_tune}

@@ -27,6 +27,7 @@ from .runner import StageRecord
 
 
 def data_stage(ctx: Context) -> StageRecord:
+    """Load and validate the splits; write the prepared copies (digest: their content)."""
     c = ctx.config
     inputs = {"dataset": describe_data(c.dataset), "validation": describe_data(c.validation),
               "test": describe_data(c.test), "text_columns": c.text_columns, "label_column": c.label_column,
@@ -75,6 +76,7 @@ def regions_from_dynamics(baseline_dir, split: str) -> pd.Series | None:
 
 
 def metrics_stage(ctx: Context) -> StageRecord:
+    """Per-example metrics and regions of the training data, regions of validation and test."""
     def body():
         from ..dynamics.cache import get_metrics
 
@@ -99,6 +101,7 @@ def metrics_stage(ctx: Context) -> StageRecord:
 
 
 def maps_stage(ctx: Context) -> StageRecord:
+    """The data map PNGs (by ``map_color_by`` and by region) and the interactive HTML map."""
     c = ctx.config
     inputs = {"metrics": ctx.rec("metrics").digest, "color_by": c.map_color_by, "title": c.title}
 
@@ -127,6 +130,7 @@ def maps_stage(ctx: Context) -> StageRecord:
 
 
 def select_stage(ctx: Context) -> StageRecord:
+    """One subset per recipe, plus its random control (digest: the chosen row ids)."""
     c = ctx.config
     inputs = {"metrics": ctx.rec("metrics").digest, "recipes": c.recipes, "control": c.control, "seed": c.seed}
 
@@ -171,6 +175,7 @@ def _select_recipe(ctx: Context, m: pd.DataFrame, recipe: dict) -> dict:
 
 
 def evaluate_stage(ctx: Context) -> StageRecord:
+    """Accuracy and macro-F1 of every model and ensemble, overall and per region."""
     inputs = {"ensemble": ctx.rec("ensemble").digest, "focus": ctx.rec("focus").digest,
               "baseline": ctx.rec("baseline").digest, "metrics": ctx.rec("metrics").digest}
 
@@ -198,6 +203,7 @@ def evaluate_stage(ctx: Context) -> StageRecord:
 
 
 def report_stage(ctx: Context) -> StageRecord:
+    """``report.html`` and ``report.md`` (redone whenever any stage ran)."""
     c = ctx.config
     upstream = {n: ctx.rec(n).digest for n in STAGES[:-1]}
     config = {k: v for k, v in c.to_dict().items() if k != "output_dir"}  # a moved run stays up to date
