@@ -30,8 +30,6 @@ CACHE_SCHEMA = 1
 _KEY_METADATA = b"datacarto.metrics_key"
 
 
-
-
 def _cache_key(directory: Path, burn_out: int | None) -> dict[str, Any]:
     """What the cached table depends on: epoch files (name, size, mtime ns), burn_out, versions."""
     from .. import __version__
