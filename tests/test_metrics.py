@@ -328,7 +328,7 @@ def test_regions_leave_rows_without_metrics_unassigned():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(method="kmeans"), "unknown region method"),
+    (dict(method="kmeans"), "region method must be one of quantile, threshold"),
     (dict(ambiguous_quantile=1.0), "ambiguous_quantile"),
     (dict(hard_confidence_quantile=0), "hard_confidence_quantile"),
     (dict(variability_threshold=0.2), "method='threshold'"),

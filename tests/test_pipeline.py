@@ -467,3 +467,13 @@ def test_demo_command(data_files, tmp_path, capsys, monkeypatch):
     assert "## Label noise" in md and "4 of 45 training labels are known to be wrong" in md
     assert "flipped labels in hard-to-learn: " in printed
     assert sorted(p.name for p in (out / "demo_data").iterdir()) == ["test.jsonl", "train.jsonl", "validation.jsonl"]
+
+
+def test_every_config_key_is_a_run_flag_derived_from_the_config():
+    import dataclasses
+
+    from datacarto.commands.run import _CLI_ONLY, _FROM_TRAINING_ARGS, _run_arguments
+
+    flags = {f.name for f in dataclasses.fields(_run_arguments())}
+    assert set(_CLI_ONLY) <= flags
+    assert (flags - set(_CLI_ONLY)) | set(_FROM_TRAINING_ARGS) == {f.name for f in dataclasses.fields(PipelineConfig)}

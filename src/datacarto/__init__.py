@@ -28,15 +28,15 @@ _EXPORTS = {
     # metrics and regions
     "compute_metrics": "datacarto.metrics",
     "assign_regions": "datacarto.metrics",
-    "get_metrics": "datacarto.metrics",
+    "get_metrics": "datacarto.dynamics.cache",
     "REGIONS": "datacarto.metrics",
     # selection
     "select": "datacarto.selection",
     "random_control": "datacarto.selection",
-    "focused_dataset": "datacarto.selection",
-    "export_subset": "datacarto.selection",
-    "get_focused_sets": "datacarto.selection",
-    "get_focussed_sets": "datacarto.selection",
+    "focused_dataset": "datacarto.dynamics.subsets",
+    "export_subset": "datacarto.dynamics.subsets",
+    "get_focused_sets": "datacarto.dynamics.subsets",
+    "get_focussed_sets": "datacarto.dynamics.subsets",
     # maps
     "plot_data_map": "datacarto.maps.static",
     "interactive_map": "datacarto.maps.interactive",
@@ -47,8 +47,8 @@ _EXPORTS = {
     "write_report": "datacarto.report",
     "make_demo_dataset": "datacarto.demo_data",
     # audit
-    "audit_scores": "datacarto.audit",
-    "inject_label_noise": "datacarto.audit",
+    "audit_scores": "datacarto.noise",
+    "inject_label_noise": "datacarto.noise",
     # pipeline
     "run_pipeline": "datacarto.pipeline",
     "DatacartoError": "datacarto.errors",

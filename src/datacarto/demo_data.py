@@ -19,6 +19,7 @@ import json
 import random
 from pathlib import Path
 
+from ._validation import check_fraction, round_half_up
 from .errors import DatacartoError
 
 LABEL_NAMES = ["entailment", "neutral", "contradiction"]
@@ -131,9 +132,8 @@ def _hypothesis(rng: random.Random, label: int, p: dict) -> str:
 
 
 def _exact(n: int, share: float, name: str) -> int:
-    if not 0 <= share <= 1:
-        raise DatacartoError(f"{name} must be between 0 and 1, got {share}")
-    return int(round(share * n))
+    """``share x n`` rows, rounded half up (the library's one rule: 0.15 x 30 gives 5)."""
+    return round_half_up(check_fraction(share, name), n)
 
 
 def _split(n: int, *, flip: float, ambiguous: float, rng: random.Random, seen: set) -> dict[str, list]:
@@ -182,9 +182,9 @@ def make_demo_dataset(n_train: int = 600, n_validation: int = 300, n_test: int =
     """Train/validation/test ``datasets.Dataset`` splits of generated NLI pairs, seeded.
 
     Columns: ``premise``, ``hypothesis``, ``label`` (ClassLabel entailment/neutral/contradiction),
-    ``original_label``, ``is_flipped``, ``is_ambiguous``. Exactly ``round(flip * n_train)`` training
+    ``original_label``, ``is_flipped``, ``is_ambiguous``. Exactly ``round_half_up(flip * n_train)`` training
     labels are flipped (validation and test stay clean, so accuracy measures the true task) and
-    exactly ``round(ambiguous * n)`` rows of each split are ambiguous pairs.
+    exactly ``round_half_up(ambiguous * n)`` rows of each split are ambiguous pairs.
     """
     import datasets
 

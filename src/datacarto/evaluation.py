@@ -13,16 +13,17 @@ it region by region is the informative part.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
+from ._validation import check_int_labels
 from .errors import DatacartoError
+from .metrics import REGIONS
 
 
-def _labels_of(name: str, values, n: int) -> np.ndarray:
+def _predicted_labels(name: str, values, n: int) -> np.ndarray:
     """Predicted labels from (n, C) logits/probabilities (argmax) or (n,) integer labels."""
     arr = np.asarray(values)
     if arr.ndim == 2:
@@ -34,10 +35,7 @@ def _labels_of(name: str, values, n: int) -> np.ndarray:
     if arr.ndim == 1:
         if arr.shape[0] != n:
             raise DatacartoError(f"predictions of {name!r} have {arr.shape[0]} rows, the gold labels {n}")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            if not np.all(np.equal(np.mod(arr, 1), 0)):
-                raise DatacartoError(f"1-D predictions of {name!r} must be integer labels")
-        return arr.astype(np.int64)
+        return check_int_labels(arr, f"1-D predictions of {name!r}")
     raise DatacartoError(f"predictions of {name!r} must be (n, C) logits or (n,) labels, got shape {arr.shape}")
 
 
@@ -67,12 +65,8 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
     gold = np.asarray(gold)
     if gold.ndim != 1:
         raise DatacartoError(f"gold labels must be 1-D, got shape {gold.shape}")
-    if gold.size and not np.issubdtype(gold.dtype, np.integer):
-        raise DatacartoError(f"gold labels must be integers, got dtype {gold.dtype}")
-    gold = gold.astype(np.int64)
+    gold = check_int_labels(gold, "gold labels")
     n = gold.shape[0]
-    from .selection import REGIONS
-
     names_by_row = None
     order: list[str] = []
     if regions is not None:
@@ -84,7 +78,7 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
 
     rows = []
     for name, values in predictions.items():
-        pred = _labels_of(name, values, n)
+        pred = _predicted_labels(name, values, n)
         acc, f1 = _scores(gold, pred)
         row = {"model": name, "n": n, "overall_accuracy": acc, "overall_macro_f1": f1}
         for region in order:
@@ -97,20 +91,49 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
     return pd.DataFrame(rows).set_index("model")
 
 
-def eval_regions(run_dir: str | os.PathLike, split: str = "validation") -> pd.Series:
-    """Regions of an evaluation split from the dynamics the baseline recorded for it, by row id.
+def accuracy_table(validation: Mapping[str, np.ndarray], gold, regions=None, *,
+                   test: Mapping[str, np.ndarray] | None = None, test_gold=None, test_regions=None) -> pd.DataFrame:
+    """One row per model: test and validation accuracy and macro-F1, overall and per region.
 
-    ``assign_regions(compute_metrics(load_dynamics(run_dir, split)))``. Row id = position in the
-    evaluation set as the Trainer saw it (rows without a gold label dropped). Needs at least two
-    recorded evaluations for the variability to mean anything; with one, a warning is given.
+    Parameters
+    ----------
+    validation : mapping of str to array
+        Model name -> validation logits (or labels), as for :func:`evaluate_by_region`.
+    gold : array
+        The validation gold labels.
+    regions : array, optional
+        Regions of the validation examples, by position.
+    test, test_gold, test_regions : optional
+        The same for the test set; without them the test columns are NaN.
+
+    Returns
+    -------
+    DataFrame
+        Index ``model``; columns ``test_accuracy``, ``test_macro_f1``, ``validation_accuracy``,
+        ``validation_macro_f1``, and for each region ``validation_<region>_accuracy`` and
+        ``validation_<region>_n`` (with ``regions``), ``test_<region>_accuracy`` and
+        ``test_<region>_n`` (with ``test_regions``).
     """
-    import warnings
+    val = evaluate_by_region(validation, gold, regions)
+    t = evaluate_by_region(test, test_gold, test_regions) if test is not None and test_gold is not None else None
+    table = pd.DataFrame(index=val.index)
+    for column in ("accuracy", "macro_f1"):
+        table[f"test_{column}"] = t[f"overall_{column}"] if t is not None else np.nan
+    table["validation_accuracy"] = val["overall_accuracy"]
+    table["validation_macro_f1"] = val["overall_macro_f1"]
+    for split, frame, split_regions in (("validation", val, regions), ("test", t, test_regions)):
+        if frame is not None and split_regions is not None:
+            for region in REGIONS:
+                table[f"{split}_{region}_accuracy"] = frame[f"{region}_accuracy"]
+                table[f"{split}_{region}_n"] = frame[f"{region}_n"]
+    table.index.name = "model"
+    return table
 
-    from .dynamics.store import load_dynamics
-    from .metrics import assign_regions, compute_metrics
 
-    dyn = load_dynamics(run_dir, split)
-    if dyn.n_epochs < 2:
-        warnings.warn(f"the {split!r} dynamics of {run_dir} hold {dyn.n_epochs} evaluation(s): regions need "
-                      "several (variability is 0 with one)", stacklevel=2)
-    return assign_regions(compute_metrics(dyn))
+def __getattr__(name: str):
+    """``datacarto.evaluation.eval_regions`` keeps working (lazy re-export: it reads a run folder)."""
+    if name == "eval_regions":
+        from .dynamics.cache import eval_regions
+
+        return eval_regions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,18 +13,18 @@ This module must import neither torch nor transformers (tests check ``sys.module
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._validation import check_choice, check_int_labels
 from .errors import DatacartoError
 
 REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
+#: ``method`` of :func:`assign_regions`.
+REGION_METHODS = ("quantile", "threshold")
 
 COLUMNS = (
     "gold", "confidence", "variability", "variability_ci", "correctness", "correct_count",
@@ -36,11 +36,6 @@ COLUMNS = (
 DEFAULT_VARIABILITY_THRESHOLD = 0.2
 DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 
-CACHE_FILE = "metrics.parquet"
-CACHE_KEY_FILE = "metrics.json"
-# Bump when a metric's definition or the table's layout changes: old caches are then recomputed.
-CACHE_SCHEMA = 1
-_KEY_METADATA = b"datacarto.metrics_key"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,21 +71,14 @@ def _unpack(dynamics: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise DatacartoError(f"ids must have shape ({n},) to match the logits, got {ids.shape}")
     if gold.ndim != 1 or gold.shape[0] != n:
         raise DatacartoError(f"gold must have shape ({n},) to match the logits, got {gold.shape}")
-    if gold.dtype.kind == "f":
-        if not np.all(np.isfinite(gold)) or np.any(gold != np.round(gold)):
-            raise DatacartoError("gold labels must be whole numbers")
-    elif gold.dtype.kind not in "iu":
-        raise DatacartoError(f"gold labels must be integers, got dtype {gold.dtype}")
-    gold = gold.astype(np.int64, copy=False)
+    gold = check_int_labels(gold, "gold labels")
     bad = (gold < 0) | (gold >= c)
     if bad.any():
         raise DatacartoError(
             f"{int(bad.sum())} gold labels lie outside 0..{c - 1} (the logits have {c} classes), "
             f"e.g. {int(gold[np.argmax(bad)])}"
         )
-    if ids.dtype.kind not in "iu":
-        raise DatacartoError(f"ids must be integers, got dtype {ids.dtype}")
-    ids = ids.astype(np.int64, copy=False)
+    ids = check_int_labels(ids, "ids")
     return ids, gold, logits
 
 
@@ -218,6 +206,8 @@ def _class_stats(X: np.ndarray, gold: np.ndarray):
     return top, second, gold_logit, pred
 
 
+# Long on purpose (tests/test_architecture.py allow-lists it): one fused pass over a chunk of
+# logits that reuses the work arrays in place; split into functions it would need extra passes.
 def _chunk_metrics(L: np.ndarray, gold: np.ndarray, el2n_epoch: int, work, out: dict[str, np.ndarray]):
     """Fill ``out`` (views of the result columns) for one chunk of logits L (m, E, C).
 
@@ -408,7 +398,7 @@ def assign_regions(
         attrs = {"method": method, "variability_threshold": v_star, "confidence_threshold": c_star,
                  "variability_rule": ">=", "confidence_rule": ">="}
     else:
-        raise DatacartoError(f"unknown region method {method!r}: use 'quantile' or 'threshold'")
+        check_choice(method, REGION_METHODS, "region method")
     hard = rest & ~easy
     # Codes by arithmetic on the disjoint masks (faster than masked assignment); -1 = no region.
     codes = ambiguous.view(np.int8) * np.int8(REGIONS.index("ambiguous"))
@@ -422,89 +412,13 @@ def assign_regions(
 
 
 # ----------------------------------------------------------------------------------------------
-# cached metrics of a run
+# the cached metrics of a run moved to datacarto.dynamics.cache (this module stays free of the store)
 
 
-def _cache_key(directory: Path, burn_out: int | None) -> dict[str, Any]:
-    """What the cached table depends on: epoch files (name, size, mtime ns), burn_out, versions."""
-    from . import __version__
-    from .dynamics.store import list_epoch_files
+def __getattr__(name: str):
+    """``datacarto.metrics.get_metrics`` keeps working (lazy re-export of the run-folder cache)."""
+    if name in ("get_metrics", "CACHE_FILE", "CACHE_KEY_FILE", "CACHE_SCHEMA"):
+        from .dynamics import cache
 
-    files = []
-    for path in list_epoch_files(directory).values():
-        st = path.stat()
-        files.append([path.name, int(st.st_size), int(st.st_mtime_ns)])
-    if isinstance(burn_out, np.integer):
-        burn_out = int(burn_out)
-    return {"schema": CACHE_SCHEMA, "datacarto": __version__, "burn_out": burn_out, "files": files,
-            "regions": "quantile"}
-
-
-def _key_digest(key: dict[str, Any]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=repr).encode()).hexdigest()
-
-
-def _read_cache(directory: Path, key: dict[str, Any]) -> pd.DataFrame | None:
-    """The cached table if both the json key and the key stored in the Parquet file match."""
-    import pyarrow.parquet as pq
-
-    key_path, table_path = directory / CACHE_KEY_FILE, directory / CACHE_FILE
-    try:
-        stored = json.loads(key_path.read_text(encoding="utf-8"))
-        if stored.get("key") != key or not table_path.is_file():
-            return None
-        table = pq.read_table(table_path)
-    except (OSError, ValueError):
-        return None  # missing, partial or unreadable: recompute
-    if (table.schema.metadata or {}).get(_KEY_METADATA, b"").decode() != _key_digest(key):
-        return None  # another process rewrote the table for other dynamics in between
-    df = table.to_pandas().set_index("row_id")
-    if list(df.columns) != [*COLUMNS, "region"]:
-        return None
-    region = df["region"]
-    if not (isinstance(region.dtype, pd.CategoricalDtype) and list(region.cat.categories) == list(REGIONS)):
-        df["region"] = pd.Categorical(region.astype(object), categories=list(REGIONS))
-    df.attrs.update(stored.get("attrs") or {})
-    return df
-
-
-def _write_cache(directory: Path, key: dict[str, Any], df: pd.DataFrame) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ._io import atomic_write, write_json_atomic
-
-    digest = _key_digest(key)
-    table = pa.Table.from_pandas(df.reset_index(), preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KEY_METADATA: digest.encode()})
-    try:
-        # Uncompressed: metric floats barely compress, and reading back is then about 2x faster.
-        atomic_write(directory / CACHE_FILE, lambda tmp: pq.write_table(table, tmp, compression="none"))
-        write_json_atomic(directory / CACHE_KEY_FILE, {"key": key, "digest": digest, "attrs": dict(df.attrs)})
-    except OSError as e:  # e.g. a read-only run dir: the result is still good, only not cached
-        warnings.warn(f"could not cache the metrics in {directory}: {e}", stacklevel=3)
-
-
-def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int | None = None) -> pd.DataFrame:
-    """``compute_metrics`` of a stored run plus a ``region`` column (``assign_regions`` defaults), cached.
-
-    Cached as ``metrics.parquet`` plus its key ``metrics.json`` in the split's dynamics folder;
-    recomputed only when the epoch files (names, sizes, mtimes in ns), ``burn_out`` or the
-    datacarto version change. The region thresholds are in ``result.attrs``.
-    """
-    from .dynamics.store import dynamics_dir, load_dynamics
-
-    directory = dynamics_dir(run_dir, split)
-    key = _cache_key(directory, burn_out)  # stat before loading: a change after it is never masked
-    if key["files"]:
-        cached = _read_cache(directory, key)
-        if cached is not None:
-            return cached
-    df = compute_metrics(load_dynamics(run_dir, split), burn_out=burn_out)
-    region = assign_regions(df)
-    df["region"] = region
-    df.attrs.update(region.attrs)
-    _write_cache(directory, key, df)
-    return df
+        return getattr(cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,8 +18,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from ..errors import DatacartoError
-
-NOISE_KINDS = ("uniform", "class-conditional")  # mirrors datacarto.audit.NOISE_KINDS (kept import-light)
+from ..noise import NOISE_KINDS
 
 
 @dataclass
@@ -81,9 +80,7 @@ def main(argv: list[str]) -> int:
         result = audit_run(ns.run, noisy_column=ns.noisy_column or "is_flipped",
                            true_label_column=ns.true_label_column, output_dir=ns.output_dir,
                            scores=split_list(ns.scores), split=ns.split)
-        print(result.summary())
-        print(f"\nwrote {result.output_dir / 'audit.json'} and {result.output_dir / 'roc.png'}")
-        return 0
+        return _print_result(result)
 
     data, audit_args, args = parse_with_training_args(argv, DataArguments, AuditArguments,
                                                       prog="datacarto audit")
@@ -102,6 +99,10 @@ def main(argv: list[str]) -> int:
     )
     if result is None:  # a non-main rank of a distributed run
         return 0
+    return _print_result(result)
+
+
+def _print_result(result) -> int:
     print(result.summary())
     print(f"\nwrote {result.output_dir / 'audit.json'} and {result.output_dir / 'roc.png'}")
     return 0

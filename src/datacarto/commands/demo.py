@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quiet", action="store_true", help="no stage headers")
     args = parser.parse_args(argv)
 
-    from ..pipeline import run_pipeline
+    from ..pipeline import RunLayout, run_pipeline
 
     config = demo_config(args.output_dir, n_train=args.n_train, n_validation=args.n_validation, n_test=args.n_test,
                          epochs=args.epochs, flip=args.flip, ambiguous=args.ambiguous, seed=args.seed,
@@ -75,24 +75,23 @@ def main(argv: list[str]) -> int:
         best = acc.idxmax()
         print(f"test accuracy: baseline {acc['baseline']:.1%}; best of {len(acc)} models and ensembles: "
               f"{best} {acc[best]:.1%}")
-    _print_noise(result.output_dir)
-    print(f"report: {result.report_html.resolve()}")
-    print(f"        {result.report_md.resolve()}")
-    print(f"interactive map: {(result.output_dir / 'maps' / 'data_map.html').resolve()}")
+    layout = RunLayout(result.output_dir)
+    _print_noise(layout)
+    print(f"report: {layout.report_html.resolve()}")
+    print(f"        {layout.report_md.resolve()}")
+    print(f"interactive map: {layout.data_map_html.resolve()}")
     return 0
 
 
-def _print_noise(output_dir: Path) -> None:
+def _print_noise(layout) -> None:
     """One line: where the flipped labels landed (the demo's point)."""
-    import pandas as pd
-
     from ..dynamics.store import load_examples
-    from ..report import noise_summary
+    from ..pipeline.report import noise_summary, read_train_metrics
 
-    examples = load_examples(output_dir / "baseline")
+    examples = load_examples(layout.baseline_dir)
     if examples is None or "is_flipped" not in examples.columns:
         return
-    metrics = pd.read_parquet(output_dir / "metrics" / "train.parquet").set_index("row_id")
+    metrics = read_train_metrics(layout)
     ns = noise_summary(metrics, examples["is_flipped"].reindex(metrics.index).fillna(False).to_numpy(bool))
     print(f"flipped labels in hard-to-learn: {ns['in_hard']} of {ns['n_noisy']} "
           f"(AUROC of low confidence: {ns['auroc_confidence']:.3f})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._validation import check_choice
 from ..errors import DatacartoError
 from .train import explicit_flags, parse_with_training_args, split_list
 
@@ -70,7 +71,7 @@ def build_loss(data: FocusArguments):
         raise DatacartoError(f"--loss must be ce or focal, got {data.loss!r}")
     base = focal_loss(data.focal_gamma, _alpha(data.focal_alpha)) if data.loss == "focal" else None
     if data.region_weight:
-        from ..metrics import get_metrics
+        from ..dynamics.cache import get_metrics
 
         weights = region_weights(get_metrics(data.run), _region_weights(data.region_weight))
         return weighted_loss(weights, base=base or cross_entropy())
@@ -88,8 +89,7 @@ def main(argv: list[str]) -> int:
         raise DatacartoError("the baseline run folder is required: datacarto focus RUN --subset FILE ...")
     if not data.subset:
         raise DatacartoError("--subset is required (a file written by 'datacarto select')")
-    if data.init not in INITS:
-        raise DatacartoError(f"--init must be one of {', '.join(INITS)}, got {data.init!r}")
+    check_choice(data.init, INITS, "--init")
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
     loss = build_loss(data)

@@ -12,8 +12,8 @@ import warnings
 from pathlib import Path
 
 from ..errors import DatacartoError
+from ..maps import COLOR_MODES
 
-COLOR_MODES = ("correctness", "label", "region")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 HTML_SUFFIXES = (".html", ".htm")
 
@@ -73,9 +73,9 @@ def main(argv: list[str]) -> int:
         raise DatacartoError(f"--sample must be at least 1, got {args.sample}")
     html_path, png_path = _outputs(args)
 
+    from ..dynamics.cache import get_metrics
     from ..dynamics.store import load_examples
-    from ..maps import _inferred_thresholds, subsample
-    from ..metrics import get_metrics
+    from ..maps import inferred_thresholds, subsample
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
 
     # the region boundaries of the whole table, kept when only a sample is drawn
-    found = _inferred_thresholds(metrics)
+    found = inferred_thresholds(metrics)
     title = args.title or f"{Path(args.run).resolve().name} ({args.split})"
     if args.sample is not None and args.sample < len(metrics):
         title += f", random sample of {args.sample:,} of {len(metrics):,}"

@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
         raise DatacartoError(f"unsupported output format for {args.out}: use .parquet, .csv or .jsonl")
 
     from .._io import write_frame
-    from ..metrics import get_metrics
+    from ..dynamics.cache import get_metrics
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -11,53 +11,74 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from ..errors import DatacartoError
 
-
-@dataclass
-class RunArguments:
-    """Pipeline options; each overrides the YAML key of the same name."""
-
-    config: str | None = field(default=None, metadata={"help": "YAML file of pipeline options (keys as below)"})
-    model: str | None = field(default=None, metadata={"help": "hub name or local folder of the pretrained model"})
-    dataset: str | None = field(default=None, metadata={"help": "training data: local .jsonl/.csv/.parquet or a "
-                                                                "hub name (NAME or NAME:SPLIT)"})
-    validation: str | None = field(default=None, metadata={"help": "validation data (tunes ensembles, "
-                                                                   "per-region accuracy)"})
-    test: str | None = field(default=None, metadata={"help": "test data (overall accuracy)"})
-    text_columns: str | None = field(default=None, metadata={"help": "comma-separated text columns"})
-    label_column: str | None = field(default=None, metadata={"help": "label column (default: label)"})
-    class_names: str | None = field(default=None, metadata={"help": "comma-separated label names 0..C-1"})
-    max_length: int | None = field(default=None, metadata={"help": "tokenizer truncation length (default 128)"})
-    dynamics_mode: str | None = field(default=None, metadata={"help": "training_pass (default) or epoch_end"})
-    recipes: str | None = field(default=None, metadata={
-        "help": "focus recipes: 'NAME:key=value,key=value;NAME2:...' (keys of datacarto select, e.g. "
-                "'ambiguous-33:region=ambiguous,fraction=0.33') or a JSON/YAML list"})
-    focus_init: str | None = field(default=None, metadata={"help": "focused models start from the baseline "
-                                                                   "(default) or the pretrained model"})
-    focus_training_args: str | None = field(default=None, metadata={
-        "help": "TrainingArguments overrides for focused and control models, as a JSON/YAML mapping"})
-    control: bool | None = field(default=None, metadata={"help": "train a random control per recipe "
-                                                                 "(default true)"})
-    ensemble_combine: str | None = field(default=None, metadata={"help": "logits (default) or probs"})
-    ensemble_tune: bool | None = field(default=None, metadata={"help": "tune ensemble weights on validation "
-                                                                       "(default true)"})
-    map_color_by: str | None = field(default=None, metadata={"help": "correctness (default), label or region"})
-    noise_column: str | None = field(default=None, metadata={
-        "help": "boolean column marking known-wrong labels (default is_flipped if present): adds the "
-                "label-noise section to the report"})
-    title: str | None = field(default=None, metadata={"help": "report title"})
-    force: str | None = field(default=None, metadata={"help": "comma-separated stages to redo even if up to "
-                                                              "date, or 'all'"})
-    quiet: bool = field(default=False, metadata={"help": "no stage headers"})
-
-
+#: Flag help of each PipelineConfig key that is also a flag (the config's default is appended).
+#: ``output_dir``, ``seed`` and ``training_args`` come from the TrainingArguments flags instead.
+CONFIG_FLAG_HELP = {
+    "model": "hub name or local folder of the pretrained model",
+    "dataset": "training data: local .jsonl/.csv/.parquet or a hub name (NAME or NAME:SPLIT)",
+    "validation": "validation data (tunes ensembles, per-region accuracy)",
+    "test": "test data (overall accuracy)",
+    "text_columns": "comma-separated text columns",
+    "label_column": "label column",
+    "class_names": "comma-separated label names 0..C-1",
+    "max_length": "tokenizer truncation length",
+    "dynamics_mode": "how the baseline records training dynamics",
+    "recipes": "focus recipes: 'NAME:key=value,key=value;NAME2:...' (keys of datacarto select, e.g. "
+               "'ambiguous-33:region=ambiguous,fraction=0.33') or a JSON/YAML list",
+    "focus_init": "what focused models start from",
+    "focus_training_args": "TrainingArguments overrides for focused and control models, as a JSON/YAML mapping",
+    "control": "train a random control per recipe",
+    "ensemble_combine": "what the ensembles average",
+    "ensemble_tune": "tune ensemble weights on validation",
+    "map_color_by": "hue of the data map",
+    "noise_column": "boolean column marking known-wrong labels (default is_flipped if present): adds the "
+                    "label-noise section to the report",
+    "title": "report title",
+}
+#: PipelineConfig keys set through TrainingArguments flags (--output-dir, --seed, --learning_rate, ...).
+_FROM_TRAINING_ARGS = ("output_dir", "seed", "training_args")
 #: RunArguments that are not PipelineConfig keys
 _CLI_ONLY = ("config", "force", "quiet")
+
+
+def _flag_type(annotation: str):
+    """A config key's flag type: ints and bools as they are, everything else as text (parsed later)."""
+    return {"int": int | None, "bool": bool | None}.get(annotation, str | None)
+
+
+def _run_arguments():
+    """``RunArguments``: one optional flag per PipelineConfig key (each overrides the YAML key of the
+    same name), plus ``--config``, ``--force`` and ``--quiet``. Derived from the config's fields."""
+    from ..pipeline import PipelineConfig
+    from ..pipeline.config import COLOR_MODES, COMBINES, DYNAMICS_MODES, FOCUS_INITS
+
+    choices = {"dynamics_mode": DYNAMICS_MODES, "focus_init": FOCUS_INITS, "ensemble_combine": COMBINES,
+               "map_color_by": COLOR_MODES}
+    config_fields = [f for f in dataclasses.fields(PipelineConfig) if f.name not in _FROM_TRAINING_ARGS]
+    missing = {f.name for f in config_fields} ^ set(CONFIG_FLAG_HELP)
+    assert not missing, f"CONFIG_FLAG_HELP and PipelineConfig disagree on {sorted(missing)}"
+    specs = [("config", str | None, field(default=None, metadata={
+        "help": "YAML file of pipeline options (keys as below)"}))]
+    for f in config_fields:
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = "" if default in (None, [], {}) or f.name == "recipes" else f" (default {_plain_default(default)})"
+        one_of = f": one of {', '.join(choices[f.name])}" if f.name in choices else ""
+        specs.append((f.name, _flag_type(str(f.type)), field(default=None, metadata={
+            "help": CONFIG_FLAG_HELP[f.name] + one_of + shown})))
+    specs += [("force", str | None, field(default=None, metadata={
+                   "help": "comma-separated stages to redo even if up to date, or 'all'"})),
+              ("quiet", bool, field(default=False, metadata={"help": "no stage headers"}))]
+    return dataclasses.make_dataclass("RunArguments", specs)
+
+
+def _plain_default(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _one_line(text: str) -> str:
@@ -150,7 +171,7 @@ def build_config(argv: list[str]):
             raise DatacartoError("no output directory: pass --output-dir or set output_dir in the config file")
         argv += ["--output_dir", str(values["output_dir"])]
     try:
-        run_args, targs = parse_with_training_args(argv, RunArguments, prog="datacarto run")
+        run_args, targs = parse_with_training_args(argv, _run_arguments(), prog="datacarto run")
     except ValueError as e:  # HfArgumentParser: "Some specified arguments are not used ...: [...]"
         if "not used" not in str(e):
             raise
@@ -159,7 +180,7 @@ def build_config(argv: list[str]):
         raise DatacartoError(f"unknown option(s): {', '.join(unused) or _one_line(e)} "
                              "(see datacarto run --help)") from e
 
-    for f in dataclasses.fields(RunArguments):
+    for f in dataclasses.fields(run_args):
         value = getattr(run_args, f.name)
         if f.name in _CLI_ONLY or value is None:
             continue

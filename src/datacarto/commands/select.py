@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatacartoError
+from ..selection import ORDERS
 
 EXIT_EMPTY = 1
 
@@ -31,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float,
                    help="with --metric: fraction of the filtered examples; with one --region and no "
                         "--metric: fraction of the whole data set, ranked by the region's metric")
-    p.add_argument("--order", choices=("hardest", "easiest"), help="which end of the ranking to take")
+    p.add_argument("--order", choices=ORDERS, help="which end of the ranking to take")
     p.add_argument("--both-ends", type=float,
                    help="share taken from the --order end (default hardest), the rest from the other end")
     p.add_argument("--stratify-by-label", action="store_true",
@@ -55,7 +56,7 @@ def _regions(values: list[str] | None) -> list[str] | None:
 
 def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str) -> str:
     """How many were selected, per region and per label (with the manifest's label names)."""
-    from ..selection import REGIONS
+    from ..metrics import REGIONS
 
     n, total = len(ids), len(metrics)
     lines = [f"{title}: {n} of {total} examples ({100.0 * n / max(total, 1):.1f}%)"]
@@ -76,7 +77,8 @@ def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from ..dynamics.store import dynamics_dir, read_manifest
-    from ..selection import export_subset, focused_dataset, random_control, select
+    from ..dynamics.subsets import SUBSET_SUFFIXES, export_subset, focused_dataset
+    from ..selection import random_control, select
 
     if args.random_control and args.control_out:
         raise DatacartoError("use either --random-control (control to --out) or --control-out, not both")
@@ -87,10 +89,10 @@ def main(argv: list[str]) -> int:
     if not Path(args.run).exists():
         raise DatacartoError(f"run directory {args.run} not found")
     for path in filter(None, (args.out, args.control_out)):
-        if Path(path).suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet"):
+        if Path(path).suffix.lower() not in SUBSET_SUFFIXES:
             raise DatacartoError(f"unsupported output format for {path}: use .jsonl, .csv or .parquet")
 
-    from ..metrics import get_metrics
+    from ..dynamics.cache import get_metrics
 
     metrics = get_metrics(args.run, split=args.split, burn_out=args.burn_out)
     label_names = read_manifest(dynamics_dir(args.run, args.split)).get("label_names")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._validation import check_choice
 from ..errors import DatacartoError
 from ..metrics import REGIONS, check_metrics_table
 
@@ -33,9 +34,8 @@ def check_metrics(metrics, columns) -> pd.DataFrame:
 
 
 def check_color_by(color_by: str) -> str:
-    if color_by not in COLOR_MODES:
-        raise DatacartoError(f"unknown color_by {color_by!r}; choose one of {', '.join(COLOR_MODES)}")
-    return color_by
+    """``color_by`` if it is one of :data:`COLOR_MODES`; DatacartoError otherwise."""
+    return check_choice(color_by, COLOR_MODES, "color_by")
 
 
 def n_epochs_of(metrics: pd.DataFrame) -> int:
@@ -167,7 +167,7 @@ def _stored_thresholds(metrics: pd.DataFrame) -> tuple[float, float] | None:
     return None
 
 
-def _inferred_thresholds(metrics: pd.DataFrame) -> tuple[float, float] | None:
+def inferred_thresholds(metrics: pd.DataFrame) -> tuple[float, float] | None:
     """The thresholds a region column implies, if it follows the region rule.
 
     The rule (datacarto.metrics.assign_regions): ambiguous = high variability; of the rest,
@@ -202,7 +202,7 @@ def region_guides(metrics: pd.DataFrame) -> tuple[list[Guide], str]:
     found = _stored_thresholds(metrics)
     kind = "region thresholds"
     if found is None:
-        found = _inferred_thresholds(metrics)
+        found = inferred_thresholds(metrics)
         kind = "region boundaries, read off the region column"
     if found is not None:
         v, c = found

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import check_choice
 from ..data import column_values
 from ..errors import DatacartoError
 from .baseline import TrainResult, train_baseline
@@ -40,8 +41,7 @@ def start_model(run_dir: str | os.PathLike, init: str = "baseline", model: str |
     started from (manifest key ``model``). ``model`` overrides either.
     """
     run_dir = Path(run_dir)
-    if init not in INITS:
-        raise DatacartoError(f"init must be one of {INITS}, got {init!r}")
+    check_choice(init, INITS, "init")
     manifest = _run_manifest(run_dir)
     if model is not None:
         return str(model)
@@ -62,7 +62,7 @@ def _subset_dataset(run_dir: Path, subset):
     import datasets
 
     from ..data import load_table
-    from ..selection import focused_dataset
+    from ..dynamics.subsets import focused_dataset
 
     if isinstance(subset, (str, os.PathLike)):
         return load_table(subset), str(subset)

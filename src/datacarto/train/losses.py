@@ -167,20 +167,17 @@ class WeightedLoss:
 
 def _weights_array(example_weights) -> np.ndarray:
     """Dense float64 weights indexed by row id; a pandas Series may be indexed by row id."""
-    try:
-        import pandas as pd
+    import pandas as pd
 
-        if isinstance(example_weights, pd.Series):
-            idx = np.asarray(example_weights.index, dtype=np.int64)
-            if idx.size and idx.min() < 0:
-                raise DatacartoError("example weights are indexed by row id: negative index found")
-            dense = np.full(int(idx.max()) + 1 if idx.size else 0, np.nan)
-            dense[idx] = example_weights.to_numpy(dtype=np.float64)
-            if np.isnan(dense).any():
-                raise DatacartoError("example weights must cover every row id 0..N-1 (some are missing)")
-            example_weights = dense
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pass
+    if isinstance(example_weights, pd.Series):
+        idx = np.asarray(example_weights.index, dtype=np.int64)
+        if idx.size and idx.min() < 0:
+            raise DatacartoError("example weights are indexed by row id: negative index found")
+        dense = np.full(int(idx.max()) + 1 if idx.size else 0, np.nan)
+        dense[idx] = example_weights.to_numpy(dtype=np.float64)
+        if np.isnan(dense).any():
+            raise DatacartoError("example weights must cover every row id 0..N-1 (some are missing)")
+        example_weights = dense
     if isinstance(example_weights, Mapping):
         raise DatacartoError("example weights must be an array indexed by row id (use region_weights for regions)")
     try:

@@ -1,0 +1,152 @@
+"""Focused subsets as data: the rows of a run's recorded examples, and subset files.
+
+``focused_dataset`` turns selected row ids (:func:`datacarto.selection.select`) into a
+``datasets.Dataset`` with every original column, from a run folder or a data set;
+``export_subset`` writes one as .jsonl/.csv/.parquet; ``get_focused_sets`` is the seed project's
+one-call filter. The selection rules themselves stay in the pure :mod:`datacarto.selection`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DatacartoError
+from ..selection import as_row_ids, describe_criteria, select
+from .store import EXAMPLES, dynamics_dir
+
+#: File formats of a subset, by extension.
+SUBSET_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def _examples_table(run_dir: str | os.PathLike, split: str):
+    """The run's recorded examples as a pyarrow Table (exact column types, unlike pandas)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not Path(run_dir).exists():
+        raise DatacartoError(f"run directory {run_dir} not found")
+    path = dynamics_dir(run_dir, split) / EXAMPLES
+    if not path.is_file():
+        raise DatacartoError(f"{path} not found: the run recorded no examples, so there is nothing to select from")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise DatacartoError(f"unreadable examples file {path}: {e}") from e
+    if "row_id" not in table.column_names:
+        raise DatacartoError(f"{path}: no row_id column")
+    return table
+
+
+def focused_dataset(run_or_dataset: Any, ids: Iterable[int], *, split: str = "train"):
+    """A ``datasets.Dataset`` of the rows ``ids`` (in that order) with every original column and ``row_id``.
+
+    From a run dir: the recorded examples (``load_examples``' file) without ``fingerprint``; the
+    ``label`` column holds the integer gold label. From a ``datasets.Dataset``: ``dataset.select(ids)``
+    (row id = position, as recorded) plus a ``row_id`` column. Unknown ids raise DatacartoError.
+    """
+    import datasets
+
+    ids = as_row_ids(ids)
+    if isinstance(run_or_dataset, (str, os.PathLike)):
+        table = _examples_table(run_or_dataset, split)
+        row_ids = table.column("row_id").to_numpy()
+        sorter = np.argsort(row_ids, kind="stable")
+        slot = np.searchsorted(row_ids, ids, sorter=sorter)
+        slot = np.minimum(slot, max(len(row_ids) - 1, 0))
+        found = (row_ids[sorter[slot]] == ids) if len(row_ids) else np.zeros(len(ids), dtype=bool)
+        if not found.all():
+            missing = ids[~found]
+            raise DatacartoError(f"{missing.size} row ids are not in the run's examples, e.g. {missing[:5].tolist()}")
+        table = table.take(sorter[slot] if len(ids) else np.empty(0, dtype=np.int64))
+        names = [c for c in table.column_names if c not in ("row_id", "fingerprint")]
+        return datasets.Dataset(table.select(names + ["row_id"]))
+    if isinstance(run_or_dataset, datasets.Dataset):
+        n = len(run_or_dataset)
+        bad = ids[(ids < 0) | (ids >= n)]
+        if bad.size:
+            raise DatacartoError(f"{bad.size} row ids are outside the data set of {n} rows, e.g. {bad[:5].tolist()}")
+        # take rows at the Arrow level: exact types, features kept, no index flattening pass
+        import pyarrow as pa
+
+        table = run_or_dataset.with_format("arrow")[ids.tolist()] if len(ids) else \
+            run_or_dataset.with_format("arrow")[:0]
+        features = run_or_dataset.features.copy()
+        if "row_id" in table.column_names:
+            if not np.array_equal(table.column("row_id").to_numpy(zero_copy_only=False).astype(np.int64), ids):
+                raise DatacartoError("the data set's own row_id column disagrees with row positions; drop it first")
+        else:
+            table = table.append_column("row_id", pa.array(ids, type=pa.int64()))
+            features["row_id"] = datasets.Value("int64")
+        return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
+    raise DatacartoError(
+        f"focused_dataset needs a run directory or a datasets.Dataset, got {type(run_or_dataset).__name__}"
+    )
+
+
+def export_subset(dataset_or_frame: Any, path: str | os.PathLike) -> Path:
+    """Write a subset as .jsonl, .csv or .parquet (by extension), atomically.
+
+    Refuses (DatacartoError) to replace an existing file with an empty subset.
+    """
+    from .._io import write_frame, write_jsonl_atomic, write_table_atomic
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUBSET_SUFFIXES:
+        raise DatacartoError(f"unsupported output format {suffix!r} for {path}: use .jsonl, .csv or .parquet")
+    if isinstance(dataset_or_frame, pd.DataFrame):
+        frame, table = dataset_or_frame, None
+    elif hasattr(dataset_or_frame, "with_format") and hasattr(dataset_or_frame, "column_names"):
+        table = dataset_or_frame.with_format("arrow")[:]  # exact types for parquet
+        frame = None
+    else:
+        raise DatacartoError(f"export_subset needs a datasets.Dataset or a DataFrame, got {type(dataset_or_frame).__name__}")
+    n_rows = len(frame) if frame is not None else table.num_rows
+    if n_rows == 0 and path.exists():
+        raise DatacartoError(f"empty selection: refusing to overwrite the existing file {path}")
+    if suffix in (".jsonl", ".json"):
+        if table is None:
+            import pyarrow as pa
+
+            table = pa.Table.from_pandas(frame, preserve_index=frame.index.name is not None)
+        return write_jsonl_atomic(path, table.to_pylist())
+    if table is not None:
+        if suffix == ".parquet":
+            return write_table_atomic(path, table)
+        frame = table.to_pandas()
+    return write_frame(frame, path, index=frame.index.name is not None)
+
+
+def get_focused_sets(checkpoint_dir: str | os.PathLike, min_confidence: float | None = None,
+                     max_confidence: float | None = None, min_variability: float | None = None,
+                     max_variability: float | None = None, min_correctness: float | None = None,
+                     max_correctness: float | None = None) -> dict[str, list]:
+    """The seed project's filter: the examples within the bounds, as a dict of column lists.
+
+    Ready for ``datasets.Dataset.from_dict``; every original column is kept (``label`` = gold id),
+    rows in ascending row id. Unlike the seed project, bounds are inclusive.
+    """
+    from .cache import get_metrics
+
+    metrics = get_metrics(checkpoint_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ids = select(metrics, min_confidence=min_confidence, max_confidence=max_confidence,
+                     min_variability=min_variability, max_variability=max_variability,
+                     min_correctness=min_correctness, max_correctness=max_correctness)
+    if ids.size == 0:
+        bounds = dict(min_confidence=min_confidence, max_confidence=max_confidence,
+                      min_variability=min_variability, max_variability=max_variability,
+                      min_correctness=min_correctness, max_correctness=max_correctness)
+        warnings.warn(f"empty selection: no example matches {describe_criteria(bounds)}", stacklevel=2)
+    return focused_dataset(checkpoint_dir, ids).remove_columns("row_id").to_dict()
+
+
+get_focussed_sets = get_focused_sets

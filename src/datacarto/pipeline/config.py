@@ -1,0 +1,189 @@
+"""``PipelineConfig``: everything ``run_pipeline`` reads, validated; the recipe and TrainingArguments checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._validation import check_choice
+from ..errors import DatacartoError
+from ..maps import COLOR_MODES
+from ..train.ensemble import COMBINES
+from ..train.focused import INITS as FOCUS_INITS
+from .hashing import describe_data
+
+DEFAULT_RECIPES = (
+    {"name": "ambiguous-33", "region": "ambiguous", "fraction": 0.33},
+    {"name": "hard-10", "region": "hard-to-learn", "fraction": 0.10},
+)
+#: The recording modes of datacarto.dynamics.record (not imported from there: it imports torch).
+DYNAMICS_MODES = ("training_pass", "epoch_end")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: The data inputs: described (path, size, mtime) rather than dumped in config.json and the hashes.
+DATA_KEYS = ("dataset", "validation", "test")
+
+__all__ = ["COMBINES", "COLOR_MODES", "DATA_KEYS", "DEFAULT_RECIPES", "DYNAMICS_MODES", "FOCUS_INITS",
+           "PipelineConfig", "check_recipes", "check_training_args", "training_arg_names"]
+
+
+@dataclass
+class PipelineConfig:
+    """Everything ``run_pipeline`` needs; YAML keys of ``datacarto run --config`` are these field names.
+
+    ``dataset``/``validation``/``test``: a local .jsonl/.csv/.parquet file, a saved data set folder,
+    a hub name (``NAME:SPLIT``) or a ``datasets.Dataset``. ``recipes``: a list of
+    ``{"name": ..., **select() arguments}``. ``training_args``: TrainingArguments fields for the
+    baseline; ``focus_training_args`` overrides them for focused and control models.
+    """
+
+    model: str | None = None
+    dataset: Any = None
+    validation: Any = None
+    test: Any = None
+    output_dir: str = "datacarto_run"
+    text_columns: list[str] | None = None
+    label_column: str = "label"
+    class_names: list[str] | None = None
+    max_length: int = 128
+    training_args: dict[str, Any] = field(default_factory=dict)
+    focus_training_args: dict[str, Any] = field(default_factory=dict)
+    dynamics_mode: str = "training_pass"
+    recipes: list[dict[str, Any]] = field(default_factory=lambda: [dict(r) for r in DEFAULT_RECIPES])
+    focus_init: str = "baseline"
+    control: bool = True
+    ensemble_combine: str = "logits"
+    ensemble_tune: bool = True
+    map_color_by: str = "correctness"
+    noise_column: str | None = None
+    title: str = "datacarto report"
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:
+        """A validated config from a mapping (e.g. parsed YAML); unknown keys raise DatacartoError."""
+        if not isinstance(values, dict):
+            raise DatacartoError(f"the config must be a mapping of keys to values, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise DatacartoError(f"unknown config key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> PipelineConfig:
+        """Check types and values; raise DatacartoError naming the bad key. Returns self."""
+        self._check_required()
+        self.text_columns = _str_list(self.text_columns, "text_columns")
+        self.class_names = _str_list(self.class_names, "class_names")
+        for key in ("max_length", "seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or (key == "max_length" and value < 1):
+                raise DatacartoError(f"config key {key!r} must be {'a positive' if key == 'max_length' else 'an'} "
+                                     f"integer, got {value!r}")
+        for key in ("control", "ensemble_tune"):
+            if not isinstance(getattr(self, key), bool):
+                raise DatacartoError(f"config key {key!r} must be true or false, got {getattr(self, key)!r}")
+        for key, choices in (("dynamics_mode", DYNAMICS_MODES), ("focus_init", FOCUS_INITS),
+                             ("ensemble_combine", COMBINES), ("map_color_by", COLOR_MODES)):
+            check_choice(getattr(self, key), choices, f"config key {key!r}")
+        for key in ("training_args", "focus_training_args"):
+            setattr(self, key, check_training_args(getattr(self, key), key))
+            if getattr(self, key).get("load_best_model_at_end"):
+                raise DatacartoError(f"{key}: load_best_model_at_end is not supported by the pipeline (the "
+                                     "recorded dynamics and predictions must come from the final model)")
+        self.recipes = check_recipes(self.recipes)
+        return self
+
+    def _check_required(self) -> None:
+        if not self.model:
+            raise DatacartoError("config key 'model' is required (a hub name or a local model folder)")
+        if self.dataset is None:
+            raise DatacartoError("config key 'dataset' is required (the training data)")
+        if self.validation is None:
+            raise DatacartoError("config key 'validation' is required: ensemble weights and per-region "
+                                 "accuracy are measured on it")
+        if not self.output_dir:
+            raise DatacartoError("config key 'output_dir' is required")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the config (in-memory data sets are described, not dumped)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = describe_data(value) if f.name in DATA_KEYS else value
+        return json.loads(json.dumps(out, default=str))
+
+
+def _str_list(value, key: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise DatacartoError(f"config key {key!r} must be a list of names, got {value!r}")
+    return list(value) or None
+
+
+def training_arg_names() -> set[str]:
+    """Names of the ``transformers.TrainingArguments`` fields a user may set."""
+    from transformers import TrainingArguments
+
+    return {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+
+
+def check_training_args(values, key: str = "training_args") -> dict[str, Any]:
+    """A plain JSON-able dict of TrainingArguments fields; unknown names raise DatacartoError."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise DatacartoError(f"config key {key!r} must be a mapping of TrainingArguments fields, got {values!r}")
+    unknown = sorted(set(values) - training_arg_names())
+    if unknown:
+        raise DatacartoError(f"unknown TrainingArguments field(s) in {key}: {', '.join(unknown)}")
+    if "output_dir" in values:
+        raise DatacartoError(f"{key} must not set output_dir: the pipeline places every model under output_dir")
+    try:
+        json.dumps(values)
+    except TypeError as e:
+        raise DatacartoError(f"{key} values must be plain numbers, strings, lists or mappings: {e}") from e
+    # 3 and 3.0 are the same setting (YAML vs. a command-line flag): one form, so resume hashes agree
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
+
+
+def _select_params() -> set[str]:
+    from ..selection import select
+
+    return {n for n, p in inspect.signature(select).parameters.items() if p.kind is p.KEYWORD_ONLY} - {"seed"}
+
+
+def check_recipes(recipes) -> list[dict[str, Any]]:
+    """Validate focus recipes: unique file-safe names and ``select()`` arguments only."""
+    if isinstance(recipes, dict):
+        recipes = [recipes]
+    if not isinstance(recipes, (list, tuple)):
+        raise DatacartoError(f"config key 'recipes' must be a list of mappings, got {recipes!r}")
+    allowed = _select_params()
+    names, out = set(), []
+    for i, recipe in enumerate(recipes):
+        if not isinstance(recipe, dict):
+            raise DatacartoError(f"recipe {i + 1} must be a mapping like {{name: ambiguous-33, region: ambiguous, "
+                                 f"fraction: 0.33}}, got {recipe!r}")
+        name = recipe.get("name")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise DatacartoError(f"recipe {i + 1} needs a 'name' of letters, digits, '.', '_' or '-', got {name!r}")
+        if name in names:
+            raise DatacartoError(f"recipe name {name!r} is used twice")
+        names.add(name)
+        unknown = sorted(set(recipe) - allowed - {"name"})
+        if unknown:
+            raise DatacartoError(f"recipe {name!r}: unknown key(s) {', '.join(unknown)} "
+                                 f"(known: name, {', '.join(sorted(allowed))})")
+        if len(recipe) == 1:
+            raise DatacartoError(f"recipe {name!r} selects everything: give a region, metric, fraction or bound")
+        out.append(dict(recipe))
+    return out

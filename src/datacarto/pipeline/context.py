@@ -1,0 +1,171 @@
+"""What every stage receives: the config, the run layout, the runner's records; and the run's data I/O.
+
+Stages are functions ``stage(ctx) -> StageRecord``. The helpers here read and write what the stages
+hand each other: prepared splits (``data/*.parquet``), predictions (``predictions/*.npz``) and
+the metrics table; and predict with a trained model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._io import atomic_write, write_table_atomic
+from ..metrics import REGIONS
+from .config import PipelineConfig
+from .layout import RunLayout
+from .runner import Runner, StageRecord
+
+# focused/control models are not checkpointed unless asked: they are small and retrained in seconds
+FOCUS_DEFAULTS = {"save_strategy": "no"}
+
+
+class Context:
+    """The state a stage reads: config, layout, earlier stage records, logging and progress bars."""
+
+    def __init__(self, config: PipelineConfig, *, force: set[str], log: Callable[[str], None], progress: bool):
+        self.config = config
+        self.layout = RunLayout(config.output_dir)
+        self.runner = Runner(self.layout, force=force, log=log)
+        self.log = log
+        self.progress = progress
+
+    def rec(self, name: str) -> StageRecord:
+        """The record of stage ``name`` (run or reused earlier in this run)."""
+        return self.runner.records[name]
+
+    def split(self, name: str):
+        """A prepared split written by the data stage, as a ``datasets.Dataset``."""
+        return load_prepared(self.layout.data_split(name))
+
+    def has_test(self) -> bool:
+        return self.layout.data_split("test").is_file() and "test" in self.rec("data").summary["rows"]
+
+    @property
+    def spec(self):
+        """The LabelSpec (text columns, label column, label names) the data stage resolved."""
+        from ..data import LabelSpec
+
+        summary = self.rec("data").summary
+        return LabelSpec(text_columns=list(summary["text_columns"]), label_column=summary["label_column"],
+                         label_names=list(summary["label_names"]))
+
+    def gold(self, split: str) -> np.ndarray:
+        return np.asarray(self.split(split)[self.spec.label_column], dtype=np.int64)
+
+    def training_args(self, focus: bool = False) -> dict[str, Any]:
+        """The baseline's TrainingArguments fields, or (``focus``) the focused and control models'."""
+        args = {"seed": self.config.seed}
+        if focus:
+            args.update(FOCUS_DEFAULTS)
+        args.update(self.config.training_args)
+        if focus:
+            args.update(self.config.focus_training_args)
+        return args
+
+    def bar(self, iterable: Iterable, desc: str, total: int | None = None):
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, disable=not self.progress, leave=False)
+
+    def train_metrics(self) -> pd.DataFrame:
+        """The metrics table the metrics stage wrote (regions categorical, thresholds in ``attrs``)."""
+        m = pd.read_parquet(self.layout.train_metrics).set_index("row_id")
+        m["region"] = pd.Categorical(m["region"].astype(object), categories=list(REGIONS))
+        m.attrs.update(self.rec("metrics").summary.get("attrs", {}))
+        return m
+
+    def read_split_regions(self, split: str) -> np.ndarray | None:
+        """Regions of the validation or test examples as the metrics stage wrote them (None: not recorded)."""
+        path = self.layout.split_regions(split)
+        if not path.is_file():
+            return None
+        return pd.read_parquet(path).set_index("row_id")["region"].to_numpy(dtype=object)
+
+
+# ----------------------------------------------------------------------------------------------
+# prepared splits and predictions
+
+
+def load_prepared(path: Path):
+    """A prepared split saved by the data stage, in memory (no datasets cache files)."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    return datasets.Dataset(pq.read_table(path))
+
+
+def save_prepared(ds, path: Path) -> None:
+    """Write a ``datasets.Dataset`` as Parquet, its features (ClassLabel names) in the file's metadata."""
+    table = ds.with_format("arrow")[:]
+    meta = dict(table.schema.metadata or {})
+    meta[b"huggingface"] = json.dumps({"info": {"features": ds.features.to_dict()}}).encode()
+    write_table_atomic(path, table.replace_schema_metadata(meta))
+
+
+def save_predictions(path: Path, **arrays: np.ndarray | None) -> None:
+    """Write the given logits (``validation=``, ``test=``; None left out) as one ``.npz``, atomically."""
+    present = {k: v for k, v in arrays.items() if v is not None}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **present)
+
+    atomic_write(path, write)
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a predictions file: split name -> (n, C) logits."""
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def predict(trainer, ds, spec, *, max_length: int, record_split: str | None = None) -> np.ndarray:
+    """Logits of ``trainer.model`` on ``ds`` (rows in order); records ``record_split`` dynamics if named."""
+    from ..data import tokenize
+
+    tok = tokenize(ds, trainer.processing_class, spec, max_length=max_length)
+    recording = getattr(trainer, "record_eval_dynamics", False)
+    if hasattr(trainer, "record_eval_dynamics"):
+        trainer.record_eval_dynamics = bool(record_split) and recording
+    try:
+        out = trainer.predict(tok, metric_key_prefix=record_split or "test")
+    finally:
+        if hasattr(trainer, "record_eval_dynamics"):
+            trainer.record_eval_dynamics = recording
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return np.asarray(logits, dtype=np.float32)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, so a model's freshly initialised layers are the same every run."""
+    from transformers import set_seed
+
+    set_seed(int(seed))
+
+
+# ----------------------------------------------------------------------------------------------
+# summaries
+
+
+def region_counts(series) -> dict[str, int]:
+    """Examples per region, every region named (0 when empty)."""
+    counts = pd.Series(np.asarray(series, dtype=object)).value_counts()
+    return {r: int(counts.get(r, 0)) for r in REGIONS}
+
+
+def label_counts(gold, names: list[str]) -> dict[str, int]:
+    """Examples per label name."""
+    counts = np.bincount(np.asarray(gold, dtype=np.int64), minlength=len(names))
+    return {names[i]: int(counts[i]) for i in range(len(names))}
+
+
+def jsonable(obj):
+    """``obj`` with NumPy scalars as Python numbers (NaN kept), ready for a stage summary."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o),
+                                 allow_nan=True))

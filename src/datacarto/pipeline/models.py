@@ -1,0 +1,239 @@
+"""The stages that train or combine models: baseline, focus (one unit per model) and ensemble."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._io import write_json_atomic
+from ..errors import DatacartoError
+from .context import Context, jsonable, load_predictions, predict, save_predictions, seed_everything
+from .hashing import describe_model, digest
+from .layout import read_json
+from .runner import StageRecord
+
+
+class Unit(NamedTuple):
+    """One focused or control model of the focus stage."""
+
+    model_name: str  # "focused/<recipe>" or "control/<recipe>"
+    kind: str  # "focused" or "control"
+    recipe: str
+    subset_digest: str  # hash of its training row ids
+
+
+def units(ctx: Context) -> list[Unit]:
+    """Every focused and control model, in config order (stored records sort their keys)."""
+    out = []
+    subsets = ctx.rec("select").summary["subsets"]
+    for name in (r["name"] for r in ctx.config.recipes):
+        entry = subsets[name]
+        out.append(Unit(f"focused/{name}", "focused", name, entry["digest"]))
+        if "control" in entry:
+            out.append(Unit(f"control/{name}", "control", name, entry["control"]["digest"]))
+    return out
+
+
+def model_names(ctx: Context) -> list[str]:
+    """The baseline, then every focused and control model."""
+    return ["baseline", *[u.model_name for u in units(ctx)]]
+
+
+def ensemble_plans(ctx: Context) -> dict[str, list[str]]:
+    """Ensemble name -> member model names: baseline + each focused / control model, + all focused."""
+    plans = {}
+    for u in units(ctx):
+        prefix = "ensemble" if u.kind == "focused" else "ensemble-control"
+        plans[f"{prefix}/{u.recipe}"] = ["baseline", u.model_name]
+    focused = [u.model_name for u in units(ctx) if u.kind == "focused"]
+    if len(focused) > 1:
+        plans["ensemble/all"] = ["baseline", *focused]
+    return plans
+
+
+def prediction_names(ctx: Context) -> list[str]:
+    """Every model and ensemble with a predictions file."""
+    return [*model_names(ctx), *ensemble_plans(ctx)]
+
+
+# ----------------------------------------------------------------------------------------------
+# 2 baseline
+
+
+def baseline_stage(ctx: Context) -> StageRecord:
+    """Fine-tune the model on all training data, recording dynamics; save its logits."""
+    c = ctx.config
+    inputs = {"data": ctx.rec("data").digest, "model": describe_model(c.model),
+              "training_args": ctx.training_args(), "dynamics_mode": c.dynamics_mode, "max_length": c.max_length}
+    return ctx.runner.run("baseline", inputs, lambda: _train_baseline(ctx, digest(inputs)))
+
+
+def _baseline_args(ctx: Context) -> dict[str, Any]:
+    args = ctx.training_args()
+    if str(args.get("eval_strategy", "epoch")) not in ("epoch", "steps"):
+        warnings.warn("the pipeline evaluates the baseline every epoch (validation dynamics give "
+                      "the validation regions): eval_strategy set to 'epoch'", stacklevel=3)
+    if str(args.get("eval_strategy", "epoch")) != "steps":
+        args["eval_strategy"] = "epoch"
+    return args
+
+
+def _resume_or_clear(ctx: Context, key: str) -> bool | None:
+    """True to resume an interrupted baseline with the same inputs from its last checkpoint, else None."""
+    layout = ctx.layout
+    started = read_json(layout.baseline_started, {})
+    if isinstance(started, dict) and started.get("key") == key and any(layout.baseline_dir.glob("checkpoint-*")):
+        ctx.log("      resuming the interrupted baseline from its last checkpoint")
+        return True
+    if layout.baseline_dir.exists():
+        shutil.rmtree(layout.baseline_dir)
+    return None
+
+
+def _train_baseline(ctx: Context, key: str):
+    from ..train.baseline import train_baseline
+
+    c, layout, spec = ctx.config, ctx.layout, ctx.spec
+    resume = _resume_or_clear(ctx, key)
+    write_json_atomic(layout.baseline_started, {"key": key})
+    args = _baseline_args(ctx)
+    val = ctx.split("validation")
+    test = ctx.split("test") if ctx.has_test() else None
+    seed_everything(args.get("seed", c.seed))  # the new classifier head is drawn before the Trainer seeds
+    # with a test set, the baseline predicts it at each epoch end: test dynamics give test regions
+    result = train_baseline(
+        model=c.model, train=ctx.split("train"), validation=val, text_columns=spec.text_columns,
+        label_column=spec.label_column, label_names=spec.label_names, output_dir=layout.baseline_dir,
+        training_args=args, dynamics_mode=c.dynamics_mode, max_length=c.max_length,
+        resume_from_checkpoint=resume, test=test)
+    # the epochs the Trainer ran with, from its resolved arguments (not guessed from defaults)
+    epochs = float(result.trainer.args.num_train_epochs)
+    val_logits = None
+    if resume is None and str(args.get("eval_strategy")) == "epoch":
+        val_logits = _final_eval_logits(layout.baseline_dir, "validation", len(val), epochs)
+    if val_logits is None:
+        val_logits = predict(result.trainer, val, spec, max_length=c.max_length)
+    test_logits = None
+    if test is not None:
+        test_logits = _final_eval_logits(layout.baseline_dir, "test", len(test), epochs) if resume is None else None
+        if test_logits is None:
+            test_logits = predict(result.trainer, test, spec, max_length=c.max_length, record_split="test")
+    save_predictions(layout.predictions("baseline"), validation=val_logits, test=test_logits)
+    layout.baseline_started.unlink(missing_ok=True)
+    summary = {"output_dir": layout.rel(layout.baseline_dir), "model_dir": layout.rel(layout.baseline_model),
+               "train_metrics": {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}}
+    outputs = [layout.rel(layout.baseline_model), layout.rel(layout.baseline_dynamics),
+               layout.rel(layout.predictions("baseline"))]
+    return outputs, summary, None
+
+
+def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> np.ndarray | None:
+    """The final model's logits on ``split``, as recorded at the last epoch end (None: predict again).
+
+    With one evaluation (or test prediction) per epoch and no best-model reloading, the last
+    recorded epoch *is* the final model on that set, so predicting it again would only repeat that
+    pass. ``epochs``: the Trainer's ``num_train_epochs``.
+    """
+    from ..dynamics.store import load_dynamics
+
+    try:
+        dyn = load_dynamics(run_dir, split)
+    except DatacartoError:
+        return None
+    if dyn.n_examples != n or not np.array_equal(dyn.ids, np.arange(n)) or dyn.epochs[-1] != int(np.ceil(epochs)) - 1:
+        return None
+    return np.ascontiguousarray(dyn.logits[:, -1, :], dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# 6 focus
+
+
+def focus_stage(ctx: Context) -> StageRecord:
+    """One model per subset, each a unit of the runner (unchanged recipes reuse theirs)."""
+    c = ctx.config
+    source = ctx.rec("baseline").digest if c.focus_init == "baseline" else describe_model(c.model)
+    common = {"init": c.focus_init, "source": source, "training_args": ctx.training_args(focus=True),
+              "max_length": c.max_length, "data": ctx.rec("data").digest}
+
+    def body():
+        done, outputs = {}, []
+        for u in units(ctx):
+            unit_outputs = [ctx.layout.rel(ctx.layout.model_dir(u.model_name) / "model"),
+                            ctx.layout.rel(ctx.layout.predictions(u.model_name))]
+            record = ctx.runner.run_unit("focus", u.model_name, {**common, "subset": u.subset_digest}, unit_outputs,
+                                         lambda u=u: _train_focused(ctx, u))
+            done[u.model_name] = {"token": record.token, "seconds": record.seconds, "n": record.summary["n"],
+                                  "ran": record.ran}
+            outputs += unit_outputs
+        return outputs, {"models": done}, digest({k: v["token"] for k, v in done.items()})
+
+    return ctx.runner.run("focus", {"select": ctx.rec("select").digest, **common}, body)
+
+
+def _train_focused(ctx: Context, u: Unit) -> dict[str, Any]:
+    """Train one focused or control model and save its validation (and test) logits."""
+    from ..train.focused import train_focused
+
+    c, layout = ctx.config, ctx.layout
+    entry = ctx.rec("select").summary["subsets"][u.recipe]
+    part = entry if u.kind == "focused" else entry["control"]
+    ctx.log(f"      {u.model_name}: training on {part['n']} examples (init: {c.focus_init})")
+    directory = layout.model_dir(u.model_name)
+    if directory.exists():
+        shutil.rmtree(directory)
+    args = ctx.training_args(focus=True)
+    seed_everything(args.get("seed", c.seed))
+    result = train_focused(layout.baseline_dir, layout.root / part["path"], init=c.focus_init,
+                           model=c.model if c.focus_init == "pretrained" else None, output_dir=directory,
+                           training_args=args, label_column="label", max_length=c.max_length)
+    val_logits = predict(result.trainer, ctx.split("validation"), ctx.spec, max_length=c.max_length)
+    test_logits = predict(result.trainer, ctx.split("test"), ctx.spec, max_length=c.max_length) \
+        if ctx.has_test() else None
+    save_predictions(layout.predictions(u.model_name), validation=val_logits, test=test_logits)
+    return {"n": part["n"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# 7 ensemble
+
+
+def ensemble_stage(ctx: Context) -> StageRecord:
+    """Baseline + each focused (and control) model, weights tuned on validation only."""
+    c = ctx.config
+    inputs = {"baseline": ctx.rec("baseline").digest, "focus": ctx.rec("focus").digest,
+              "data": ctx.rec("data").digest, "combine": c.ensemble_combine, "tune": c.ensemble_tune}
+    return ctx.runner.run("ensemble", inputs, lambda: _combine(ctx))
+
+
+def _combine(ctx: Context):
+    from ..train.ensemble import combine_logits, tune_weights
+
+    c, layout = ctx.config, ctx.layout
+    gold = ctx.gold("validation")
+    preds = {name: load_predictions(layout.predictions(name)) for name in model_names(ctx)}
+    plans = ensemble_plans(ctx)
+    ensembles, outputs = {}, []
+    for name, members in ctx.bar(plans.items(), "ensembles", total=len(plans)):
+        val = np.stack([preds[m]["validation"] for m in members])
+        info = {}
+        if c.ensemble_tune:  # weights chosen on validation only; test never seen here
+            weights, info = tune_weights(val, gold, combine=c.ensemble_combine)
+        else:
+            weights = np.full(len(members), 1.0 / len(members))
+        arrays = {"validation": combine_logits(val, weights, c.ensemble_combine)}
+        if all("test" in preds[m] for m in members):
+            arrays["test"] = combine_logits(np.stack([preds[m]["test"] for m in members]), weights,
+                                            c.ensemble_combine)
+        save_predictions(layout.predictions(name), **arrays)
+        outputs.append(layout.rel(layout.predictions(name)))
+        tuning = {k: info[k] for k in ("method", "objective", "accuracy", "log_loss") if k in info}
+        ensembles[name] = {"members": members, "weights": [float(w) for w in weights],
+                           "combine": c.ensemble_combine, "tuned": c.ensemble_tune, "tuning": jsonable(tuning)}
+    write_json_atomic(layout.ensembles_json, ensembles)
+    outputs.append(layout.rel(layout.ensembles_json))
+    return outputs, {"ensembles": ensembles}, None

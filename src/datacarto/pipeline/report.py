@@ -1,0 +1,325 @@
+"""``report.html`` and ``report.md`` of a pipeline run, built from what the run left on disk.
+
+``write_report(output_dir)`` reads the run folder through a :class:`~.layout.RunLayout` (config.json,
+stages/*.json, metrics/, evaluation/, ensembles.json, maps/ and the baseline's recorded examples),
+so a finished run can be reported again without training; it imports no other part of the
+pipeline. Both files hold the same sections: data map, regions (counts, label mix, examples),
+label noise (when a column marks known wrong labels, as in the demo), focused subsets, accuracy,
+time per stage, config and versions. The HTML page is self-contained and escapes all record text.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._io import write_text_atomic
+from .._validation import fmt_seconds
+from ..errors import DatacartoError
+from ..metrics import REGIONS
+from .document import Document, fmt_float, mix, pct, share
+from .layout import RunLayout, read_json
+
+REGION_HELP = {
+    "easy-to-learn": "high confidence, low variability: the model gets these right from the start",
+    "ambiguous": "high variability: the model keeps changing its mind about these",
+    "hard-to-learn": "low confidence, low variability: the model rarely gives the gold label (often label errors)",
+}
+# which examples a region shows first (as select's region ranking): (metric, ascending)
+_REGION_ORDER = {"easy-to-learn": ("confidence", False), "ambiguous": ("variability", False),
+                 "hard-to-learn": ("confidence", True)}
+
+
+# ----------------------------------------------------------------------------------------------
+# reading the run folder
+
+
+@dataclass
+class RunState:
+    """What the report reads from a run folder."""
+
+    layout: RunLayout
+    config: dict[str, Any]
+    stages: dict[str, dict]
+    metrics: pd.DataFrame
+    examples: pd.DataFrame | None  # the recorded training examples, in the metrics' row order
+
+    def summary(self, stage: str) -> dict[str, Any]:
+        return self.stages.get(stage, {}).get("summary", {})
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.summary("data").get("label_names") or []
+
+    @property
+    def recipe_order(self) -> list[str]:
+        return [r.get("name") for r in self.config.get("recipes") or [] if isinstance(r, dict)]
+
+
+def read_train_metrics(layout: RunLayout) -> pd.DataFrame:
+    """The metrics table of a run's training data (``metrics/train.parquet``), indexed by row id."""
+    if not layout.train_metrics.is_file():
+        raise DatacartoError(f"{layout.train_metrics} not found: run the pipeline's metrics stage first")
+    return pd.read_parquet(layout.train_metrics).set_index("row_id")
+
+
+def read_run(layout: RunLayout) -> RunState:
+    """The report's view of the run folder ``layout``."""
+    from ..dynamics.store import load_examples
+
+    metrics = read_train_metrics(layout)
+    examples = load_examples(layout.baseline_dir)
+    if examples is not None:
+        examples = examples.reindex(metrics.index)
+    return RunState(layout=layout, config=read_json(layout.config_json, {}), stages=layout.stage_records(),
+                    metrics=metrics, examples=examples)
+
+
+def noise_summary(metrics: pd.DataFrame, is_noisy: np.ndarray) -> dict[str, Any]:
+    """How many known-wrong labels fall in hard-to-learn, and how well low confidence finds them.
+
+    The counts are :func:`datacarto.noise.noise_by_region`'s; ``auroc_confidence`` is
+    :func:`datacarto.noise.audit_scores`' for ``confidence`` (NaN unless some but not all are noisy).
+    """
+    from ..noise import audit_scores, noise_by_region
+
+    is_noisy = np.asarray(is_noisy, dtype=bool)
+    spread = noise_by_region(metrics, is_noisy)
+    hard = spread.loc["hard-to-learn"]
+    out = {"n": int(len(is_noisy)), "n_noisy": int(is_noisy.sum()), "in_hard": int(hard["n_flipped"]),
+           "hard_size": int(hard["n"]), "auroc_confidence": float("nan"),
+           "by_region": {r: {"n": int(spread.loc[r, "n"]), "noisy": int(spread.loc[r, "n_flipped"])}
+                         for r in REGIONS}}
+    if 0 < out["n_noisy"] < len(is_noisy):
+        table = audit_scores(metrics, pd.Series(is_noisy, index=metrics.index), scores=["confidence"])
+        out["auroc_confidence"] = float(table.set_index("score").loc["confidence", "auroc"])
+    return out
+
+
+def _noise_column(examples: pd.DataFrame | None, name: str | None) -> str | None:
+    if examples is None:
+        return None
+    if name is not None:
+        if name not in examples.columns:
+            raise DatacartoError(f"noise column {name!r} is not a column of the training data "
+                                 f"(columns: {list(examples.columns)})")
+        return name
+    return "is_flipped" if "is_flipped" in examples.columns else None
+
+
+# ----------------------------------------------------------------------------------------------
+# sections
+
+
+def _intro(doc: Document, run: RunState, title: str) -> None:
+    doc.h(1, title)
+    rows = run.summary("data").get("rows", {})
+    doc.p(f"Model: {run.config.get('model')}. Training examples: {rows.get('train', len(run.metrics)):,}; "
+          f"validation: {rows.get('validation', 0):,}; test: {rows.get('test', 0):,}. Labels: "
+          f"{', '.join(run.label_names)}. Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
+
+
+def _data_map(doc: Document, run: RunState) -> None:
+    layout = run.layout
+    doc.h(2, "Data map")
+    for path, alt in ((layout.data_map_png, "data map: variability (x) against confidence (y)"),
+                      (layout.data_map_regions_png, "data map coloured by region")):
+        if path.is_file():
+            doc.img(path, layout.rel(path), alt)
+    html_map = layout.rel(layout.data_map_html)
+    doc.link(html_map, f"interactive data map ({html_map})", "Open the ")
+    doc.p("Each point is one training example: confidence is the mean probability the model gave its gold "
+          "label over the epochs, variability its standard deviation, and the colour how often it was "
+          "predicted correctly.")
+
+
+def _regions(doc: Document, run: RunState) -> None:
+    metrics, names = run.metrics, run.label_names
+    doc.h(2, "Regions")
+    region = metrics["region"].astype(object)
+    gold = metrics["gold"].to_numpy()
+    table = []
+    for r in REGIONS:
+        members = (region == r).to_numpy()
+        counts = np.bincount(gold[members], minlength=len(names)) if names else []
+        table.append([r, int(members.sum()), share(members.sum(), len(metrics)), *[int(c) for c in counts],
+                      REGION_HELP[r]])
+    doc.table(["region", "examples", "share", *[f"label: {n}" for n in names], "meaning"], table)
+    thresholds = run.summary("metrics").get("attrs", {})
+    if thresholds.get("variability_threshold") is not None:
+        doc.p(f"Thresholds ({thresholds.get('method', 'quantile')}): ambiguous when variability > "
+              f"{thresholds['variability_threshold']:.3f}; otherwise hard-to-learn when confidence <= "
+              f"{thresholds.get('confidence_threshold', float('nan')):.3f}.")
+
+
+def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_examples: int) -> None:
+    metrics, examples, names = run.metrics, run.examples, run.label_names
+    text_columns = run.summary("data").get("text_columns") or []
+    extra = [c for c in (noise_col, "is_ambiguous") if c and examples is not None and c in examples.columns]
+    region = metrics["region"].astype(object)
+    for r in REGIONS:
+        doc.h(3, f"Examples: {r}")
+        metric, ascending = _REGION_ORDER[r]
+        members = metrics[region == r].sort_values([metric], ascending=ascending, kind="stable").head(n_examples)
+        if members.empty:
+            doc.p("No example in this region.")
+            continue
+        rows = []
+        for rid, row in members.iterrows():
+            ex = examples.loc[rid] if examples is not None else None
+            texts = [ex[c] if ex is not None and c in ex.index else "" for c in text_columns]
+            g = int(row["gold"])
+            rows.append([int(rid), *texts, names[g] if g < len(names) else g, f"{row['confidence']:.3f}",
+                         f"{row['variability']:.3f}", f"{row['correctness']:.2f}",
+                         *[bool(ex[c]) if ex is not None else "" for c in extra]])
+        doc.table(["row", *text_columns, "gold label", "confidence", "variability", "correctness", *extra], rows)
+
+
+def _label_noise(doc: Document, run: RunState, noise_col: str) -> None:
+    noisy = run.examples[noise_col].fillna(False).astype(bool).to_numpy()
+    ns = noise_summary(run.metrics, noisy)
+    doc.h(2, "Label noise")
+    doc.p(f"{ns['n_noisy']} of {ns['n']} training labels are known to be wrong (column {noise_col!r}). "
+          f"{ns['in_hard']} of them ({share(ns['in_hard'], ns['n_noisy'])}) landed in hard-to-learn, a region "
+          f"of {ns['hard_size']} examples ({share(ns['hard_size'], ns['n'])} of the data). AUROC of low "
+          f"confidence for finding them: {fmt_float(ns['auroc_confidence'])} (chance: 0.500).")
+    doc.table(["region", "examples", "wrong labels", "share wrong"],
+              [[r, v["n"], v["noisy"], share(v["noisy"], v["n"])] for r, v in ns["by_region"].items()])
+
+
+def _subsets(doc: Document, run: RunState) -> None:
+    subsets = run.summary("select").get("subsets", {})
+    subsets = {n: subsets[n] for n in [*run.recipe_order, *subsets] if n in subsets}  # config order
+    if not subsets:
+        return
+    doc.h(2, "Focused subsets")
+    rows = []
+    for name, s in subsets.items():
+        recipe = ", ".join(f"{k}={v}" for k, v in s["recipe"].items() if k != "name")
+        for kind, part in (("focused", s), ("random control", s.get("control"))):
+            if part is not None:
+                rows.append([name, kind, recipe if kind == "focused" else "same size and label mix, random",
+                             part["n"], mix(part["regions"]), mix(part["labels"]), part["path"]])
+    doc.table(["recipe", "subset", "selection", "examples", "regions", "labels", "file"], rows)
+
+
+def _accuracy(doc: Document, run: RunState) -> None:
+    if not run.layout.accuracy_csv.is_file():
+        return
+    acc = pd.read_csv(run.layout.accuracy_csv).set_index("model")
+    doc.h(2, "Accuracy")
+    by_split = {split: [r for r in REGIONS if f"{split}_{r}_accuracy" in acc] for split in ("test", "validation")}
+
+    def region_header(split: str) -> list[str]:
+        return [f"{split}: {r} (n={int(acc[f'{split}_{r}_n'].iloc[0]) if f'{split}_{r}_n' in acc else '?'})"
+                for r in by_split[split]]
+
+    def cells(row, split: str) -> list[str]:
+        return [pct(row[f"{split}_accuracy"]), *[pct(row[f"{split}_{r}_accuracy"]) for r in by_split[split]]]
+
+    doc.table(["model", "test accuracy", *region_header("test"), "validation accuracy", *region_header("validation")],
+              [[name, *cells(row, "test"), *cells(row, "validation")] for name, row in acc.iterrows()])
+    if by_split["validation"] or by_split["test"]:
+        doc.p("Regions of validation and test examples come from the baseline's own predictions on them at "
+              "each epoch end, so the baseline's per-region accuracy is biased by construction (easy-to-learn "
+              "is where it was right): compare the other models with it region by region, and a focused "
+              "model with its random control.")
+    _ensembles(doc, run, list(acc.index))
+
+
+def _ensembles(doc: Document, run: RunState, order: list[str]) -> None:
+    ensembles = read_json(run.layout.ensembles_json, {})
+    ensembles = {n: ensembles[n] for n in [*order, *ensembles] if n in ensembles}
+    if not ensembles:
+        return
+    first = next(iter(ensembles.values()))
+    how = "weighted mean of logits" if first["combine"] == "logits" else "weighted mean of probabilities"
+    doc.p(f"Ensembles: {how}, " + (
+        "weights tuned on the validation set (so their validation accuracy is optimistic; compare them "
+        "on test):" if first.get("tuned") else "equal weights:"))
+    doc.table(["ensemble", "members", "weights"],
+              [[n, " + ".join(e["members"]), " / ".join(f"{w:.2f}" for w in e["weights"])]
+               for n, e in ensembles.items()])
+
+
+def _times(doc: Document, run: RunState) -> None:
+    doc.h(2, "Time per stage")
+    rows, total = [], 0.0
+    for name, rec in run.stages.items():
+        if name == "report":
+            continue
+        total += float(rec.get("seconds", 0.0))
+        finished = _dt.datetime.fromtimestamp(rec.get("finished_at", 0)).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append([name, fmt_seconds(float(rec.get("seconds", 0.0))), finished])
+    rows.append(["total (without the report)", fmt_seconds(total), ""])
+    doc.table(["stage", "time", "finished"], rows)
+    models = run.summary("focus").get("models", {})
+    if models:
+        order = [f"{k}/{r}" for r in run.recipe_order for k in ("focused", "control")]
+        models = {n: models[n] for n in [*order, *models] if n in models}
+        doc.table(["model", "training examples", "time (training and prediction)"],
+                  [[n, m["n"], fmt_seconds(m["seconds"])] for n, m in models.items()])
+
+
+def _configuration(doc: Document, run: RunState) -> None:
+    from ..dynamics.store import package_versions
+
+    doc.h(2, "Configuration")
+    doc.code(json.dumps(run.config, indent=2, sort_keys=True, default=str))
+    doc.h(2, "Package versions")
+    doc.table(["package", "version"], [[k, v] for k, v in package_versions().items()])
+
+
+# ----------------------------------------------------------------------------------------------
+# the report
+
+
+def write_report(output_dir: str | os.PathLike | RunLayout, *, title: str | None = None,
+                 noise_column: str | None = None, n_examples: int = 5) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` into a pipeline run folder; returns both paths.
+
+    Parameters
+    ----------
+    output_dir : path or RunLayout
+        The run folder ``run_pipeline`` wrote.
+    title : str, optional
+        Default: the config's title.
+    noise_column : str, optional
+        A boolean column of the training data marking known-wrong labels (default: ``is_flipped``
+        when present, as in the demo); adds the label-noise section.
+    n_examples : int, default 5
+        Examples shown per region.
+
+    Returns
+    -------
+    (Path, Path)
+        The HTML and the Markdown report.
+    """
+    layout = output_dir if isinstance(output_dir, RunLayout) else RunLayout(output_dir)
+    run = read_run(layout)
+    title = title or run.config.get("title") or "datacarto report"
+    noise_col = _noise_column(run.examples, noise_column)
+    doc = Document()
+    _intro(doc, run, title)
+    _data_map(doc, run)
+    _regions(doc, run)
+    _region_examples(doc, run, noise_col, n_examples)
+    if noise_col is not None:
+        _label_noise(doc, run, noise_col)
+    _subsets(doc, run)
+    _accuracy(doc, run)
+    _times(doc, run)
+    _configuration(doc, run)
+    md_path = write_text_atomic(layout.report_md, doc.markdown())
+    html_path = write_text_atomic(layout.report_html, doc.html(title))
+    return html_path, md_path
+
+
+__all__ = ["RunState", "noise_summary", "pct", "read_run", "read_train_metrics", "write_report"]

@@ -1,0 +1,105 @@
+"""``run_pipeline``: every stage in order through one runner, and the ``PipelineResult`` it returns."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._io import write_json_atomic
+from .._validation import fmt_seconds
+from ..errors import DatacartoError
+from .config import PipelineConfig
+from .context import Context
+from .layout import STAGES
+from .models import ensemble_plans, model_names
+from .runner import StageRecord
+from .stages import STAGE_FUNCTIONS
+
+
+@dataclass
+class PipelineResult:
+    """What a pipeline run produced; every path lies under ``output_dir``."""
+
+    output_dir: Path
+    config: PipelineConfig
+    stages: dict[str, StageRecord]
+    accuracy: pd.DataFrame
+    report_html: Path
+    report_md: Path
+    baseline_dir: Path
+    models: dict[str, Path]
+    subsets: dict[str, dict[str, Any]]
+    ensembles: dict[str, dict[str, Any]]
+    seconds: float = 0.0
+
+    @property
+    def ran(self) -> list[str]:
+        """Stages this run executed (the others were up to date)."""
+        return [n for n, r in self.stages.items() if r.ran]
+
+    @property
+    def skipped(self) -> list[str]:
+        """Stages reused from an earlier run."""
+        return [n for n, r in self.stages.items() if not r.ran]
+
+
+def _forced(force: Iterable[str] | bool | None) -> set[str]:
+    if force is True:
+        return set(STAGES)
+    force = set(force or ())
+    unknown = sorted(force - set(STAGES))
+    if unknown:
+        raise DatacartoError(f"unknown stage(s) to force: {', '.join(unknown)} (stages: {', '.join(STAGES)})")
+    return force  # a forced stage redoes everything downstream (its digest changes): nothing else is needed
+
+
+def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool | None = None, quiet: bool = False,
+                 progress: bool = True) -> PipelineResult:
+    """Run every stage of the pipeline (skipping those up to date) and write the report.
+
+    Parameters
+    ----------
+    config : PipelineConfig or dict
+        The run's options (a dict is validated with :meth:`PipelineConfig.from_dict`).
+    force : iterable of str or bool, optional
+        Stage names to redo even if up to date (True: all).
+    quiet : bool, default False
+        No stage headers.
+    progress : bool, default True
+        tqdm bars for the pipeline's own loops (the Trainer's bars follow its ``disable_tqdm``).
+
+    Returns
+    -------
+    PipelineResult
+    """
+    config = PipelineConfig.from_dict(config) if isinstance(config, dict) else config.validate()
+    forced = _forced(force)
+
+    def log(msg: str) -> None:
+        if not quiet:
+            print(msg, flush=True)
+
+    start = time.perf_counter()
+    ctx = Context(config, force=forced, log=log, progress=progress and not quiet)
+    layout = ctx.layout
+    layout.root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(layout.config_json, config.to_dict())
+    for stage in STAGE_FUNCTIONS.values():
+        stage(ctx)
+    seconds = time.perf_counter() - start
+    ran = [n for n in STAGES if ctx.rec(n).ran]
+    log(f"done in {fmt_seconds(seconds)} ({len(ran)} of {len(STAGES)} stages ran); report: {layout.report_html}")
+    stored = ctx.rec("select").summary["subsets"]
+    models = {name: layout.model_dir(name) / "model" for name in model_names(ctx)}
+    return PipelineResult(
+        output_dir=layout.root, config=config, stages=dict(ctx.runner.records),
+        accuracy=pd.read_csv(layout.accuracy_csv).set_index("model"),
+        report_html=layout.report_html, report_md=layout.report_md, baseline_dir=layout.baseline_dir,
+        models=models, subsets={r["name"]: stored[r["name"]] for r in config.recipes}, seconds=seconds,
+        ensembles={n: ctx.rec("ensemble").summary["ensembles"][n] for n in ensemble_plans(ctx)},
+    )
