@@ -26,10 +26,26 @@ def test_warns_for_a_model_that_learned_nothing():
     message = learning_warning(metrics)
     assert message is not None and message.startswith("the model barely learned")
     accuracy = float(np.mean(metrics["last_pred"] == metrics["gold"]))
-    assert f"accuracy {accuracy:.2f}" in message and "chance (majority class) 0.33" in message
+    assert f"last-epoch accuracy {accuracy:.2f}" in message and "chance (majority class) 0.33" in message
 
 
 def test_silent_for_a_model_that_learned():
     metrics = compute_metrics(_dynamics(True))
     metrics["region"] = assign_regions(metrics)
     assert learning_warning(metrics) is None
+
+
+def test_cli_map_and_metrics_say_it(tmp_path, capsys):
+    """A run of a model that learned nothing: `datacarto metrics` and `map` print the warning, the map's title says it."""
+    from datacarto.cli import main
+    from datacarto.dynamics.store import DynamicsWriter
+
+    dyn = _dynamics(False)
+    writer = DynamicsWriter(tmp_path / "run" / "training_dynamics")
+    for e in range(dyn.n_epochs):
+        writer.write_epoch(e, dyn.ids, dyn.gold, dyn.logits[:, e])
+    assert main(["metrics", str(tmp_path / "run")]) == 0
+    assert "datacarto: warning: the model barely learned the training set" in capsys.readouterr().err
+    assert main(["map", str(tmp_path / "run"), "--html", str(tmp_path / "map.html")]) == 0
+    assert "the model barely learned" in capsys.readouterr().err
+    assert "the model barely learned: regions are relative" in (tmp_path / "map.html").read_text()

@@ -14,7 +14,8 @@ MARGIN = 0.10
 EASY_NEVER_RIGHT = 0.25
 
 
-def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None) -> str | None:
+def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
+                     what: str = "training set") -> str | None:
     """One line when the model barely learned the training set, else None.
 
     Parameters
@@ -23,6 +24,8 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None)
         ``compute_metrics`` output (``gold``, ``last_pred``, ``never_learned``).
     regions : Series, optional
         Regions by row id (default: the table's ``region`` column, if any).
+    what : str
+        The split, for the message ("training set", "validation set").
 
     Returns
     -------
@@ -43,8 +46,8 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None)
             easy_wrong = float(metrics["never_learned"].to_numpy()[easy].mean())
     if accuracy >= chance + MARGIN and (easy_wrong is None or easy_wrong <= EASY_NEVER_RIGHT):
         return None
-    detail = f"last-epoch training accuracy {accuracy:.2f}, chance (majority class) {chance:.2f}"
+    detail = f"last-epoch accuracy {accuracy:.2f}, chance (majority class) {chance:.2f}"
     if easy_wrong is not None:
         detail += f"; {easy_wrong:.0%} of easy-to-learn examples were never predicted correctly"
-    return (f"the model barely learned the training set ({detail}): regions are relative to a model that "
+    return (f"the model barely learned the {what} ({detail}): regions are relative to a model that "
             "knows little; train longer, or with a higher learning rate, before reading the map")

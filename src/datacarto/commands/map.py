@@ -75,6 +75,7 @@ def main(argv: list[str]) -> int:
 
     from ..dynamics.cache import get_metrics
     from ..dynamics.store import load_examples
+    from ..learning_check import learning_warning
     from ..maps import inferred_thresholds, subsample
 
     with warnings.catch_warnings(record=True) as caught:
@@ -93,6 +94,8 @@ def main(argv: list[str]) -> int:
     # the region boundaries of the whole table, kept when only a sample is drawn
     found = inferred_thresholds(metrics)
     title = args.title or f"{Path(args.run).resolve().name} ({args.split})"
+    if learning_warning(metrics) is not None:  # said on stderr by get_metrics; the map says it too
+        title += " - the model barely learned: regions are relative"
     if args.sample is not None and args.sample < len(metrics):
         title += f", random sample of {args.sample:,} of {len(metrics):,}"
         keep = subsample(len(metrics), args.sample, args.seed)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .. import metrics as _metrics
 from .._io import atomic_write, write_json_atomic
+from ..learning_check import learning_warning
 from ..metrics import COLUMNS, REGIONS
 from .store import dynamics_dir, list_epoch_files, load_dynamics
 
@@ -101,13 +102,21 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
     if key["files"]:
         cached = _read_cache(directory, key)
         if cached is not None:
+            _warn_if_barely_learned(cached, split)
             return cached
     df = _metrics.compute_metrics(load_dynamics(run_dir, split), burn_out=burn_out)  # by module: tests count calls
     region = _metrics.assign_regions(df)
     df["region"] = region
     df.attrs.update(region.attrs)
     _write_cache(directory, key, df)
+    _warn_if_barely_learned(df, split)
     return df
+
+
+def _warn_if_barely_learned(df: pd.DataFrame, split: str) -> None:
+    message = learning_warning(df, what="training set" if split in (None, "train") else f"{split} set")
+    if message:
+        warnings.warn(message, stacklevel=3)
 
 
 def eval_regions(run_dir: str | os.PathLike, split: str = "validation") -> pd.Series:

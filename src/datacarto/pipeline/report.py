@@ -23,6 +23,7 @@ import pandas as pd
 from .._io import write_text_atomic
 from .._validation import fmt_seconds
 from ..errors import DatacartoError
+from ..learning_check import learning_warning
 from ..metrics import REGIONS
 from .document import Document, fmt_float, mix, pct, share
 from .layout import RunLayout, read_json
@@ -143,6 +144,9 @@ def _data_map(doc: Document, run: RunState) -> None:
 def _regions(doc: Document, run: RunState) -> None:
     metrics, names = run.metrics, run.label_names
     doc.h(2, "Regions")
+    barely = learning_warning(metrics)
+    if barely:
+        doc.p(f"Warning: {barely}.")
     region = metrics["region"].astype(object)
     gold = metrics["gold"].to_numpy()
     table = []
