@@ -27,7 +27,7 @@ ROOT = "datacarto"
 #: Layers, lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check"),
-    "data": ("data",),  # loading tables, labels, tokenizers: below everything that trains or records
+    "data": ("data", "task_data"),  # loading tables, labels, tokenizers: below everything that trains or records
     "run folder": ("dynamics",),  # store, cache, subsets, interop
     "recording": ("record", "dynamics.record"),
     "training": ("train", "testing"),

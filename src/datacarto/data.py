@@ -190,32 +190,42 @@ def effective_max_length(tokenizer, model, requested: int) -> int:
     return requested
 
 
-def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None = None):
-    """Tokenizer and sequence-classification model from a hub name or a local folder (same path)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+_HEADS = {"sequence-classification": "ForSequenceClassification", "multi-label": "ForSequenceClassification",
+          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification"}
+
+
+def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None = None, *,
+               task: str = "sequence-classification"):
+    """Tokenizer and model of ``task``'s head from a hub name or a local folder (same path)."""
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
     if looks_local(name_or_dir) and not Path(name_or_dir).expanduser().is_dir():
         raise DatacartoError(f"model folder not found: {name_or_dir}")
-
-    kwargs = {"num_labels": num_labels}
-    if label_names:
+    auto = getattr(transformers, "AutoModel" + _HEADS[task])
+    kwargs = {} if task == "multiple-choice" else {"num_labels": num_labels}
+    if label_names and task != "multiple-choice":
         kwargs["id2label"] = dict(enumerate(label_names))
         kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
+    if task == "multi-label":
+        kwargs["problem_type"] = "multi_label_classification"
     try:
         config = AutoConfig.from_pretrained(name_or_dir)
-        head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-        if head and config.num_labels != num_labels:
+        head = any(a.endswith(_HEADS[task]) for a in (config.architectures or []))
+        if head and task != "multiple-choice" and config.num_labels != num_labels:
             raise DatacartoError(
                 f"model {name_or_dir!r} is a classifier with {config.num_labels} labels but the data has "
                 f"{num_labels}: use a model with {num_labels} labels or its pretrained base"
             )
+        if not head:  # a base model, or another task's head: this task's head starts fresh
+            kwargs["ignore_mismatched_sizes"] = True
         tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
-        model = AutoModelForSequenceClassification.from_pretrained(name_or_dir, **kwargs)
+        model = auto.from_pretrained(name_or_dir, **kwargs)
     except OSError as e:
         raise DatacartoError(f"cannot load model {name_or_dir!r}: {e}") from e
     except (ValueError, RuntimeError) as e:
         raise DatacartoError(f"model {name_or_dir!r} does not fit {num_labels} labels: {e}") from e
-    if getattr(model.config, "num_labels", num_labels) != num_labels:
+    if task != "multiple-choice" and getattr(model.config, "num_labels", num_labels) != num_labels:
         raise DatacartoError(
             f"model {name_or_dir!r} has {model.config.num_labels} labels but the data has {num_labels}"
         )

@@ -76,3 +76,55 @@ def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 
     BertForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# toy data for the other task types (learnable by a tiny model)
+
+_PLACES_NE = ["paris", "london", "rome", "berlin"]
+_PEOPLE_NE = ["alice", "bob", "carol", "dave"]
+_FILLER = ["we", "saw", "the", "big", "house", "near", "a", "river", "today", "and", "went", "home"]
+_WEATHER = ["sunny", "rainy", "windy"]
+_CHOICE_CUES = ("good", "bad")
+TOY_TAGS = ["O", "B-LOC", "B-PER"]
+
+
+def toy_tokens(n: int = 60, *, seed: int = 0) -> list[dict]:
+    """Sentences as word lists with one tag per word: places B-LOC, people B-PER, the rest O."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = [rng.choice(_FILLER + _PLACES_NE + _PEOPLE_NE) for _ in range(rng.randint(4, 8))]
+        tags = [1 if w in _PLACES_NE else 2 if w in _PEOPLE_NE else 0 for w in words]
+        rows.append({"tokens": words, "ner_tags": tags})
+    return rows
+
+
+def toy_multilabel(n: int = 60, *, seed: int = 0) -> list[dict]:
+    """Texts naming one or more kinds of weather; ``labels`` lists the ids of those named."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        ids = sorted(rng.sample(range(3), rng.randint(1, 2)))
+        words = [rng.choice(_FILLER) for _ in range(4)] + [_WEATHER[i] for i in ids]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "labels": ids})
+    return rows
+
+
+def toy_choices(n: int = 60, *, seed: int = 0) -> list[dict]:
+    """A context and two options; the right one holds the cue word 'good'."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        context = " ".join(rng.choice(_FILLER) for _ in range(5))
+        good, bad = f"{_CHOICE_CUES[0]} {rng.choice(_FILLER)}", f"{_CHOICE_CUES[1]} {rng.choice(_FILLER)}"
+        label = rng.randint(0, 1)
+        options = [good, bad] if label == 0 else [bad, good]
+        rows.append({"sentence": context, "option1": options[0], "option2": options[1], "label": label})
+    return rows
+
+
+def toy_task_words() -> list[str]:
+    """Every word of the toy task data (for a tiny model's vocabulary)."""
+    return [" ".join(_FILLER + _PLACES_NE + _PEOPLE_NE + _WEATHER + list(_CHOICE_CUES))]

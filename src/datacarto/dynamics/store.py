@@ -34,6 +34,7 @@ MANIFEST = "manifest.json"
 EXAMPLES = "examples.parquet"
 FORMAT_VERSION = 1
 LOGITS_DTYPE = np.float32
+_SUB_BITS = 24  # a unit's key while loading: row_id << 24 | sub_id (up to 16M units per example)
 _EPOCH_RE = re.compile(r"^epoch_(\d+)\.parquet$")
 
 
@@ -106,6 +107,13 @@ def dataset_fingerprint(fingerprints: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(fingerprints, dtype=np.uint64).tobytes()).hexdigest()[:32]
 
 
+def _label_array(labels) -> pa.Array:
+    """One gold label per example: an id, or a list of ids (multi-label, token tags)."""
+    if len(labels) and isinstance(labels[0], (list, tuple, np.ndarray)):
+        return pa.array([[int(v) for v in row] for row in labels], type=pa.list_(pa.int64()))
+    return pa.array(np.asarray(labels, dtype=np.int64))
+
+
 def _logits_array(logits: np.ndarray) -> pa.FixedSizeListArray:
     logits = np.ascontiguousarray(logits, dtype=LOGITS_DTYPE)
     return pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), logits.shape[1])
@@ -145,7 +153,7 @@ class DynamicsWriter:
         table = {
             "row_id": pa.array(np.asarray(row_ids, dtype=np.int64)),
             "fingerprint": pa.array(np.asarray(fingerprints, dtype=np.uint64)),
-            "label": pa.array(np.asarray(labels, dtype=np.int64)),
+            "label": _label_array(labels),
         }
         if texts is not None:
             for col in texts.columns:
@@ -156,11 +164,13 @@ class DynamicsWriter:
 
     def write_epoch(self, index: int, row_ids: np.ndarray, gold: np.ndarray, logits: np.ndarray, *,
                     epoch: float | None = None, global_step: int | None = None,
-                    filled: np.ndarray | None = None) -> int:
+                    filled: np.ndarray | None = None, sub_ids: np.ndarray | None = None) -> int:
         """Write one epoch's (or snapshot's) logits; returns the number of examples with NaN logits.
 
         ``filled``: a bool per row, True where the logits come from an eval-mode prediction at the
         epoch end because the training pass did not see the row (``dataloader_drop_last``).
+        ``sub_ids``: with several units per example (labels, words), each unit's index in its
+        example; units are then keyed by ``(row_id, sub_id)``.
         """
         row_ids = np.asarray(row_ids, dtype=np.int64)
         gold = np.asarray(gold, dtype=np.int32)
@@ -173,6 +183,8 @@ class DynamicsWriter:
         if nan_rows:
             warnings.warn(f"epoch {index}: {nan_rows} examples have NaN logits (recorded as NaN)", stacklevel=2)
         columns = {"row_id": row_ids, "gold": gold, "logits": _logits_array(logits)}
+        if sub_ids is not None:
+            columns["sub_id"] = pa.array(np.asarray(sub_ids, dtype=np.int32))
         n_filled = 0
         if filled is not None and np.any(filled):
             columns["filled"] = pa.array(np.asarray(filled, dtype=bool))
@@ -200,7 +212,9 @@ class DynamicsWriter:
 class Dynamics:
     """Training dynamics of one split: ``ids`` (N,), ``gold`` (N,), ``logits`` (N, E, C).
 
-    Rows are sorted by row id. Unpacks as ``ids, gold, logits = load_dynamics(run)``.
+    Rows are sorted by row id. Unpacks as ``ids, gold, logits = load_dynamics(run)``. A task with
+    several units per example (multi-label, token classification) has one row per unit: ``ids``
+    are unit ids 0..U-1 in ``(row_id, sub_id)`` order, and ``row_ids``/``sub_ids`` say which.
     """
 
     ids: np.ndarray
@@ -209,6 +223,13 @@ class Dynamics:
     manifest: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
     epochs: list[int] = field(default_factory=list)
+    row_ids: np.ndarray | None = None
+    sub_ids: np.ndarray | None = None
+
+    @property
+    def unit_level(self) -> bool:
+        """True when rows are units of examples (``row_ids``, ``sub_ids`` set)."""
+        return self.sub_ids is not None
 
     def __iter__(self):
         return iter((self.ids, self.gold, self.logits))
@@ -255,6 +276,8 @@ def _read_epoch(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     c = col.type.list_size
     logits = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, c)
     ids = table.column("row_id").to_numpy()
+    if "sub_id" in table.column_names:  # units: one key per (row_id, sub_id), ordered like the pair
+        ids = (ids.astype(np.int64) << _SUB_BITS) | table.column("sub_id").to_numpy().astype(np.int64)
     gold = table.column("gold").to_numpy()
     return ids, gold, logits
 
@@ -306,8 +329,12 @@ def load_dynamics(run_dir: str | os.PathLike, split: str = "train", *,
                 raise DatacartoError(f"epoch {index}: gold labels differ from epoch {first[0]}")
         out[:, j, :] = logits if order is None else logits[order]
     first_ids, gold = first[1], first[2]
+    units = {}
+    if "sub_id" in pq.read_schema(next(iter(files.values()))).names:
+        units = {"row_ids": first_ids >> _SUB_BITS, "sub_ids": first_ids & ((1 << _SUB_BITS) - 1)}
+        first_ids = np.arange(first_ids.shape[0], dtype=np.int64)
     return Dynamics(ids=first_ids, gold=gold.astype(np.int64), logits=out, manifest=manifest,
-                    directory=directory, epochs=list(files))
+                    directory=directory, epochs=list(files), **units)
 
 
 def _read_examples(path: Path) -> pd.DataFrame:

@@ -19,16 +19,16 @@ from ..errors import DatacartoError
 from .distributed import barrier, gather_arrays, is_main, rank_world
 from .examples import (
     LABEL_KEYS,
-    check_label_range,
     check_map_style,
-    check_task,
     label_names_of,
     model_name,
     read_labels,
     records_frame,
+    task_labels,
 )
 from .predict import predict_logits
 from .recorder import EpochBuffer, SplitRecorder, warn_once
+from .tasks import task_of
 
 STATE_FILE = "datacarto_recorder_rank{rank}.npz"
 
@@ -98,32 +98,38 @@ class _Recording(TrainerCallback):
                        **kwargs):
         train_set = getattr(train_dataloader, "dataset", None)
         check_map_style(train_set)
-        check_task(model)
+        self.task = task_of(model)
         records = self.records if self.records is not None else train_set
         check_map_style(records, "records data set")
         if len(records) != len(train_set):
             raise DatacartoError(f"the dataset given for records has {len(records)} rows, the training set "
                                  f"{len(train_set)}")
-        labels, column = read_labels(train_set, tuple(args.label_names or ()) + LABEL_KEYS)
-        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-        check_label_range(labels, column, num_labels)
+        self.label_keys = tuple(args.label_names or ()) + LABEL_KEYS
+        labels, self.units, column = self.read_units(train_set, model)
         check_plan(args, state, train_dataloader)
         self._planned_stop = state.max_steps
         frame, text = records_frame(records, processing_class if hasattr(processing_class, "batch_decode") else None)
-        self.n_examples = len(labels)
+        self.n_examples = self.units.n
         self.recorder = SplitRecorder(dynamics_dir(self.run_dir(args)), mode=self.mode, meta={
             "model": model_name(model), "dataset": self.dataset_name, "split": "train",
-            "snapshots_per_epoch": self.snapshots_per_epoch})
+            "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit})
         resume = self.resume_index(state)
-        self.recorder.begin(frame, labels, label_names_of(model, records, self.label_names, column),
-                            self.text_columns or text, resume_from=resume, overwrite=self.overwrite)
+        self.label_names = label_names_of(model, records, self.label_names, column)
+        self.recorder.begin(frame, self.task.example_labels(labels), self.label_names, self.text_columns or text,
+                            resume_from=resume,
+                            overwrite=self.overwrite, units=self.units if self.task.per_row else None)
         if resume is not None:
             self._drop_later_evaluations(args, state.global_step)
-        self.label_names = self.label_names or label_names_of(model, records, None, column)
-        self.start(args, state, model, labels, num_labels)
+        self.start(args, state, model)
         barrier()
 
-    def start(self, args, state, model, labels, num_labels) -> None:
+    def read_units(self, dataset, model, what: str = "training set"):
+        """(example labels, Units, label column) of a data set, validated for the task."""
+        raw, column = read_labels(dataset, self.label_keys)
+        labels = task_labels(self.task, raw, column, num_classes(self.task, model, dataset), what)
+        return labels, self.task.units(labels), column
+
+    def start(self, args, state, model) -> None:
         """Mode-specific set-up after the shared checks."""
 
     def on_epoch_end(self, args, state, control, **kwargs):
@@ -138,9 +144,9 @@ class _Recording(TrainerCallback):
                 SplitRecorder(folder, mode=self.mode, meta={}).drop_snapshots(
                     lambda i, s: (s.get("global_step") or 0) > global_step)
 
-    def record_eval(self, args, state, model, split: str, records, ids, gold, logits, *, gathered: bool,
+    def record_eval(self, args, state, model, split: str, records, units, ids, gold, logits, *, gathered: bool,
                     tokenizer=None) -> None:
-        """Write one evaluation snapshot of ``split``, numbered in evaluation order."""
+        """Write one evaluation snapshot of ``split`` (unit ids of its ``units``), numbered in evaluation order."""
         if not gathered:
             ids, gold, logits = gather_arrays(ids, gold, logits)
         if not is_main():
@@ -148,15 +154,31 @@ class _Recording(TrainerCallback):
         ids, first = np.unique(ids, return_index=True)
         gold, logits = gold[first], logits[first]
         recorder = self._eval.get(split) or SplitRecorder(dynamics_dir(self.run_dir(args), split), mode=self.mode,
-                                                          meta={"model": model_name(model), "split": split})
+                                                          meta={"model": model_name(model), "split": split,
+                                                                "task": self.task.name, "unit": self.task.unit})
         self._eval[split] = recorder
+        n_rows = len(units.offsets) - 1
         if not recorder.has_examples:
-            source = records if records is not None and len(records) == len(ids) else _Positions(len(ids))
+            source = records if records is not None and len(records) == n_rows else _Positions(n_rows)
             frame, text = records_frame(source, tokenizer)
-            recorder.begin(frame, np.asarray(gold, dtype=np.int64), self.label_names, text, overwrite=True)
+            labels = units.gold if not self.task.per_row else [
+                units.gold[units.offsets[r]:units.offsets[r + 1]].tolist() for r in range(n_rows)]
+            if self.task.name == "multi-label":
+                labels = self.task.example_labels(labels)
+            recorder.begin(frame, labels, self.label_names, text, overwrite=True,
+                           units=units if self.task.per_row else None)
+        recorder.units = units if self.task.per_row else None
         index = recorder.next_eval_index(state.global_step)
         recorder.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step)
         recorder.drop_snapshots(lambda i, s: i > index)
+
+
+def num_classes(task, model, dataset) -> int | None:
+    """Classes of the task's decision: the model's labels, or the number of choices of an example."""
+    if task.name == "multiple-choice":
+        first = dataset[0].get("input_ids") if len(dataset) else None
+        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "shape") else None
+    return getattr(getattr(model, "config", None), "num_labels", None)
 
 
 class _Positions:
@@ -201,14 +223,14 @@ class CartographyCallback(_Recording):
                          eval_dynamics=eval_dynamics, snapshots_per_epoch=snapshots_per_epoch)
         self._done = 0
 
-    def start(self, args, state, model, labels, num_labels) -> None:
+    def start(self, args, state, model) -> None:
         self._done = self.resume_index(state) or 0
 
     def on_step_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         reached = int(math.floor(state.epoch * self.snapshots_per_epoch + 1e-6))
         if reached > self._done:
             ids, gold, logits = predict_logits(model, train_dataloader.dataset, train_dataloader.collate_fn,
-                                               args.per_device_eval_batch_size)
+                                               args.per_device_eval_batch_size, task=self.task, units=self.units)
             self.recorder.write(reached - 1, ids, gold, logits, epoch=state.epoch, global_step=state.global_step,
                                 n_expected=self.n_examples)
             self._done = reached
@@ -216,10 +238,12 @@ class CartographyCallback(_Recording):
     def on_evaluate(self, args, state, control, model=None, eval_dataloader=None, metrics=None, **kwargs):
         if not self.eval_dynamics or eval_dataloader is None or self.recorder is None:
             return
-        ids, gold, logits = predict_logits(model, eval_dataloader.dataset, eval_dataloader.collate_fn,
-                                           args.per_device_eval_batch_size)
+        dataset = eval_dataloader.dataset
+        _, units, _ = self.read_units(dataset, model, "evaluation set")
+        ids, gold, logits = predict_logits(model, dataset, eval_dataloader.collate_fn,
+                                           args.per_device_eval_batch_size, task=self.task, units=units)
         tokenizer = kwargs.get("processing_class")
-        self.record_eval(args, state, model, _split_of(metrics), eval_dataloader.dataset, ids, gold, logits,
+        self.record_eval(args, state, model, _split_of(metrics), dataset, units, ids, gold, logits,
                          gathered=False, tokenizer=tokenizer if hasattr(tokenizer, "batch_decode") else None)
 
 
@@ -247,11 +271,13 @@ class TrainingPassCallback(_Recording):
     def observe(self, row_ids, labels, logits) -> None:
         """One micro-batch of the training pass (called by the mixin's ``compute_loss``)."""
         if self.buffer is not None:
-            self.buffer.add(row_ids.cpu().numpy(), labels.detach().cpu().numpy(), logits.detach().float().cpu().numpy())
+            units = self.task.to_units(row_ids.cpu().numpy(), labels.detach().cpu().numpy(),
+                                       logits.detach().float().cpu().numpy(), self.units)
+            self.buffer.add(*units)
             self._observed += len(row_ids)
 
-    def start(self, args, state, model, labels, num_labels) -> None:
-        self.buffer = EpochBuffer(self.n_examples, num_labels or int(labels.max()) + 1)
+    def start(self, args, state, model) -> None:
+        self.buffer = EpochBuffer(self.n_examples)
         self._observed, self._first_step = 0, state.global_step
         self._expect_gaps = bool(args.dataloader_drop_last) or rank_world()[1] > 1
         if args.dataloader_drop_last:
@@ -282,9 +308,10 @@ class TrainingPassCallback(_Recording):
             warn_once(f"epoch {index}: the training pass saw {self.buffer.count} of {self.n_examples} rows (a "
                       "sampler that skips rows?): the others are predicted in eval mode and marked 'filled'")
 
-        def fill(rows):
+        def fill(missing_units):
             return predict_logits(model, train_dataloader.dataset, train_dataloader.collate_fn,
-                                  args.per_device_eval_batch_size, rows=rows)
+                                  args.per_device_eval_batch_size, rows=self.units.rows_of(missing_units),
+                                  task=self.task, units=self.units)
 
         self.recorder.write(index, *self.buffer.take(), epoch=state.epoch, global_step=state.global_step,
                             n_expected=self.n_examples, fill=fill)

@@ -19,13 +19,6 @@ from ..errors import DatacartoError
 ROW_ID = "datacarto_row_id"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "label_ids", ROW_ID)
 LABEL_KEYS = ("labels", "label", "label_ids")
-SUPPORTED = "single-label sequence classification (integer labels 0..C-1, a ...ForSequenceClassification model)"
-_OTHER_HEADS = {
-    "ForTokenClassification": "token classification", "ForMultipleChoice": "multiple choice",
-    "ForCausalLM": "causal language modelling", "ForMaskedLM": "masked language modelling",
-    "ForQuestionAnswering": "question answering", "ForConditionalGeneration": "sequence-to-sequence",
-    "ForSeq2SeqLM": "sequence-to-sequence",
-}
 
 
 def _is_arrow_dataset(dataset) -> bool:
@@ -45,29 +38,15 @@ def check_map_style(dataset, what: str = "training set") -> None:
         )
 
 
-def check_task(model) -> None:
-    """Refuse, in one line, a model whose task datacarto does not record yet."""
-    name = type(model).__name__
-    for suffix, task in _OTHER_HEADS.items():
-        if name.endswith(suffix):
-            raise DatacartoError(f"{name} is a {task} model: datacarto records {SUPPORTED} so far")
-    config = getattr(model, "config", None)
-    problem = getattr(config, "problem_type", None)
-    if problem == "multi_label_classification":
-        raise DatacartoError(f"multi-label classification (problem_type='{problem}') is not supported: "
-                             f"datacarto records {SUPPORTED} so far")
-    if problem == "regression" or getattr(config, "num_labels", 2) == 1:
-        raise DatacartoError(f"regression (num_labels=1) is not supported: datacarto records {SUPPORTED} so far")
-
-
-def read_labels(dataset, label_names: tuple[str, ...] = LABEL_KEYS) -> tuple[np.ndarray, str]:
-    """The gold label of every row and the column it came from (validated, int64)."""
+def read_labels(dataset, label_names: tuple[str, ...] = LABEL_KEYS) -> tuple[object, str]:
+    """The raw gold labels of every row (an array, or a list of arrays) and their column."""
     if _is_arrow_dataset(dataset):
         column = next((c for c in label_names if c in dataset.column_names), None)
         if column is None:
             raise DatacartoError(f"no label column found in the training set (looked for {list(label_names)}; "
                                  f"columns: {dataset.column_names})")
-        return validate_labels(column_values(dataset, column), column), column
+        values = column_values(dataset, column)
+        return (list(values) if values.dtype == object else values), column
     values, column = [], None
     for i in range(len(dataset)):
         item = dataset[i]
@@ -76,46 +55,83 @@ def read_labels(dataset, label_names: tuple[str, ...] = LABEL_KEYS) -> tuple[np.
             raise DatacartoError(f"training example {i} has no label field (looked for {list(label_names)})")
         value = item[column]
         values.append(value.tolist() if hasattr(value, "tolist") else value)
-    return validate_labels(np.asarray(values, dtype=object), column), column
+    return values, column
 
 
-def validate_labels(raw: np.ndarray, column: str) -> np.ndarray:
+def task_labels(task, raw, column: str, num_classes: int | None, what: str = "training set"):
+    """Validated labels for ``task.units``: class ids, multi-hot rows, or tag lists (with -100)."""
+    if len(raw) == 0:
+        raise DatacartoError(f"the {what} is empty")
+    first = next((v for v in raw if v is not None), None)
+    listed = isinstance(first, (list, tuple, np.ndarray))
+    if task.name == "multi-label":
+        return _multi_hot(raw, column, num_classes, listed, what)
+    if task.name == "token-classification":
+        return _tag_lists(raw, column, num_classes, listed, what)
+    if listed:
+        raise DatacartoError(
+            f"the {what}'s label column {column!r} holds a list per row, not one class id: for multi-label data "
+            "use problem_type='multi_label_classification', for tags a ...ForTokenClassification model")
+    labels = validate_labels(np.asarray(raw, dtype=object), column, what)
+    check_label_range(labels, column, num_classes, what)
+    return labels
+
+
+def _multi_hot(raw, column, width, listed, what):
+    if not listed:
+        raise DatacartoError(f"the {what}'s label column {column!r} holds one value per row, but the model is "
+                             "multi-label: give a multi-hot vector (one 0/1 per label) per row")
+    lengths = {len(v) for v in raw}
+    if len(lengths) != 1 or (width is not None and lengths != {width}):
+        raise DatacartoError(f"the {what}'s multi-hot labels in {column!r} have lengths {sorted(lengths)[:5]}; "
+                             f"the model has {width} labels")
+    hot = np.asarray([np.asarray(v, dtype=np.float64) for v in raw])
+    if not np.isin(hot, (0.0, 1.0)).all():
+        raise DatacartoError(f"the {what}'s multi-hot labels in {column!r} must be 0 or 1")
+    return hot
+
+
+def _tag_lists(raw, column, num_classes, listed, what):
+    if not listed:
+        raise DatacartoError(f"the {what}'s label column {column!r} holds one value per row, but the model is a "
+                             "token classifier: give one tag id per token (-100 for tokens to skip)")
+    tags = [np.asarray(v, dtype=np.int64) for v in raw]
+    flat = np.concatenate(tags) if tags else np.empty(0, np.int64)
+    bad = flat[(flat != -100) & ((flat < 0) | (flat >= (num_classes or np.iinfo(np.int64).max)))]
+    if bad.size:
+        raise DatacartoError(f"the {what}'s tags in {column!r} include {int(bad[0])}, outside 0..{(num_classes or 0) - 1}"
+                             f" (the model has {num_classes} labels)")
+    return tags
+
+
+def validate_labels(raw: np.ndarray, column: str, what: str = "training set") -> np.ndarray:
     """Integer class ids, or one line saying which task the labels look like instead."""
     arr = np.asarray(raw)
-    if arr.size == 0:
-        raise DatacartoError("the training set is empty")
     if arr.dtype == object:
         first = next((v for v in arr if v is not None), None)
         if isinstance(first, str):
             raise DatacartoError(
-                f"the training set's label column {column!r} holds strings ({first!r}, ...): map them to integer "
+                f"the {what}'s label column {column!r} holds strings ({first!r}, ...): map them to integer "
                 "ids first (datasets: ds.class_encode_column), or pass --class-names to datacarto train")
-        if isinstance(first, (list, tuple, np.ndarray)):
-            arr = np.asarray(list(arr))
-        elif any(v is None for v in arr):
-            raise DatacartoError(f"the training set's label column {column!r} has missing (None) labels")
-        else:
-            arr = np.asarray(arr.tolist())
-    if arr.ndim > 1:
-        raise DatacartoError(f"the training set's label column {column!r} holds a list per row (multi-label or "
-                             f"token labels), not one class id: datacarto records {SUPPORTED} so far")
+        if any(v is None for v in arr):
+            raise DatacartoError(f"the {what}'s label column {column!r} has missing (None) labels")
+        arr = np.asarray(arr.tolist())
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise DatacartoError(f"the training set's label column {column!r} holds non-integer numbers "
-                                 f"(regression?): datacarto records {SUPPORTED} so far")
+            raise DatacartoError(f"the {what}'s label column {column!r} holds non-integer numbers "
+                                 "(regression?): datacarto records class labels")
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iub":
-        raise DatacartoError(f"the training set's label column {column!r} must hold integer class ids, "
-                             f"got {arr.dtype}")
+        raise DatacartoError(f"the {what}'s label column {column!r} must hold integer class ids, got {arr.dtype}")
     return arr.astype(np.int64)
 
 
-def check_label_range(labels: np.ndarray, column: str, num_labels: int | None) -> None:
+def check_label_range(labels: np.ndarray, column: str, num_labels: int | None, what: str = "training set") -> None:
     """Labels outside [0, C) are the data's fault: say which and where."""
     bad = np.flatnonzero((labels < 0) | (labels >= (num_labels or np.iinfo(np.int64).max)))
     if bad.size:
         raise DatacartoError(
-            f"the training set's label column {column!r} has {bad.size} label(s) outside 0..{(num_labels or 0) - 1}"
+            f"the {what}'s label column {column!r} has {bad.size} label(s) outside 0..{(num_labels or 0) - 1}"
             f" (row {int(bad[0])}: {int(labels[bad[0]])}); the model has {num_labels} labels")
 
 

@@ -10,11 +10,13 @@ from .examples import LABEL_KEYS, ROW_ID
 
 
 @torch.no_grad()
-def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndarray | None = None):
+def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndarray | None = None,
+                   task=None, units=None):
     """Eval-mode logits over this rank's contiguous share of ``rows`` (default: every row).
 
-    Returns (row ids, gold labels, logits); row ids are positions in ``dataset``. The model's
-    training flag is restored afterwards.
+    Returns (ids, gold labels, logits): row ids (positions in ``dataset``), or with ``task`` and
+    ``units`` (:mod:`datacarto.record.tasks`) the unit ids of those rows. The model's training
+    flag is restored afterwards.
     """
     rank, world = rank_world()
     rows = np.arange(len(dataset), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -25,19 +27,26 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out_logits, out_gold = [], []
+    out_ids, out_logits, out_gold = [], [], []
+    done = 0
     try:
         for batch in loader:
             batch = dict(batch)
             batch.pop(ROW_ID, None)
             gold = next((batch.pop(k) for k in LABEL_KEYS if k in batch), None)
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-            logits = model(**batch).logits
-            out_logits.append(logits.float().cpu().numpy())
-            out_gold.append(np.full(len(logits), -1) if gold is None else gold.cpu().numpy())
+            logits = model(**batch).logits.float().cpu().numpy()
+            batch_rows, done = mine[done:done + len(logits)], done + len(logits)
+            gold = np.full(len(logits), -1) if gold is None else gold.cpu().numpy()
+            if task is not None:
+                batch_rows, gold, logits = task.to_units(batch_rows, gold, logits, units)
+            out_ids.append(batch_rows)
+            out_logits.append(logits)
+            out_gold.append(gold)
     finally:
         model.train(was_training)
-    c = model.config.num_labels if hasattr(model, "config") else out_logits[0].shape[1]
-    logits = np.concatenate(out_logits) if out_logits else np.empty((0, c), np.float32)
-    gold = np.concatenate(out_gold).astype(np.int64) if out_gold else np.empty(0, np.int64)
-    return mine, gold, logits
+    if not out_logits:
+        c = model.config.num_labels if hasattr(model, "config") else 0
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, c), np.float32)
+    return (np.concatenate(out_ids).astype(np.int64), np.concatenate(out_gold).astype(np.int64),
+            np.concatenate(out_logits))

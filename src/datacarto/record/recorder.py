@@ -36,18 +36,21 @@ class EpochBuffer:
     padding duplicates.
     """
 
-    def __init__(self, n_examples: int, num_labels: int):
-        self.logits = np.full((n_examples, num_labels), np.nan, dtype=np.float32)
+    def __init__(self, n_examples: int, num_labels: int | None = None):
+        self.logits = None if num_labels is None else np.full((n_examples, num_labels), np.nan, dtype=np.float32)
         self.gold = np.full(n_examples, -1, dtype=np.int64)
         self.seen = np.zeros(n_examples, dtype=bool)
 
     def add(self, row_ids: np.ndarray, gold: np.ndarray, logits: np.ndarray) -> None:
+        if self.logits is None:  # classes known at the first batch (choices, tags, label pairs)
+            self.logits = np.full((len(self.seen), logits.shape[1]), np.nan, dtype=np.float32)
         self.logits[row_ids] = logits
         self.gold[row_ids] = gold
         self.seen[row_ids] = True
 
     def reset(self) -> None:
-        self.logits.fill(np.nan)
+        if self.logits is not None:
+            self.logits.fill(np.nan)
         self.gold.fill(-1)
         self.seen.fill(False)
 
@@ -57,6 +60,8 @@ class EpochBuffer:
 
     def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         idx = np.flatnonzero(self.seen)
+        if self.logits is None:
+            return idx, self.gold[idx], np.empty((0, 0), np.float32)
         return idx, self.gold[idx], self.logits[idx]
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -66,7 +71,8 @@ class EpochBuffer:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.reset()
-        self.add(state["ids"], state["gold"], state["logits"])
+        if len(state["ids"]):
+            self.add(state["ids"], state["gold"], state["logits"])
 
 
 class SplitRecorder:
@@ -86,6 +92,7 @@ class SplitRecorder:
         self.writer = DynamicsWriter(directory)
         self.mode = mode
         self.meta = meta
+        self.units = None  # Units of a task with several per row (stored with a sub_id)
 
     @property
     def directory(self) -> Path:
@@ -116,14 +123,16 @@ class SplitRecorder:
                 "overwrite_dynamics=True), so two runs are never mixed"
             )
 
-    def begin(self, examples: pd.DataFrame, labels: np.ndarray, label_names: list[str] | None,
+    def begin(self, examples: pd.DataFrame, labels, label_names: list[str] | None,
               text_columns: list[str], *, resume_from: int | None = None, overwrite: bool = False,
-              extra: dict[str, Any] | None = None) -> None:
+              extra: dict[str, Any] | None = None, units=None) -> None:
         """Check the data set against the folder, then write examples and manifest (rank 0).
 
         ``resume_from``: the first snapshot index this run writes; later snapshots of an earlier
-        run are removed. None: a new run, which starts an empty store.
+        run are removed. None: a new run, which starts an empty store. ``units``: the task's units
+        when a row holds several (their ids are what :meth:`write` receives).
         """
+        self.units = units
         if not is_main():
             return
         cols = [c for c in text_columns if c in examples.columns]
@@ -136,6 +145,8 @@ class SplitRecorder:
         elif resume_from is not None:
             self.drop_snapshots(lambda index, snap: index >= resume_from)
         self.writer.write_examples(np.arange(len(labels)), fps, labels, examples)
+        if units is not None:
+            extra = {**(extra or {}), "n_units": units.n}
         manifest = {"mode": self.mode, "n_examples": int(len(labels)), "dataset_fingerprint": fingerprint,
                     "text_columns": cols, "versions": package_versions(), **(extra or {})}
         if label_names:
@@ -182,6 +193,11 @@ class SplitRecorder:
             if fill is None:
                 raise DatacartoError(f"snapshot {index}: {len(missing)} of {n_expected} rows were not seen")
             f_ids, f_gold, f_logits = gather_arrays(*fill(missing))
+            keep = np.isin(f_ids, missing)  # a row's prediction holds all its units; keep the missing ones
+            f_ids, first = np.unique(f_ids[keep], return_index=True)
+            f_gold, f_logits = f_gold[keep][first], f_logits[keep][first]
+            if logits.size == 0:
+                logits = logits.reshape(0, f_logits.shape[1])
             order = np.argsort(np.concatenate([ids, f_ids]), kind="stable")
             filled = np.concatenate([np.zeros(len(ids), bool), np.ones(len(f_ids), bool)])[order]
             ids = np.concatenate([ids, f_ids])[order]
@@ -189,7 +205,11 @@ class SplitRecorder:
             logits = np.concatenate([logits, f_logits.astype(logits.dtype)])[order]
         if not is_main():
             return False
-        self.writer.write_epoch(index, ids, gold, logits, epoch=epoch, global_step=global_step, filled=filled)
+        if self.units is None:
+            self.writer.write_epoch(index, ids, gold, logits, epoch=epoch, global_step=global_step, filled=filled)
+        else:
+            self.writer.write_epoch(index, self.units.row[ids], gold, logits, epoch=epoch, global_step=global_step,
+                                    filled=filled, sub_ids=self.units.sub[ids])
         return True
 
 

@@ -15,7 +15,7 @@ from transformers import Trainer
 
 from ..errors import DatacartoError
 from .callbacks import CartographyCallback, TrainingPassCallback, _Recording
-from .examples import ROW_ID, RowIdCollator, split_name, with_row_ids
+from .examples import ROW_ID, RowIdCollator, split_name, task_labels, with_row_ids
 
 MODES = ("training_pass", "epoch_end")
 
@@ -154,12 +154,15 @@ class CartographyMixin:
                                          ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
         if record and output.predictions is not None and output.label_ids is not None:
             logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-            n = len(logits)
+            n, task = len(logits), self.cartography.task
             records = self._dc_eval_records
             records = records if records is not None and len(records) == n else dataloader.dataset
+            label_ids = np.asarray(output.label_ids)
+            units = task.units(task_labels(task, list(label_ids) if task.per_row else label_ids, "labels",
+                                           None, "evaluation set"))
+            ids, gold, unit_logits = task.to_units(np.arange(n), label_ids, np.asarray(logits), units)
             self.cartography.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records,
-                                         np.arange(n), np.asarray(output.label_ids), np.asarray(logits),
-                                         gathered=True)
+                                         units, ids, gold, unit_logits, gathered=True)
         return output
 
 

@@ -1,0 +1,149 @@
+"""Task types: what a *unit* (the thing that carries one gold label) is, and how a batch becomes units.
+
+* sequence classification, multiple choice: a unit is an example (logits: classes, or choices);
+* multi-label classification: an (example, label) pair, a binary decision stored as the two-class
+  logits ``[0, z]`` (softmax of them is the sigmoid of ``z``);
+* token classification: an (example, word) pair, the first sub-token of each word (positions
+  labelled -100 are skipped).
+
+Every metric is then computed per unit by the code that exists; per-example scores aggregate the
+units (:mod:`datacarto.units`). The store keys units by ``(row_id, sub_id)`` (docs/format.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DatacartoError
+
+TASKS = ("sequence-classification", "multiple-choice", "multi-label", "token-classification")
+IGNORE = -100
+_UNSUPPORTED_HEADS = {
+    "ForCausalLM": "causal language modelling", "ForMaskedLM": "masked language modelling",
+    "ForQuestionAnswering": "question answering", "ForConditionalGeneration": "sequence-to-sequence",
+    "ForSeq2SeqLM": "sequence-to-sequence",
+}
+SUPPORTED = "sequence classification, multiple choice, multi-label and token classification"
+
+
+@dataclass
+class Units:
+    """The units of one data set: unit u belongs to row ``row[u]``, is its ``sub[u]``-th, gold ``gold[u]``."""
+
+    row: np.ndarray
+    sub: np.ndarray
+    gold: np.ndarray
+    offsets: np.ndarray  # units of row r: offsets[r]:offsets[r + 1]
+
+    @property
+    def n(self) -> int:
+        return int(self.row.shape[0])
+
+    def rows_of(self, units: np.ndarray) -> np.ndarray:
+        return np.unique(self.row[units])
+
+
+class Task:
+    """Sequence classification (and the base): one unit per example."""
+
+    name = "sequence-classification"
+    unit = "example"
+    per_row = False  # True: several units per row, stored with a sub_id
+
+    def units(self, labels) -> Units:
+        gold = np.asarray(labels, dtype=np.int64)
+        n = len(gold)
+        return Units(row=np.arange(n), sub=np.zeros(n, np.int64), gold=gold, offsets=np.arange(n + 1))
+
+    def example_labels(self, labels):
+        """Each example's gold label as stored in examples.parquet (an id, or a list)."""
+        return labels
+
+    def to_units(self, rows: np.ndarray, labels: np.ndarray, logits: np.ndarray, units: Units):
+        """(unit ids, gold, logits (k, C)) of a batch of ``rows``."""
+        return np.asarray(rows, np.int64), np.asarray(labels, np.int64), np.asarray(logits, np.float32)
+
+
+class MultipleChoice(Task):
+    name = "multiple-choice"
+
+
+class MultiLabel(Task):
+    name = "multi-label"
+    unit = "label"
+    per_row = True
+
+    def units(self, labels) -> Units:
+        hot = np.asarray(labels, dtype=np.float64)
+        n, width = hot.shape
+        return Units(row=np.repeat(np.arange(n), width), sub=np.tile(np.arange(width), n),
+                     gold=np.rint(hot).astype(np.int64).reshape(-1), offsets=np.arange(n + 1) * width)
+
+    def example_labels(self, labels):
+        return [np.flatnonzero(row).tolist() for row in np.asarray(labels)]  # the label ids of each example
+
+    def to_units(self, rows, labels, logits, units):
+        rows = np.asarray(rows, np.int64)
+        z = np.asarray(logits, np.float32)
+        width = z.shape[1]
+        ids = (units.offsets[rows][:, None] + np.arange(width)).reshape(-1)
+        pairs = np.stack([np.zeros_like(z), z], axis=-1).reshape(-1, 2)
+        return ids, np.rint(np.asarray(labels, np.float64)).astype(np.int64).reshape(-1), pairs
+
+
+class TokenClassification(Task):
+    name = "token-classification"
+    unit = "word"
+    per_row = True
+
+    def units(self, labels) -> Units:
+        rows = [np.asarray(r, dtype=np.int64) for r in labels]
+        kept = [r[r != IGNORE] for r in rows]
+        counts = np.array([len(k) for k in kept], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        row = np.repeat(np.arange(len(rows)), counts)
+        sub = np.arange(offsets[-1]) - offsets[row]
+        gold = np.concatenate(kept) if kept else np.empty(0, np.int64)
+        return Units(row=row, sub=sub, gold=gold, offsets=offsets)
+
+    def example_labels(self, labels):
+        return [np.asarray(tags).tolist() for tags in labels]
+
+    def to_units(self, rows, labels, logits, units):
+        rows = np.asarray(rows, np.int64)
+        labels = np.asarray(labels, np.int64)
+        logits = np.asarray(logits, np.float32)
+        mask = labels != IGNORE
+        k = np.cumsum(mask, axis=1) - 1
+        ids = (units.offsets[rows][:, None] + k)[mask]
+        return ids, labels[mask], logits[mask]
+
+
+_BY_NAME = {t.name: t for t in (Task, MultipleChoice, MultiLabel, TokenClassification)}
+
+
+def get_task(name: str) -> Task:
+    if name not in _BY_NAME:
+        raise DatacartoError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+    return _BY_NAME[name]()
+
+
+def task_of(model) -> Task:
+    """The task of a model, from its head and config; one line for what is not supported."""
+    name = type(model).__name__
+    for suffix, what in _UNSUPPORTED_HEADS.items():
+        if name.endswith(suffix):
+            raise DatacartoError(f"{name} is a {what} model: datacarto records {SUPPORTED} so far")
+    config = getattr(model, "config", None)
+    if name.endswith("ForTokenClassification"):
+        return TokenClassification()
+    if name.endswith("ForMultipleChoice"):
+        return MultipleChoice()
+    problem = getattr(config, "problem_type", None)
+    if problem == "multi_label_classification":
+        return MultiLabel()
+    if problem == "regression" or getattr(config, "num_labels", 2) == 1:
+        raise DatacartoError(f"regression (num_labels=1) is not supported: datacarto records {SUPPORTED}")
+    return Task()

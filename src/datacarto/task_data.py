@@ -1,0 +1,154 @@
+"""Data for the other task types: multiple choice, multi-label and token classification.
+
+Checks the columns (one line for each problem, before any model loads), then tokenizes the way the
+official Hugging Face examples do: one (context, choice) pair per choice, a multi-hot float vector
+per example, the first sub-token of each word labelled and the others -100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import LabelSpec, check_text_columns, column_values, infer_text_columns
+from .errors import DatacartoError
+
+IGNORE = -100
+
+
+@dataclass
+class TaskSpec(LabelSpec):
+    """A LabelSpec with the task and its extra columns."""
+
+    task: str = "sequence-classification"
+    choice_columns: list[str] = field(default_factory=list)
+    tokens_column: str | None = None
+
+
+def _require(ds, columns, what):
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise DatacartoError(f"column(s) {missing} not in the {what} (columns: {ds.column_names})")
+
+
+def prepare_multiple_choice(ds, *, text_columns, choice_columns, label_column="label", what="data set"):
+    """Context column(s), K choice columns, a label 0..K-1."""
+    if not choice_columns or len(choice_columns) < 2:
+        raise DatacartoError("multiple choice needs at least two --choice-columns")
+    _require(ds, [*choice_columns, label_column], what)
+    text_columns = list(text_columns) if text_columns else [
+        c for c in infer_text_columns(ds, label_column) if c not in choice_columns][:1]
+    _require(ds, text_columns, what)
+    check_text_columns(ds, [*text_columns, *choice_columns], label_column, what)
+    for c in choice_columns:
+        empty = int(np.sum(np.char.str_len(np.asarray(column_values(ds, c), dtype=str)) == 0))
+        if empty:
+            raise DatacartoError(f"choice column {c!r} of the {what} has {empty} empty choice(s)")
+    labels = column_values(ds, label_column)
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= len(choice_columns):
+        raise DatacartoError(f"labels in {label_column!r} of the {what} must be choice ids 0..{len(choice_columns) - 1}")
+    return ds, TaskSpec(text_columns=text_columns, label_column=label_column, label_names=list(choice_columns),
+                        task="multiple-choice", choice_columns=list(choice_columns))
+
+
+def prepare_multi_label(ds, *, text_columns, label_column="labels", label_names=None, num_labels=None,
+                        what="data set"):
+    """Text column(s) and a list of label ids per example."""
+    _require(ds, [label_column], what)
+    text_columns = list(text_columns) if text_columns else infer_text_columns(ds, label_column)
+    _require(ds, text_columns, what)
+    check_text_columns(ds, text_columns, label_column, what)
+    values = ds.with_format("arrow")[label_column].to_pylist()
+    if not all(isinstance(v, list) for v in values):
+        raise DatacartoError(f"multi-label: {label_column!r} of the {what} must hold a list of label ids per row")
+    flat = [i for v in values for i in v]
+    if any(not isinstance(i, int) for i in flat):
+        raise DatacartoError(f"multi-label: {label_column!r} of the {what} must hold integer label ids")
+    width = len(label_names) if label_names else (num_labels or (max(flat) + 1 if flat else 1))
+    bad = [i for i in flat if i < 0 or i >= width]
+    if bad:
+        raise DatacartoError(f"multi-label: label id {bad[0]} in the {what} is out of range for {width} labels")
+    names = list(label_names) if label_names else [str(i) for i in range(width)]
+    return ds, TaskSpec(text_columns=text_columns, label_column=label_column, label_names=names, task="multi-label")
+
+
+def prepare_token_classification(ds, *, tokens_column="tokens", tags_column="ner_tags", label_names=None,
+                                 num_labels=None, what="data set"):
+    """Words pre-split (a list of strings per example) and one tag id per word."""
+    _require(ds, [tokens_column, tags_column], what)
+    tokens = ds.with_format("arrow")[tokens_column].to_pylist()
+    tags = ds.with_format("arrow")[tags_column].to_pylist()
+    for i, (words, row) in enumerate(zip(tokens, tags)):
+        if not isinstance(words, list) or not isinstance(row, list):
+            raise DatacartoError(f"row {i} of the {what}: {tokens_column!r} and {tags_column!r} must be lists")
+        if len(words) != len(row):
+            raise DatacartoError(f"row {i} of the {what} has {len(words)} tokens but {len(row)} tags")
+    feature = getattr(ds.features[tags_column], "feature", None)
+    if label_names is None and getattr(feature, "names", None):
+        label_names = list(feature.names)
+    flat = [t for row in tags for t in row]
+    width = len(label_names) if label_names else (num_labels or (max(flat) + 1 if flat else 1))
+    bad = [t for t in flat if not isinstance(t, int) or t < 0 or t >= width]
+    if bad:
+        raise DatacartoError(f"tag {bad[0]!r} in {tags_column!r} of the {what} is out of range for {width} tags")
+    names = list(label_names) if label_names else [str(i) for i in range(width)]
+    return ds, TaskSpec(text_columns=[], label_column=tags_column, label_names=names, task="token-classification",
+                        tokens_column=tokens_column)
+
+
+def tokenize_task(ds, tokenizer, spec: TaskSpec, *, max_length: int = 128):
+    """Tokenizer outputs and ``labels`` for the task; the original columns stay (for records)."""
+    if spec.task == "multiple-choice":
+        def encode(batch):
+            n, k = len(batch[spec.label_column]), len(spec.choice_columns)
+            context = [" ".join(parts) for parts in zip(*[batch[c] for c in spec.text_columns])]
+            firsts = [c for c in context for _ in range(k)]
+            seconds = [batch[c][i] for i in range(n) for c in spec.choice_columns]
+            enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+            out = {key: [v[i * k:(i + 1) * k] for i in range(n)] for key, v in enc.items()}
+            out["labels"] = batch[spec.label_column]
+            return out
+    elif spec.task == "multi-label":
+        def encode(batch):
+            enc = tokenizer(*[batch[c] for c in spec.text_columns[:2]], truncation=True, max_length=max_length)
+            width = spec.num_labels
+            enc["labels"] = [[float(j in set(ids)) for j in range(width)] for ids in batch[spec.label_column]]
+            return enc
+    elif spec.task == "token-classification":
+        def encode(batch):
+            enc = tokenizer(batch[spec.tokens_column], is_split_into_words=True, truncation=True,
+                            max_length=max_length)
+            enc["labels"] = [_align(enc.word_ids(i), tags) for i, tags in enumerate(batch[spec.label_column])]
+            return enc
+    else:
+        raise DatacartoError(f"tokenize_task: unknown task {spec.task!r}")
+    # one label column: HF's multiple-choice collator takes 'label' over 'labels' and flattens the other,
+    # and multi-label's float vector must not inherit the integer type of a 'labels' column of ids
+    drop = [spec.label_column] if spec.task in ("multiple-choice", "multi-label") else []
+    out = ds.map(encode, batched=True, desc="tokenizing", remove_columns=drop)
+    if spec.task == "multi-label":  # BCE needs float targets; datasets keeps the ids' int type otherwise
+        import datasets
+
+        out = out.cast_column("labels", datasets.Sequence(datasets.Value("float32")))
+    return out
+
+
+def _align(word_ids, tags) -> list[int]:
+    """The word's tag on its first sub-token; -100 on special tokens and later sub-tokens."""
+    out, previous = [], None
+    for w in word_ids:
+        out.append(IGNORE if w is None or w == previous else int(tags[w]))
+        previous = w
+    return out
+
+
+def collator_for(task: str, tokenizer):
+    """Hugging Face's own collator for the task (None: the Trainer's default padding collator)."""
+    from transformers import DataCollatorForMultipleChoice, DataCollatorForTokenClassification
+
+    if task == "multiple-choice":
+        return DataCollatorForMultipleChoice(tokenizer)
+    if task == "token-classification":
+        return DataCollatorForTokenClassification(tokenizer)
+    return None

@@ -1,0 +1,156 @@
+"""Multiple choice, multi-label and token classification: every unit recorded once per epoch, both modes.
+
+A unit is what carries one gold label: an example (multiple choice), an (example, label) pair
+(multi-label, two-class logits [0, z]) or an (example, word) pair (token classification).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, Trainer
+
+from conftest import training_args
+from datacarto import CartographyCallback, CartographyTrainer, load_dynamics, load_examples
+from datacarto.data import load_model
+from datacarto.metrics import compute_metrics
+from datacarto.task_data import (
+    collator_for,
+    prepare_multi_label,
+    prepare_multiple_choice,
+    prepare_token_classification,
+    tokenize_task,
+)
+from datacarto.testing import (
+    TOY_TAGS,
+    make_tiny_model_dir,
+    toy_choices,
+    toy_multilabel,
+    toy_task_words,
+    toy_tokens,
+)
+
+MODES = ["training_pass", "epoch_end"]
+TASKS = ["multiple-choice", "multi-label", "token-classification"]
+N = 48
+
+
+@pytest.fixture(scope="module")
+def task_model(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("taskmodel") / "tiny", toy_task_words(), dropout=0.0)
+
+
+def task_data(task, model_dir, n=N, seed=0):
+    """(raw rows, tokenized dataset, spec, tokenizer, model) for a task, as a user would prepare them."""
+    if task == "multiple-choice":
+        rows = toy_choices(n, seed=seed)
+        ds, spec = prepare_multiple_choice(Dataset.from_list(rows), text_columns=["sentence"],
+                                           choice_columns=["option1", "option2"])
+    elif task == "multi-label":
+        rows = toy_multilabel(n, seed=seed)
+        ds, spec = prepare_multi_label(Dataset.from_list(rows), text_columns=["text"], label_column="labels",
+                                       label_names=["sunny", "rainy", "windy"])
+    else:
+        rows = toy_tokens(n, seed=seed)
+        ds, spec = prepare_token_classification(Dataset.from_list(rows), label_names=TOY_TAGS)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    _, model = load_model(model_dir, spec.num_labels, spec.label_names, task=task)
+    return rows, tokenize_task(ds, tok, spec), spec, tok, model
+
+
+def expected_units(task, rows):
+    """(row ids, sub ids, gold) of every unit, in (row, sub) order."""
+    if task == "multiple-choice":
+        return np.arange(len(rows)), None, np.array([r["label"] for r in rows])
+    if task == "multi-label":
+        gold = np.array([[int(j in r["labels"]) for j in range(3)] for r in rows]).reshape(-1)
+        return np.repeat(np.arange(len(rows)), 3), np.tile(np.arange(3), len(rows)), gold
+    lengths = [len(r["tokens"]) for r in rows]
+    return (np.repeat(np.arange(len(rows)), lengths), np.concatenate([np.arange(k) for k in lengths]),
+            np.concatenate([r["ner_tags"] for r in rows]))
+
+
+def train(task, mode, model_dir, out, **overrides):
+    rows, data, spec, tok, model = task_data(task, model_dir)
+    args = training_args(out, **overrides)
+    common = dict(model=model, args=args, train_dataset=data, processing_class=tok,
+                  data_collator=collator_for(task, tok))
+    if mode == "training_pass":
+        trainer = CartographyTrainer(**common, label_names=spec.label_names)
+    else:
+        trainer = Trainer(**common, callbacks=[CartographyCallback(dataset=data, label_names=spec.label_names)])
+    trainer.train()
+    return rows, data, tok, model
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("task", TASKS)
+def test_every_unit_recorded_once_per_epoch(tmp_path, task_model, task, mode):
+    rows, data, tok, model = train(task, mode, task_model, tmp_path)
+    dyn = load_dynamics(tmp_path)
+    row_ids, sub_ids, gold = expected_units(task, rows)
+    assert dyn.epochs == [0, 1] and dyn.manifest["task"] == task and dyn.manifest["mode"] == mode
+    np.testing.assert_array_equal(dyn.gold, gold)
+    assert np.isfinite(dyn.logits).all()
+    if sub_ids is None:
+        assert not dyn.unit_level and dyn.logits.shape == (len(rows), 2, 2)  # two choices
+        np.testing.assert_array_equal(dyn.ids, row_ids)
+    else:
+        assert dyn.unit_level and dyn.manifest["n_units"] == len(gold)
+        np.testing.assert_array_equal(dyn.row_ids, row_ids)
+        np.testing.assert_array_equal(dyn.sub_ids, sub_ids)
+        np.testing.assert_array_equal(dyn.ids, np.arange(len(gold)))
+        assert dyn.num_labels == (2 if task == "multi-label" else 3)
+    assert len(load_examples(tmp_path)) == len(rows)
+
+
+def test_multi_label_pairs_are_the_sigmoid(tmp_path, task_model):
+    # epoch_end: the last snapshot is the final model's eval prediction; softmax([0, z]) = sigmoid(z)
+    rows, data, tok, model = train("multi-label", "epoch_end", task_model, tmp_path)
+    dyn = load_dynamics(tmp_path)
+    model.eval()
+    feats = data.remove_columns([c for c in data.column_names if c not in ("input_ids", "attention_mask",
+                                                                            "token_type_ids")])
+    with torch.no_grad():
+        z = model(**tok.pad(feats[:], return_tensors="pt")).logits.numpy()
+    pairs = dyn.logits[:, -1, :]
+    p1 = np.exp(pairs[:, 1]) / np.exp(pairs).sum(axis=1)
+    np.testing.assert_allclose(p1, 1 / (1 + np.exp(-z.reshape(-1))), atol=1e-5)
+    assert list(load_examples(tmp_path)["label"].iloc[0]) == rows[0]["labels"]  # stored as label ids
+
+
+def test_unit_metrics_match_a_per_unit_loop(tmp_path, task_model):
+    train("token-classification", "training_pass", task_model, tmp_path, num_train_epochs=3)
+    dyn = load_dynamics(tmp_path)
+    metrics = compute_metrics(dyn)
+    for u in [0, 7, len(dyn.gold) - 1]:
+        probs = []
+        for e in range(dyn.n_epochs):
+            z = dyn.logits[u, e].astype(np.float64)
+            p = np.exp(z - z.max())
+            probs.append(p[dyn.gold[u]] / p.sum())
+        assert metrics.loc[u, "confidence"] == pytest.approx(np.mean(probs), abs=1e-6)
+        assert metrics.loc[u, "variability"] == pytest.approx(np.std(probs), abs=1e-6)
+
+
+@pytest.mark.parametrize("task,change,message", [
+    ("token-classification", lambda r: {**r, "ner_tags": r["ner_tags"][:-1]}, "tokens but"),
+    ("token-classification", lambda r: {**r, "ner_tags": [7] * len(r["tokens"])}, "out of range for 3 tags"),
+    ("multi-label", lambda r: {**r, "labels": 1}, "must hold a list of label ids"),
+    ("multi-label", lambda r: {**r, "labels": [5]}, "out of range for 3 labels"),
+    ("multiple-choice", lambda r: {**r, "option2": ""}, "empty choice"),
+])
+def test_bad_task_data_is_one_line(task, change, message):
+    from datacarto.errors import DatacartoError
+
+    rows = {"token-classification": toy_tokens, "multi-label": toy_multilabel, "multiple-choice": toy_choices}[task](8)
+    ds = Dataset.from_list([change(r) for r in rows])
+    with pytest.raises(DatacartoError, match=message):
+        if task == "token-classification":
+            prepare_token_classification(ds, label_names=TOY_TAGS)
+        elif task == "multi-label":
+            prepare_multi_label(ds, text_columns=["text"], label_names=["sunny", "rainy", "windy"])
+        else:
+            prepare_multiple_choice(ds, text_columns=["sentence"], choice_columns=["option1", "option2"])
