@@ -86,9 +86,10 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
             shutil.rmtree(old, ignore_errors=True)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        inside = isinstance(e, OSError) and e.filename and str(e.filename).startswith(str(tmp) + os.sep)
-        if inside:
-            raise _named(e, path / os.path.relpath(e.filename, tmp)) from e
+        if isinstance(e, OSError) and e.errno is not None:
+            inside = e.filename and str(e.filename).startswith(str(tmp) + os.sep)
+            if inside or not e.filename:  # name the file the user will look for, not the temporary one
+                raise _named(e, path / os.path.relpath(e.filename, tmp) if inside else path) from e
         raise
 
 
@@ -159,8 +160,11 @@ def run_lock(folder: str | os.PathLike, *, what: str = "another datacarto proces
             raise _named(e, lock) from e
         try:
             os.write(fd, f"{os.getpid()}\n".encode())
-        finally:
+        except OSError as e:  # a full disk: no lock taken, none left behind
             os.close(fd)
+            lock.unlink()
+            raise _named(e, lock) from e
+        os.close(fd)
         break
     else:
         raise DatacartoError(f"could not take the lock {lock}: it keeps changing hands")

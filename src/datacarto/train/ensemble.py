@@ -261,6 +261,9 @@ class EnsembleTrainer:
         self.combine = combine
         self.args = self._make_args(args)
         self.text_columns = list(text_columns) if text_columns else None
+        if self.text_columns and label_column in self.text_columns:
+            raise DatacartoError(f"the label column {label_column!r} is also given as a text column: "
+                                 "the models would read the answer")
         self.label_column = label_column
         self.max_length = max_length
         self.eval_dataset = eval_dataset
