@@ -176,6 +176,20 @@ def run_lock(folder: str | os.PathLike, *, what: str = "another datacarto proces
                 lock.unlink()
 
 
+def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None, *,
+                      flag: str = "--out") -> Path:
+    """Refuse an output file with another extension (unless ``suffixes`` is None), or one that names a
+    directory, before any work."""
+    from .errors import DatacartoError
+
+    path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise DatacartoError(f"unsupported output format for {path}: use {', '.join(suffixes)}")
+    if path.is_dir():
+        raise DatacartoError(f"{flag} {path} is a directory: name a file")
+    return path
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     def _write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -75,8 +75,10 @@ def _check_options(args) -> None:
     names = split_list(args.class_names) or []
     if len(set(names)) != len(names):
         raise DatacartoError(f"duplicate --class-names: {args.class_names}")
-    if args.out and Path(args.out).is_dir():
-        raise DatacartoError(f"--out {args.out} is a directory: name a .json file")
+    if args.out:
+        from .._io import check_output_file
+
+        check_output_file(args.out)  # JSON, whatever the extension
     for m in args.models:
         if not Path(m).is_dir() and (m.startswith((".", "/")) or os.sep in m):
             raise DatacartoError(f"model folder not found: {m}")
