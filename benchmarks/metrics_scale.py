@@ -195,6 +195,15 @@ def import_rows(args) -> list[tuple[str, float, float, str]]:
     ]
 
 
+def print_import(args) -> None:
+    rows = import_rows(args)
+    width = max(len(r[0]) for r in rows)
+    print(f"import of allenai/cartography files: {args.import_n:,} examples x {args.epochs} epochs "
+          f"(best of {args.import_repeats}; loads best of {args.repeats})")
+    for name, wall, cpu, note in rows:
+        print(f"  {name:<{width}}  {wall:8.3f}  {cpu:8.3f}  {note}")
+
+
 def best_time(fn, repeats: int) -> tuple[float, float, object]:
     """Best wall-clock and best CPU time (this process) over ``repeats`` calls, and the result.
 
@@ -295,12 +304,7 @@ def main(argv: list[str] | None = None) -> int:
           f"the logits, target < 3x: {verdict(peak_metrics < 3 * nbytes)}")
     print(f"    load_dynamics: {peak_load / 2**20:.1f} MiB = {peak_load / nbytes:.2f}x the logits")
     if not args.skip_import:
-        rows = import_rows(args)
-        width = max(len(r[0]) for r in rows)
-        print(f"import of allenai/cartography files: {args.import_n:,} examples x {args.epochs} epochs "
-              f"(best of {args.import_repeats}; loads best of {args.repeats})")
-        for name, wall, cpu, note in rows:
-            print(f"  {name:<{width}}  {wall:8.3f}  {cpu:8.3f}  {note}")
+        print_import(args)
     return 0
 
 

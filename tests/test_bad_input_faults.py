@@ -51,6 +51,7 @@ def _errors():
         (FileNotFoundError(errno.ENOENT, "No such file or directory", "/nope"), "file not found: /nope"),
         (OSError(errno.EIO, "Input/output error", "/disk/f"), "/disk/f: Input/output error"),
         (OSError(errno.ENOSPC, "No space left on device"), "input/output error: No space left on device"),
+        (OSError("We couldn't connect to the Hub\nmore"), "We couldn't connect to the Hub"),
         (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "not valid UTF-8"),
         (json.JSONDecodeError("Expecting value", "x", 0), "invalid JSON: Expecting value"),
         (yaml.YAMLError("mapping values are not allowed here"), "invalid YAML: mapping values are not allowed here"),
@@ -58,7 +59,7 @@ def _errors():
     ]
 
 
-@pytest.mark.parametrize("index", range(11))
+@pytest.mark.parametrize("index", range(12))
 def test_wrapper_turns_errors_into_one_line(monkeypatch, capsys, index):
     exc, message = _errors()[index]
     _raising(monkeypatch, exc)

@@ -85,8 +85,10 @@ def describe_error(e: BaseException) -> str | None:
         template = _OS_ERRORS.get(e.errno)
         if name is not None and template is not None:
             return template.format(f=name)
-        reason = e.strerror or _first_line(e)
-        return f"{name}: {reason}" if name is not None else f"input/output error: {reason}"
+        if name is not None:
+            return f"{name}: {e.strerror or _first_line(e)}"
+        # no file named: the OS's reason (a full disk), or the message of a library's OSError
+        return f"input/output error: {e.strerror}" if e.errno is not None and e.strerror else _first_line(e)
     if isinstance(e, UnicodeError):
         return f"cannot read text: not valid UTF-8 ({_first_line(e)})"
     if isinstance(e, json.JSONDecodeError):

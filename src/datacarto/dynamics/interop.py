@@ -233,6 +233,12 @@ def _write_import(files: dict[int, Path], folder: Path, label_names, source: Pat
                            row_ids="rank of the guid in sorted order; guids in examples.parquet")
 
 
+def _check_no_dynamics(out: Path) -> None:
+    target = out / DYNAMICS_DIRNAME
+    if (out / MANIFEST).is_file() or (target.exists() and any(target.iterdir())):
+        raise DatacartoError(f"{out} already holds training dynamics: choose an empty output folder")
+
+
 def import_allenai(src: str | os.PathLike, out: str | os.PathLike, *, label_names: list[str] | None = None) -> Path:
     """Read allenai/cartography dynamics from ``src`` into a datacarto store under ``out``, all or nothing.
 
@@ -245,11 +251,11 @@ def import_allenai(src: str | os.PathLike, out: str | os.PathLike, *, label_name
     if out.exists() and not out.is_dir():
         raise DatacartoError(f"{out} is a file: the output must be a folder (new or empty)")
     target = out / DYNAMICS_DIRNAME
-    if (out / MANIFEST).is_file() or (target.exists() and any(target.iterdir())):
-        raise DatacartoError(f"{out} already holds training dynamics: choose an empty output folder")
+    _check_no_dynamics(out)
     created = not out.exists()
     try:
         with run_lock(out):
+            _check_no_dynamics(out)  # again: another import may have finished while we waited
             remove_partials(target)  # left by an import that was killed: we hold the lock
             with atomic_dir(target) as tmp:
                 _write_import(files, tmp, label_names, src)
