@@ -109,6 +109,8 @@ def test_a_failure_in_an_existing_folder_keeps_its_files(tmp_path, capsys):
     ('{"guid": "100", "gold": 0, "logits_epoch_0": [0, 1, 2]}', "line 2: guid '100': guids mix numbers"),
     ('{"guid": [1], "gold": 0, "logits_epoch_0": [0, 1, 2]}', "line 2: guid must be an integer or a string"),
     ("[1, 2, 3]", "line 2: expected a JSON object, got list"),
+    ('{"guid": 99999999999999999999, "gold": 0, "logits_epoch_0": [0, 1, 2]}', "line 2: guid 99999999999999999999 does"),
+    ('{"guid": 100, "gold": 99999999999999999999, "logits_epoch_0": [0, 1, 2]}', "line 2: gold label must be"),
     ('{"guid": 0, "gold": 0, "logits_epoch_0": [0, 1, 2]}', "duplicate guid 0"),
     ('{"guid": 100, "gold": 7, "logits_epoch_0": [0, 1, 2]}', "gold label 7 of guid 100 outside [0, 3)"),
 ])

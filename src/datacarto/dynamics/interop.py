@@ -101,7 +101,9 @@ def _check_record(record, key: str, guid_kind, width) -> str | None:
         return f"guid must be an integer or a string, got {guid!r}"
     if guid_kind is not None and _is_int(guid) != guid_kind:
         return f"guid {guid!r}: guids mix numbers and strings"
-    if not _is_int(gold):
+    if _is_int(guid) and not -2**63 <= guid < 2**63:
+        return f"guid {guid} does not fit in 64 bits: write it as a string"
+    if not _is_int(gold) or not -2**63 <= gold < 2**63:
         return f"gold label must be an integer class index, got {gold!r}"
     if not isinstance(logits, list) or not logits or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in logits):
