@@ -7,7 +7,14 @@ compares with a straightforward per-example Python loop timed on a subsample and
 
 Targets: load + all metrics < 1 s, >= 200x faster than the loop, peak memory < 3x the logits.
 
+Then the import of allenai/cartography files (--import-n examples x --epochs, 12-digit sparse guids,
+each epoch's lines shuffled): ``import_allenai`` next to the paper's own reader
+(``read_training_dynamics``: json.loads per line into a dict), and the load time of the imported run
+(row ids 0..N-1) next to the same dynamics stored under the sparse guids as row ids. Target: the
+import at least as fast as the paper's reader. --snli imports 550,152 examples (a few minutes).
+
     .venv/bin/python benchmarks/metrics_scale.py [--n 550152] [--repeats 5] [--loop-sample 5000]
+        [--import-n 100000 | --snli] [--skip-import]
 """
 
 from __future__ import annotations
@@ -115,6 +122,88 @@ def loop_metrics(gold: np.ndarray, logits: np.ndarray) -> list[dict]:
     return rows
 
 
+def write_allenai(folder: str, logits: np.ndarray, gold: np.ndarray, guids: np.ndarray, seed: int = 0) -> None:
+    """The paper's files: one ``{"guid", "logits_epoch_N", "gold"}`` line per example, shuffled per epoch."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    td = os.path.join(folder, "training_dynamics")
+    os.makedirs(td, exist_ok=True)
+    for e in range(logits.shape[1]):
+        order = rng.permutation(len(guids))
+        key = f"logits_epoch_{e}"
+        with open(os.path.join(td, f"dynamics_epoch_{e}.jsonl"), "w") as f:
+            for g, lg, y in zip(guids[order].tolist(), logits[order, e].tolist(), gold[order].tolist()):
+                f.write(json.dumps({"guid": g, key: lg, "gold": y}) + "\n")
+
+
+def paper_reader(folder: str) -> dict:
+    """allenai/cartography's ``read_training_dynamics`` (cartography/selection/selection_utils.py, tqdm
+    left out): json.loads per line into a dict guid -> {"gold", "logits": [one list per epoch]}."""
+    import json
+
+    train_dynamics: dict = {}
+    td_dir = os.path.join(folder, "training_dynamics")
+    num_epochs = len([f for f in os.listdir(td_dir) if os.path.isfile(os.path.join(td_dir, f))])
+    for epoch_num in range(num_epochs):
+        with open(os.path.join(td_dir, f"dynamics_epoch_{epoch_num}.jsonl")) as infile:
+            for line in infile:
+                record = json.loads(line.strip())
+                guid = record["guid"]
+                if guid not in train_dynamics:
+                    assert epoch_num == 0
+                    train_dynamics[guid] = {"gold": record["gold"], "logits": []}
+                train_dynamics[guid]["logits"].append(record[f"logits_epoch_{epoch_num}"])
+    return train_dynamics
+
+
+def import_rows(args) -> list[tuple[str, float, float, str]]:
+    """Time import_allenai against the paper's reader, and loading imported (contiguous) vs sparse ids."""
+    import itertools
+
+    from datacarto.dynamics.interop import import_allenai
+
+    n = args.import_n
+    _, gold, logits = synthetic_dynamics(n, args.epochs, args.classes, seed=1)
+    guids = np.sort(np.random.default_rng(2).choice(9 * 10**11, size=n, replace=False)) + 10**11  # 12 digits
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "paper")
+        t0 = time.perf_counter()
+        write_allenai(src, logits, gold, guids)
+        t_write = time.perf_counter() - t0
+        counter = itertools.count()
+        t_import, c_import, out = best_time(
+            lambda: import_allenai(src, os.path.join(tmp, f"imported{next(counter)}")), args.import_repeats)
+        t_paper, c_paper, _ = best_time(lambda: paper_reader(src), args.import_repeats)
+        sparse = DynamicsWriter(os.path.join(tmp, "sparse", "training_dynamics"))
+        rng = np.random.default_rng(3)
+        for t in range(args.epochs):  # as the import wrote them before: guids as row ids, in file order
+            order = rng.permutation(n)
+            sparse.write_epoch(t, guids[order], gold[order], logits[order, t])
+        t_contig, c_contig, dyn = best_time(lambda: load_dynamics(out), args.repeats)
+        t_sparse, c_sparse, _ = best_time(lambda: load_dynamics(os.path.join(tmp, "sparse")), args.repeats)
+        assert np.array_equal(dyn.ids, np.arange(n)) and np.array_equal(dyn.logits, logits)
+    ratio = t_paper / t_import
+    return [
+        (f"write {n:,} x {args.epochs} allenai lines (setup)", t_write, float("nan"), ""),
+        ("import_allenai (pyarrow.json, all or nothing)", t_import, c_import,
+         f"{ratio:.1f}x the paper's reader: {'PASS' if t_import <= t_paper else 'FAIL'} (target >= 1x)"),
+        ("paper's read_training_dynamics (json.loads per line)", t_paper, c_paper, ""),
+        ("load_dynamics, imported run (row ids 0..N-1)", t_contig, c_contig, ""),
+        ("load_dynamics, 12-digit sparse ids in file order (old import)", t_sparse, c_sparse,
+         f"{t_sparse / t_contig:.2f}x the contiguous load"),
+    ]
+
+
+def print_import(args) -> None:
+    rows = import_rows(args)
+    width = max(len(r[0]) for r in rows)
+    print(f"import of allenai/cartography files: {args.import_n:,} examples x {args.epochs} epochs "
+          f"(best of {args.import_repeats}; loads best of {args.repeats})")
+    for name, wall, cpu, note in rows:
+        print(f"  {name:<{width}}  {wall:8.3f}  {cpu:8.3f}  {note}")
+
+
 def best_time(fn, repeats: int) -> tuple[float, float, object]:
     """Best wall-clock and best CPU time (this process) over ``repeats`` calls, and the result.
 
@@ -147,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--loop-sample", type=int, default=5000)
+    p.add_argument("--import-n", type=int, default=100_000, help="examples in the import benchmark")
+    p.add_argument("--import-repeats", type=int, default=2)
+    p.add_argument("--snli", action="store_true", help="import at SNLI scale: 550,152 examples")
+    p.add_argument("--skip-import", action="store_true", help="only the metrics benchmark")
     args = p.parse_args(argv)
+    if args.snli:
+        args.import_n = 550_152
 
     ids, gold, logits = synthetic_dynamics(args.n, args.epochs, args.classes)
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    compute_metrics + assign_regions: {peak_metrics / 2**20:.1f} MiB = {peak_metrics / nbytes:.2f}x "
           f"the logits, target < 3x: {verdict(peak_metrics < 3 * nbytes)}")
     print(f"    load_dynamics: {peak_load / 2**20:.1f} MiB = {peak_load / nbytes:.2f}x the logits")
+    if not args.skip_import:
+        print_import(args)
     return 0
 
 

@@ -261,3 +261,73 @@ def test_cli_ensemble_bad_input(setup, tmp_path, capsys):
     cli_fails(capsys, ["ensemble", "--models", setup["a"], str(tmp_path / "nope"), "--dataset", setup["test"]],
            "model folder not found")
     cli_fails(capsys, ["ensemble", *models, "--dataset", str(tmp_path / "nope.jsonl")], "data file not found")
+
+
+# ----------------------------------------------------------------------------------------------
+# --regions-from: the data must be the recorded split's; checks before any model loads
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, tiny_model_no_dropout, toy_jsonl):
+    """A baseline that recorded 2 evaluations of a validation set (its regions), final model saved."""
+    from datacarto.train.baseline import train_baseline
+
+    base = tmp_path_factory.mktemp("regions")
+    rows = toy_nli(30, seed=7, noise=0.2)
+    val = write_jsonl(base / "val.jsonl", rows)
+    out = base / "baseline"
+    train_baseline(model=tiny_model_no_dropout, train=str(toy_jsonl), validation=val, output_dir=out,
+                   text_columns=["premise", "hypothesis"],
+                   training_args=training_args(out, num_train_epochs=2, eval_strategy="epoch"))
+    return out, val, rows
+
+
+def _regions_argv(out, data):
+    return ["ensemble", "--models", str(out / "model"), "--weights", "1", "--dataset", data, "--split",
+            "validation", "--regions-from", str(out)]
+
+
+def test_regions_from_accepts_the_recorded_data(recorded, capsys):
+    out, val, _ = recorded
+    assert main(_regions_argv(out, val)) == 0
+    assert "ambiguous_accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda rows: rows[:3] + [{**rows[3], "label": (rows[3]["label"] + 1) % 3}] + rows[4:],
+     "1 of 30 examples differ in text or label (first at row 3)"),
+    (lambda rows: rows[:5] + [{**rows[5], "hypothesis": rows[5]["hypothesis"] + " again"}] + rows[6:],
+     "1 of 30 examples differ in text or label (first at row 5)"),
+    (lambda rows: rows[1:] + rows[:1], "examples differ in text or label"),  # the same rows, another order
+    (lambda rows: toy_nli(30, seed=8), "examples differ in text or label"),  # a test set of the same size
+    (lambda rows: rows[:29], "recorded 30 examples of split 'validation'"),
+    (lambda rows: [{"premise": r["premise"], "label": r["label"]} for r in rows], "lacks the column(s) ['hypothesis']"),
+])
+def test_regions_from_refuses_other_data_of_the_same_size(recorded, tmp_path, capsys, change, message):
+    out, _, rows = recorded
+    other = write_jsonl(tmp_path / "other.jsonl", change([dict(r) for r in rows]))
+    cli_fails(capsys, _regions_argv(out, other), message)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--weights", "nan", "1"], "weights must be >= 0"),
+    (["--weights", "inf", "1"], "weights must be >= 0"),
+    (["--weights", "0", "0"], "positive sum"),
+    (["--tune-on", "validation", "--validation", "v.jsonl", "--step", "0"], "grid step must divide 1"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--max-length", "-3"], "--max-length must be at least 1"),
+    (["--class-names", "a,b,a"], "duplicate --class-names"),
+    (["--split", "../../x", "--regions-from", "run"], "invalid split name"),
+])
+def test_option_checks_run_before_any_model_loads(tmp_path, capsys, monkeypatch, extra, message):
+    from datacarto.train import ensemble
+
+    def no_models(*a, **k):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    monkeypatch.setattr(ensemble.EnsembleTrainer, "_load_members", no_models)
+    data = write_jsonl(tmp_path / "d.jsonl", toy_nli(6))
+    argv = ["ensemble", "--models", "m1", "m2", "--dataset", data, *extra]
+    if "--weights" not in extra:
+        argv += ["--weights", "1", "1"] if "--tune-on" not in extra else []
+    cli_fails(capsys, argv, message)

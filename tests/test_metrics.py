@@ -260,6 +260,10 @@ def test_golden_values_from_allenai_format(tmp_path):
     write_allenai_run(tmp_path / "paper")
     import_allenai(tmp_path / "paper", tmp_path / "run")
     df = get_metrics(tmp_path / "run")
+    assert df.index.tolist() == [0, 1, 2]  # row ids: ranks of the guids; the guids are kept
+    from datacarto.dynamics.store import load_examples
+
+    df.index = load_examples(tmp_path / "run")["guid"].reindex(df.index).to_numpy()
     assert df.index.tolist() == [10, 20, 30]
     assert df["gold"].tolist() == [1, 0, 1]
     for guid, expected in EXPECTED.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -141,3 +142,90 @@ def test_fingerprint_mismatch_is_refused(tmp_path):
     writer.check_fingerprint("aaa")  # same data: fine
     with pytest.raises(DatacartoError, match="different data set"):
         writer.check_fingerprint("bbb")
+
+
+# ----------------------------------------------------------------------------------------------
+# split names, manifests of the wrong shape, the run lock
+
+
+@pytest.mark.parametrize("split", ["../../../other", "a/b", "eval/x", ".", "..", "", "test\n", "vali dation",
+                                   "x.y", "/abs", "ünï"])
+def test_split_names_are_names_never_paths(tmp_path, split):
+    from datacarto.dynamics.store import check_split_name
+
+    with pytest.raises(DatacartoError, match="invalid split name"):
+        check_split_name(split)
+    with pytest.raises(DatacartoError, match="invalid split name"):
+        dynamics_dir(tmp_path, split)  # every path to a split goes through it
+    with pytest.raises(DatacartoError, match="invalid split name"):
+        load_dynamics(tmp_path, split)
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test", "validation_matched", "eval-2", "X9"])
+def test_plain_split_names_are_accepted(tmp_path, split):
+    from datacarto.dynamics.store import check_split_name
+
+    assert check_split_name(split) == split
+    assert dynamics_dir(tmp_path, split).name in (split, "training_dynamics")
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'"text"', b"\xff\xfe{}", b"{"])
+def test_manifest_of_the_wrong_shape_or_not_utf8_is_one_error(tmp_path, content):
+    from datacarto.dynamics.store import read_manifest
+
+    _write(tmp_path)
+    (dynamics_dir(tmp_path / "run") / "manifest.json").write_bytes(content)
+    with pytest.raises(DatacartoError, match="unreadable manifest"):
+        read_manifest(dynamics_dir(tmp_path / "run"))
+    with pytest.raises(DatacartoError, match="unreadable manifest"):
+        load_dynamics(tmp_path / "run")
+
+
+def test_run_lock_refuses_a_second_holder_and_releases(tmp_path):
+    from datacarto._io import LOCK_NAME, run_lock
+
+    with run_lock(tmp_path / "run") as lock:
+        assert lock.read_text().strip() == str(os.getpid())
+        with pytest.raises(DatacartoError, match=f"in use by process {os.getpid()}"):
+            with run_lock(tmp_path / "run"):
+                pass
+        assert lock.exists()  # the refused one did not remove the holder's lock
+    assert not (tmp_path / "run" / LOCK_NAME).exists()
+    with pytest.raises(RuntimeError):  # released on errors too
+        with run_lock(tmp_path / "run"):
+            raise RuntimeError("boom")
+    assert not (tmp_path / "run" / LOCK_NAME).exists()
+
+
+def test_run_lock_takes_over_a_stale_lock(tmp_path):
+    import subprocess
+    import sys
+
+    from datacarto._io import LOCK_NAME, run_lock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / LOCK_NAME).write_text(f"{dead.pid}\n")
+    with run_lock(tmp_path) as lock:
+        assert lock.read_text().strip() == str(os.getpid())
+    assert not lock.exists()
+
+
+def test_run_lock_in_two_processes_at_once(tmp_path):
+    """Two processes ask at the same moment: exactly one holds the lock, the other is refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys, time; from datacarto._io import run_lock; from datacarto.errors import DatacartoError\n"
+              "time.sleep(max(0, float(sys.argv[2]) - time.time()))\n"
+              "try:\n    with run_lock(sys.argv[1]):\n        print('held', flush=True); time.sleep(1.5)\n"
+              "except DatacartoError as e:\n    print('refused', e, flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    import time
+
+    start = str(time.time() + 1.0)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), start], stdout=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outs[0] == "held" and outs[1].startswith("refused") and "in use by process" in outs[1], outs

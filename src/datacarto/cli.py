@@ -1,14 +1,17 @@
 """The ``datacarto`` command: a thin shell over the Python API.
 
 Each subcommand lives in ``datacarto/commands/<name>.py`` and defines ``main(argv)``.
-Errors the user can fix are printed as one line (no traceback) with a non-zero exit.
+Errors the user can fix (bad input, missing or unreadable files, a full or read-only disk) are printed
+as one line ``datacarto: error: ...`` with exit code 2; ``datacarto --debug COMMAND`` adds the traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
+import traceback
 
 COMMANDS = {
     "train": ("datacarto.commands.train", "fine-tune a model while recording training dynamics"),
@@ -29,9 +32,10 @@ EXIT_USER_ERROR = 2
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: datacarto COMMAND [options]", "", "commands:"]
+    lines = ["usage: datacarto [--debug] COMMAND [options]", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run 'datacarto COMMAND --help' for a command's options."]
+    lines += ["", "Run 'datacarto COMMAND --help' for a command's options.",
+              "--debug: print the traceback of an error as well as its one-line message."]
     return "\n".join(lines)
 
 
@@ -50,9 +54,59 @@ def passive_omp_threads() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+_OS_ERRORS = {
+    errno.ENOSPC: "cannot write {f}: no space left on device",
+    errno.EDQUOT: "cannot write {f}: disk quota exceeded",
+    errno.EROFS: "cannot write {f}: read-only file system",
+    errno.EACCES: "cannot access {f}: permission denied",
+    errno.EPERM: "cannot access {f}: operation not permitted",
+    errno.EISDIR: "{f} is a directory, expected a file",
+    errno.ENOTDIR: "{f}: a path component is not a directory",
+    errno.ENOENT: "file not found: {f}",
+    errno.EEXIST: "{f} already exists",
+}
+
+
+def describe_error(e: BaseException) -> str | None:
+    """The one line the CLI prints for an error the user can act on, or None (a bug: traceback)."""
+    import json
+
+    from .errors import DatacartoError
+
+    if isinstance(e, DatacartoError):
+        return str(e)
+    if isinstance(e, OSError):
+        name = e.filename if e.filename is not None else None
+        template = _OS_ERRORS.get(e.errno)
+        if name is not None and template is not None:
+            return template.format(f=name)
+        if name is not None:
+            return f"{name}: {e.strerror or _first_line(e)}"
+        # no file named: the OS's reason (a full disk), or the message of a library's OSError
+        return f"input/output error: {e.strerror}" if e.errno is not None and e.strerror else _first_line(e)
+    if isinstance(e, UnicodeError):
+        return f"cannot read text: not valid UTF-8 ({_first_line(e)})"
+    if isinstance(e, json.JSONDecodeError):
+        return f"invalid JSON: {_first_line(e)}"
+    for module, kinds in (("yaml", ("YAMLError",)), ("pyarrow", ("ArrowException",))):
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(e, tuple(getattr(loaded, k) for k in kinds)):
+            what = "invalid YAML" if module == "yaml" else "unreadable data (pyarrow)"
+            return f"{what}: {_first_line(e)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     passive_omp_threads()  # every command: the training ones load torch
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(argv) and argv[0] == "--debug"
+    if debug:
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else EXIT_USER_ERROR
@@ -64,18 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         return fail(f"unknown command {name!r}; commands: {', '.join(COMMANDS)}")
-    from .errors import DatacartoError
-
     try:
         module = importlib.import_module(COMMANDS[name][0])
         code = module.main(rest) if name not in ("import-allenai", "export-allenai") else module.main(name, rest)
         return int(code or 0)
-    except DatacartoError as e:
-        return fail(str(e))
-    except FileNotFoundError as e:
-        return fail(f"file not found: {e.filename or e}")
     except KeyboardInterrupt:
         return fail("interrupted")
+    except Exception as e:
+        message = describe_error(e)
+        if message is None:
+            raise  # a bug, not bad input: the traceback is what a report needs
+        if debug:
+            traceback.print_exc()
+        return fail(message)
     finally:
         from .record.distributed import end_distributed
 

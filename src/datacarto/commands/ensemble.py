@@ -54,23 +54,93 @@ def _same_source(a: str, b: str, split_a: str, split_b: str) -> bool:
     return name_a == name_b and (s_a or split_a) == (s_b or split_b)
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    if args.weights is not None and len(args.weights) != len(args.models):
-        raise DatacartoError(f"{len(args.weights)} --weights given for {len(args.models)} --models")
+def _check_options(args) -> None:
+    """Every check that needs neither the data nor a model: before anything loads."""
+    from ..train.ensemble import check_weights, simplex_grid
+
+    if args.weights is not None:
+        if len(args.weights) != len(args.models):
+            raise DatacartoError(f"{len(args.weights)} --weights given for {len(args.models)} --models")
+        check_weights(args.weights, len(args.models))  # NaN, inf, negative, all zero
     if args.tune_on and not args.validation:
         raise DatacartoError("--tune-on validation needs the validation data: pass --validation FILE")
     if args.tune_on and _same_source(args.validation, args.dataset, "validation", args.split):
         raise DatacartoError(f"--validation and --dataset are the same data ({args.dataset}): "
                              "tuning weights on the evaluated split would overstate the result")
+    if args.tune_on:
+        simplex_grid(2, args.step)  # the step must divide 1
+    for flag in ("batch_size", "max_length"):
+        if getattr(args, flag) < 1:
+            raise DatacartoError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    names = split_list(args.class_names) or []
+    if len(set(names)) != len(names):
+        raise DatacartoError(f"duplicate --class-names: {args.class_names}")
+    if args.out:
+        from .._io import check_output_file
+
+        check_output_file(args.out)  # JSON, whatever the extension
+    for m in args.models:
+        if not Path(m).is_dir() and (m.startswith((".", "/")) or os.sep in m):
+            raise DatacartoError(f"model folder not found: {m}")
+    if args.regions_from:
+        from ..dynamics.store import dynamics_dir, list_epoch_files
+
+        directory = dynamics_dir(args.regions_from, args.split)  # the split must be a name
+        if not list_epoch_files(directory):
+            raise DatacartoError(f"no training dynamics found in {directory}: {args.regions_from} recorded no "
+                                 f"split {args.split!r} (--regions-from needs it)")
+
+
+def _check_recorded_examples(trainer, data, args) -> None:
+    """Refuse --regions-from unless --dataset holds the very examples the run recorded for --split.
+
+    Compares content fingerprints computed as the recorder computes them (the recorded text columns
+    and the integer label of each row, in row order): same size is not enough.
+    """
+    import pandas as pd
+
+    from ..dynamics.store import (
+        dataset_fingerprint,
+        dynamics_dir,
+        example_fingerprints,
+        load_examples,
+        read_manifest,
+    )
+
+    directory = dynamics_dir(args.regions_from, args.split)
+    manifest = read_manifest(directory)
+    recorded = load_examples(args.regions_from, args.split)
+    ds, gold = trainer.prepared(data, split=args.split)
+    what = f"{args.regions_from} recorded {{}} examples of split {args.split!r}, {args.dataset} has {len(ds)}"
+    n = manifest.get("n_examples", None if recorded is None else len(recorded))
+    if n is not None and n != len(ds):
+        raise DatacartoError(what.format(n) + ": not the same data")
+    columns = list(manifest.get("text_columns") or [])
+    if manifest.get("dataset_fingerprint") is None or recorded is None or gold is None:
+        raise DatacartoError(f"{directory} records no example fingerprints: cannot check that {args.dataset} is "
+                             "the data its regions belong to")
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise DatacartoError(f"{args.dataset} lacks the column(s) {missing} recorded for split {args.split!r} "
+                             f"in {args.regions_from}: not the same data")
+    frame = ds.select_columns(columns).to_pandas() if columns else pd.DataFrame(index=range(len(ds)))
+    fps = example_fingerprints(frame.assign(__label=gold))
+    if dataset_fingerprint(fps) != manifest["dataset_fingerprint"]:
+        differ = np.flatnonzero(fps != recorded["fingerprint"].to_numpy(dtype=np.uint64)[:len(fps)])
+        first = f" (first at row {int(differ[0])})" if differ.size else " (their order differs)"
+        raise DatacartoError(f"{args.dataset} is not the data {args.regions_from} recorded for split "
+                             f"{args.split!r}: {differ.size} of {len(fps)} examples differ in text or label{first}; "
+                             "its regions would be wrong here")
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    _check_options(args)
     import torch
 
     from ..data import load_table
     from ..train.ensemble import EnsembleTrainer
 
-    for m in args.models:
-        if not Path(m).is_dir() and (m.startswith((".", "/")) or os.sep in m):
-            raise DatacartoError(f"model folder not found: {m}")
     # the data first: a wrong path fails before N models are loaded
     data = load_table(args.dataset, args.split)
     validation = load_table(args.validation, "validation") if args.tune_on else None
@@ -80,6 +150,8 @@ def main(argv: list[str]) -> int:
         text_columns=split_list(args.text_columns), label_column=args.label_column,
         label_names=split_list(args.class_names), max_length=args.max_length,
     )
+    if args.regions_from:
+        _check_recorded_examples(trainer, data, args)  # before any forward pass
     if args.tune_on:
         if trainer.fingerprint(validation) == trainer.fingerprint(data):
             raise DatacartoError("--validation holds the same examples as --dataset: refusing to tune on the "
@@ -89,6 +161,10 @@ def main(argv: list[str]) -> int:
     out = trainer.predict(data)
     if out.label_ids is None:
         raise DatacartoError(f"label column {args.label_column!r} not in {args.dataset}: nothing to score")
+    return _report(args, trainer, members, out)
+
+
+def _report(args, trainer, members, out) -> int:
     gold = out.label_ids
     weights = trainer.current_weights
     source = {"given": "given", "uniform": "uniform (no --weights)", "tuned": f"tuned on {args.validation}"}
@@ -112,9 +188,6 @@ def main(argv: list[str]) -> int:
         from ..evaluation import eval_regions, evaluate_by_region
 
         regions = eval_regions(args.regions_from, args.split)
-        if len(regions) != len(gold):
-            raise DatacartoError(f"{args.regions_from} recorded {len(regions)} examples of split {args.split!r}, "
-                                 f"the data set has {len(gold)}: not the same data")
         preds = {m.name: L for m, L in zip(trainer.members, members)}
         preds["ensemble"] = out.predictions
         table = evaluate_by_region(preds, gold, regions.to_numpy())

@@ -90,6 +90,10 @@ def main(argv: list[str]) -> int:
     if not data.subset:
         raise DatacartoError("--subset is required (a file written by 'datacarto select')")
     check_choice(data.init, INITS, "--init")
+    if data.max_length < 1:
+        raise DatacartoError(f"--max-length must be at least 1, got {data.max_length}")
+    if not data.focal_gamma >= 0:  # also NaN
+        raise DatacartoError(f"--focal-gamma must be >= 0, got {data.focal_gamma}")
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
     loss = build_loss(data)

@@ -54,10 +54,10 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if not Path(args.run).exists():
         raise DatacartoError(f"run directory {args.run} not found")
-    if args.out and Path(args.out).suffix.lower() not in _FORMATS:
-        raise DatacartoError(f"unsupported output format for {args.out}: use .parquet, .csv or .jsonl")
+    from .._io import check_output_file, write_frame
 
-    from .._io import write_frame
+    if args.out:
+        check_output_file(args.out, _FORMATS)
     from ..dynamics.cache import get_metrics
 
     with warnings.catch_warnings(record=True) as caught:

@@ -88,9 +88,11 @@ def main(argv: list[str]) -> int:
         raise DatacartoError("--control-disjoint needs --random-control or --control-out")
     if not Path(args.run).exists():
         raise DatacartoError(f"run directory {args.run} not found")
-    for path in filter(None, (args.out, args.control_out)):
-        if Path(path).suffix.lower() not in SUBSET_SUFFIXES:
-            raise DatacartoError(f"unsupported output format for {path}: use .jsonl, .csv or .parquet")
+    from .._io import check_output_file
+
+    for flag, path in (("--out", args.out), ("--control-out", args.control_out)):
+        if path:
+            check_output_file(path, SUBSET_SUFFIXES, flag=flag)
 
     from ..dynamics.cache import get_metrics
 

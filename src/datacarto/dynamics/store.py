@@ -35,7 +35,20 @@ EXAMPLES = "examples.parquet"
 FORMAT_VERSION = 1
 LOGITS_DTYPE = np.float32
 _SUB_BITS = 24  # a unit's key while loading: row_id << 24 | sub_id (up to 16M units per example)
-_EPOCH_RE = re.compile(r"^epoch_(\d+)\.parquet$")
+_EPOCH_RE = re.compile(r"epoch_(\d+)\.parquet")
+_SPLIT_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_split_name(split: str) -> str:
+    """``split`` if it is a plain name (letters, digits, ``_``, ``-``); DatacartoError otherwise.
+
+    A split names a folder under ``eval/``: a path (``../x``), a dot, a separator or a trailing
+    newline would let it point outside the run, so it is checked with ``re.fullmatch``.
+    """
+    if not isinstance(split, str) or not _SPLIT_RE.fullmatch(split):
+        raise DatacartoError(f"invalid split name {split!r}: use letters, digits, '_' and '-' only "
+                             "(e.g. train, validation, test)")
+    return split
 
 
 def dynamics_dir(run_dir: str | os.PathLike, split: str = "train") -> Path:
@@ -44,6 +57,8 @@ def dynamics_dir(run_dir: str | os.PathLike, split: str = "train") -> Path:
     ``run_dir`` may be a training output dir (holding ``training_dynamics/``) or the
     ``training_dynamics`` folder itself.
     """
+    if split is not None:
+        check_split_name(split)
     run_dir = Path(run_dir)
     base = run_dir / DYNAMICS_DIRNAME
     if not base.is_dir() and (run_dir / MANIFEST).is_file():
@@ -64,7 +79,7 @@ def list_epoch_files(directory: str | os.PathLike) -> dict[int, Path]:
         return {}
     found = {}
     for p in directory.iterdir():
-        m = _EPOCH_RE.match(p.name)
+        m = _EPOCH_RE.fullmatch(p.name)
         if m:
             found[int(m.group(1))] = p
     return dict(sorted(found.items()))
@@ -75,9 +90,12 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: invalid JSON or not UTF-8
         raise DatacartoError(f"unreadable manifest {path}: {e}") from e
+    if not isinstance(manifest, dict):
+        raise DatacartoError(f"unreadable manifest {path}: expected a JSON object, got {type(manifest).__name__}")
+    return manifest
 
 
 def package_versions() -> dict[str, str]:

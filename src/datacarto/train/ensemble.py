@@ -95,8 +95,10 @@ def log_loss_of(scores: np.ndarray, gold: np.ndarray) -> float:
 def simplex_grid(n_members: int, step: float) -> np.ndarray:
     """Every weight vector with entries in multiples of ``step`` summing to 1, (G, M), in lexicographic
     order of the first member's weight descending (so ``[1, 0, ...]`` comes first)."""
+    if not (0 < step <= 1):  # also NaN; before the division
+        raise DatacartoError(f"grid step must divide 1 (e.g. 0.05 or 0.1), got {step}")
     k = round(1.0 / step)
-    if step <= 0 or step > 1 or abs(k * step - 1.0) > 1e-9:
+    if abs(k * step - 1.0) > 1e-9:
         raise DatacartoError(f"grid step must divide 1 (e.g. 0.05 or 0.1), got {step}")
     points = [c for c in itertools.product(range(k, -1, -1), repeat=n_members - 1) if sum(c) <= k]
     grid = np.array([[*c, k - sum(c)] for c in points], dtype=np.float64) / k
@@ -259,6 +261,9 @@ class EnsembleTrainer:
         self.combine = combine
         self.args = self._make_args(args)
         self.text_columns = list(text_columns) if text_columns else None
+        if self.text_columns and label_column in self.text_columns:
+            raise DatacartoError(f"the label column {label_column!r} is also given as a text column: "
+                                 "the models would read the answer")
         self.label_column = label_column
         self.max_length = max_length
         self.eval_dataset = eval_dataset
@@ -371,6 +376,11 @@ class EnsembleTrainer:
     def fingerprint(self, dataset, split: str = "validation") -> str:
         """The content fingerprint (text columns and labels) under which a data set's logits are cached."""
         return self._prepare(dataset, split=split).fingerprint
+
+    def prepared(self, dataset, split: str = "test"):
+        """``(datasets.Dataset, gold)``: the rows the members predict, labels as integers (gold None if unlabelled)."""
+        prep = self._prepare(dataset, split=split)
+        return prep.dataset, prep.gold
 
     def labels(self, dataset, split: str = "test") -> np.ndarray:
         """Gold labels of ``dataset`` in the rows the ensemble predicts (no forward pass)."""

@@ -76,6 +76,20 @@ def _subset_dataset(run_dir: Path, subset):
     raise DatacartoError(f"subset must be a file, a datasets.Dataset or row ids, got {type(subset).__name__}")
 
 
+def _check_row_ids(run_dir: Path, ids: np.ndarray) -> None:
+    """The subset's row ids must be examples of the run (a subset of another run would be mislabelled)."""
+    from ..dynamics.store import load_examples
+
+    examples = load_examples(run_dir)
+    if examples is None:
+        return
+    unknown = np.setdiff1d(ids, examples.index.to_numpy())
+    if unknown.size:
+        raise DatacartoError(f"the subset's row ids {unknown[:5].tolist()}{' ...' if unknown.size > 5 else ''} "
+                             f"({unknown.size} of {ids.size}) are not examples of {run_dir} ({len(examples)} "
+                             "examples): was it selected from another run?")
+
+
 def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline", model: str | None = None,
                   output_dir: str | os.PathLike, validation=None, training_args=None, loss=None,
                   label_column: str = "label", max_length: int = 128, dynamics_mode: str = "training_pass",
@@ -118,6 +132,7 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
     source_ids = None
     if "row_id" in ds.column_names:
         source_ids = np.asarray(column_values(ds, "row_id"), dtype=np.int64)
+        _check_row_ids(run_dir, source_ids)
         if SOURCE_ROW_ID in ds.column_names:
             ds = ds.remove_columns(SOURCE_ROW_ID)
         ds = ds.rename_column("row_id", SOURCE_ROW_ID)
