@@ -181,6 +181,9 @@ def audit_run(run_dir: str | os.PathLike, *, noisy_column: str | None = "is_flip
             raise DatacartoError(f"column {noisy_column!r} not in the run's examples "
                                  f"(columns: {list(examples.columns)})")
         noisy = examples[noisy_column]
+        if noisy.map(lambda v: isinstance(v, str)).any():
+            raise DatacartoError(f"column {noisy_column!r} must hold true/false or 0/1 per example, got "
+                                 f"{noisy[noisy.map(lambda v: isinstance(v, str))].iloc[0]!r}")
         what = {"noisy_column": noisy_column}
     config = {"run": str(run_dir), "split": split, **what}
     return audit_frame(metrics, noisy, output_dir or run_dir, scores=scores, config=config)
@@ -199,6 +202,9 @@ def run_audit(*, dataset, model: str, output_dir: str | os.PathLike, noise: floa
     a local file or a ``datasets.Dataset``; ``training_args``: as for ``train_baseline``.
     Returns None on the non-main ranks of a distributed run (only rank 0 scores and writes).
     """
+    from .noise import check_score_names
+
+    check_score_names(scores)
     from ._io import write_frame
     from .data import load_table, prepare_labels
     from .dynamics.cache import get_metrics

@@ -31,6 +31,8 @@ def load_table(name_or_file: str | os.PathLike, split: str = "train"):
     if path.suffix.lower() in _BUILDERS:
         if not path.is_file():
             raise DatacartoError(f"data file not found: {path}")
+        if path.suffix.lower() != ".parquet":
+            _check_text_file(path)
         kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
         try:
             return datasets.load_dataset(_BUILDERS[path.suffix.lower()], data_files=str(path), split="train",
@@ -46,6 +48,29 @@ def load_table(name_or_file: str | os.PathLike, split: str = "train"):
         return datasets.load_dataset(name, split=hub_split or split)
     except Exception as e:
         raise DatacartoError(f"cannot load data set {text!r} from the Hugging Face Hub: {e}") from e
+
+
+def _check_text_file(path: Path) -> None:
+    """A jsonl/csv file must be UTF-8 and (csv) have distinct column names: checked before datasets reads it."""
+    import codecs
+
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                raise DatacartoError(f"{path} is not UTF-8 text (byte 0x{chunk[e.start]:02x} at offset "
+                                     f"{offset + e.start})") from e
+            offset += len(chunk)
+    if path.suffix.lower() in (".csv", ".tsv"):
+        import csv
+
+        with open(path, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+        dups = sorted({c for c in header if header.count(c) > 1})
+        if dups:
+            raise DatacartoError(f"{path} has duplicate column names {dups}: rename them")
 
 
 @dataclass
@@ -70,7 +95,10 @@ def column_values(ds, name: str) -> np.ndarray:
 
 
 def infer_text_columns(ds, label_column: str) -> list[str]:
-    """String columns other than the label, in data set order."""
+    """String columns other than the label, in data set order; a column with no value at all is an error."""
+    empty = [c for c, f in ds.features.items() if getattr(f, "dtype", None) == "null"]
+    if empty:
+        raise DatacartoError(f"column(s) {empty} hold no value in any row: drop them or pass --text-columns")
     cols = [c for c, f in ds.features.items() if c != label_column and getattr(f, "dtype", None) in ("string", "large_string")]
     if not cols:
         raise DatacartoError(f"no text columns found (columns: {ds.column_names}); pass --text-columns")
@@ -95,6 +123,9 @@ def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "l
         raise DatacartoError(f"text column(s) {missing} not in the {what} (columns: {ds.column_names})")
     check_text_columns(ds, text_columns, label_column, what)
 
+    if label_names is not None and len(set(label_names)) != len(label_names):
+        dups = sorted({n for n in label_names if list(label_names).count(n) > 1})
+        raise DatacartoError(f"duplicate --class-names {dups}: each label needs its own name")
     feature = ds.features[label_column]
     if label_names is None and hasattr(feature, "names"):
         label_names = list(feature.names)
@@ -214,8 +245,9 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
         head = any(a.endswith(_HEADS[task]) for a in (config.architectures or []))
         if head and task != "multiple-choice" and config.num_labels != num_labels:
             raise DatacartoError(
-                f"model {name_or_dir!r} is a classifier with {config.num_labels} labels but the data has "
-                f"{num_labels}: use a model with {num_labels} labels or its pretrained base"
+                f"the data's labels imply {num_labels} classes (labels 0..{num_labels - 1}), out of range for model "
+                f"{name_or_dir!r}, a classifier with {config.num_labels} labels: check the label column, or use a "
+                f"model with {num_labels} labels or its pretrained base"
             )
         if not head:  # a base model, or another task's head: this task's head starts fresh
             kwargs["ignore_mismatched_sizes"] = True

@@ -205,6 +205,15 @@ def noisy_mask(metrics: pd.DataFrame, is_noisy, *, allow_one_class: bool = False
     return mask
 
 
+def check_score_names(scores) -> None:
+    """Unknown score names fail at once, before anything trains (a mapping may name custom columns)."""
+    if scores is None or isinstance(scores, Mapping):
+        return
+    unknown = [s for s in ([scores] if isinstance(scores, str) else scores) if s not in SCORE_DIRECTIONS]
+    if unknown:
+        raise DatacartoError(f"unknown score(s) {unknown}: known scores are {list(SCORE_DIRECTIONS)}")
+
+
 def _resolve_scores(metrics: pd.DataFrame, scores) -> dict[str, str]:
     """Score name -> direction. None: every known score present in ``metrics``."""
     if scores is None:

@@ -63,6 +63,10 @@ def main(argv: list[str]) -> int:
 
     from ..pipeline import RunLayout, run_pipeline
 
+    if args.epochs < 1:
+        from ..errors import DatacartoError
+
+        raise DatacartoError(f"--epochs must be at least 1, got {args.epochs}")
     config = demo_config(args.output_dir, n_train=args.n_train, n_validation=args.n_validation, n_test=args.n_test,
                          epochs=args.epochs, flip=args.flip, ambiguous=args.ambiguous, seed=args.seed,
                          model=args.model)

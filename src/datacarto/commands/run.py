@@ -94,6 +94,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise DatacartoError(f"config file not found: {path}")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DatacartoError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from e
     except yaml.YAMLError as e:
         raise DatacartoError(f"cannot parse {path}: {_one_line(e)}") from e
     if values is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import DatacartoError
 from ..train.baseline import TRAINING_DEFAULTS
 
 
@@ -72,6 +73,8 @@ def main(argv: list[str]) -> int:
     from ..train.baseline import train_baseline
 
     data, test, args = parse_with_training_args(argv, DataArguments, TestArguments, prog="datacarto train")
+    if data.max_length < 1:
+        raise DatacartoError(f"--max-length must be at least 1, got {data.max_length}")
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
     result = train_baseline(

@@ -80,6 +80,8 @@ class PipelineConfig:
         self._check_required()
         self.text_columns = _str_list(self.text_columns, "text_columns")
         self.class_names = _str_list(self.class_names, "class_names")
+        if self.class_names and len(set(self.class_names)) != len(self.class_names):
+            raise DatacartoError(f"config key 'class_names' has duplicate names: {self.class_names}")
         for key in ("max_length", "seed"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or (key == "max_length" and value < 1):
@@ -151,8 +153,34 @@ def check_training_args(values, key: str = "training_args") -> dict[str, Any]:
         json.dumps(values)
     except TypeError as e:
         raise DatacartoError(f"{key} values must be plain numbers, strings, lists or mappings: {e}") from e
+    _check_field_types(values, key)
     # 3 and 3.0 are the same setting (YAML vs. a command-line flag): one form, so resume hashes agree
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
+
+
+def _check_field_types(values: dict[str, Any], key: str) -> None:
+    """Numbers and booleans where TrainingArguments declares them (``num_train_epochs: three`` is refused)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    types = {f.name: _declared(f.type) for f in dataclasses.fields(TrainingArguments)}
+    for name, value in values.items():
+        declared = types.get(name)
+        if declared in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DatacartoError(f"{key}.{name} must be a number, got {value!r}")
+        if declared is bool and not isinstance(value, bool):
+            raise DatacartoError(f"{key}.{name} must be true or false, got {value!r}")
+
+
+def _declared(annotation):
+    """The plain type of a field annotation (``float``, ``int``, ``bool``), or None for anything else."""
+    import typing
+
+    if isinstance(annotation, type):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if len(args) == 1 and isinstance(args[0], type) else None
 
 
 def _select_params() -> set[str]:

@@ -109,12 +109,14 @@ def _text(value: Any) -> str:
 
 
 def _md_inline(text: str) -> str:
-    return str(text).replace("\r", " ").replace("\n", " ")
+    """One line of text that a Markdown renderer shows literally: HTML-significant characters as entities."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _md_cell(value: Any) -> str:
     text = _md_inline(_text(value))
-    for ch in ("\\", "|", "<", ">", "*", "_", "`", "[", "]"):
+    for ch in ("\\", "|", "*", "_", "`", "[", "]"):
         text = text.replace(ch, "\\" + ch)
     return text
 
