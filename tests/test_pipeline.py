@@ -477,3 +477,31 @@ def test_every_config_key_is_a_run_flag_derived_from_the_config():
     flags = {f.name for f in dataclasses.fields(_run_arguments())}
     assert set(_CLI_ONLY) <= flags
     assert (flags - set(_CLI_ONLY)) | set(_FROM_TRAINING_ARGS) == {f.name for f in dataclasses.fields(PipelineConfig)}
+
+
+def test_two_runs_into_one_folder_at_once(data_files, tmp_path, capsys):
+    """The second `datacarto run` is refused with one line while the first holds the folder; the first finishes."""
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    out = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    values = make_config(data_files, out)
+    config.write_text(yaml.safe_dump({k: getattr(values, k) for k in (
+        "model", "dataset", "validation", "test", "output_dir", "text_columns", "class_names", "max_length",
+        "training_args", "focus_training_args", "recipes", "title")}))
+    first = subprocess.Popen([sys.executable, "-m", "datacarto.cli", "run", "--config", str(config), "--quiet"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / ".datacarto.lock").exists():
+        assert first.poll() is None, first.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    code = cli_main(["run", "--config", str(config), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is in use by process" in err[0], err
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    assert (out / "report.html").is_file() and not (out / ".datacarto.lock").exists()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .._io import write_json_atomic
+from .._io import run_lock, write_json_atomic
 from .._validation import fmt_seconds
 from ..errors import DatacartoError
 from .config import PipelineConfig
@@ -87,10 +87,10 @@ def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool |
     start = time.perf_counter()
     ctx = Context(config, force=forced, log=log, progress=progress and not quiet)
     layout = ctx.layout
-    layout.root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(layout.config_json, config.to_dict())
-    for stage in STAGE_FUNCTIONS.values():
-        stage(ctx)
+    with run_lock(layout.root, what="another datacarto run"):  # two runs into one folder: the second is refused
+        write_json_atomic(layout.config_json, config.to_dict())
+        for stage in STAGE_FUNCTIONS.values():
+            stage(ctx)
     seconds = time.perf_counter() - start
     ran = [n for n in STAGES if ctx.rec(n).ran]
     log(f"done in {fmt_seconds(seconds)} ({len(ran)} of {len(STAGES)} stages ran); report: {layout.report_html}")
