@@ -154,3 +154,42 @@ def test_bad_task_data_is_one_line(task, change, message):
             prepare_multi_label(ds, text_columns=["text"], label_names=["sunny", "rainy", "windy"])
         else:
             prepare_multiple_choice(ds, text_columns=["sentence"], choice_columns=["option1", "option2"])
+
+
+def test_example_scores_aggregate_the_units(tmp_path, task_model):
+    from datacarto.dynamics.cache import get_metrics
+    from datacarto.units import summary_by
+
+    rows, *_ = train("token-classification", "training_pass", task_model, tmp_path, num_train_epochs=3)
+    units = get_metrics(tmp_path, level="unit")
+    examples = get_metrics(tmp_path)
+    assert len(units) == sum(len(r["tokens"]) for r in rows) and len(examples) == len(rows)
+    for r in [0, 5, len(rows) - 1]:
+        mine = units[units["row_id"] == r]
+        assert examples.loc[r, "confidence"] == pytest.approx(mine["confidence"].mean())
+        assert examples.loc[r, "confidence_min"] == pytest.approx(mine["confidence"].min())
+        assert examples.loc[r, "hardest_unit"] == mine.loc[mine["confidence"].idxmin(), "sub_id"]
+        assert examples.loc[r, "n_units"] == len(rows[r]["tokens"])
+        assert examples.loc[r, "hard_share"] == pytest.approx((mine["region"] == "hard-to-learn").mean())
+    assert set(examples["region"].dropna()) <= {"easy-to-learn", "ambiguous", "hard-to-learn"}
+    tags = summary_by(units, units["gold"].to_numpy(), TOY_TAGS)
+    assert set(tags.index) == set(TOY_TAGS) and tags["n"].sum() == len(units)
+
+
+def test_select_and_export_by_example(tmp_path, task_model, capsys):
+    from datacarto.cli import main
+
+    rows, *_ = train("multi-label", "training_pass", task_model, tmp_path / "run")
+    out = tmp_path / "amb.jsonl"
+    assert main(["select", str(tmp_path / "run"), "--region", "ambiguous", "--fraction", "0.5",
+                 "--out", str(out)]) == 0
+    import json
+
+    picked = [json.loads(line) for line in out.read_text().splitlines()]
+    from datacarto.dynamics.cache import get_metrics
+
+    examples = get_metrics(tmp_path / "run")
+    n_amb = int((examples["region"] == "ambiguous").sum())
+    # region mode takes min(round(fraction x N), M) examples (docs/select.md): N examples, not units
+    assert len(picked) == min(round(0.5 * len(rows)), n_amb) and len(examples) == len(rows)
+    assert all(p["text"] == rows[p["row_id"]]["text"] and p["label"] == rows[p["row_id"]]["labels"] for p in picked)

@@ -20,8 +20,10 @@ import pandas as pd
 
 from .. import metrics as _metrics
 from .._io import atomic_write, write_json_atomic
+from ..errors import DatacartoError
 from ..learning_check import learning_warning
 from ..metrics import COLUMNS, REGIONS
+from ..units import aggregate_units
 from .store import dynamics_dir, list_epoch_files, load_dynamics
 
 CACHE_FILE = "metrics.parquet"
@@ -90,13 +92,19 @@ def _write_cache(directory: Path, key: dict[str, Any], df: pd.DataFrame) -> None
         warnings.warn(f"could not cache the metrics in {directory}: {e}", stacklevel=3)
 
 
-def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int | None = None) -> pd.DataFrame:
+def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int | None = None, *,
+                level: str = "example") -> pd.DataFrame:
     """``compute_metrics`` of a stored run plus a ``region`` column (``assign_regions`` defaults), cached.
 
     Cached as ``metrics.parquet`` plus its key ``metrics.json`` in the split's dynamics folder;
     recomputed only when the epoch files (names, sizes, mtimes in ns), ``burn_out`` or the
-    datacarto version change. The region thresholds are in ``result.attrs``.
+    datacarto version change. The region thresholds are in ``result.attrs``. A run with several
+    units per example (multi-label, token classification) gives one row per example with
+    ``level="example"`` (:func:`datacarto.units.aggregate_units`) and one per unit with
+    ``level="unit"`` (with ``row_id`` and ``sub_id`` columns); those tables are not cached.
     """
+    if level not in ("example", "unit"):
+        raise DatacartoError(f"level must be 'example' or 'unit', got {level!r}")
     directory = dynamics_dir(run_dir, split)
     key = _cache_key(directory, burn_out)  # stat before loading: a change after it is never masked
     if key["files"]:
@@ -104,11 +112,19 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
         if cached is not None:
             _warn_if_barely_learned(cached, split)
             return cached
-    df = _metrics.compute_metrics(load_dynamics(run_dir, split), burn_out=burn_out)  # by module: tests count calls
+    dyn = load_dynamics(run_dir, split)
+    df = _metrics.compute_metrics(dyn, burn_out=burn_out)  # by module: tests count calls
     region = _metrics.assign_regions(df)
     df["region"] = region
     df.attrs.update(region.attrs)
-    _write_cache(directory, key, df)
+    if dyn.unit_level:
+        if level == "unit":
+            df = df.assign(row_id=dyn.row_ids, sub_id=dyn.sub_ids)
+            df.index.name = "unit_id"
+        else:
+            df = aggregate_units(df, dyn.row_ids, dyn.sub_ids)
+    else:
+        _write_cache(directory, key, df)
     _warn_if_barely_learned(df, split)
     return df
 

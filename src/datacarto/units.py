@@ -1,0 +1,81 @@
+"""Per-example scores from per-unit metrics (multi-label pairs, token-classification words).
+
+The metrics of every unit come from :func:`datacarto.metrics.compute_metrics`, the one
+implementation; this module only aggregates them by example, so that selection, focused training
+and the pipeline work on examples, and summarises them by label or tag. NumPy/pandas only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import DatacartoError
+from .metrics import COLUMNS, REGIONS, assign_regions
+
+#: columns of the example table beyond the metric means
+EXTRA_COLUMNS = ("confidence_min", "hard_share", "ambiguous_share", "hardest_unit", "n_units")
+
+
+def aggregate_units(unit_metrics: pd.DataFrame, row_ids: np.ndarray, sub_ids: np.ndarray) -> pd.DataFrame:
+    """One row per example: the mean of each unit metric, plus the hardest unit and region shares.
+
+    Parameters
+    ----------
+    unit_metrics : DataFrame
+        ``compute_metrics`` of the units (one row per unit, in unit order) with a ``region`` column.
+    row_ids, sub_ids : array of shape (U,)
+        The example and the index within it of each unit.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``row_id``: every metric of :data:`~datacarto.metrics.COLUMNS` averaged over the
+        example's units (``gold``, ``last_pred`` and ``last_prob`` are the hardest unit's, i.e. the
+        one of lowest confidence; ``never_learned`` is True when some unit was never learned),
+        ``confidence_min``, ``hard_share`` and ``ambiguous_share`` (shares of the units in those
+        regions), ``hardest_unit`` (its sub id), ``n_units``, and ``region`` of the example, assigned
+        from the mean confidence and variability by :func:`~datacarto.metrics.assign_regions`.
+    """
+    row_ids, sub_ids = np.asarray(row_ids), np.asarray(sub_ids)
+    if len(unit_metrics) != len(row_ids) or len(row_ids) != len(sub_ids):
+        raise DatacartoError(f"{len(unit_metrics)} unit metrics but {len(row_ids)} row ids and {len(sub_ids)} sub ids")
+    frame = unit_metrics.reset_index(drop=True).assign(row_id=row_ids, sub_id=sub_ids)
+    groups = frame.groupby("row_id", sort=True)
+    numeric = [c for c in COLUMNS if c not in ("gold", "last_pred", "last_prob", "never_learned")]
+    out = groups[numeric].mean()
+    hardest = frame.loc[groups["confidence"].idxmin().to_numpy()].set_index("row_id")
+    for c in ("gold", "last_pred", "last_prob"):
+        out[c] = hardest[c]
+    out["never_learned"] = groups["never_learned"].any()
+    out["confidence_min"] = groups["confidence"].min()
+    region = frame["region"].astype(object)
+    out["hard_share"] = (region == "hard-to-learn").groupby(frame["row_id"]).mean()
+    out["ambiguous_share"] = (region == "ambiguous").groupby(frame["row_id"]).mean()
+    out["hardest_unit"] = hardest["sub_id"].astype(np.int64)
+    out["n_units"] = groups.size()
+    out = out[[*COLUMNS, *EXTRA_COLUMNS]]
+    out.index.name = "row_id"
+    regions = assign_regions(out)
+    out["region"] = regions
+    out.attrs.update(regions.attrs)
+    return out
+
+
+def summary_by(unit_metrics: pd.DataFrame, groups: np.ndarray, names: list[str] | None = None) -> pd.DataFrame:
+    """Per label (multi-label: by sub id) or per tag (token classification: by gold): which are hard.
+
+    Returns a DataFrame indexed by group name with ``n`` units, mean ``confidence`` and
+    ``variability``, and the share of units in each region.
+    """
+    groups = np.asarray(groups)
+    frame = unit_metrics.reset_index(drop=True).assign(group=groups)
+    out = frame.groupby("group").agg(n=("confidence", "size"), confidence=("confidence", "mean"),
+                                     variability=("variability", "mean"))
+    region = frame["region"].astype(object)
+    for r in REGIONS:
+        out[r] = (region == r).groupby(frame["group"]).mean()
+    if names is not None:
+        out.index = [names[int(g)] if 0 <= int(g) < len(names) else str(g) for g in out.index]
+    out.index.name = "label"
+    return out.sort_values("confidence")
