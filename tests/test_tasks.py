@@ -193,3 +193,65 @@ def test_select_and_export_by_example(tmp_path, task_model, capsys):
     # region mode takes min(round(fraction x N), M) examples (docs/select.md): N examples, not units
     assert len(picked) == min(round(0.5 * len(rows)), n_amb) and len(examples) == len(rows)
     assert all(p["text"] == rows[p["row_id"]]["text"] and p["label"] == rows[p["row_id"]]["labels"] for p in picked)
+
+
+CLI_FAST = ["--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu",
+            "--disable_tqdm", "true", "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none"]
+
+
+@pytest.mark.parametrize("task,flags,inferred", [
+    ("multiple-choice", ["--text-columns", "sentence", "--choice-columns", "option1,option2"],
+     "--choice-columns given"),
+    ("multi-label", ["--label-column", "labels", "--class-names", "sunny,rainy,windy"], "'labels' holds a list"),
+    ("token-classification", ["--class-names", ",".join(TOY_TAGS)], "columns 'tokens' and 'ner_tags'"),
+])
+def test_cli_train_metrics_map_for_each_task(tmp_path, task_model, capsys, task, flags, inferred):
+    from conftest import write_jsonl
+    from datacarto.cli import main
+
+    make = {"multiple-choice": toy_choices, "multi-label": toy_multilabel, "token-classification": toy_tokens}[task]
+    rows = make(N)
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    dev = write_jsonl(tmp_path / "dev.jsonl", make(16, seed=1))
+    out = tmp_path / "run"
+    assert main(["train", "--model", task_model, "--dataset", data, "--validation", dev, *flags,
+                 "--output-dir", str(out), *CLI_FAST]) == 0
+    assert f"task: {task} ({inferred}" in capsys.readouterr().err  # inferred from the columns, and printed
+    dyn = load_dynamics(out)
+    row_ids, sub_ids, gold = expected_units(task, rows)
+    np.testing.assert_array_equal(dyn.gold, gold)
+    assert dyn.manifest["task"] == task and load_dynamics(out, "validation").n_epochs == 2
+    assert main(["metrics", str(out), "--out", str(tmp_path / "m.csv")]) == 0
+    assert len(__import__("pandas").read_csv(tmp_path / "m.csv")) == len(rows)  # one row per example
+    assert main(["map", str(out), "--html", str(tmp_path / "map.html"), "--png", str(tmp_path / "map.png")]) == 0
+
+
+def test_unit_map_tooltip_marks_the_word(tmp_path, task_model, capsys):
+    """Token classification, one point per word: hovering a point shows its sentence with the word marked."""
+    import os
+
+    from datacarto.cli import main
+
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("no Chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from datacarto.dynamics.cache import get_metrics
+    from test_maps_browser import ARGS, CHROMIUM, hover, isolated, pixel
+
+    rows, *_ = train("token-classification", "training_pass", task_model, tmp_path / "run", num_train_epochs=3)
+    html = tmp_path / "units.html"
+    assert main(["map", str(tmp_path / "run"), "--level", "unit", "--html", str(html)]) == 0
+    units = get_metrics(tmp_path / "run", level="unit")
+    i = isolated(units, 1)[0]
+    r, s = int(units["row_id"].iloc[i]), int(units["sub_id"].iloc[i])
+    words = rows[r]["tokens"]
+    marked = " ".join(f"[{w}]" if k == s else w for k, w in enumerate(words))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 850})
+        page.goto(html.as_uri())
+        page.wait_for_function("window.datacartoReady === true", timeout=30_000)
+        shown, tip = hover(page, pixel(page, units, i))
+        browser.close()
+    assert shown == i and marked in tip
+    assert TOY_TAGS[rows[r]["ner_tags"][s]] in tip

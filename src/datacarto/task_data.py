@@ -15,6 +15,8 @@ from .data import LabelSpec, check_text_columns, column_values, infer_text_colum
 from .errors import DatacartoError
 
 IGNORE = -100
+#: the task types datacarto records (``--task``)
+TASKS = ("sequence-classification", "multiple-choice", "multi-label", "token-classification")
 
 
 @dataclass
@@ -152,3 +154,44 @@ def collator_for(task: str, tokenizer):
     if task == "token-classification":
         return DataCollatorForTokenClassification(tokenizer)
     return None
+
+
+def infer_task(ds, *, task: str | None, label_column: str, choice_columns=None, tokens_column: str = "tokens",
+               tags_column: str = "ner_tags") -> tuple[str, str]:
+    """(task, why): the given one, else what the columns say (choices, words and tags, a list per label)."""
+    if task:
+        if task not in TASKS:
+            raise DatacartoError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+        return task, "given"
+    if choice_columns:
+        return "multiple-choice", "--choice-columns given"
+    if tokens_column in ds.column_names and tags_column in ds.column_names:
+        return "token-classification", f"columns {tokens_column!r} and {tags_column!r}"
+    if label_column in ds.column_names and ds.features[label_column].__class__.__name__ in ("List", "Sequence",
+                                                                                             "LargeList"):
+        return "multi-label", f"{label_column!r} holds a list per row"
+    return "sequence-classification", "one label per row"
+
+
+def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_column="label", label_names=None,
+                     num_labels=None, choice_columns=None, tokens_column="tokens", tags_column="ner_tags",
+                     what="data set"):
+    """``(dataset, spec)`` of any task; ``spec`` (the training set's) forces columns and labels."""
+    from .data import prepare_labels
+
+    if spec is not None:
+        text_columns, label_column, label_names = spec.text_columns, spec.label_column, spec.label_names
+        choice_columns = getattr(spec, "choice_columns", None) or choice_columns
+        tokens_column = getattr(spec, "tokens_column", None) or tokens_column
+    if task == "multiple-choice":
+        return prepare_multiple_choice(ds, text_columns=text_columns, choice_columns=choice_columns,
+                                       label_column=label_column, what=what)
+    if task == "multi-label":
+        return prepare_multi_label(ds, text_columns=text_columns, label_column=label_column,
+                                   label_names=label_names, num_labels=num_labels, what=what)
+    if task == "token-classification":
+        return prepare_token_classification(ds, tokens_column=tokens_column,
+                                            tags_column=label_column if spec is not None else tags_column,
+                                            label_names=label_names, num_labels=num_labels, what=what)
+    return prepare_labels(ds, text_columns=text_columns, label_column=label_column, label_names=label_names,
+                          num_labels=num_labels, what=what)

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="training output folder (holding training_dynamics/)")
     p.add_argument("--html", help="write the interactive map here (.html)")
     p.add_argument("--png", help="write the static figure here (.png, .pdf or .svg)")
+    p.add_argument("--level", default="example", choices=("example", "unit"),
+                   help="multi-label and token-classification runs: one point per example (default) or per "
+                        "unit (label or word; the tooltip marks it)")
     p.add_argument("--color-by", "--color_by", default="correctness", choices=COLOR_MODES,
                    help="hue: correctness (default), gold label, or region")
     p.add_argument("--sample", type=int, metavar="N", help="map a seeded random subset of N examples")
@@ -57,6 +60,9 @@ def gold_probs_for(run, split: str, index):
     from ..maps.interactive import gold_probabilities
 
     dynamics = load_dynamics(run, split)
+    if dynamics.unit_level and index.name != "unit_id":  # an example's p(gold) by epoch: the mean of its units'
+        probs = pd.DataFrame(gold_probabilities(dynamics.logits, dynamics.gold)).groupby(dynamics.row_ids).mean()
+        return probs.reindex(index).to_numpy(), dynamics.label_names
     where = pd.Index(dynamics.ids).get_indexer(pd.Index(index))
     if (where < 0).any():
         raise DatacartoError(f"{int((where < 0).sum())} examples of the metrics table are not in the "
@@ -80,13 +86,23 @@ def main(argv: list[str]) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = get_metrics(args.run, split=args.split)
+        metrics = get_metrics(args.run, split=args.split, level=args.level)
     for w in caught:
         print(f"datacarto: warning: {w.message}", file=sys.stderr)
     if len(metrics) == 0:
         raise DatacartoError(f"{args.run} ({args.split}) has no examples to map")
     probs, label_names = gold_probs_for(args.run, args.split, metrics.index)
     records = load_examples(args.run, args.split)
+    from ..dynamics.store import dynamics_dir, read_manifest
+
+    task = read_manifest(dynamics_dir(args.run, args.split)).get("task", "")
+    if metrics.index.name == "unit_id" and records is not None:  # one point per label or word
+        from ..units import unit_records
+
+        records = unit_records(records, metrics, task=task, label_names=label_names)
+        metrics = metrics.drop(columns=["row_id", "sub_id"])
+    if task == "multi-label":  # each unit is a yes/no decision about one label
+        label_names = ["no", "yes"]
     if records is None:
         print("datacarto: warning: no recorded examples (examples.parquet): tooltips show row ids only",
               file=sys.stderr)

@@ -30,6 +30,13 @@ class DataArguments:
         "help": "training_pass (logits of the training forward pass, no extra cost) or epoch_end "
                 "(eval-mode prediction over the training set, the paper's definition)"})
     snapshots_per_epoch: int = field(default=1, metadata={"help": "snapshots per epoch (epoch_end mode)"})
+    task: str | None = field(default=None, metadata={
+        "help": "sequence-classification, multiple-choice, multi-label or token-classification (default: "
+                "inferred from the columns, and printed)"})
+    choice_columns: str | None = field(default=None, metadata={
+        "help": "multiple choice: comma-separated choice columns (--text-columns is the context)"})
+    tokens_column: str = field(default="tokens", metadata={"help": "token classification: the words column"})
+    tags_column: str = field(default="ner_tags", metadata={"help": "token classification: one tag id per word"})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "start a new store where --output-dir already holds recorded epochs (else refused, so two "
                 "runs are never mixed; --resume_from_checkpoint continues the old one)"})
@@ -69,6 +76,21 @@ def explicit_flags(argv: list[str]) -> set[str]:
     return {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
 
 
+def resolve_task(data) -> str:
+    """The task given with --task, else inferred from the training data's columns; printed either way."""
+    import sys
+
+    from ..data import load_table
+    from ..task_data import infer_task
+
+    table = load_table(data.dataset, "train") if not data.task else None
+    task, why = infer_task(table, task=data.task, label_column=data.label_column,
+                           choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
+                           tags_column=data.tags_column)
+    print(f"task: {task} ({why})", file=sys.stderr)
+    return task
+
+
 def main(argv: list[str]) -> int:
     from ..train.baseline import train_baseline
 
@@ -77,13 +99,15 @@ def main(argv: list[str]) -> int:
         raise DatacartoError(f"--max-length must be at least 1, got {data.max_length}")
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
+    task = resolve_task(data)
     result = train_baseline(
         model=data.model, train=data.dataset, validation=data.validation,
         text_columns=split_list(data.text_columns), label_column=data.label_column,
         label_names=split_list(data.class_names), training_args=args, output_dir=args.output_dir,
         dynamics_mode=data.dynamics_mode, snapshots_per_epoch=data.snapshots_per_epoch,
         max_length=data.max_length, resume_from_checkpoint=args.resume_from_checkpoint, test=test.test,
-        overwrite_dynamics=data.overwrite_output_dir,
+        overwrite_dynamics=data.overwrite_output_dir, task=task, choice_columns=split_list(data.choice_columns),
+        tokens_column=data.tokens_column, tags_column=data.tags_column,
     )
     if result.trainer.is_world_process_zero():
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DatacartoError
+from ..task_data import IGNORE, TASKS  # noqa: F401  (TASKS: the names, owned by the data layer)
 
-TASKS = ("sequence-classification", "multiple-choice", "multi-label", "token-classification")
-IGNORE = -100
 _UNSUPPORTED_HEADS = {
     "ForCausalLM": "causal language modelling", "ForMaskedLM": "masked language modelling",
     "ForQuestionAnswering": "question answering", "ForConditionalGeneration": "sequence-to-sequence",

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import LabelSpec, effective_max_length, load_model, load_table, prepare_labels, tokenize
+from ..data import LabelSpec, effective_max_length, load_model, load_table, tokenize
 from ..errors import DatacartoError
+from ..task_data import collator_for, prepare_for_task, tokenize_task
 
 #: TrainingArguments defaults for datacarto (the Trainer's own defaults otherwise).
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -66,14 +67,17 @@ def make_training_args(output_dir: str | os.PathLike | None, training_args=None,
 
 
 def load_split(data, *, split: str, spec: LabelSpec | None = None, text_columns=None, label_column="label",
-               label_names=None, num_labels=None, what: str = "training set"):
-    """A validated ``datasets.Dataset`` and its LabelSpec; ``spec`` forces the training set's labels."""
+               label_names=None, num_labels=None, what: str = "training set", task: str = "sequence-classification",
+               **task_columns):
+    """A validated ``datasets.Dataset`` and its spec; ``spec`` forces the training set's columns and labels.
+
+    ``task_columns``: ``choice_columns``, ``tokens_column``, ``tags_column`` of the other task types.
+    """
     ds = load_table(data, split) if isinstance(data, (str, os.PathLike)) else data
     if spec is not None:
-        return prepare_labels(ds, text_columns=spec.text_columns, label_column=spec.label_column,
-                              label_names=spec.label_names, num_labels=spec.num_labels, what=what)
-    return prepare_labels(ds, text_columns=text_columns, label_column=label_column, label_names=label_names,
-                          num_labels=num_labels, what=what)
+        return prepare_for_task(ds, task, spec=spec, num_labels=spec.num_labels, what=what)
+    return prepare_for_task(ds, task, text_columns=text_columns, label_column=label_column, label_names=label_names,
+                            num_labels=num_labels, what=what, **task_columns)
 
 
 def train_baseline(*, model: str, train, validation=None, text_columns: list[str] | None = None,
@@ -82,7 +86,9 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
                    training_args=None, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
                    eval_dynamics: bool = True, max_length: int = 128, loss=None, record: bool = True,
                    resume_from_checkpoint=None, save_model: bool = True, test=None,
-                   overwrite_dynamics: bool = False) -> TrainResult:
+                   overwrite_dynamics: bool = False, task: str = "sequence-classification",
+                   choice_columns: list[str] | None = None, tokens_column: str = "tokens",
+                   tags_column: str = "ner_tags") -> TrainResult:
     """Fine-tune ``model`` on ``train`` while recording training dynamics.
 
     ``train``/``validation``/``test``: a hub name, a local jsonl/csv/parquet file or a
@@ -91,32 +97,37 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     model predicts it at each epoch end and its dynamics are recorded (split ``"test"``), so test
     examples get regions too. The final model goes to ``<output_dir>/model``. ``max_length`` is
     capped at the model's positions. A folder holding recorded epochs is refused unless resuming
-    or ``overwrite_dynamics`` (then a new store replaces the old one).
+    or ``overwrite_dynamics`` (then a new store replaces the old one). ``task``: one of
+    ``datacarto.record.tasks.TASKS``, with ``choice_columns`` (multiple choice; ``text_columns``
+    is the context), a ``label_column`` of label-id lists (multi-label) or ``tokens_column`` and
+    ``tags_column`` (token classification, words pre-split).
     """
     from ..record import CartographyTrainer, PredictEachEpoch
 
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
-                                label_names=label_names, num_labels=num_labels)
+                                label_names=label_names, num_labels=num_labels, task=task,
+                                choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column)
     val_ds = None
     if validation is not None:
-        val_ds, _ = load_split(validation, split="validation", spec=spec, what="validation set")
+        val_ds, _ = load_split(validation, split="validation", spec=spec, what="validation set", task=task)
     test_ds = None  # checked before the model loads, like the other splits
     if test is not None:
-        test_ds, _ = load_split(test, split="test", spec=spec, what="test set")
+        test_ds, _ = load_split(test, split="test", spec=spec, what="test set", task=task)
     args = make_training_args(output_dir, training_args, has_eval=val_ds is not None)
     if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
         args.eval_strategy = "no"
-    tokenizer, net = load_model(model, spec.num_labels, spec.label_names)
+    tokenizer, net = load_model(model, spec.num_labels, spec.label_names, task=task)
     max_length = effective_max_length(tokenizer, net, max_length)
-    train_tok = tokenize(train_ds, tokenizer, spec, max_length=max_length)
-    val_tok = tokenize(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
-    test_tok = tokenize(test_ds, tokenizer, spec, max_length=max_length) if test_ds is not None else None
+    encode = tokenize if task == "sequence-classification" else tokenize_task
+    train_tok = encode(train_ds, tokenizer, spec, max_length=max_length)
+    val_tok = encode(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
+    test_tok = encode(test_ds, tokenizer, spec, max_length=max_length) if test_ds is not None else None
     trainer = CartographyTrainer(
         model=net, args=args, train_dataset=train_tok, eval_dataset=val_tok, processing_class=tokenizer,
         dynamics_mode=dynamics_mode, snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=eval_dynamics,
         loss=loss, label_names=spec.label_names, text_columns=spec.text_columns,
         dataset_name=str(train) if isinstance(train, (str, os.PathLike)) else None, record=record,
-        overwrite_dynamics=overwrite_dynamics,
+        overwrite_dynamics=overwrite_dynamics, data_collator=collator_for(task, tokenizer),
     )
     if test_tok is not None and record and eval_dynamics:
         trainer.add_callback(PredictEachEpoch(trainer, test_tok, split="test"))
