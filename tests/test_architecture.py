@@ -26,16 +26,17 @@ ROOT = "datacarto"
 
 #: Layers, lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "core": ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check"),
+    "core": ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check",
+             "units"),
     "data": ("data", "task_data"),  # loading tables, labels, tokenizers: below everything that trains or records
     "run folder": ("dynamics",),  # store, cache, subsets, interop
     "recording": ("record", "dynamics.record"),
     "training": ("train", "testing"),
     "maps": ("maps",),
-    "pipeline": ("pipeline", "report", "audit", "demo_data"),
+    "pipeline": ("pipeline", "report", "audit", "audit_tasks", "demo_data"),
     "cli": ("cli", "commands"),
 }
-PURE = ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check")
+PURE = ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check", "units")
 HEAVY = ("torch", "transformers")
 
 #: module -> modules its ``__getattr__`` re-exports from (old import paths of moved names).

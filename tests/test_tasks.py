@@ -255,3 +255,77 @@ def test_unit_map_tooltip_marks_the_word(tmp_path, task_model, capsys):
         browser.close()
     assert shown == i and marked in tip
     assert TOY_TAGS[rows[r]["ner_tags"][s]] in tip
+
+
+@pytest.mark.parametrize("task,width", [("multiple-choice", 2), ("multi-label", 3), ("token-classification", 3)])
+def test_unit_noise_is_exact_and_seeded(task, width):
+    from datacarto.audit_tasks import inject_unit_noise
+
+    make = {"multiple-choice": toy_choices, "multi-label": toy_multilabel, "token-classification": toy_tokens}[task]
+    key = {"multiple-choice": "label", "multi-label": "labels", "token-classification": "ner_tags"}[task]
+    labels = [r[key] for r in make(40)]
+    noisy, flipped = inject_unit_noise(task, labels, 0.1, width=width, seed=3)
+    again, _ = inject_unit_noise(task, labels, 0.1, width=width, seed=3)
+    assert noisy == again
+    n_units = len(flipped)
+    assert flipped.sum() == int(0.1 * n_units + 0.5)  # exactly round(share x units), half up
+    if task == "token-classification":
+        changed = np.concatenate(noisy) != np.concatenate(labels)
+        np.testing.assert_array_equal(changed, flipped)
+    elif task == "multi-label":
+        before = np.array([[int(j in ids) for j in range(3)] for ids in labels]).reshape(-1)
+        after = np.array([[int(j in ids) for j in range(3)] for ids in noisy]).reshape(-1)
+        np.testing.assert_array_equal(before != after, flipped)  # a label added or dropped
+    else:
+        np.testing.assert_array_equal(np.array(noisy) != np.array(labels), flipped)
+
+
+def test_unit_audit_finds_units_with_low_gold_probability():
+    """Synthetic unit dynamics: the changed units get low gold probability, so confidence ranks them first."""
+    from datacarto.dynamics.store import Dynamics
+    from datacarto.metrics import assign_regions
+    from datacarto.noise import audit_scores
+
+    rng = np.random.default_rng(0)
+    u, e = 400, 4
+    gold = rng.integers(0, 3, u)
+    noisy = rng.random(u) < 0.1
+    logits = rng.normal(0, 0.5, (u, e, 3)).astype(np.float32)
+    logits[np.arange(u), :, gold] += np.where(noisy, -1.0, 2.5)[:, None]
+    metrics = compute_metrics(Dynamics(ids=np.arange(u), gold=gold, logits=logits))
+    metrics["region"] = assign_regions(metrics)
+    table = audit_scores(metrics, noisy).set_index("score")
+    assert table.loc["confidence", "auroc"] > 0.9
+
+
+def test_token_audit_end_to_end(tmp_path, task_model):
+    import json
+
+    from conftest import write_jsonl
+    from datacarto.audit_tasks import run_task_audit
+
+    data = write_jsonl(tmp_path / "train.jsonl", toy_tokens(N))
+    result = run_task_audit(task="token-classification", dataset=data, model=task_model, output_dir=tmp_path / "a",
+                            noise=0.1, seed=1, label_names=TOY_TAGS,
+                            training_args=dict(num_train_epochs=6, learning_rate=5e-3, per_device_train_batch_size=8,
+                                               use_cpu=True, disable_tqdm=True, save_strategy="no",
+                                               logging_strategy="no", report_to="none"))
+    n_words = sum(len(r["tokens"]) for r in toy_tokens(N))
+    assert result.n_examples == n_words and result.n_flipped == int(0.1 * n_words + 0.5)
+    report = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert report["config"]["unit"] == "word" and report["n_flipped"] == result.n_flipped
+    best = result.scores.set_index("score").loc["confidence", "auroc"]
+    print("token audit AUROC (confidence)", best)
+    assert best > 0.8  # the tiny model learns the tags of the words; changed tags stay unlearned
+
+
+def test_cli_audit_with_a_task(tmp_path, task_model, capsys):
+    from conftest import write_jsonl
+    from datacarto.cli import main
+
+    data = write_jsonl(tmp_path / "train.jsonl", toy_multilabel(N))
+    assert main(["audit", "--model", task_model, "--dataset", data, "--label-column", "labels", "--task",
+                 "multi-label", "--class-names", "sunny,rainy,windy", "--output-dir", str(tmp_path / "a"),
+                 "--noise", "0.1", *CLI_FAST]) == 0
+    out = capsys.readouterr().out
+    assert "auroc" in out.lower() and (tmp_path / "a" / "audit.json").is_file()

@@ -71,7 +71,7 @@ def _is_run_mode(argv: list[str]) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    from .train import DataArguments, explicit_flags, parse_with_training_args, split_list
+    from .train import DataArguments, explicit_flags, parse_with_training_args, resolve_task, split_list
 
     if _is_run_mode(argv):
         from ..audit import audit_run
@@ -88,6 +88,18 @@ def main(argv: list[str]) -> int:
 
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
+    task = resolve_task(data)
+    if task != "sequence-classification":  # noise per unit: a choice flipped, a label added or dropped, a tag changed
+        from ..audit_tasks import run_task_audit
+
+        result = run_task_audit(
+            task=task, dataset=data.dataset, model=data.model, output_dir=args.output_dir, noise=audit_args.noise,
+            seed=args.seed if audit_args.noise_seed is None else audit_args.noise_seed,
+            text_columns=split_list(data.text_columns), label_column=data.label_column,
+            label_names=split_list(data.class_names), choice_columns=split_list(data.choice_columns),
+            tokens_column=data.tokens_column, tags_column=data.tags_column, training_args=args,
+            dynamics_mode=data.dynamics_mode, max_length=data.max_length, scores=split_list(audit_args.scores))
+        return 0 if result is None else _print_result(result)
     result = run_audit(
         dataset=data.dataset, model=data.model, output_dir=args.output_dir, noise=audit_args.noise,
         noise_kind=audit_args.noise_kind, matrix=parse_matrix(audit_args.noise_matrix),

@@ -1,0 +1,114 @@
+"""The label-noise audit for the other task types: noise injected per unit, AUROC per unit.
+
+Multiple choice flips the answer to another choice; multi-label adds or drops one (example, label)
+decision; token classification changes a word's tag. Each is :func:`datacarto.noise.inject_label_noise`
+on the flattened unit labels, so the rounding, seeding and "a flip never stays the same" rules are
+the classification audit's. The scores are then audited per unit by :func:`datacarto.audit.audit_frame`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .audit import AuditResult, audit_frame
+from .errors import DatacartoError
+from .noise import check_score_names, inject_label_noise
+
+FLAGS = "noisy_units"  # per example: one bool per unit (the labels or words that were changed)
+
+
+def inject_unit_noise(task: str, labels: list, noise: float, *, width: int, seed: int = 0):
+    """(noisy labels per example, a bool per unit in (example, sub) order) for ``task``.
+
+    ``labels``: choice ids (multiple choice), lists of label ids (multi-label, ``width`` labels) or
+    tag lists (token classification, ``width`` tags).
+    """
+    if task == "multiple-choice":
+        noisy, flipped = inject_label_noise(np.asarray(labels), noise, num_labels=width, seed=seed)
+        return noisy.tolist(), flipped
+    if task == "multi-label":
+        hot = np.zeros((len(labels), width), dtype=np.int64)
+        for i, ids in enumerate(labels):
+            hot[i, list(ids)] = 1
+        noisy, flipped = inject_label_noise(hot.reshape(-1), noise, num_labels=2, seed=seed)
+        noisy = noisy.reshape(hot.shape)
+        return [np.flatnonzero(row).tolist() for row in noisy], flipped
+    if task == "token-classification":
+        lengths = [len(t) for t in labels]
+        flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in labels])
+        noisy, flipped = inject_label_noise(flat, noise, num_labels=width, seed=seed)
+        cuts = np.cumsum(lengths)[:-1]
+        return [part.tolist() for part in np.split(noisy, cuts)], flipped
+    raise DatacartoError(f"inject_unit_noise: no unit noise for task {task!r}")
+
+
+def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathLike, noise: float = 0.1,
+                   seed: int = 0, text_columns=None, label_column: str = "label", label_names=None,
+                   choice_columns=None, tokens_column: str = "tokens", tags_column: str = "ner_tags",
+                   training_args=None, dynamics_mode: str = "training_pass", max_length: int = 128,
+                   scores=None) -> AuditResult | None:
+    """Inject unit noise into ``dataset``, train ``model`` on it with recording, audit the scores per unit.
+
+    Writes ``noisy_train.jsonl`` (with a ``noisy_units`` column), the run, ``audit.json`` and
+    ``roc.png`` under ``output_dir``. Returns None on the non-main ranks of a distributed run.
+    """
+    from ._io import write_frame
+    from .data import load_table
+    from .dynamics.cache import get_metrics
+    from .task_data import prepare_for_task
+    from .train.baseline import train_baseline
+
+    check_score_names(scores)
+    output_dir = Path(output_dir)
+    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
+    ds, spec = prepare_for_task(ds, task, text_columns=text_columns, label_column=label_column,
+                                label_names=label_names, choice_columns=choice_columns,
+                                tokens_column=tokens_column, tags_column=tags_column, what="training set")
+    if FLAGS in ds.column_names:
+        raise DatacartoError(f"the data set already has a column {FLAGS!r}, which the audit writes")
+    labels = ds.with_format("arrow")[spec.label_column].to_pylist()
+    width = len(spec.choice_columns) if task == "multiple-choice" else spec.num_labels
+    noisy, flipped = inject_unit_noise(task, labels, noise, width=width, seed=seed)
+    frame = ds.to_pandas()
+    frame[spec.label_column] = noisy
+    frame[FLAGS] = _per_example(task, flipped, labels, width)
+    noisy_file = output_dir / "noisy_train.jsonl"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_frame(frame, noisy_file, index=False)
+    result = train_baseline(model=model, train=str(noisy_file), task=task, text_columns=spec.text_columns,
+                            label_column=spec.label_column, label_names=spec.label_names,
+                            choice_columns=spec.choice_columns or None, tokens_column=spec.tokens_column or "tokens",
+                            tags_column=spec.label_column, output_dir=output_dir, training_args=training_args,
+                            dynamics_mode=dynamics_mode, max_length=max_length)
+    trainer = getattr(result, "trainer", None)
+    if trainer is not None and not trainer.is_world_process_zero():
+        return None
+    metrics = get_metrics(result.output_dir, level="example" if task == "multiple-choice" else "unit")
+    truth = _unit_truth(task, metrics, frame[FLAGS].tolist())
+    config = {"task": task, "model": str(model), "noise": float(noise), "seed": int(seed),
+              "unit": {"multiple-choice": "example", "multi-label": "label", "token-classification": "word"}[task],
+              "noisy_train": str(noisy_file), "dataset": str(dataset) if isinstance(dataset, (str, os.PathLike)) else None}
+    return audit_frame(metrics.drop(columns=["row_id", "sub_id"], errors="ignore"), truth, result.output_dir,
+                       scores=scores, config=config)
+
+
+def _per_example(task: str, flipped: np.ndarray, labels: list, width: int) -> list:
+    """The unit flags regrouped by example (what the noisy file stores)."""
+    if task == "multiple-choice":
+        return [bool(f) for f in flipped]
+    if task == "multi-label":
+        return flipped.reshape(len(labels), width).tolist()
+    cuts = np.cumsum([len(t) for t in labels])[:-1]
+    return [part.tolist() for part in np.split(flipped, cuts)]
+
+
+def _unit_truth(task: str, metrics: pd.DataFrame, flags: list) -> pd.Series:
+    """Whether each recorded unit was changed, aligned with the unit metrics."""
+    if task == "multiple-choice":
+        return pd.Series([bool(flags[r]) for r in metrics.index], index=metrics.index)
+    rows, subs = metrics["row_id"].to_numpy(), metrics["sub_id"].to_numpy()
+    return pd.Series([bool(flags[r][s]) for r, s in zip(rows, subs)], index=metrics.index)
