@@ -108,7 +108,7 @@ def test_num_labels_not_matching_the_data(tmp_path, toy_rows, toy_jsonl, capsys)
     texts = [r["premise"] + " " + r["hypothesis"] for r in toy_rows]
     two = make_tiny_model_dir(tmp_path / "two", texts, num_labels=2)
     cli_fails(capsys, ["train", "--model", two, "--dataset", str(toy_jsonl), "--output-dir", str(tmp_path / "o")],
-           f"model {two!r} is a classifier with 2 labels but the data has 3")
+           f"the data's labels imply 3 classes (labels 0..2), out of range for model {two!r}, a classifier with 2 labels")
 
 
 def test_output_dir_holding_another_data_sets_dynamics(tmp_path, tiny_model, toy_rows, toy_jsonl, capsys):

@@ -1,0 +1,117 @@
+"""Multiple choice, multi-label and token classification with all-MiniLM-L6-v2 on real data.
+
+For each task: train with recording (training-pass mode), then print the share of examples per region
+(example level: units aggregated), the validation score read from the recorded validation dynamics
+(last epoch), and the audit AUROC of a second run with 10% of the units changed (a choice flipped, a
+label added or dropped, a tag changed).
+
+    python benchmarks/tasks.py [--n 1000] [--epochs 3] [--tasks multiple-choice,multi-label,token-classification]
+
+Data: ../shared/data/{winogrande,goemotions,wnut17} (see its README); not needed by the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+GOEMOTIONS = ["admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity",
+              "desire", "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear",
+              "gratitude", "grief", "joy", "love", "nervousness", "optimism", "pride", "realization", "relief",
+              "remorse", "sadness", "surprise", "neutral"]
+WNUT = ["O", "B-corporation", "I-corporation", "B-creative-work", "I-creative-work", "B-group", "I-group",
+        "B-location", "I-location", "B-person", "I-person", "B-product", "I-product"]
+TASKS = {
+    "multiple-choice": dict(folder="winogrande", text_columns=["sentence"], choice_columns=["option1", "option2"],
+                            label_column="label", label_names=None),
+    "multi-label": dict(folder="goemotions", text_columns=["text"], label_column="labels", label_names=GOEMOTIONS),
+    "token-classification": dict(folder="wnut17", label_column="ner_tags", label_names=WNUT),
+}
+
+
+def head(path: Path, n: int, out: Path) -> str:
+    lines = path.read_text(encoding="utf-8").splitlines()[:n]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(out)
+
+
+def validation_score(task: str, run: Path) -> str:
+    from datacarto import load_dynamics
+
+    dyn = load_dynamics(run, "validation")
+    pred = dyn.logits[:, -1].argmax(axis=1)
+    if task == "multiple-choice":
+        return f"accuracy {np.mean(pred == dyn.gold):.3f}"
+    if task == "multi-label":
+        tp = np.sum((pred == 1) & (dyn.gold == 1))
+        f1 = 2 * tp / max(np.sum(pred == 1) + np.sum(dyn.gold == 1), 1)
+        return f"micro-F1 {f1:.3f}"
+    entity = dyn.gold != 0
+    tp = np.sum((pred == dyn.gold) & entity)
+    f1 = 2 * tp / max(np.sum(pred != 0) + np.sum(entity), 1)
+    return f"word accuracy {np.mean(pred == dyn.gold):.3f}, entity-tag F1 {f1:.3f}"
+
+
+def run_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
+    from datacarto.audit_tasks import run_task_audit
+    from datacarto.data import minilm_path
+    from datacarto.dynamics.cache import get_metrics
+    from datacarto.metrics import REGIONS
+    from datacarto.train.baseline import train_baseline
+
+    spec = dict(TASKS[task])
+    folder = DATA / spec.pop("folder")
+    train = head(folder / "train.jsonl", n, work / f"{task}-train.jsonl")
+    val = head(folder / "validation.jsonl", n_val, work / f"{task}-val.jsonl")
+    args = dict(num_train_epochs=epochs, learning_rate=5e-5 if task != "token-classification" else 1e-4,
+                per_device_train_batch_size=16, per_device_eval_batch_size=64, use_cpu=True, disable_tqdm=True,
+                save_strategy="no", logging_strategy="no", report_to="none", eval_strategy="epoch")
+    start = time.perf_counter()
+    columns = {k: v for k, v in spec.items() if k in ("choice_columns",)}
+    train_baseline(model=minilm_path(), train=train, validation=val, task=task, text_columns=spec.get("text_columns"),
+                   label_column=spec["label_column"], label_names=spec["label_names"],
+                   tags_column=spec["label_column"], output_dir=work / task, training_args=args, max_length=128,
+                   save_model=False, **columns)
+    seconds = time.perf_counter() - start
+    metrics = get_metrics(work / task)
+    shares = ", ".join(f"{r} {np.mean(metrics['region'] == r):.1%}" for r in REGIONS)
+    print(f"{task}: {n} examples x {epochs} epochs in {seconds:.0f} s; regions: {shares}; "
+          f"validation ({n_val}): {validation_score(task, work / task)}", flush=True)
+    audit_args = {k: v for k, v in args.items() if k != "eval_strategy"}
+    audit = run_task_audit(task=task, dataset=train, model=minilm_path(), output_dir=work / f"{task}-audit",
+                           noise=0.1, seed=0, text_columns=spec.get("text_columns"),
+                           label_column=spec["label_column"], label_names=spec["label_names"],
+                           tags_column=spec["label_column"], training_args=audit_args, max_length=128, **columns)
+    table = audit.scores.set_index("score")
+    best = table["auroc"].idxmax()
+    print(f"  audit, 10% of {audit.n_examples} units changed: AUROC confidence "
+          f"{table.loc['confidence', 'auroc']:.3f}, best {best} {table.loc[best, 'auroc']:.3f}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=1000, help="training examples per task")
+    p.add_argument("--n-val", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--tasks", default=",".join(TASKS))
+    a = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in a.tasks.split(","):
+            run_task(task, a.n, a.n_val, a.epochs, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
