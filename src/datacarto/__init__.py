@@ -41,8 +41,11 @@ _EXPORTS = {
     "plot_data_map": "datacarto.maps.static",
     "interactive_map": "datacarto.maps.interactive",
     # focused training and ensembles
+    "Ensemble": "datacarto.train.ensemble",
     "EnsembleTrainer": "datacarto.train.ensemble",
     "train_focused": "datacarto.train.focused",
+    "finetune": "datacarto.train.baseline",
+    "train_baseline": "datacarto.train.baseline",
     "evaluate_by_region": "datacarto.evaluation",
     "write_report": "datacarto.report",
     "make_demo_dataset": "datacarto.demo_data",

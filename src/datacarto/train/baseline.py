@@ -140,3 +140,8 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
         trainer.save_model(str(model_dir))
     return TrainResult(output_dir=out, model_dir=model_dir, label_spec=spec, trainer=trainer,
                        metrics=dict(result.metrics))
+
+
+#: the one fine-tuning routine under a name that says what it does: it trains the baseline, the focused
+#: and control models and the audit's model alike (``train_baseline`` is its first name)
+finetune = train_baseline
