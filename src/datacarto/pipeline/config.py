@@ -22,7 +22,7 @@ DEFAULT_RECIPES = (
 )
 #: The recording modes of datacarto.dynamics.record (not imported from there: it imports torch).
 DYNAMICS_MODES = ("training_pass", "epoch_end")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # used with fullmatch: "$" would accept a trailing newline
 #: The data inputs: described (path, size, mtime) rather than dumped in config.json and the hashes.
 DATA_KEYS = ("dataset", "validation", "test")
 
@@ -202,7 +202,7 @@ def check_recipes(recipes) -> list[dict[str, Any]]:
             raise DatacartoError(f"recipe {i + 1} must be a mapping like {{name: ambiguous-33, region: ambiguous, "
                                  f"fraction: 0.33}}, got {recipe!r}")
         name = recipe.get("name")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise DatacartoError(f"recipe {i + 1} needs a 'name' of letters, digits, '.', '_' or '-', got {name!r}")
         if name in names:
             raise DatacartoError(f"recipe name {name!r} is used twice")
