@@ -505,3 +505,11 @@ def test_two_runs_into_one_folder_at_once(data_files, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "is in use by process" in err[0], err
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     assert (out / "report.html").is_file() and not (out / ".datacarto.lock").exists()
+
+
+def test_recipe_names_are_names(data_files, tmp_path):
+    """A trailing newline (what re.match with '$' let through) or a path never names a subset."""
+    for bad in ("amb\n", "../evil", "a/b"):
+        with pytest.raises(DatacartoError, match="name"):
+            make_config(data_files, tmp_path / "x", recipes=[{"name": bad, "region": "ambiguous", "fraction": 0.3}]
+                        ).validate()
