@@ -329,3 +329,23 @@ def test_cli_audit_with_a_task(tmp_path, task_model, capsys):
                  "--noise", "0.1", *CLI_FAST]) == 0
     out = capsys.readouterr().out
     assert "auroc" in out.lower() and (tmp_path / "a" / "audit.json").is_file()
+
+
+@pytest.mark.parametrize("task", ["token-classification", "multi-label"])
+def test_focus_on_a_subset_of_a_task_run(tmp_path, task_model, capsys, task):
+    """select by example, then continue training on the subset: the focused run records its units."""
+    from datacarto.cli import main
+
+    rows, *_ = train(task, "training_pass", task_model, tmp_path / "run")
+    sub = tmp_path / "hard.jsonl"
+    assert main(["select", str(tmp_path / "run"), "--metric", "confidence", "--fraction", "0.25", "--order",
+                 "hardest", "--out", str(sub)]) == 0
+    assert main(["focus", str(tmp_path / "run"), "--subset", str(sub), "--init", "pretrained", "--model", task_model,
+                 "--output-dir", str(tmp_path / "focused"), *CLI_FAST]) == 0
+    import json
+
+    picked = [json.loads(line)["row_id"] for line in sub.read_text().splitlines()]
+    dyn = load_dynamics(tmp_path / "focused")
+    assert dyn.manifest["task"] == task and dyn.unit_level and len(set(dyn.row_ids)) == len(picked) == 12
+    _, _, gold = expected_units(task, [rows[r] for r in picked])
+    np.testing.assert_array_equal(dyn.gold, gold)

@@ -127,7 +127,9 @@ def tokenize_task(ds, tokenizer, spec: TaskSpec, *, max_length: int = 128):
         raise DatacartoError(f"tokenize_task: unknown task {spec.task!r}")
     # one label column: HF's multiple-choice collator takes 'label' over 'labels' and flattens the other,
     # and multi-label's float vector must not inherit the integer type of a 'labels' column of ids
-    drop = [spec.label_column] if spec.task in ("multiple-choice", "multi-label") else []
+    # (a tag list named 'label' would likewise be taken by the token-classification collator over 'labels')
+    drop = [spec.label_column] if spec.task in ("multiple-choice", "multi-label") or spec.label_column in (
+        "label", "label_ids") else []
     out = ds.map(encode, batched=True, desc="tokenizing", remove_columns=drop)
     if spec.task == "multi-label":  # BCE needs float targets; datasets keeps the ids' int type otherwise
         import datasets

@@ -108,7 +108,8 @@ class TokenClassification(Task):
         return Units(row=row, sub=sub, gold=gold, offsets=offsets)
 
     def example_labels(self, labels):
-        return [np.asarray(tags).tolist() for tags in labels]
+        """One tag per (kept) word: the -100 of special tokens and later sub-tokens dropped."""
+        return [np.asarray(tags)[np.asarray(tags) != IGNORE].tolist() for tags in labels]
 
     def to_units(self, rows, labels, logits, units):
         rows = np.asarray(rows, np.int64)

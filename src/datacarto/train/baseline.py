@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import LabelSpec, effective_max_length, load_model, load_table, tokenize
+from ..dynamics.store import DynamicsWriter, dynamics_dir
 from ..errors import DatacartoError
 from ..task_data import collator_for, prepare_for_task, tokenize_task
 
@@ -135,6 +136,11 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
         resume_from_checkpoint = None
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     out = Path(args.output_dir)
+    if record and task != "sequence-classification" and trainer.is_world_process_zero():
+        # what focused training on a subset of these records needs to prepare it the same way
+        DynamicsWriter(dynamics_dir(out)).update_manifest(task_columns={
+            "choice_columns": getattr(spec, "choice_columns", None) or None,
+            "tokens_column": getattr(spec, "tokens_column", None)})
     model_dir = out / "model"
     if save_model:
         trainer.save_model(str(model_dir))

@@ -142,11 +142,16 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
             raise DatacartoError("the subset has rows without a gold label (< 0): drop them before weighting")
         loss = loss.for_rows(source_ids)
 
+    task = manifest.get("task", "sequence-classification")
+    columns = manifest.get("task_columns") or {}
     result = train_baseline(
         model=start, train=ds, validation=validation, text_columns=text_columns, label_column=label_column,
-        label_names=label_names, num_labels=len(label_names) if label_names else manifest.get("num_labels"),
+        label_names=label_names,
+        num_labels=len(label_names) if label_names else manifest.get("num_labels"),
         output_dir=output_dir, training_args=training_args, dynamics_mode=dynamics_mode,
-        eval_dynamics=eval_dynamics, max_length=max_length, loss=loss, save_model=save_model,
+        eval_dynamics=eval_dynamics, max_length=max_length, loss=loss, save_model=save_model, task=task,
+        choice_columns=columns.get("choice_columns"), tokens_column=columns.get("tokens_column") or "tokens",
+        tags_column=label_column,  # the records' gold: a tag list per example
     )
     if result.trainer is None or result.trainer.is_world_process_zero():
         write_json_atomic(Path(result.output_dir) / "focus.json", {
