@@ -63,26 +63,45 @@ def example_args(model, data, out, mode):
 
 
 @pytest.mark.distributed
-def test_two_processes_record_each_word_once(tmp_path):
-    """Token classification under torchrun (CLI): every (example, word) unit once per epoch."""
-    from datacarto.testing import TOY_TAGS, make_tiny_model_dir, toy_task_words, toy_tokens
+@pytest.mark.parametrize("task", ["token-classification", "multi-label", "multiple-choice"])
+def test_two_processes_record_each_unit_once(tmp_path, task):
+    """The other task types under torchrun (CLI): every unit (word, label, example) once per epoch."""
+    from datacarto.testing import (
+        TOY_TAGS,
+        make_tiny_model_dir,
+        toy_choices,
+        toy_multilabel,
+        toy_task_words,
+        toy_tokens,
+    )
 
-    rows = toy_tokens(N, seed=3)
+    make, flags = {
+        "token-classification": (toy_tokens, ["--class-names", ",".join(TOY_TAGS)]),
+        "multi-label": (toy_multilabel, ["--label-column", "labels", "--class-names", "sunny,rainy,windy"]),
+        "multiple-choice": (toy_choices, ["--text-columns", "sentence", "--choice-columns", "option1,option2"]),
+    }[task]
+    rows = make(N, seed=3)
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     model = make_tiny_model_dir(tmp_path / "tiny", toy_task_words(), dropout=0.0)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "datacarto.cli", "train",
-           "--model", model, "--dataset", str(data), "--class-names", ",".join(TOY_TAGS), "--output-dir", str(out),
+           "--model", model, "--dataset", str(data), *flags, "--output-dir", str(out),
            "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu",
            "--disable_tqdm", "true", "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dyn = load_dynamics(out)
-    lengths = [len(r["tokens"]) for r in rows]
-    assert dyn.epochs == [0, 1] and dyn.unit_level
-    np.testing.assert_array_equal(dyn.row_ids, np.repeat(np.arange(N), lengths))
-    np.testing.assert_array_equal(dyn.sub_ids, np.concatenate([np.arange(k) for k in lengths]))
-    np.testing.assert_array_equal(dyn.gold, np.concatenate([r["ner_tags"] for r in rows]))
-    assert not np.isnan(dyn.logits).any()
+    assert dyn.epochs == [0, 1] and dyn.manifest["task"] == task and not np.isnan(dyn.logits).any()
+    if task == "token-classification":
+        lengths = [len(r["tokens"]) for r in rows]
+        np.testing.assert_array_equal(dyn.row_ids, np.repeat(np.arange(N), lengths))
+        np.testing.assert_array_equal(dyn.sub_ids, np.concatenate([np.arange(k) for k in lengths]))
+        np.testing.assert_array_equal(dyn.gold, np.concatenate([r["ner_tags"] for r in rows]))
+    elif task == "multi-label":
+        np.testing.assert_array_equal(dyn.row_ids, np.repeat(np.arange(N), 3))
+        np.testing.assert_array_equal(dyn.gold, [int(j in r["labels"]) for r in rows for j in range(3)])
+    else:
+        np.testing.assert_array_equal(dyn.ids, np.arange(N))
+        np.testing.assert_array_equal(dyn.gold, [r["label"] for r in rows])
