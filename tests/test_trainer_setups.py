@@ -161,6 +161,15 @@ def test_eval_every_k_steps_numbers_snapshots_in_order(tmp_path, tiny_model, toy
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_an_evaluation_before_training_is_not_a_snapshot(tmp_path, tiny_model, toy, toy_rows, mode):
+    tok, raw, data = toy
+    _trainer(mode, tiny_model, tok, data, tmp_path, eval_dataset=data.select(range(20)), eval_strategy="epoch",
+             eval_on_start=True).train()
+    val = _assert_recorded(tmp_path, _labels(toy_rows)[:20], 2, split="validation")  # the two epoch ends only
+    assert [s["global_step"] for s in val.manifest["snapshots"].values()] == [8, 16]
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_user_trainer_subclass_with_its_own_loss(tmp_path, tiny_model, toy, toy_rows, mode):
     tok, raw, data = toy
     _trainer(mode, tiny_model, tok, data, tmp_path, base=WeightedLossTrainer).train()

@@ -236,8 +236,8 @@ class CartographyCallback(_Recording):
             self._done = reached
 
     def on_evaluate(self, args, state, control, model=None, eval_dataloader=None, metrics=None, **kwargs):
-        if not self.eval_dynamics or eval_dataloader is None or self.recorder is None:
-            return
+        if not self.eval_dynamics or eval_dataloader is None or self.recorder is None or not state.epoch:
+            return  # (an evaluation before the first step, eval_on_start, is not a snapshot: as in the mixin)
         dataset = eval_dataloader.dataset
         _, units, _ = self.read_units(dataset, model, "evaluation set")
         ids, gold, logits = predict_logits(model, dataset, eval_dataloader.collate_fn,
