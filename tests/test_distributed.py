@@ -35,8 +35,11 @@ def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, laun
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    if launch == "example":
-        cmd += [str(EXAMPLE), *example_args(tiny_model, data, out, mode)]
+    if launch == "example":  # with a validation set evaluated each epoch: eval recording under torchrun
+        dev = tmp_path / "dev.jsonl"
+        dev.write_text("".join(json.dumps(r) + "\n" for r in rows[:21]))
+        cmd += [str(EXAMPLE), *example_args(tiny_model, data, out, mode), "--validation_file", str(dev),
+                "--eval_strategy", "epoch"]
     else:
         cmd += ["-m", "datacarto.cli", "train", "--model", tiny_model, "--dataset", str(data),
                 "--output-dir", str(out), "--dynamics_mode", mode, "--num_train_epochs", "2",
@@ -51,6 +54,10 @@ def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, laun
     assert not np.isnan(dyn.logits).any()
     assert all(s["n"] == N for s in dyn.manifest["snapshots"].values())
     assert load_examples(out)["hypothesis"].tolist() == [r["hypothesis"] for r in rows]
+    if launch == "example":  # two epoch evaluations; the script's final one (same step) replaces the last
+        val = load_dynamics(out, "validation")
+        assert val.epochs == [0, 1] and val.n_examples == 21
+        np.testing.assert_array_equal(val.gold, [r["label"] for r in rows[:21]])
 
 
 def example_args(model, data, out, mode):
