@@ -82,7 +82,7 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
                    training_args=None, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
                    eval_dynamics: bool = True, max_length: int = 128, loss=None, record: bool = True,
                    resume_from_checkpoint=None, save_model: bool = True, test=None,
-                   overwrite_dynamics: bool = False) -> TrainResult:
+                   overwrite_dynamics: bool = False, predict_each_epoch: dict | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train`` while recording training dynamics.
 
     ``train``/``validation``/``test``: a hub name, a local jsonl/csv/parquet file or a
@@ -91,7 +91,9 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     model predicts it at each epoch end and its dynamics are recorded (split ``"test"``), so test
     examples get regions too. The final model goes to ``<output_dir>/model``. ``max_length`` is
     capped at the model's positions. A folder holding recorded epochs is refused unless resuming
-    or ``overwrite_dynamics`` (then a new store replaces the old one).
+    or ``overwrite_dynamics`` (then a new store replaces the old one). ``predict_each_epoch``:
+    ``{split: data}``, more data sets predicted at each epoch end and recorded like ``test``
+    (cross-fitting records each fold model's held-out fold this way).
     """
     from ..record import CartographyTrainer, PredictEachEpoch
 
@@ -103,6 +105,8 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     test_ds = None  # checked before the model loads, like the other splits
     if test is not None:
         test_ds, _ = load_split(test, split="test", spec=spec, what="test set")
+    extra = {split: load_split(data, split=split, spec=spec, what=f"{split} set")[0]
+             for split, data in (predict_each_epoch or {}).items()}
     args = make_training_args(output_dir, training_args, has_eval=val_ds is not None)
     if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
         args.eval_strategy = "no"
@@ -120,6 +124,10 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     )
     if test_tok is not None and record and eval_dynamics:
         trainer.add_callback(PredictEachEpoch(trainer, test_tok, split="test"))
+    for split, ds in extra.items():
+        if record and eval_dynamics:
+            tok = tokenize(ds, tokenizer, spec, max_length=max_length)
+            trainer.add_callback(PredictEachEpoch(trainer, tok, split=split))
     if resume_from_checkpoint in ("", "false", "False"):
         resume_from_checkpoint = None
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
