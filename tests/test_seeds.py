@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,3 +84,37 @@ def test_train_repeat_flags_refuse_bad_combinations(tmp_path, tiny_model, toy_js
     cli_fails(capsys, [*base, "--dynamics", "in-sample"], "it needs --folds K")
     cli_fails(capsys, [*base, "--seeds", "1", "1"], "at least 2 different seeds")
     cli_fails(capsys, [*base, "--folds", "1"], "folds must be >= 2")
+
+
+def test_pipeline_with_folds_and_seeds(tmp_path):
+    """``folds`` and ``seeds`` in the pipeline: the map reads the cross-fitted run, the report shows both."""
+    from datacarto.demo_data import LABEL_NAMES, write_demo_dataset
+    from datacarto.dynamics.cache import get_metrics
+    from datacarto.pipeline import PipelineConfig, run_pipeline
+    from datacarto.testing import make_tiny_model_dir
+
+    paths = write_demo_dataset(tmp_path / "data", n_train=48, n_validation=24, n_test=0, seed=0)
+    rows = [json.loads(line) for p in paths.values() for line in p.read_text().splitlines()]
+    model = make_tiny_model_dir(tmp_path / "tiny", [r["premise"] + " " + r["hypothesis"] for r in rows])
+    training = {"num_train_epochs": 2, "per_device_train_batch_size": 16, "learning_rate": 5e-3, "use_cpu": True,
+                "disable_tqdm": True, "save_strategy": "no", "logging_strategy": "no", "report_to": "none"}
+    config = PipelineConfig(model=model, dataset=str(paths["train"]), validation=str(paths["validation"]),
+                            output_dir=str(tmp_path / "run"), text_columns=["premise", "hypothesis"],
+                            class_names=list(LABEL_NAMES), max_length=48, training_args=training,
+                            focus_training_args={"num_train_epochs": 1}, control=False,
+                            recipes=[{"name": "hard", "region": "hard-to-learn", "fraction": 0.25}],
+                            folds=3, seeds=[0, 1])
+    result = run_pipeline(config, quiet=True)
+    out = result.output_dir
+    m = pd.read_parquet(out / "metrics" / "train.parquet").set_index("row_id")
+    oos = get_metrics(out / "crossfit")
+    assert m["confidence"].tolist() == oos["confidence"].tolist()  # the map's metrics: out-of-sample
+    table = pd.read_parquet(out / "metrics" / "seed_stability.parquet").set_index("row_id")
+    seed1 = get_metrics(out / "seeds" / "seed_1")["region"].astype(str)
+    assert table["seed_0"].astype(str).tolist() == m["region"].astype(str).tolist()
+    assert table["seed_1"].astype(str).tolist() == seed1.tolist()
+    stable = int((m["region"].astype(str) == seed1).sum())
+    assert int(table["stable"].sum()) == stable
+    md = (out / "report.md").read_text()
+    assert "## Cross-fitted dynamics" in md and "## Seed stability" in md
+    assert f"{stable} of 48 examples" in md
