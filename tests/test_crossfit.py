@@ -140,3 +140,35 @@ def test_cross_fitting_finds_flips_a_memorising_model_hides(tiny_model_no_dropou
     auroc_oos = audit_scores(oos, truth).set_index("score").loc["last_loss", "auroc"]
     assert auroc_in < auroc_oos
     assert auroc_oos > 0.7
+
+
+@pytest.mark.distributed
+def test_two_processes_cross_fit_each_example_once(tmp_path, tiny_model):
+    """``torchrun -m datacarto.cli train --folds 2``: the folds run in sequence, each distributed; rank 0 merges."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from datacarto.dynamics.store import load_dynamics
+    from datacarto.testing import toy_nli
+
+    rows = toy_nli(61, seed=3)  # odd: the distributed sampler pads with a repeated example
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "datacarto.cli", "train",
+           "--model", tiny_model, "--dataset", str(data), "--output-dir", str(out), "--folds", "2",
+           "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu",
+           "--disable_tqdm", "true", "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for split in ("train", "insample"):
+        dyn = load_dynamics(out, split)
+        np.testing.assert_array_equal(dyn.ids, np.arange(61))
+        np.testing.assert_array_equal(dyn.gold, [r["label"] for r in rows])
+        assert dyn.epochs == [0, 1] and np.isfinite(dyn.logits).all()

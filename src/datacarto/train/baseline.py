@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..data import LabelSpec, effective_max_length, load_model, load_table, prepare_labels, tokenize
 from ..errors import DatacartoError
 
@@ -76,6 +78,34 @@ def load_split(data, *, split: str, spec: LabelSpec | None = None, text_columns=
                           num_labels=num_labels, what=what)
 
 
+def _gathered_prediction(trainer, dataset, *, split: str):
+    """``PredictEachEpoch`` for several processes: each rank predicts its share, rank 0 writes.
+
+    Under torchrun the mixin's evaluation recording reaches a collective on rank 0 only (an issue
+    of ``record/``: ``record_eval`` returns on the other ranks before ``SplitRecorder.write``
+    gathers), so this callback gathers on every rank and rank 0 writes with a ``DynamicsWriter``.
+    """
+    from transformers import TrainerCallback
+
+    from ..dynamics.store import DynamicsWriter, dynamics_dir
+    from ..record.distributed import gather_arrays, is_main
+    from ..record.predict import predict_logits
+
+    class GatheredPrediction(TrainerCallback):
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            ids, gold, logits = gather_arrays(*predict_logits(model, dataset, trainer.data_collator,
+                                                              args.per_device_eval_batch_size))
+            if is_main():
+                order = np.argsort(ids, kind="stable")
+                writer = DynamicsWriter(dynamics_dir(args.output_dir, split))
+                writer.directory.mkdir(parents=True, exist_ok=True)
+                writer.write_epoch(int(round(state.epoch)) - 1, ids[order], gold[order], logits[order],
+                                   epoch=state.epoch, global_step=state.global_step)
+                writer.update_manifest(mode="epoch_end", split=split, label_names=trainer.cartography.label_names)
+
+    return GatheredPrediction()
+
+
 def train_baseline(*, model: str, train, validation=None, text_columns: list[str] | None = None,
                    label_column: str = "label", label_names: list[str] | None = None,
                    num_labels: int | None = None, output_dir: str | os.PathLike | None = None,
@@ -127,7 +157,9 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     for split, ds in extra.items():
         if record and eval_dynamics:
             tok = tokenize(ds, tokenizer, spec, max_length=max_length)
-            trainer.add_callback(PredictEachEpoch(trainer, tok, split=split))
+            distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+            trainer.add_callback(_gathered_prediction(trainer, tok, split=split) if distributed
+                                 else PredictEachEpoch(trainer, tok, split=split))
     if resume_from_checkpoint in ("", "false", "False"):
         resume_from_checkpoint = None
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
