@@ -1,13 +1,13 @@
 """Human agreement: do the map's scores track what 100 annotators disagree on? (ChaosNLI-MNLI, MiniLM)
 
 Trains all-MiniLM-L6-v2 cross-fitted (``train_crossfit``, K folds) on the 1,599 ChaosNLI-MNLI pairs
-(``../shared/data/nli-annotators``; each has the label counts of 100 annotators) plus SNLI rows
-as filler, and compares each score, in-sample and out-of-sample, with the annotators' label
+(``../shared/data/nli-annotators``; each has the label counts of 100 annotators), optionally with
+SNLI rows as filler (``--filler N``), and compares each score, in-sample and out-of-sample, with the annotators' label
 entropy: Spearman correlation, and the share of high-entropy items (top quartile) in each region
 against the region's share of all ChaosNLI items (the base rate).
 
-    .venv/bin/python benchmarks/agreement.py                        # ~10 min on 2 busy CPU cores
-    .venv/bin/python benchmarks/agreement.py --filler 0 --epochs 2  # a quicker look
+    .venv/bin/python benchmarks/agreement.py             # the measured run: 2 folds, 3 epochs, 7 min on 2 busy cores
+    .venv/bin/python benchmarks/agreement.py --folds 3 --filler 1000 --max-length 128   # bigger: ~3x longer
 
 The ChaosNLI data are CC BY-NC 4.0: benchmark use only, never shipped with the package.
 """
@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _minilm import add_training_flags, offline_cpu_env
+from _minilm import training_args as minilm_training_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -61,21 +63,12 @@ def agreement_tables(metrics, entropy, *, high_quantile: float = 0.75):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--filler", type=int, default=1000, help="SNLI rows added as filler (default 1000)")
+    p.add_argument("--filler", type=int, default=0, help="SNLI rows added as filler (default none)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N ChaosNLI pairs (default: all)")
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--output-dir", default=None, help="default: a new folder under the temp dir")
+    add_training_flags(p, folds=2, max_length=96)
     ns = p.parse_args(argv)
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    offline_cpu_env()
     import datasets
     import numpy as np
     import pandas as pd
@@ -94,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = pd.concat([frame, filler[["premise", "hypothesis", "label"]].assign(source="snli")],
                           ignore_index=True)
     out = Path(ns.output_dir or tempfile.mkdtemp(prefix="datacarto-agreement-"))
-    training_args = {"num_train_epochs": ns.epochs, "learning_rate": ns.learning_rate,
-                     "per_device_train_batch_size": ns.batch_size, "per_device_eval_batch_size": 128,
-                     "save_strategy": "no", "logging_strategy": "epoch", "report_to": "none", "use_cpu": True,
-                     "seed": ns.seed, "disable_tqdm": True}
+    training_args = minilm_training_args(ns)
     print(f"agreement: {len(chaos)} ChaosNLI pairs + {ns.filler} SNLI filler, MiniLM, {ns.folds} folds, "
           f"{ns.epochs} epochs, lr {ns.learning_rate} -> {out}", flush=True)
     start = time.perf_counter()

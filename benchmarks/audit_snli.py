@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _minilm import add_training_flags, offline_cpu_env
+from _minilm import training_args as minilm_training_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "snli-9k" / "train.jsonl"
@@ -125,36 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="training jsonl (premise, hypothesis, label)")
     p.add_argument("--limit", type=int, default=None, help="use only N rows, a seeded sample (default: all)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--folds", type=int, default=3)
     p.add_argument("--noise", type=float, default=0.1)
     p.add_argument("--noise-kinds", nargs="+", default=["uniform"], choices=["uniform", "class-conditional"])
     p.add_argument("--full-baseline", action="store_true",
                    help="also train one model on all rows (the in-sample column of earlier versions)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--learning-rate", type=float, default=1e-4, help="a small model: higher than the paper's 2e-5")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--output-dir", default=None, help="default: a new folder under the temp dir")
+    add_training_flags(p, folds=3)
     ns = p.parse_args(argv)
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # sleeping (not spinning) OpenMP threads: much faster on a shared 2-core machine; before torch loads
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    offline_cpu_env()
     from datacarto.data import load_table
 
     data = load_table(ns.data)
     if ns.limit is not None and ns.limit < len(data):
         data = data.shuffle(seed=ns.seed).select(range(ns.limit))
     out = Path(ns.output_dir or tempfile.mkdtemp(prefix="datacarto-audit-snli-"))
-    training_args = {  # over datacarto's TRAINING_DEFAULTS
-        "num_train_epochs": ns.epochs, "learning_rate": ns.learning_rate,
-        "per_device_train_batch_size": ns.batch_size, "per_device_eval_batch_size": 128,
-        "save_strategy": "no", "logging_strategy": "epoch", "report_to": "none", "use_cpu": True,
-        "seed": ns.seed, "disable_tqdm": True,
-    }
+    training_args = minilm_training_args(ns)
     print(f"audit: {len(data)} rows of {ns.data}, {ns.noise:.0%} flips ({', '.join(ns.noise_kinds)}), MiniLM, "
           f"{ns.epochs} epochs, lr {ns.learning_rate}, {ns.folds} folds -> {out}", flush=True)
     results = [audit_kind(data, kind, ns, out / kind, training_args) for kind in ns.noise_kinds]
