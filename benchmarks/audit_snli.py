@@ -7,7 +7,7 @@ fold model that trained on it) beside the out-of-sample ones (each example from 
 held it out), plus cleanlab's ``find_label_issues`` / label-quality scores on the last epoch's
 probabilities when cleanlab is importable (an optional benchmark dependency, never a runtime one).
 
-    .venv/bin/python benchmarks/audit_snli.py --limit 3000          # ~10 min on 2 busy CPU cores
+    .venv/bin/python benchmarks/audit_snli.py --limit 2400          # the measured run: 10 min on 2 busy CPU cores
     .venv/bin/python benchmarks/audit_snli.py --noise-kinds uniform class-conditional   # full 9k: ~1 h busy
     .venv/bin/python benchmarks/audit_snli.py --full-baseline ...   # also the old in-sample column:
                                                                     # one model trained on all rows
