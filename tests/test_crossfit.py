@@ -129,12 +129,12 @@ def test_cross_fitting_finds_flips_a_memorising_model_hides(tiny_model_no_dropou
     noisy, flipped = inject_label_noise(np.array([r["label"] for r in rows]), 0.15, seed=0)
     rows = [{**r, "label": int(y)} for r, y in zip(rows, noisy)]
     out = tmp_path / "memo"
-    train_crossfit(model=tiny_model_no_dropout, train=datasets.Dataset.from_list(rows), folds=3, seed=0,
-                   output_dir=out, training_args=training_args(out, num_train_epochs=20))
+    train_crossfit(model=tiny_model_no_dropout, train=datasets.Dataset.from_list(rows), folds=2, seed=0,
+                   output_dir=out, training_args=training_args(out, num_train_epochs=12))
     truth = pd.Series(flipped)
     ins, oos = get_metrics(out, split="insample"), get_metrics(out)
     # in-sample the model fits most labels, flipped ones included; held out it predicts the cue's label
-    assert (ins["last_pred"] == ins["gold"]).mean() > 0.8
+    assert (ins["last_pred"] == ins["gold"]).mean() > 0.75
     assert (ins["last_pred"] == ins["gold"])[flipped].mean() > (oos["last_pred"] == oos["gold"])[flipped].mean()
     auroc_in = audit_scores(ins, truth).set_index("score").loc["last_loss", "auroc"]
     auroc_oos = audit_scores(oos, truth).set_index("score").loc["last_loss", "auroc"]
