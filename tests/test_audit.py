@@ -363,12 +363,31 @@ def test_cli_audit_end_to_end(tmp_path, toy_jsonl, tiny_model, capsys):
 
     # auditing the run again from its recorded column gives the same table
     again = tmp_path / "again"
+    assert report["noisy_labels"] == "flipped labels"
     assert main(["audit", "--run", str(out), "--noisy-column", "is_flipped", "--output-dir", str(again)]) == 0
     report2 = json.loads((again / "audit.json").read_text())
     assert report2["n_flipped"] == 6 and report2["scores"] == report["scores"]
+    assert "6 of 60 labels marked wrong (column 'is_flipped')" in capsys.readouterr().out
     assert main(["audit", "--run", str(out), "--true-label-column", "original_label",
                  "--output-dir", str(tmp_path / "third")]) == 0
-    assert json.loads((tmp_path / "third" / "audit.json").read_text())["scores"] == report["scores"]
+    third = json.loads((tmp_path / "third" / "audit.json").read_text())
+    assert third["scores"] == report["scores"]
+    # real noise is not "flipped": the output names what it measured
+    printed = capsys.readouterr().out
+    assert "6 of 60 labels differ from the true label (column 'original_label')" in printed
+    assert "flipped" not in printed
+    assert third["noisy_labels"] == "labels that differ from the true label (column 'original_label')"
+
+
+def test_cli_audit_help_documents_both_modes(capsys):
+    from datacarto.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["audit", "--help"])
+    assert stop.value.code == 0
+    printed = capsys.readouterr().out
+    assert "two modes" in printed and "--true-label-column" in printed and "--noise-kind" in printed
+    assert "labels that differ from the true label" in printed
 
 
 def test_cli_audit_reports_bad_input_in_one_line(tmp_path, toy_jsonl, tiny_model, capsys):

@@ -44,8 +44,24 @@ from .noise import (
 # plot
 
 
+#: What the noisy labels are, by where the truth came from (the printed summary and the ROC plot).
+INJECTED = "flipped labels"
+TRUE_LABEL = "labels that differ from the true label"
+MARKED = "labels marked wrong"
+
+
+def noise_noun(config: Mapping[str, Any] | None) -> str:
+    """How to name the noisy labels of an audit: flipped only when the audit flipped them itself."""
+    config = config or {}
+    if config.get("true_label_column"):
+        return f"{TRUE_LABEL} (column {config['true_label_column']!r})"
+    if config.get("noisy_column"):
+        return f"{MARKED} (column {config['noisy_column']!r})"
+    return INJECTED
+
+
 def plot_roc_curves(metrics: pd.DataFrame, is_noisy, path: str | os.PathLike | None = None, *, scores=None,
-                    title: str | None = None):
+                    title: str | None = None, noun: str = INJECTED):
     """One ROC curve per score (AUROC in the legend, best first) and the chance diagonal.
 
     Returns the matplotlib ``Figure`` (Agg canvas, no pyplot state); saved atomically to ``path``
@@ -72,8 +88,8 @@ def plot_roc_curves(metrics: pd.DataFrame, is_noisy, path: str | os.PathLike | N
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false positive rate (clean examples flagged)")
-    ax.set_ylabel("true positive rate (flipped labels found)")
-    ax.set_title(title or f"Finding {int(noisy.sum())} flipped labels among {len(noisy)}")
+    ax.set_ylabel("true positive rate (noisy labels found)")
+    ax.set_title(title or f"Finding {int(noisy.sum())} {noun}\namong {len(noisy)}", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     if path is not None:
@@ -103,16 +119,23 @@ class AuditResult:
     def best(self) -> str:
         return str(self.scores["score"].iloc[0])
 
+    @property
+    def noun(self) -> str:
+        """What the noisy labels are: "flipped labels" only when the audit injected the flips."""
+        return noise_noun(self.config)
+
     def summary(self) -> str:
         """The printed report: both tables in plain text."""
         chance = chance_level(self.is_flipped.to_numpy())
+        share = f"({100 * self.n_flipped / self.n_examples:.1f}%); best score: {self.best}"
+        what = self.noun.replace(TRUE_LABEL, "labels differ from the true label").replace(INJECTED, "labels flipped")
+        head = f"{self.n_flipped} of {self.n_examples} {what} {share}"
         return "\n".join([
-            f"{self.n_flipped} of {self.n_examples} labels flipped "
-            f"({100 * self.n_flipped / self.n_examples:.1f}%); best score: {self.best}",
+            head,
             "",
             format_table(self.scores, chance),
             "",
-            format_regions(self.regions),
+            format_regions(self.regions, word="flipped" if self.noun == INJECTED else "noisy"),
         ])
 
 
@@ -141,12 +164,13 @@ def audit_frame(metrics: pd.DataFrame, is_noisy: pd.Series, output_dir: str | os
         "noise_rate": result.n_flipped / result.n_examples,
         "chance": chance_level(noisy.to_numpy()),
         "best_score": result.best,
+        "noisy_labels": result.noun,
         "scores": _records(table),
         "regions": _records(regions.reset_index()),
         **dict(extra or {}),
     }
     write_json_atomic(output_dir / "audit.json", report)
-    plot_roc_curves(metrics, noisy, output_dir / "roc.png", scores=scores)
+    plot_roc_curves(metrics, noisy, output_dir / "roc.png", scores=scores, noun=result.noun)
     return result
 
 

@@ -365,9 +365,10 @@ def format_table(table: pd.DataFrame, chance: Mapping[str, float] | None = None)
     return "\n".join(lines)
 
 
-def format_regions(regions: pd.DataFrame) -> str:
-    """The region spread as plain aligned text."""
-    header = f"{'region':<16} {'n':>7} {'flipped':>8} {'% flipped':>10} {'% of flips':>11}"
+def format_regions(regions: pd.DataFrame, *, word: str = "flipped") -> str:
+    """The region spread as plain aligned text; ``word`` names the noisy labels ("flipped", "noisy")."""
+    plural = "flips" if word == "flipped" else word
+    header = f"{'region':<16} {'n':>7} {word:>8} {'% ' + word:>10} {'% of ' + plural:>11}"
     lines = [header, "-" * len(header)]
     for name, r in regions.iterrows():
         share = "-" if pd.isna(r.flipped_share) else f"{100 * r.flipped_share:9.1f}%"

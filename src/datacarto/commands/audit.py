@@ -9,7 +9,9 @@ Two forms::
 
 The first flips labels itself; the second audits an existing run whose training data carries the
 truth in a column. ``--seed`` seeds both the noise and the training (``--noise-seed`` overrides
-the noise's). Both print the per-score table and write ``audit.json`` and ``roc.png``.
+the noise's). Both print the per-score table and write ``audit.json`` and ``roc.png``. The output
+says "flipped" only for flips the audit injected; with ``--true-label-column`` the noisy labels
+are "labels that differ from the true label", with ``--noisy-column`` "labels marked wrong".
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def parse_matrix(text: str | None):
 
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="datacarto audit --run",
-                                description="audit an existing run whose training data carries the noise truth")
+                                description="audit an existing run whose training data carries the noise truth: "
+                                            "with --true-label-column the noisy labels are those that differ "
+                                            "from the true label, with --noisy-column those the column marks")
     p.add_argument("--run", required=True, help="run folder (holding training_dynamics/)")
     truth = p.add_mutually_exclusive_group()
     truth.add_argument("--noisy-column", "--noisy_column", default=None,
@@ -62,8 +66,24 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", "--output_dir", default=None,
                    help="where audit.json and roc.png go (default: the run folder)")
     p.add_argument("--scores", default=None, help="comma-separated scores to audit (default: all present)")
-    p.add_argument("--split", default="train", help="which recorded split (default: train)")
+    p.add_argument("--split", default="train", help="which recorded split (default: train; oos or insample for "
+                                                    "a cross-fitted run)")
     return p
+
+
+MODES_HELP = """\
+datacarto audit has two modes.
+
+1. Inject noise, train, audit (the flags below the line, with every TrainingArguments flag):
+     datacarto audit --dataset D --model M --noise 0.1 [--noise-kind uniform|class-conditional] --output-dir DIR
+   The audit flips the labels itself, so the output counts "flipped labels".
+
+2. Audit an existing run whose training data carries the truth:
+     datacarto audit --run RUN [--noisy-column COL | --true-label-column COL] [--split S] [--output-dir DIR]
+   --true-label-column: the noisy labels are the "labels that differ from the true label" (real
+   annotation noise, nothing flipped); --noisy-column: a bool column, "labels marked wrong".
+   --split oos audits a cross-fitted run's out-of-sample dynamics (datacarto train --folds K).
+"""
 
 
 def _is_run_mode(argv: list[str]) -> bool:
@@ -73,6 +93,11 @@ def _is_run_mode(argv: list[str]) -> bool:
 def main(argv: list[str]) -> int:
     from .train import DataArguments, explicit_flags, parse_with_training_args, resolve_task, split_list
 
+    if any(a in ("-h", "--help") for a in argv) and not _is_run_mode(argv):
+        print(MODES_HELP)
+        print("--- mode 2 (--run) ---")
+        _run_parser().print_help()
+        print("\n--- mode 1 (inject noise and train) ---")
     if _is_run_mode(argv):
         from ..audit import audit_run
 

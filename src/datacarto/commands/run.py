@@ -40,6 +40,9 @@ CONFIG_FLAG_HELP = {
     "noise_column": "boolean column marking known-wrong labels (default is_flipped if present): adds the "
                     "label-noise section to the report",
     "title": "report title",
+    "folds": "cross-fit: K fold models record out-of-sample dynamics (K more trainings on (K-1)/K of the data)",
+    "dynamics": "with folds: which dynamics the map, regions and subsets use",
+    "seeds": "comma-separated seeds (at least 2): one run per seed; the report shows seed stability",
 }
 #: PipelineConfig keys set through TrainingArguments flags (--output-dir, --seed, --learning_rate, ...).
 _FROM_TRAINING_ARGS = ("output_dir", "seed", "training_args")
@@ -56,10 +59,10 @@ def _run_arguments():
     """``RunArguments``: one optional flag per PipelineConfig key (each overrides the YAML key of the
     same name), plus ``--config``, ``--force`` and ``--quiet``. Derived from the config's fields."""
     from ..pipeline import PipelineConfig
-    from ..pipeline.config import COLOR_MODES, COMBINES, DYNAMICS_MODES, FOCUS_INITS
+    from ..pipeline.config import COLOR_MODES, COMBINES, DYNAMICS_CHOICES, DYNAMICS_MODES, FOCUS_INITS
 
     choices = {"dynamics_mode": DYNAMICS_MODES, "focus_init": FOCUS_INITS, "ensemble_combine": COMBINES,
-               "map_color_by": COLOR_MODES}
+               "map_color_by": COLOR_MODES, "dynamics": DYNAMICS_CHOICES}
     config_fields = [f for f in dataclasses.fields(PipelineConfig) if f.name not in _FROM_TRAINING_ARGS]
     missing = {f.name for f in config_fields} ^ set(CONFIG_FLAG_HELP)
     assert not missing, f"CONFIG_FLAG_HELP and PipelineConfig disagree on {sorted(missing)}"
@@ -75,6 +78,13 @@ def _run_arguments():
                    "help": "comma-separated stages to redo even if up to date, or 'all'"})),
               ("quiet", bool, field(default=False, metadata={"help": "no stage headers"}))]
     return dataclasses.make_dataclass("RunArguments", specs)
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in str(text).replace(",", " ").split()]
+    except ValueError as e:
+        raise DatacartoError(f"{flag} takes integers (comma-separated), got {text!r}") from e
 
 
 def _plain_default(value) -> str:
@@ -192,6 +202,9 @@ def build_config(argv: list[str]):
             value = parse_recipes(value)
         elif f.name == "focus_training_args":
             value = _yaml_value(value, "--focus-training-args")
+        elif f.name in ("folds", "seeds"):
+            value = _ints(value, f"--{f.name}")
+            value = value[0] if f.name == "folds" and len(value) == 1 else value
         values[f.name] = value
     values["output_dir"] = str(targs.output_dir)
     if "seed" in given:

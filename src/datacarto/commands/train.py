@@ -51,6 +51,24 @@ class TestArguments:
                 "test examples get regions (datacarto ensemble --regions-from RUN --split test)"})
 
 
+@dataclass
+class RepeatArguments:
+    """Cross-fitting and seed repeats (``datacarto train`` only)."""
+
+    folds: int | None = field(default=None, metadata={
+        "help": "cross-fit: train K models, each on K-1 folds (stratified by label, seeded with --seed), "
+                "each predicting its held-out fold at every epoch end; the merged out-of-sample dynamics "
+                "cover every example once per epoch. Costs K trainings on (K-1)/K of the data"})
+    dynamics: str = field(default="out-of-sample", metadata={
+        "help": "with --folds: which dynamics go to OUTPUT_DIR/training_dynamics/ (what every command reads by "
+                "default); the other one is split 'insample' (or 'oos'): datacarto metrics RUN --split insample",
+        "choices": ["out-of-sample", "in-sample"]})
+    seeds: list[int] | None = field(default=None, metadata={
+        "help": "train one run per seed (OUTPUT_DIR/seed_<S>/, cross-fitted with --folds) and write each "
+                "example's region per seed, its majority region and whether it is stable to "
+                "OUTPUT_DIR/seed_stability.parquet"})
+
+
 def split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -92,24 +110,74 @@ def resolve_task(data) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from ..train.baseline import train_baseline
 
-    data, test, args = parse_with_training_args(argv, DataArguments, TestArguments, prog="datacarto train")
+    data, test, repeat, args = parse_with_training_args(argv, DataArguments, TestArguments, RepeatArguments,
+                                                        prog="datacarto train")
     if data.max_length < 1:
         raise DatacartoError(f"--max-length must be at least 1, got {data.max_length}")
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
+    if repeat.folds is None and "dynamics" in explicit_flags(argv):
+        raise DatacartoError("--dynamics chooses between in-sample and out-of-sample dynamics: it needs --folds K")
+    if (repeat.folds is not None or repeat.seeds) and args.resume_from_checkpoint:
+        raise DatacartoError("--resume_from_checkpoint resumes one run; it cannot be combined with --folds or --seeds")
     task = resolve_task(data)
-    result = train_baseline(
-        model=data.model, train=data.dataset, validation=data.validation,
-        text_columns=split_list(data.text_columns), label_column=data.label_column,
-        label_names=split_list(data.class_names), training_args=args, output_dir=args.output_dir,
-        dynamics_mode=data.dynamics_mode, snapshots_per_epoch=data.snapshots_per_epoch,
-        max_length=data.max_length, resume_from_checkpoint=args.resume_from_checkpoint, test=test.test,
-        overwrite_dynamics=data.overwrite_output_dir, task=task, choice_columns=split_list(data.choice_columns),
-        tokens_column=data.tokens_column, tags_column=data.tags_column,
-    )
+    if task != "sequence-classification" and (repeat.folds is not None or repeat.seeds):
+        raise DatacartoError(f"--folds and --seeds train sequence classifiers only so far, not {task}")
+    if not repeat.seeds:
+        _train_one(data, test, repeat, args, task=task)
+        return 0
+    if len(set(repeat.seeds)) < 2:
+        raise DatacartoError(f"--seeds needs at least 2 different seeds, got {repeat.seeds}")
+    import dataclasses
+    from pathlib import Path
+
+    root, runs, main_process = Path(args.output_dir), [], True
+    for seed in repeat.seeds:
+        run_args = dataclasses.replace(args, seed=int(seed), output_dir=str(root / f"seed_{seed}"))
+        main_process = _train_one(data, test, repeat, run_args, quiet=True)
+        runs.append(root / f"seed_{seed}")
+    if main_process:
+        _write_stability(root, runs)
+    return 0
+
+
+def _train_one(data, test, repeat, args, *, quiet: bool = False, task: str = "sequence-classification") -> bool:
+    """Train one run (cross-fitted with ``--folds``); True on the main process."""
+    from ..train.baseline import train_baseline
+    from ..train.crossfit import train_crossfit
+
+    common = dict(model=data.model, train=data.dataset, validation=data.validation,
+                  text_columns=split_list(data.text_columns), label_column=data.label_column,
+                  label_names=split_list(data.class_names), training_args=args, output_dir=args.output_dir,
+                  dynamics_mode=data.dynamics_mode, max_length=data.max_length, test=test.test,
+                  overwrite_dynamics=data.overwrite_output_dir)
+    if repeat.folds is not None:
+        result = train_crossfit(**common, folds=repeat.folds, seed=args.seed, dynamics=repeat.dynamics)
+        if result.is_main_process():
+            other = result.other_split
+            print(f"{repeat.dynamics} training dynamics ({repeat.folds} folds): {result.output_dir / 'training_dynamics'}")
+            print(f"{'in-sample' if other == 'insample' else 'out-of-sample'} dynamics: split {other!r} "
+                  f"(datacarto metrics {result.output_dir} --split {other})")
+        return result.is_main_process()
+    result = train_baseline(**common, snapshots_per_epoch=data.snapshots_per_epoch,
+                            resume_from_checkpoint=args.resume_from_checkpoint, task=task,
+                            choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
+                            tags_column=data.tags_column)
     if result.trainer.is_world_process_zero():
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")
-        print(f"model: {result.model_dir}")
-    return 0
+        if not quiet:
+            print(f"model: {result.model_dir}")
+    return result.trainer.is_world_process_zero()
+
+
+def _write_stability(root, runs) -> None:
+    from .._io import write_frame
+    from ..dynamics.stability import seed_regions, stability_summary
+
+    table = seed_regions(runs)
+    write_frame(table, root / "seed_stability.parquet")
+    s = stability_summary(table)
+    print(f"seed stability over {len(runs)} seeds: {s['stable']} of {s['n']} examples "
+          f"({100 * s['stable_share']:.1f}%) keep their region in every seed; {s['unstable']} are unstable "
+          f"(majority region per seed: {root / 'seed_stability.parquet'})")

@@ -12,6 +12,7 @@ from typing import Any
 from .._validation import check_choice
 from ..errors import DatacartoError
 from ..maps import COLOR_MODES
+from ..train.crossfit import DYNAMICS_CHOICES
 from ..train.ensemble import COMBINES
 from ..train.focused import INITS as FOCUS_INITS
 from .hashing import describe_data
@@ -26,7 +27,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # used with fullmatch: "$"
 #: The data inputs: described (path, size, mtime) rather than dumped in config.json and the hashes.
 DATA_KEYS = ("dataset", "validation", "test")
 
-__all__ = ["COMBINES", "COLOR_MODES", "DATA_KEYS", "DEFAULT_RECIPES", "DYNAMICS_MODES", "FOCUS_INITS",
+__all__ = ["COMBINES", "COLOR_MODES", "DATA_KEYS", "DEFAULT_RECIPES", "DYNAMICS_CHOICES", "DYNAMICS_MODES", "FOCUS_INITS",
            "PipelineConfig", "check_recipes", "check_training_args", "training_arg_names"]
 
 
@@ -61,6 +62,9 @@ class PipelineConfig:
     noise_column: str | None = None
     title: str = "datacarto report"
     seed: int = 0
+    folds: int | None = None
+    dynamics: str = "out-of-sample"
+    seeds: list[int] | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:
@@ -99,7 +103,21 @@ class PipelineConfig:
                 raise DatacartoError(f"{key}: load_best_model_at_end is not supported by the pipeline (the "
                                      "recorded dynamics and predictions must come from the final model)")
         self.recipes = check_recipes(self.recipes)
+        self._check_repeats()
         return self
+
+    def _check_repeats(self) -> None:
+        """``folds`` (cross-fitting), ``dynamics`` (which one the map shows) and ``seeds``."""
+        if self.folds is not None and (isinstance(self.folds, bool) or not isinstance(self.folds, int)
+                                       or self.folds < 2):
+            raise DatacartoError(f"config key 'folds' must be an integer >= 2 (or absent), got {self.folds!r}")
+        check_choice(self.dynamics, DYNAMICS_CHOICES, "config key 'dynamics'")
+        if self.seeds is not None:
+            if not isinstance(self.seeds, (list, tuple)) or not all(
+                    isinstance(s, int) and not isinstance(s, bool) for s in self.seeds) or len(set(self.seeds)) < 2:
+                raise DatacartoError(f"config key 'seeds' must be a list of at least 2 different integers, "
+                                     f"got {self.seeds!r}")
+            self.seeds = list(self.seeds)
 
     def _check_required(self) -> None:
         if not self.model:

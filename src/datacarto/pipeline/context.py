@@ -73,6 +73,17 @@ class Context:
 
         return tqdm(iterable, desc=desc, total=total, disable=not self.progress, leave=False)
 
+    def map_dir(self) -> Path:
+        """The run whose training dynamics the map, regions and selection use: cross-fitted with ``folds``
+        and ``dynamics: out-of-sample``, else the baseline (row ids are the same in both)."""
+        c = self.config
+        return self.layout.crossfit_dir if c.folds and c.dynamics == "out-of-sample" else self.layout.baseline_dir
+
+    def seed_runs(self) -> list[Path]:
+        """With ``seeds``: one run per seed, the map's own run for the seed it was trained with."""
+        own = self.training_args().get("seed", self.config.seed)
+        return [self.map_dir() if s == own else self.layout.seed_dir(s) for s in self.config.seeds or []]
+
     def train_metrics(self) -> pd.DataFrame:
         """The metrics table the metrics stage wrote (regions categorical, thresholds in ``attrs``)."""
         m = pd.read_parquet(self.layout.train_metrics).set_index("row_id")

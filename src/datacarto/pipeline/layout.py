@@ -9,8 +9,12 @@ a run-folder path. The layout knows nothing of how the files are made (no stage,
     stages/baseline.started.json     an interrupted baseline's key (resume from its checkpoint)
     data/<split>.parquet             the prepared train/validation/test splits
     baseline/                        the baseline run: model/, training_dynamics/, checkpoints
+    crossfit/                        with ``folds``: the cross-fitted run (training_dynamics/ out-of-sample,
+                                     eval/insample/, folds/fold_<k>/)
+    seeds/seed_<S>/                  with ``seeds``: one more run per seed (recording only)
     metrics/train.parquet            per-example metrics and regions of the training data
     metrics/<split>_regions.parquet  regions of the validation and test examples
+    metrics/seed_stability.parquet   with ``seeds``: region per seed, majority, stable
     maps/data_map.png, maps/data_map_regions.png, maps/data_map.html
     subsets/<recipe>.jsonl, subsets/<recipe>.control.jsonl
     models/<kind>/<recipe>/          focused and control models (model/ inside)
@@ -77,7 +81,18 @@ class RunLayout:
     def baseline_dynamics(self) -> Path:
         return self.baseline_dir / "training_dynamics"
 
+    @property
+    def crossfit_dir(self) -> Path:
+        return self.root / "crossfit"
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.root / "seeds" / f"seed_{seed}"
+
     # -- metrics and maps
+    @property
+    def seed_stability(self) -> Path:
+        return self.root / "metrics" / "seed_stability.parquet"
+
     @property
     def train_metrics(self) -> Path:
         return self.root / "metrics" / "train.parquet"

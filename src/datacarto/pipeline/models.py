@@ -69,6 +69,9 @@ def baseline_stage(ctx: Context) -> StageRecord:
     c = ctx.config
     inputs = {"data": ctx.rec("data").digest, "model": describe_model(c.model),
               "training_args": ctx.training_args(), "dynamics_mode": c.dynamics_mode, "max_length": c.max_length}
+    inputs.update({k: getattr(c, k) for k in ("folds", "seeds") if getattr(c, k)})  # absent: old hashes hold
+    if c.folds or c.seeds:
+        inputs["dynamics"] = c.dynamics
     return ctx.runner.run("baseline", inputs, lambda: _train_baseline(ctx, digest(inputs)))
 
 
@@ -123,12 +126,47 @@ def _train_baseline(ctx: Context, key: str):
         if test_logits is None:
             test_logits = predict(result.trainer, test, spec, max_length=c.max_length, record_split="test")
     save_predictions(layout.predictions("baseline"), validation=val_logits, test=test_logits)
+    repeats = _train_repeats(ctx, args)
     layout.baseline_started.unlink(missing_ok=True)
     summary = {"output_dir": layout.rel(layout.baseline_dir), "model_dir": layout.rel(layout.baseline_model),
-               "train_metrics": {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}}
+               "train_metrics": {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
+               **({"repeats": [layout.rel(p) for p in repeats]} if repeats else {})}
     outputs = [layout.rel(layout.baseline_model), layout.rel(layout.baseline_dynamics),
-               layout.rel(layout.predictions("baseline"))]
+               layout.rel(layout.predictions("baseline")), *[layout.rel(p / "training_dynamics") for p in repeats]]
     return outputs, summary, None
+
+
+def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:
+    """With ``folds``: the cross-fitted run; with ``seeds``: one run per other seed (recording only).
+
+    A seed run is of the map's kind: cross-fitted with ``folds`` and ``dynamics: out-of-sample``,
+    else a baseline. None of them evaluates (validation regions come from the baseline).
+    """
+    from ..train.baseline import train_baseline
+    from ..train.crossfit import train_crossfit
+
+    c, layout, spec = ctx.config, ctx.layout, ctx.spec
+    quiet = {**args, "eval_strategy": "no", "save_strategy": "no"}
+    common = dict(model=c.model, train=ctx.split("train"), text_columns=spec.text_columns,
+                  label_column=spec.label_column, label_names=spec.label_names, dynamics_mode=c.dynamics_mode,
+                  max_length=c.max_length, overwrite_dynamics=True)
+    own_seed, done = args.get("seed", c.seed), []
+    if c.folds:
+        ctx.log(f"      cross-fitting: {c.folds} fold models")
+        train_crossfit(**common, folds=c.folds, seed=own_seed, output_dir=layout.crossfit_dir, training_args=quiet)
+        done.append(layout.crossfit_dir)
+    for seed in c.seeds or []:
+        if seed == own_seed:
+            continue
+        ctx.log(f"      seed {seed}")
+        out, seeded = layout.seed_dir(seed), {**quiet, "seed": seed}
+        seed_everything(seed)
+        if ctx.map_dir() == layout.crossfit_dir:
+            train_crossfit(**common, folds=c.folds, seed=seed, output_dir=out, training_args=seeded)
+        else:
+            train_baseline(**common, output_dir=out, training_args=seeded, save_model=False)
+        done.append(out)
+    return done
 
 
 def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> np.ndarray | None:

@@ -163,6 +163,48 @@ def _regions(doc: Document, run: RunState) -> None:
               f"{thresholds.get('confidence_threshold', float('nan')):.3f}.")
 
 
+def _crossfit(doc: Document, run: RunState) -> None:
+    info = run.summary("metrics").get("crossfit")
+    if not info:
+        return
+    shown = info.get("map", "out-of-sample")
+    other = "in-sample (the baseline)" if shown == "out-of-sample" else "out-of-sample (cross-fitted)"
+    doc.h(2, "Cross-fitted dynamics")
+    doc.p(f"{info['folds']} fold models, each trained on {info['folds'] - 1} of {info['folds']} folds (stratified "
+          f"by label) and predicting its held-out fold at every epoch end. The map, the regions and the subsets "
+          f"use the {shown} dynamics; {pct(info['same_region_share'])} of the examples fall in the same region "
+          f"with the {other} dynamics, whose regions are:")
+    counts = info.get("other_regions", {})
+    doc.table(["region", "examples"], [[r, int(counts.get(r, 0))] for r in REGIONS])
+
+
+def _seed_stability(doc: Document, run: RunState, n_examples: int) -> None:
+    info = run.summary("metrics").get("seed_stability")
+    if not info:
+        return
+    doc.h(2, "Seed stability")
+    seeds = ", ".join(info["runs"])
+    doc.p(f"One run per seed ({seeds}): {info['stable']} of {info['n']} examples ({pct(info['stable_share'])}) "
+          f"keep their region in every seed; {info['unstable']} are unstable (their region depends on the seed, "
+          "so read it with care). Per majority region:")
+    doc.table(["majority region", "examples", "stable", "share stable"],
+              [[r, v["n"], v["stable"], share(v["stable"], v["n"]) if v["n"] else "-"]
+               for r, v in info["per_region"].items()])
+    table = pd.read_parquet(run.layout.seed_stability).set_index("row_id") if run.layout.seed_stability.is_file() \
+        else None
+    if table is not None and info["unstable"]:
+        unstable = table[~table["stable"]].head(n_examples)
+        text_columns = run.summary("data").get("text_columns") or []
+        rows = []
+        for rid, row in unstable.iterrows():
+            ex = run.examples.loc[rid] if run.examples is not None and rid in run.examples.index else None
+            texts = [ex[c] if ex is not None and c in ex.index else "" for c in text_columns]
+            rows.append([int(rid), *texts, *[str(row[r]) for r in info["runs"]], str(row["majority"])])
+        doc.p(f"Unstable examples (first {len(rows)} of {info['unstable']}; all in "
+              f"{run.layout.rel(run.layout.seed_stability)}):")
+        doc.table(["row", *text_columns, *info["runs"], "majority"], rows)
+
+
 def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_examples: int) -> None:
     metrics, examples, names = run.metrics, run.examples, run.label_names
     text_columns = run.summary("data").get("text_columns") or []
@@ -314,6 +356,8 @@ def write_report(output_dir: str | os.PathLike | RunLayout, *, title: str | None
     _intro(doc, run, title)
     _data_map(doc, run)
     _regions(doc, run)
+    _crossfit(doc, run)
+    _seed_stability(doc, run, n_examples)
     _region_examples(doc, run, noise_col, n_examples)
     if noise_col is not None:
         _label_noise(doc, run, noise_col)

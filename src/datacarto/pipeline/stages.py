@@ -81,10 +81,11 @@ def metrics_stage(ctx: Context) -> StageRecord:
         from ..dynamics.cache import get_metrics
 
         layout = ctx.layout
-        m = get_metrics(layout.baseline_dir)
+        m = get_metrics(ctx.map_dir())
         write_frame(m, layout.train_metrics)
         outputs = [layout.rel(layout.train_metrics)]
         summary = {"regions": region_counts(m["region"]), "attrs": jsonable(dict(m.attrs)), "n": int(len(m))}
+        outputs += _repeat_metrics(ctx, m, summary)
         for split in ("validation", "test"):
             regions = regions_from_dynamics(layout.baseline_dir, split)
             if regions is not None:
@@ -94,6 +95,32 @@ def metrics_stage(ctx: Context) -> StageRecord:
         return outputs, summary, frame_digest(m)
 
     return ctx.runner.run("metrics", {"baseline": ctx.rec("baseline").digest}, body)
+
+
+def _repeat_metrics(ctx: Context, m: pd.DataFrame, summary: dict) -> list[str]:
+    """With ``folds``: the other dynamics' regions beside the map's; with ``seeds``: seed stability."""
+    from ..dynamics.cache import get_metrics
+
+    c, layout, outputs = ctx.config, ctx.layout, []
+    if c.folds:
+        other_dir = layout.baseline_dir if ctx.map_dir() == layout.crossfit_dir else layout.crossfit_dir
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            other = get_metrics(other_dir)
+        same = float((other["region"].astype(object) == m["region"].astype(object)).mean())
+        summary["crossfit"] = {"folds": c.folds, "map": c.dynamics, "other_regions": region_counts(other["region"]),
+                               "same_region_share": same}
+    if c.seeds:
+        from ..dynamics.stability import seed_regions, stability_summary
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            table = seed_regions(ctx.seed_runs())
+        table.columns = [*(f"seed_{s}" for s in c.seeds), "majority", "stable"]
+        write_frame(table, layout.seed_stability)
+        summary["seed_stability"] = stability_summary(table)
+        outputs.append(layout.rel(layout.seed_stability))
+    return outputs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,10 +140,10 @@ def maps_stage(ctx: Context) -> StageRecord:
         layout, m, names = ctx.layout, ctx.train_metrics(), ctx.spec.label_names
         for path, color_by in ((layout.data_map_png, c.map_color_by), (layout.data_map_regions_png, "region")):
             save_figure(plot_data_map(m, color_by=color_by, label_names=names, title=c.title), path, dpi=110)
-        dyn = load_dynamics(layout.baseline_dir)
+        dyn = load_dynamics(ctx.map_dir())
         if not np.array_equal(dyn.ids, m.index.to_numpy()):
             raise DatacartoError("the metrics and the recorded dynamics cover different examples")
-        interactive_map(m, load_examples(layout.baseline_dir), gold_probs=gold_probabilities(dyn.logits, dyn.gold),
+        interactive_map(m, load_examples(ctx.map_dir()), gold_probs=gold_probabilities(dyn.logits, dyn.gold),
                         label_names=names, path=layout.data_map_html, color_by=c.map_color_by,
                         title=f"{c.title}: data map")
         paths = (layout.data_map_png, layout.data_map_regions_png, layout.data_map_html)

@@ -89,7 +89,7 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
                    resume_from_checkpoint=None, save_model: bool = True, test=None,
                    overwrite_dynamics: bool = False, task: str = "sequence-classification",
                    choice_columns: list[str] | None = None, tokens_column: str = "tokens",
-                   tags_column: str = "ner_tags") -> TrainResult:
+                   tags_column: str = "ner_tags", predict_each_epoch: dict | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train`` while recording training dynamics.
 
     ``train``/``validation``/``test``: a hub name, a local jsonl/csv/parquet file or a
@@ -101,7 +101,9 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     or ``overwrite_dynamics`` (then a new store replaces the old one). ``task``: one of
     ``datacarto.record.tasks.TASKS``, with ``choice_columns`` (multiple choice; ``text_columns``
     is the context), a ``label_column`` of label-id lists (multi-label) or ``tokens_column`` and
-    ``tags_column`` (token classification, words pre-split).
+    ``tags_column`` (token classification, words pre-split). ``predict_each_epoch``:
+    ``{split: data}``, more data sets predicted at each epoch end and recorded like ``test``
+    (cross-fitting records each fold model's held-out fold this way).
     """
     from ..record import CartographyTrainer, PredictEachEpoch
 
@@ -114,6 +116,8 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     test_ds = None  # checked before the model loads, like the other splits
     if test is not None:
         test_ds, _ = load_split(test, split="test", spec=spec, what="test set", task=task)
+    extra = {split: load_split(data, split=split, spec=spec, what=f"{split} set", task=task)[0]
+             for split, data in (predict_each_epoch or {}).items()}
     args = make_training_args(output_dir, training_args, has_eval=val_ds is not None)
     if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
         args.eval_strategy = "no"
@@ -132,6 +136,10 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     )
     if test_tok is not None and record and eval_dynamics:
         trainer.add_callback(PredictEachEpoch(trainer, test_tok, split="test"))
+    for split, ds in extra.items():
+        if record and eval_dynamics:
+            trainer.add_callback(PredictEachEpoch(trainer, encode(ds, tokenizer, spec, max_length=max_length),
+                                                  split=split))
     if resume_from_checkpoint in ("", "false", "False"):
         resume_from_checkpoint = None
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
