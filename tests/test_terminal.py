@@ -1,0 +1,86 @@
+"""What a person sees in the terminal: the CLI with stderr not a terminal, the library log, the
+--logging_steps flag winning over our default, and the packaging metadata."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_prints_plain_lines_and_logs_the_libraries(tmp_path, tiny_model, toy_jsonl):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop("DISABLE_TQDM", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "datacarto.cli", "train", "--model", tiny_model, "--dataset", str(toy_jsonl),
+         "--validation", str(toy_jsonl), "--text-columns", "premise,hypothesis", "--output-dir", str(out),
+         "--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--logging_steps", "3", "--use_cpu"],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "\r" not in proc.stdout
+    lines = proc.stderr.splitlines()
+    steps = [line for line in lines if line.startswith("training: step ")]
+    assert lines[0].startswith("datacarto: warning: --max-length") or lines[0].startswith("training: 30 steps")
+    assert "training: 30 steps, 2 epochs" in lines
+    assert [s.split(" (")[0] for s in steps] == [f"training: step {k}/30" for k in (8, 15, 23, 30)]
+    assert all(", loss " in s for s in steps)  # --logging_steps 3 logs within the first epoch
+    assert sum(line.startswith("evaluation at epoch ") for line in lines) == 2
+    assert lines[-1].startswith("training done: 30 steps in ")
+    assert len(lines) <= 9  # the warning, the header, 4 progress lines, 2 evaluations, the end
+    assert not any("it/s]" in line or "%|" in line for line in lines)  # no library progress bars
+    assert proc.stdout.splitlines() == [f"training dynamics: {out / 'training_dynamics'}", f"model: {out / 'model'}"]
+    log = (out / "datacarto.log").read_text(encoding="utf-8")
+    assert "\r" not in log
+
+
+def test_the_terminal_routes_library_logs_and_puts_everything_back(tmp_path, capsys):
+    import logging
+
+    import transformers.trainer as trainer_module
+
+    from datacarto.commands._terminal import LOG_NAME, Terminal
+
+    before = (trainer_module.DEFAULT_PROGRESS_CALLBACK, warnings.formatwarning,
+              logging.getLogger("transformers").handlers[:])
+    term = Terminal("train", ["--output_dir", str(tmp_path / "out")])
+    logging.getLogger("transformers.modeling_utils").warning("a library warning")
+    assert not (tmp_path / "out").exists()  # held until the command makes its folder
+    (tmp_path / "out").mkdir()
+    assert warnings.formatwarning("from a library", UserWarning, "/elsewhere/lib.py", 3) == ""
+    own = str(ROOT / "src" / "datacarto" / "maps" / "__init__.py")
+    assert warnings.formatwarning("ours", UserWarning, own, 1) == "datacarto: warning: ours\n"
+    term.close()
+    log = (tmp_path / "out" / LOG_NAME).read_text(encoding="utf-8")
+    assert "a library warning" in log and "from a library" in log
+    assert capsys.readouterr().err == ""
+    assert (trainer_module.DEFAULT_PROGRESS_CALLBACK, warnings.formatwarning,
+            logging.getLogger("transformers").handlers[:]) == before
+    assert Terminal("map", []).undo == []  # commands without training are left alone
+
+
+@pytest.mark.parametrize("flags, strategy", [(["--logging_steps", "5"], "steps"), ([], "epoch"),
+                                             (["--logging_steps", "5", "--logging_strategy", "no"], "no")])
+def test_logging_steps_wins_over_our_default(flags, strategy):
+    from datacarto.commands.train import DataArguments, TestArguments, parse_with_training_args
+
+    *_, args = parse_with_training_args(["--model", "m", "--dataset", "d", "--output-dir", "o", *flags],
+                                        DataArguments, TestArguments)
+    assert str(getattr(args.logging_strategy, "value", args.logging_strategy)) == strategy
+    import torch
+
+    if not torch.cuda.is_available():
+        assert args.dataloader_pin_memory is False  # no pin_memory warning on CPU
+
+
+def test_license_is_an_spdx_string():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "Apache-2.0"
+    assert any(r.startswith("setuptools>=77") for r in project["build-system"]["requires"])
