@@ -9,7 +9,8 @@ For ``train``, ``focus``, ``run``, ``demo``, ``audit`` and ``ensemble`` the CLI:
   the Trainer one bar for training instead (transformers' ``DEFAULT_PROGRESS_CALLBACK``), with the
   epoch, the step and the loss, and a line per evaluation;
 * when stderr is not a terminal (CI logs, a pipe), draws no bars at all: training says where it is
-  in plain lines at each quarter of its steps, so the log holds no carriage returns.
+  in plain lines (its size, then at 25, 50 and 75% of the steps when at least :data:`LINE_GAP_S`
+  seconds passed since the last line, then its end), so the log holds no carriage returns.
 
 Everything it changes is put back by :meth:`Terminal.close` (the CLI calls it on the way out).
 """
@@ -28,6 +29,8 @@ LIBRARIES = ("transformers", "datasets", "accelerate", "torch", "huggingface_hub
 LOG_NAME = "datacarto.log"
 QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 DEMO_OUTPUT = "demo_output"  # commands/demo.py's default --output-dir
+#: off a terminal, a progress line at 25, 50 and 75% of the steps, each at least this long after the last
+LINE_GAP_S = 5.0
 
 
 class DeferredFileHandler(logging.Handler):
@@ -171,14 +174,16 @@ def _fmt_logs(logs: dict, prefix: str = "") -> str:
 
 
 def progress_callback(tty: bool):
-    """A TrainerCallback class: one tqdm bar on a terminal, else a plain line per quarter of the steps."""
+    """A TrainerCallback class: one tqdm bar on a terminal, else a few plain lines (see the module doc)."""
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
         def __init__(self):
             self.bar, self.loss, self.next_line, self.start = None, None, 0, time.perf_counter()
+            self.said = self.start
 
         def _say(self, text: str) -> None:
+            self.said = time.perf_counter()
             if self.bar is not None:
                 self.bar.write(text, file=sys.stderr)
             else:
@@ -204,9 +209,11 @@ def progress_callback(tty: bool):
                 self.bar.update(step - self.bar.n)
                 self.bar.set_postfix_str(f"epoch {epoch:.2f}" + (f", loss {self.loss:.4g}" if self.loss is not None else ""),
                                          refresh=False)
-            elif step >= self.next_line * self.total / 4 and self.next_line <= 4:
-                while self.next_line <= 4 and step >= self.next_line * self.total / 4:
+            elif self.next_line <= 3 and step >= self.next_line * self.total / 4:
+                while self.next_line <= 3 and step >= self.next_line * self.total / 4:
                     self.next_line += 1
+                if time.perf_counter() - self.said < LINE_GAP_S:
+                    return
                 loss = f", loss {self.loss:.4g}" if self.loss is not None else ""
                 self._say(f"training: step {step}/{self.total} ({100 * step // self.total}%), epoch {epoch:.2f}{loss}")
 
