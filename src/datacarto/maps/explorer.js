@@ -24,6 +24,7 @@
     for (var k = 0; k < meta.scores.length; k++) if (meta.scores[k].name === name) return meta.scores[k];
     return null;
   }
+  function scoreDigits(name) { var s = scoreSpec(name); return s && s.lo === 0 && s.step === 1 ? 0 : 3; }  // integer scores
   function scoreNames() { return ['confidence', 'variability', 'correctness'].concat(meta.scores.map(function (s) { return s.name; })); }
 
   // ---- columns: {name, kind: text|label|score, get(i) -> shown value, key}
@@ -43,7 +44,7 @@
                  names: meta.regions, get: function (i) { return regionName(A['compare:' + k][i]) || ''; } });
     });
     scoreNames().forEach(function (s) {
-      out.push({ name: s, kind: 'score', width: 84, get: function (i) { return fmt(scoreAt(s, i), s === 'forgetfulness' ? 0 : 3); } });
+      out.push({ name: s, kind: 'score', width: 84, get: function (i) { return fmt(scoreAt(s, i), scoreDigits(s)); } });
     });
     return out;
   }
@@ -170,31 +171,28 @@
     });
     return ok;
   }
-  function computeKeep() {
-    var s = filterSpec, tests = [];
+  function computeKeep() {        // one tight loop per active test, over the rows still kept
+    var s = filterSpec, out = null, i;
+    function narrow(test) {
+      if (out === null) { out = new Uint8Array(N); for (i = 0; i < N; i++) out[i] = test(i) ? 1 : 0; return; }
+      for (i = 0; i < N; i++) if (out[i] && !test(i)) out[i] = 0;
+    }
     if (s.region && s.region.length !== undefined) {
-      var rs = codeSet(s.region, meta.regions, 'region');
-      tests.push(function (i) { return rs[A.region[i]] === 1; });
+      var rs = codeSet(s.region, meta.regions, 'region'), reg = A.region;
+      narrow(function (j) { return rs[reg[j]] === 1; });
     }
     if (s.pred && meta.has_pred) {
-      var ps = codeSet(s.pred, meta.label_names, 'label');
-      tests.push(function (i) { return ps[A.last_pred[i]] === 1; });
+      var ps = codeSet(s.pred, meta.label_names, 'label'), pred = A.last_pred;
+      narrow(function (j) { return ps[pred[j]] === 1; });
     }
     Object.keys(s.ranges || {}).forEach(function (name) {
       if (scoreNames().indexOf(name) < 0) throw new Error('no score ' + name + '; scores: ' + scoreNames().join(', '));
       var lo = s.ranges[name][0], hi = s.ranges[name][1];
       lo = (lo === null || lo === undefined || lo === '') ? -Infinity : +lo;
       hi = (hi === null || hi === undefined || hi === '') ? Infinity : +hi;
-      tests.push(function (i) { var v = scoreAt(name, i); return v >= lo && v <= hi; });
+      narrow(function (j) { var v = scoreAt(name, j); return v >= lo && v <= hi; });
     });
-    if (hits) tests.push(function (i) { return hits[i] === 1; });
-    if (!tests.length) return null;
-    var out = new Uint8Array(N);
-    for (var i = 0; i < N; i++) {
-      var ok = 1;
-      for (var t = 0; t < tests.length && ok; t++) if (!tests[t](i)) ok = 0;
-      out[i] = ok;
-    }
+    if (hits) narrow(function (j) { return hits[j] === 1; });
     return out;
   }
   function applyTableFilter() {
