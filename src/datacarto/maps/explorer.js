@@ -195,12 +195,18 @@
     if (hits) narrow(function (j) { return hits[j] === 1; });
     return out;
   }
-  function applyTableFilter() {
+  var timing = {};             // the last filter or search: ms until the table, then the map, were updated
+  function applyTableFilter(t0) {
+    t0 = t0 || performance.now();
     keep = computeKeep();
     if (focused >= 0 && !shown(focused)) { focused = -1; plotLayout.shapes = guideShapes; hideTooltip(); }
-    return redraw();
+    timing = {};
+    var done = redraw(true);                   // the table is updated synchronously, the map a frame later
+    timing.table_ms = performance.now() - t0;
+    return done.then(function () { timing.map_ms = performance.now() - t0; });
   }
   function setFilter(spec) {
+    var t0 = performance.now();
     spec = spec || {};
     var next = { region: spec.region, pred: spec.pred, ranges: spec.ranges || {} };
     var saved = filterSpec;
@@ -210,13 +216,14 @@
     else labelOn = meta.label_names.map(function () { return true; });
     if (spec.search !== undefined) { query = String(spec.search); hits = searchRows(query); $('dc-search').value = query; }
     syncFilterInputs();
-    return applyTableFilter().then(function () { return view.length; });
+    return applyTableFilter(t0).then(function () { return view.length; });
   }
   function setSearch(q) {
+    var t0 = performance.now();
     query = String(q === undefined || q === null ? '' : q);
     hits = searchRows(query);
     $('dc-search').value = query;
-    return applyTableFilter().then(function () { return view.length; });
+    return applyTableFilter(t0).then(function () { return view.length; });
   }
 
   // ---- the view: the selection if there is one, else every row the filters pass
@@ -462,6 +469,7 @@
     },
     focusRow: focusRow,
     focused: function () { return focused; },
+    timing: function () { return Object.assign({}, timing); },
     tableJSONL: tableJSONL,
     tableCSV: tableCSV,
     exportTable: exportTable
