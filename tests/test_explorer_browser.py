@@ -10,18 +10,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-from test_maps_browser import ARGS, CHROMIUM, browser  # noqa: E402, F401  (the shared browser fixture)
+# the shared fixtures: the browser, and a page of this module's `mapped` map (offline, no page error);
+# importing them skips this module as it skips that one (no playwright package or no Chromium)
+import test_maps_browser as shared  # noqa: E402
 
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+browser, page = shared.browser, shared.page
+
+pytestmark = pytest.mark.browser
 
 LABELS = ["entailment", "neutral", "contradiction"]
 IMG_XSS = 'a zebra <img src=x onerror="window.__xss=1">'
@@ -56,25 +56,10 @@ def mapped(tmp_path_factory):
     premise[40] = 'quotes " and, commas\nand a newline'
     records = pd.DataFrame({"premise": premise, "hypothesis": hypothesis}, index=metrics.index)
     path = tmp_path_factory.mktemp("explorer") / "map.html"
-    page = interactive_map(metrics, records, gold_probs=gold_probabilities(logits, gold), label_names=LABELS,
+    html = interactive_map(metrics, records, gold_probs=gold_probabilities(logits, gold), label_names=LABELS,
                            path=path)
-    _, arrays, _ = decode_payload(page)
+    _, arrays, _ = decode_payload(html)
     return {"path": path, "metrics": metrics, "records": records, "arrays": arrays}
-
-
-@pytest.fixture
-def page(browser, mapped):  # noqa: F811
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1300, "height": 900})
-    pg = context.new_page()
-    outside, errors = [], []
-    pg.on("request", lambda r: None if r.url.startswith(("file:", "blob:", "data:")) else outside.append(r.url))
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(mapped["path"].as_uri())
-    pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
-    assert pg.evaluate("window.datacartoError || null") is None
-    yield pg
-    context.close()
-    assert outside == [] and errors == []
 
 
 def ids_of(mapped, positions):
@@ -241,7 +226,7 @@ def write_run(folder, seed, fingerprint="same-data"):
     return folder
 
 
-def test_compare_page_gives_the_transition_matrix(browser, tmp_path):  # noqa: F811
+def test_compare_page_gives_the_transition_matrix(browser, tmp_path):
     from datacarto.cli import main
     from datacarto.dynamics.cache import get_metrics
 
