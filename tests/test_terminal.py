@@ -27,7 +27,17 @@ def test_train_prints_plain_lines_and_logs_the_libraries(tmp_path, tiny_model, t
     assert "\r" not in proc.stderr and "\r" not in proc.stdout
     lines = proc.stderr.splitlines()
     assert "training: 30 steps, 2 epochs" in lines
-    assert sum(line.startswith("evaluation at epoch ") for line in lines) == 2
+    evaluations = [line for line in lines if line.startswith("evaluation at epoch ")]
+    assert len(evaluations) == 2
+    from sklearn.metrics import f1_score
+
+    from datacarto import load_dynamics
+
+    dyn = load_dynamics(out, "validation")  # the line's accuracy and macro-F1 are the recorded logits'
+    for line, epoch in zip(evaluations, range(2)):
+        pred = dyn.logits[:, epoch].argmax(1)
+        assert f"accuracy {(pred == dyn.gold).mean():.4g}" in line
+        assert f"macro-F1 {f1_score(dyn.gold, pred, average='macro'):.4g}" in line and "loss " in line
     assert lines[-1].startswith("training done: 30 steps in ") and ", last loss " in lines[-1]
     assert len(lines) <= 5  # the max-length warning, the header, 2 evaluations, the end (a short run)
     assert not any("it/s]" in line or "%|" in line for line in lines)  # no library progress bars
@@ -54,7 +64,8 @@ def test_progress_lines_off_a_terminal(monkeypatch, capsys):
         if step % 5 == 0:
             progress.on_log(args, state, None, logs={"loss": 1.0 / step})
         progress.on_step_end(args, state, None)
-    progress.on_log(args, state, None, logs={"eval_loss": 0.5, "eval_runtime": 1.0, "eval_accuracy": 0.75})
+    args.output_dir = "/nonexistent"  # nothing recorded: the metrics the Trainer gave
+    progress.on_evaluate(args, state, None, metrics={"eval_loss": 0.5, "eval_runtime": 1.0, "eval_accuracy": 0.75})
     progress.on_train_end(args, state, None)
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["training: 40 steps, 2 epochs",

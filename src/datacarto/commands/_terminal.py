@@ -7,7 +7,8 @@ For ``train``, ``focus``, ``run``, ``demo``, ``audit`` and ``ensemble`` the CLI:
   on stderr as ``datacarto: warning: ...`` lines;
 * turns off the libraries' own progress bars (weight loading, tokenizing, prediction) and gives
   the Trainer one bar for training instead (transformers' ``DEFAULT_PROGRESS_CALLBACK``), with the
-  epoch, the step and the loss, and a line per evaluation;
+  epoch, the step and the loss, and a line per evaluation (loss, and accuracy and macro-F1 from the
+  recorded logits: no ``compute_metrics`` needed);
 * when stderr is not a terminal (CI logs, a pipe), draws no bars at all: training says where it is
   in plain lines (its size, then at 25, 50 and 75% of the steps when at least :data:`LINE_GAP_S`
   seconds passed since the last line, then its end), so the log holds no carriage returns.
@@ -173,6 +174,28 @@ def _fmt_logs(logs: dict, prefix: str = "") -> str:
     return ", ".join(f"{k.removeprefix(prefix)} {logs[k]:.4g}" for k in keys)
 
 
+def recorded_scores(output_dir, metrics: dict) -> dict:
+    """Accuracy and macro-F1 of the evaluation just recorded (its last epoch file), or {} if none.
+
+    The recording callback writes the evaluated split's logits in its ``on_evaluate``, which runs
+    before the progress callback's: so no ``compute_metrics`` is needed for these two numbers.
+    """
+    try:
+        import numpy as np
+        from sklearn.metrics import f1_score
+
+        from ..dynamics.store import load_dynamics
+        from ..record.examples import split_name
+
+        key = next((k for k in metrics if k.endswith("_runtime")), "eval_runtime")
+        dyn = load_dynamics(output_dir, split_name(key[: -len("_runtime")]))
+        pred = np.nan_to_num(dyn.logits[:, -1, :], nan=-np.inf).argmax(axis=1)
+        return {"accuracy": float((pred == dyn.gold).mean()),
+                "macro-F1": float(f1_score(dyn.gold, pred, average="macro", zero_division=0))}
+    except Exception:  # nothing recorded for this split (or unreadable): the loss alone is said
+        return {}
+
+
 def progress_callback(tty: bool):
     """A TrainerCallback class: one tqdm bar on a terminal, else a few plain lines (see the module doc)."""
     from transformers import TrainerCallback
@@ -222,9 +245,15 @@ def progress_callback(tty: bool):
                 return
             if "loss" in logs:
                 self.loss = float(logs["loss"])
-            evaluated = _fmt_logs(logs, "eval_")
-            if evaluated:
-                self._say(f"evaluation at epoch {state.epoch or 0:.2f}: {evaluated}")
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if not state.is_world_process_zero or not metrics:
+                return
+            prefix = next((k for k in metrics if k.endswith("_runtime")), "eval_runtime")[: -len("runtime")]
+            shown = {k: v for k, v in metrics.items() if k.startswith(prefix)}
+            found = {f"{prefix}{k}": v for k, v in recorded_scores(args.output_dir, metrics).items()
+                     if f"{prefix}{k}" not in shown and f"{prefix}{k.lower().replace('-', '_')}" not in shown}
+            self._say(f"evaluation at epoch {state.epoch or 0:.2f}: {_fmt_logs({**shown, **found}, prefix)}")
 
         def on_train_end(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:
