@@ -139,8 +139,11 @@ def test_sort_and_filter_change_table_and_map_consistently(page, mapped):
     page.uncheck("#dc-regions input[data-code='0']")
     page.wait_for_function(f"window.datacarto.tableRows().length === {int((region != 'easy-to-learn').sum())}")
     assert page.evaluate("window.datacarto.mapIndices()") == np.flatnonzero(region != "easy-to-learn").tolist()
-    with pytest.raises(Exception, match="unknown region"):
-        page.evaluate("window.datacarto.filter({region: ['nowhere']})")
+    for bad, message in [("{region: ['nowhere']}", "unknown region"), ("{gold: ['maybe']}", "unknown label"),
+                         ("{ranges: {nope: [0, 1]}}", "no score nope")]:
+        with pytest.raises(Exception, match=message):
+            page.evaluate(f"window.datacarto.filter({bad})")
+    assert len(page.evaluate("window.datacarto.tableRows()")) == int((region != "easy-to-learn").sum())
 
 
 def test_map_selection_fills_the_table_and_a_row_click_focuses_its_point(page, mapped):

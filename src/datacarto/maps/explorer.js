@@ -211,7 +211,8 @@
     var next = { region: spec.region, pred: spec.pred, ranges: spec.ranges || {} };
     var saved = filterSpec;
     filterSpec = next;
-    try { computeKeep(); } catch (err) { filterSpec = saved; throw err; }   // bad spec: nothing changes
+    try { computeKeep(); if (spec.gold) codeSet(spec.gold, meta.label_names, 'label'); }
+    catch (err) { filterSpec = saved; throw err; }   // a bad spec changes nothing
     if (spec.gold) labelOn = meta.label_names.map(function (name, k) { return spec.gold.indexOf(k) >= 0 || spec.gold.indexOf(name) >= 0; });
     else labelOn = meta.label_names.map(function () { return true; });
     if (spec.search !== undefined) { query = String(spec.search); hits = searchRows(query); $('dc-search').value = query; }
