@@ -119,3 +119,28 @@ def test_license_is_an_spdx_string():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["project"]["license"] == "Apache-2.0"
     assert any(r.startswith("setuptools>=77") for r in project["build-system"]["requires"])
+
+
+def test_where_the_log_goes(tmp_path):
+    from datacarto.commands._terminal import DEMO_OUTPUT, output_dir_of
+
+    config = tmp_path / "run.yaml"
+    config.write_text("model: m\noutput_dir: runs/x\n")
+    assert output_dir_of("train", ["--model", "m", "--output_dir", "o1"]) == Path("o1")
+    assert output_dir_of("focus", ["run", "--output-dir=o2"]) == Path("o2")
+    assert output_dir_of("run", ["--config", str(config)]) == Path("runs/x")
+    assert output_dir_of("run", [f"--config={config}", "--output-dir", "o3"]) == Path("o3")
+    assert output_dir_of("demo", []) == Path(DEMO_OUTPUT)
+    assert output_dir_of("run", ["--config", str(tmp_path / "missing.yaml")]) == Path(".")
+
+
+def test_verbose_shows_library_logs_on_stderr_too(tmp_path, capsys):
+    import logging
+
+    from datacarto.commands._terminal import LOG_NAME, Terminal
+
+    term = Terminal("train", ["--output_dir", str(tmp_path)], verbose=True)
+    logging.getLogger("datasets.builder").warning("loud enough")
+    term.close()
+    assert "loud enough" in capsys.readouterr().err
+    assert "loud enough" in (tmp_path / LOG_NAME).read_text(encoding="utf-8")

@@ -68,21 +68,30 @@ class DeferredFileHandler(logging.Handler):
         super().close()
 
 
+def _flag_value(argv: list[str], *flags: str) -> str | None:
+    """The value of the first of ``flags`` given as ``--flag VALUE`` or ``--flag=VALUE``."""
+    for k, arg in enumerate(argv):
+        for flag in flags:
+            if arg == flag and k + 1 < len(argv):
+                return argv[k + 1]
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
 def output_dir_of(name: str, argv: list[str]) -> Path:
     """The folder a command writes into, read off its arguments (where the log goes)."""
-    for k, arg in enumerate(argv):
-        for flag in ("--output-dir", "--output_dir"):
-            if arg == flag and k + 1 < len(argv):
-                return Path(argv[k + 1])
-            if arg.startswith(flag + "="):
-                return Path(arg.split("=", 1)[1])
+    given = _flag_value(argv, "--output-dir", "--output_dir")
+    if given:
+        return Path(given)
     if name == "demo":
         return Path(DEMO_OUTPUT)
-    if name == "run" and argv and not argv[0].startswith("-"):
+    config = _flag_value(argv, "--config") if name == "run" else None
+    if config:
         try:
             import yaml
 
-            with open(argv[0], encoding="utf-8") as f:
+            with open(config, encoding="utf-8") as f:
                 found = (yaml.safe_load(f) or {}).get("output_dir")
             if found:
                 return Path(found)
