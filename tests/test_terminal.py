@@ -47,7 +47,8 @@ def test_train_prints_plain_lines_and_logs_the_libraries(tmp_path, tiny_model, t
 
 
 def test_progress_lines_off_a_terminal(monkeypatch, capsys):
-    """A long training says where it is at 25, 50 and 75% (each at least LINE_GAP_S after the last)."""
+    """A long training says where it is at 25, 50 and 75% (each at least LINE_GAP_S after the last)
+    and after HEARTBEAT_S without a line."""
     from types import SimpleNamespace
 
     from datacarto.commands import _terminal
@@ -59,7 +60,7 @@ def test_progress_lines_off_a_terminal(monkeypatch, capsys):
     args = SimpleNamespace(num_train_epochs=2)
     progress.on_train_begin(args, state, None)
     for step in range(1, 41):
-        clock[0] = step * (0.1 if step < 20 else 1.0)  # the first half is fast
+        clock[0] = step * (0.1 if step < 20 else 1.0) + (100.0 if step >= 34 else 0.0)  # fast, slower, a stall
         state.global_step, state.epoch = step, step / 20
         if step % 5 == 0:
             progress.on_log(args, state, None, logs={"loss": 1.0 / step})
@@ -71,8 +72,9 @@ def test_progress_lines_off_a_terminal(monkeypatch, capsys):
     assert lines == ["training: 40 steps, 2 epochs",
                      "training: step 20/40 (50%), epoch 1.00, loss 0.05",  # 10 was 1 s after the header
                      "training: step 30/40 (75%), epoch 1.50, loss 0.03333",
+                     "training: step 34/40 (85%), epoch 1.70, loss 0.03333",  # 100 s without a line
                      "evaluation at epoch 2.00: loss 0.5, accuracy 0.75",
-                     "training done: 40 steps in 40.0 s, last loss 0.025"]
+                     "training done: 40 steps in 140.0 s, last loss 0.025"]
 
 
 def test_the_terminal_routes_library_logs_and_puts_everything_back(tmp_path, capsys):

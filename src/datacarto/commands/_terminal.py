@@ -11,7 +11,8 @@ For ``train``, ``focus``, ``run``, ``demo``, ``audit`` and ``ensemble`` the CLI:
   recorded logits: no ``compute_metrics`` needed);
 * when stderr is not a terminal (CI logs, a pipe), draws no bars at all: training says where it is
   in plain lines (its size, then at 25, 50 and 75% of the steps when at least :data:`LINE_GAP_S`
-  seconds passed since the last line, then its end), so the log holds no carriage returns.
+  seconds passed since the last line, and after any :data:`HEARTBEAT_S` seconds without one, then
+  its end), so the log holds no carriage returns.
 
 Everything it changes is put back by :meth:`Terminal.close` (the CLI calls it on the way out).
 """
@@ -32,6 +33,8 @@ QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATAS
 DEMO_OUTPUT = "demo_output"  # commands/demo.py's default --output-dir
 #: off a terminal, a progress line at 25, 50 and 75% of the steps, each at least this long after the last
 LINE_GAP_S = 5.0
+#: off a terminal, a progress line also whenever training said nothing for this long (CI watchdogs)
+HEARTBEAT_S = 60.0
 
 
 class DeferredFileHandler(logging.Handler):
@@ -241,10 +244,12 @@ def progress_callback(tty: bool):
                 self.bar.update(step - self.bar.n)
                 self.bar.set_postfix_str(f"epoch {epoch:.2f}" + (f", loss {self.loss:.4g}" if self.loss is not None else ""),
                                          refresh=False)
-            elif self.next_line <= 3 and step >= self.next_line * self.total / 4:
+            elif step < self.total:
+                quarter = self.next_line <= 3 and step >= self.next_line * self.total / 4
                 while self.next_line <= 3 and step >= self.next_line * self.total / 4:
                     self.next_line += 1
-                if time.perf_counter() - self.said < LINE_GAP_S:
+                quiet_for = time.perf_counter() - self.said
+                if not ((quarter and quiet_for >= LINE_GAP_S) or quiet_for >= HEARTBEAT_S):
                     return
                 loss = f", loss {self.loss:.4g}" if self.loss is not None else ""
                 self._say(f"training: step {step}/{self.total} ({100 * step // self.total}%), epoch {epoch:.2f}{loss}")
