@@ -86,6 +86,9 @@ def test_table_lists_every_row_with_its_columns(page, mapped):
     page.evaluate("document.getElementById('dc-table').scrollTop = 24 * 300")
     page.wait_for_function(f"window.datacarto.renderedRows().some(r => r[0] === '{metrics.index[300]}')")
     assert page.evaluate("document.querySelectorAll('#dc-table .dc-tr').length") < 80
+    page.evaluate("window.datacarto.sort('variability', true)")  # a new view starts at its top
+    top = int(np.argmax(mapped["arrays"]["variability"]))
+    assert rendered_ids(page)[0] == metrics.index[top] and page.evaluate("document.getElementById('dc-table').scrollTop") == 0
 
 
 def test_search_finds_records_and_the_map_follows(page, mapped):

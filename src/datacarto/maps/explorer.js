@@ -247,6 +247,7 @@
     var what = selection.length ? ' selected on the map' : (keep || labelOn.indexOf(false) >= 0 ? ' passing the filters' : '');
     $('dc-rowcount').textContent = view.length.toLocaleString() + ' of ' + N.toLocaleString() + ' rows' + what;
     $('dc-table-spacer').style.height = (HEAD_H + view.length * ROW_H) + 'px';
+    $('dc-table').scrollTop = 0;               // a new view starts at its first row
     renderRows();
     if (meta.compare) compareRefresh();
     return Promise.resolve();
