@@ -100,6 +100,10 @@ def test_the_terminal_routes_library_logs_and_puts_everything_back(tmp_path, cap
     assert (trainer_module.DEFAULT_PROGRESS_CALLBACK, warnings.formatwarning,
             logging.getLogger("transformers").handlers[:]) == before
     assert Terminal("map", []).undo == []  # commands without training are left alone
+    quiet = Terminal("train", ["--output_dir", str(tmp_path / "quiet")])  # nothing logged: no empty file
+    (tmp_path / "quiet").mkdir()
+    quiet.close()
+    assert not (tmp_path / "quiet" / LOG_NAME).exists()
 
 
 @pytest.mark.parametrize("flags, strategy", [(["--logging_steps", "5"], "steps"), ([], "epoch"),
@@ -133,7 +137,8 @@ def test_where_the_log_goes(tmp_path):
     assert output_dir_of("run", ["--config", str(config)]) == Path("runs/x")
     assert output_dir_of("run", [f"--config={config}", "--output-dir", "o3"]) == Path("o3")
     assert output_dir_of("demo", []) == Path(DEMO_OUTPUT)
-    assert output_dir_of("run", ["--config", str(tmp_path / "missing.yaml")]) == Path(".")
+    assert output_dir_of("run", ["--config", str(tmp_path / "missing.yaml")]) is None
+    assert output_dir_of("ensemble", ["--models", "a", "b"]) is None  # no folder: no log file
 
 
 def test_verbose_shows_library_logs_on_stderr_too(tmp_path, capsys):

@@ -38,14 +38,21 @@ HEARTBEAT_S = 60.0
 
 
 class DeferredFileHandler(logging.Handler):
-    """Appends records to ``path``; holds them in memory until its folder exists (made by the command)."""
+    """Appends records to ``path``; holds them in memory until its folder exists (made by the command).
 
-    def __init__(self, path: Path):
+    ``path`` None (a command with no output folder, e.g. ``ensemble``): no file; the records are
+    dropped (``--verbose`` shows them on stderr).
+    """
+
+    def __init__(self, path: Path | None):
         super().__init__(level=logging.INFO)
         self.path, self.pending, self.stream = path, [], None
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
     def _open(self) -> bool:
+        if self.path is None:
+            self.pending = []
+            return False
         if self.stream is None and self.path.parent.is_dir():
             self.stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
             self.stream.writelines(line + "\n" for line in self.pending)
@@ -64,7 +71,8 @@ class DeferredFileHandler(logging.Handler):
             self.handleError(record)
 
     def close(self) -> None:
-        self._open()
+        if self.pending:  # written if the folder exists by now; no empty log file otherwise
+            self._open()
         if self.stream is not None:
             self.stream.close()
             self.stream = None
@@ -82,8 +90,8 @@ def _flag_value(argv: list[str], *flags: str) -> str | None:
     return None
 
 
-def output_dir_of(name: str, argv: list[str]) -> Path:
-    """The folder a command writes into, read off its arguments (where the log goes)."""
+def output_dir_of(name: str, argv: list[str]) -> Path | None:
+    """The folder a command writes into, read off its arguments (where the log goes); None if none."""
     given = _flag_value(argv, "--output-dir", "--output_dir")
     if given:
         return Path(given)
@@ -100,7 +108,7 @@ def output_dir_of(name: str, argv: list[str]) -> Path:
                 return Path(found)
         except Exception:  # an unreadable config is the run command's error to report
             pass
-    return Path(".")
+    return None
 
 
 def is_terminal(stream) -> bool:
@@ -118,7 +126,8 @@ class Terminal:
         self.undo: list = []
         if not self.active:
             return
-        self.handler = DeferredFileHandler(output_dir_of(name, argv) / LOG_NAME)
+        folder = output_dir_of(name, argv)
+        self.handler = DeferredFileHandler(None if folder is None else folder / LOG_NAME)
         handlers = [self.handler]
         if verbose:
             loud = logging.StreamHandler(sys.stderr)
