@@ -382,3 +382,23 @@ def test_numeric_blob_is_gzip_base64(data):
     page = interactive_map(data[0])
     blob = re.search(r'id="dc-numeric">(.*?)</script>', page, flags=re.S).group(1)
     assert gzip.decompress(base64.b64decode(blob))  # plain gzip, as DecompressionStream('gzip') expects
+
+
+def test_table_scores_travel_to_a_fraction_of_their_range(data):
+    """Table scores are uint16 codes: integers exactly, others to 1/65534 of their range; NaN kept."""
+    metrics = data[0].copy()
+    metrics.loc[metrics.index[3], "aum"] = np.nan
+    meta, arrays, _ = decode_payload(interactive_map(metrics))
+    assert [s["name"] for s in meta["scores"]] == ["forgetfulness", "aum", "el2n"]
+    np.testing.assert_array_equal(arrays["forgetfulness"], metrics["forgetfulness"])
+    for name in ("aum", "el2n"):
+        span = np.nanmax(metrics[name]) - np.nanmin(metrics[name])
+        np.testing.assert_allclose(arrays[name], metrics[name], atol=span / 65534 / 2 + 1e-12)
+    assert np.isnan(arrays["aum"][3])
+    # correctness is k/E here: the levels carry it, and it comes back exactly
+    assert meta["correctness_from_level"] and "correctness" not in [a["name"] for a in meta["arrays"]]
+    np.testing.assert_array_equal(arrays["correctness"], metrics["correctness"].to_numpy(np.float32))
+    meta, arrays, _ = decode_payload(interactive_map(metrics, scores=["entropy"]))
+    assert [s["name"] for s in meta["scores"]] == ["entropy"] and "aum" not in arrays
+    with pytest.raises(DatacartoError, match=r"scores \['nope'\] are not columns"):
+        interactive_map(metrics, scores=["nope"])

@@ -34,6 +34,21 @@ def test_noise_summary_without_any_noisy_label(metrics):
     assert np.isnan(noise_by_region(metrics, np.zeros(12, dtype=bool)).loc["all", "share_of_flipped"])
 
 
+def test_vague_pairs_are_counted_like_the_flipped_labels(metrics):
+    from sklearn.metrics import roc_auc_score
+
+    from datacarto.pipeline.report import vague_summary
+
+    metrics = metrics.assign(variability=np.r_[np.linspace(0.1, 0.2, 6), [0.4, 0.5, 0.3], [0.1, 0.05, 0.2]])
+    vague = np.array([True, False] * 6)
+    vs = vague_summary(metrics, vague)
+    spread = noise_by_region(metrics, vague)
+    assert vs["region"] == "ambiguous" and vs["n_marked"] == 6
+    assert vs["in_region"] == spread.loc["ambiguous", "n_flipped"] == 2 and vs["region_size"] == 3
+    assert vs["auroc"]["variability"] == pytest.approx(roc_auc_score(vague, metrics["variability"]))
+    assert vs["auroc"]["confidence"] == pytest.approx(roc_auc_score(vague, -metrics["confidence"]))
+
+
 def test_the_old_report_path_is_the_same_function():
     import datacarto
     from datacarto import report

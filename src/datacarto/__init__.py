@@ -22,6 +22,9 @@ _EXPORTS = {
     "load_dynamics": "datacarto.dynamics.store",
     "load_examples": "datacarto.dynamics.store",
     "import_allenai": "datacarto.dynamics.interop",
+    # comparing runs
+    "compare_runs": "datacarto.dynamics.compare",
+    "transition_matrix": "datacarto.dynamics.compare",
     "export_allenai": "datacarto.dynamics.interop",
     # data loading
     "load_table": "datacarto.data",

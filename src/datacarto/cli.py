@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         return fail(f"unknown command {name!r}; commands: {', '.join(COMMANDS)}")
+    from .commands._terminal import Terminal
+
+    verbose = "--verbose" in rest  # library logs on stderr too (else only in <output_dir>/datacarto.log)
+    rest = [a for a in rest if a != "--verbose"]
+    terminal = Terminal(name, rest, verbose=verbose)
     try:
         module = importlib.import_module(COMMANDS[name][0])
         code = module.main(rest) if name not in ("import-allenai", "export-allenai") else module.main(name, rest)
@@ -135,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         from .record.distributed import end_distributed
 
         end_distributed()
+        terminal.close()
 
 
 if __name__ == "__main__":

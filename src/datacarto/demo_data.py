@@ -8,7 +8,11 @@ hard cases are planted, each with an exact, seeded share and recorded in a colum
 * ``is_flipped``: the label was replaced by another one (training split only: ``flip``);
   ``original_label`` keeps the template's label. These should land in hard-to-learn.
 * ``is_ambiguous``: the hypothesis is vague ("A man is busy.") and its label is drawn from two
-  plausible ones, so no model can be sure (every split: ``ambiguous``).
+  plausible ones, so no model can be sure (every split: ``ambiguous``). These are ambiguous to a
+  person, not necessarily in the data map's sense (high variability across epochs): a model
+  learns them as a split, fairly steady p(gold), and on the default demo they land in the
+  ambiguous region no more often than chance (docs/maps.md, "Vague pairs and the ambiguous
+  region"); the report counts them like the flipped labels.
 
 Flipped and ambiguous rows are disjoint; no premise/hypothesis pair appears twice across splits.
 """

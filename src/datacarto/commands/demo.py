@@ -1,7 +1,8 @@
 """``datacarto demo``: the whole pipeline on the built-in generated NLI data with all-MiniLM-L6-v2, offline.
 
-The data (``datacarto.demo_data``) has 8% flipped training labels and 10% deliberately ambiguous
-pairs, so the report can show where the flipped labels land on the data map. Sized to finish in a
+The data (``datacarto.demo_data``) has 8% flipped training labels and 10% deliberately vague
+pairs (``is_ambiguous``), so the report can show where each lands on the data map (the flipped ones
+in hard-to-learn; the vague ones not in ambiguous more than chance: docs/maps.md). Sized to finish in a
 few minutes on a laptop CPU; ``--n-train`` and ``--epochs`` trade time for a denser map.
 """
 
@@ -53,7 +54,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--n-test", "--n_test", type=int, default=300, help="test examples (300)")
     parser.add_argument("--epochs", type=int, default=3, help="baseline epochs (3)")
     parser.add_argument("--flip", type=float, default=0.08, help="share of flipped training labels (0.08)")
-    parser.add_argument("--ambiguous", type=float, default=0.1, help="share of ambiguous pairs (0.1)")
+    parser.add_argument("--ambiguous", type=float, default=0.1, help="share of vague pairs, is_ambiguous (0.1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None, help="another model folder or hub name (default: the bundled "
                                                        "all-MiniLM-L6-v2)")
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> int:
 def _print_noise(layout) -> None:
     """One line: where the flipped labels landed (the demo's point)."""
     from ..dynamics.store import load_examples
-    from ..pipeline.report import noise_summary, read_train_metrics
+    from ..pipeline.report import noise_summary, read_train_metrics, vague_summary
 
     examples = load_examples(layout.baseline_dir)
     if examples is None or "is_flipped" not in examples.columns:
@@ -99,3 +100,8 @@ def _print_noise(layout) -> None:
     ns = noise_summary(metrics, examples["is_flipped"].reindex(metrics.index).fillna(False).to_numpy(bool))
     print(f"flipped labels in hard-to-learn: {ns['in_hard']} of {ns['n_noisy']} "
           f"(AUROC of low confidence: {ns['auroc_confidence']:.3f})")
+    if "is_ambiguous" in examples.columns:
+        vs = vague_summary(metrics, examples["is_ambiguous"].reindex(metrics.index).fillna(False).to_numpy(bool))
+        print(f"vague pairs in ambiguous: {vs['in_region']} of {vs['n_marked']}, a region of "
+              f"{vs['region_size'] / max(vs['n'], 1):.0%} of the data (AUROC of high variability: "
+              f"{vs['auroc']['variability']:.3f})")

@@ -2,6 +2,8 @@
 
 Without ``--html`` or ``--png`` both are written into the run folder (``data_map.png`` and
 ``data_map.html``). ``--sample N`` maps one seeded random subset of N examples in both outputs.
+``--compare RUN_B [RUN_C ...]`` adds, for runs over the same training data, each example's region
+in every run, the region transition matrix and the share of examples keeping their region.
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     p.add_argument("--split", default="train", help="which recorded split (default: train)")
     p.add_argument("--title", help="title of both maps (default: the run folder's name)")
+    p.add_argument("--compare", nargs="+", metavar="RUN", default=None,
+                   help="other runs over the same training data: regions per run and their transitions")
     return p
 
 
 def _outputs(args) -> tuple[Path | None, Path | None]:
     html, png = args.html, args.png
+    if html is None and png is None and getattr(args, "compare", None):
+        return Path(args.run) / "compare.html", None
     if html is None and png is None:
         return Path(args.run) / "data_map.html", Path(args.run) / "data_map.png"
     if png is not None and Path(png).suffix.lower() not in FIGURE_SUFFIXES:
@@ -71,6 +77,21 @@ def gold_probs_for(run, split: str, index):
     return np.asarray(probs), dynamics.label_names
 
 
+def _compare(args):
+    """The compare_runs table of RUN and the --compare runs (None without --compare); says the share kept."""
+    if not args.compare:
+        return None
+    from ..dynamics.compare import compare_runs, stable_share
+
+    with warnings.catch_warnings():  # each run's "barely learned" warning was said for RUN already
+        warnings.simplefilter("ignore")
+        table = compare_runs([args.run, *args.compare], split=args.split)
+    runs = [c for c in table.columns if c not in ("majority", "stable")]
+    print(f"{stable_share(table):.1%} of {len(table):,} examples keep their region in all {len(runs)} runs "
+          f"({', '.join(runs)})")
+    return table
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if not Path(args.run).exists():
@@ -78,6 +99,7 @@ def main(argv: list[str]) -> int:
     if args.sample is not None and args.sample < 1:
         raise DatacartoError(f"--sample must be at least 1, got {args.sample}")
     html_path, png_path = _outputs(args)
+    compare = _compare(args)  # first: runs over other data fail before anything is written
 
     from ..dynamics.cache import get_metrics
     from ..dynamics.store import load_examples
@@ -128,6 +150,6 @@ def main(argv: list[str]) -> int:
         from ..maps.interactive import interactive_map
 
         interactive_map(metrics, records, gold_probs=probs, label_names=label_names, path=html_path,
-                        color_by=args.color_by, title=title)
+                        color_by=args.color_by, title=title, compare=compare)
         print(f"wrote {html_path} ({html_path.stat().st_size / 1e6:.1f} MB, {len(metrics):,} points)")
     return 0

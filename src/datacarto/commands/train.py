@@ -78,11 +78,19 @@ def parse_with_training_args(argv: list[str], *dataclass_types, prog: str = "dat
     """Parse ``argv`` into the given dataclasses plus ``TrainingArguments`` (returned last).
 
     datacarto's training defaults apply unless a flag overrides them; ``--output-dir`` is required.
+    ``--logging_steps N`` alone switches ``logging_strategy`` to "steps" (our default is "epoch").
     """
+    import torch
     from transformers import HfArgumentParser, TrainingArguments
 
     parser = HfArgumentParser((*dataclass_types, TrainingArguments), prog=prog)
-    parser.set_defaults(**{**TRAINING_DEFAULTS, **(defaults or {})})
+    given = explicit_flags(argv)
+    ours = dict(TRAINING_DEFAULTS)
+    if "logging_steps" in given and "logging_strategy" not in given:
+        ours["logging_strategy"] = "steps"  # --logging_steps N wins over our per-epoch default
+    if not torch.cuda.is_available():
+        ours["dataloader_pin_memory"] = False  # as the library does on CPU: nothing to pin to
+    parser.set_defaults(**{**ours, **(defaults or {})})
     if not any(a.split("=")[0] in ("--output_dir", "--output-dir") for a in argv) and not any(
             a in ("-h", "--help") for a in argv):
         parser.error("the following arguments are required: --output-dir")

@@ -1,5 +1,9 @@
 """The interactive data map: one self-contained HTML file (plotly.js embedded), usable at 550k points.
 
+The page is the map, a linked virtualised table of the records (``explorer.js``: search, sort,
+filters, export) and, with ``compare=``, the regions of several runs (``compare.js``); both
+scripts are inlined into the page's app function, so the file stays one offline page.
+
 Why it is built this way:
 
 * No per-point hover strings in the plotly figure: the numbers travel as typed arrays and the
@@ -54,145 +58,16 @@ from . import (
     region_guides,
     subsample,
 )
+from .encoding import _b64_gzip, _numeric_blob, decode_text, encode_text
 
 FORMAT_VERSION = 1
 TEMPLATE = "map_template.html"
-_END, _NULL = 0, 1  # reserved word ids: end of a value, missing value
-_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|TITLE)@\*/")
+SCRIPTS = ("explorer.js", "compare.js")  # our own page code, inlined into the app (no data in them)
+_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|TITLE|EXPLORERJS)@\*/")
 _SKIP_COLUMNS = {"row_id", "fingerprint", "label"}
-
-
-# ----------------------------------------------------------------------------------------------
-# encoding
-
-
-def _b64_gzip(data: bytes) -> str:
-    return base64.b64encode(gzip.compress(data, compresslevel=6, mtime=0)).decode("ascii")
-
-
-def _numeric_blob(arrays: dict[str, np.ndarray]) -> tuple[bytes, list[dict]]:
-    """Concatenate little-endian arrays, each 8-byte aligned so the page can view it as a typed array."""
-    parts, layout, offset = [], [], 0
-    for name, arr in arrays.items():
-        arr = np.ascontiguousarray(arr)
-        dtype = arr.dtype.newbyteorder("<")
-        raw = arr.astype(dtype, copy=False).tobytes()
-        layout.append({"name": name, "dtype": dtype.str[1:], "offset": offset, "length": int(arr.size)})
-        pad = (-len(raw)) % 8
-        parts += [raw, b"\0" * pad]
-        offset += len(raw) + pad
-    return b"".join(parts), layout
-
-
-def _varint_streams(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """LEB128 varints of ``ids`` (< 2**32), split into first bytes and continuation bytes (vectorized)."""
-    ids = np.asarray(ids, dtype=np.uint32)
-    first = (ids & 0x7F).astype(np.uint8)
-    multi = ids >= 0x80
-    first[multi] |= 0x80
-    high = ids[multi] >> 7  # what the continuation bytes carry, 7 bits each
-    nbytes = np.ones(high.shape, dtype=np.int64)
-    for k in range(1, 4):
-        nbytes += high >= (1 << (7 * k))
-    offsets = np.cumsum(nbytes) - nbytes
-    rest = np.empty(int(nbytes.sum()), dtype=np.uint8)
-    for k in range(4):
-        has = nbytes > k
-        byte = ((high[has] >> (7 * k)) & 0x7F).astype(np.uint8)
-        byte[nbytes[has] > k + 1] |= 0x80
-        rest[offsets[has] + k] = byte
-    return first, rest
-
-
-_SEP = "\x1e"  # joins values on the fast path; a value holding it takes the slow path
-
-
-def _factorized_tokens(values: list) -> tuple[np.ndarray, np.ndarray, int]:
-    """Words of every value (split on single spaces), each value followed by an end marker.
-
-    Returns (codes per token, distinct tokens, code of the end marker). The fast path joins all
-    values and lets C code split and hash them; pandas hashes strings as C strings, so values
-    holding NUL (or the separator) go through a Python dict instead.
-    """
-    texts = ["" if v is None else v for v in values]
-    joined = _SEP.join(texts)
-    if "\0" not in joined and joined.count(_SEP) == len(texts) - 1:
-        tokens = (joined.replace(_SEP, f" {_SEP} ") + f" {_SEP}").split(" ")
-        del joined
-        codes, uniques = pd.factorize(np.asarray(tokens, dtype=object))
-        end = np.flatnonzero(uniques == _SEP)
-        return codes, uniques, int(end[0]) if end.size else -1
-    del joined
-    index: dict = {None: 0}  # None: the end marker
-    codes = []
-    for t in texts:
-        codes += [index.setdefault(w, len(index)) for w in t.split(" ")]
-        codes.append(0)
-    uniques = np.empty(len(index), dtype=object)
-    uniques[:] = list(index)
-    return np.asarray(codes, dtype=np.int64), uniques, 0
-
-
-def encode_text(columns: dict[str, list]) -> bytes:
-    """Word-code text columns (equal length lists of str or None); see the module docstring."""
-    names = list(columns)
-    values = [v for name in names for v in columns[name]]
-    n_values = len(values)
-    codes, uniques, end_code = _factorized_tokens(values)
-    counts = np.bincount(codes, minlength=len(uniques))
-    if end_code >= 0:
-        counts[end_code] = -1  # sorts last: kept out of the vocabulary
-    order = np.argsort(-counts, kind="stable")
-    if end_code >= 0:
-        order = order[:-1]
-    ids_of_code = np.empty(len(uniques), dtype=np.int64)
-    ids_of_code[order] = np.arange(len(order)) + 2
-    if end_code >= 0:
-        ids_of_code[end_code] = _END
-    ids = ids_of_code[codes]
-    del codes
-    null = np.array([v is None for v in values], dtype=bool)
-    if null.any():  # a missing value is coded as its one (empty) word -> id 1
-        ends = np.flatnonzero(ids == _END)
-        starts = np.concatenate([[0], ends[:-1] + 1])
-        ids[starts[null]] = _NULL
-    vocab = [str(uniques[c]) for c in order]
-    first, rest = _varint_streams(ids)
-    header = json.dumps({"columns": names, "n_values": n_values, "n_tokens": int(ids.size),
-                         "n_first": int(first.size), "n_rest": int(rest.size), "vocab": vocab},
-                        ensure_ascii=False).encode("utf-8")
-    return len(header).to_bytes(4, "little") + header + first.tobytes() + rest.tobytes()
-
-
-def decode_text(data: bytes) -> dict[str, list]:
-    """Inverse of :func:`encode_text` (the page does the same in JavaScript)."""
-    size = int.from_bytes(data[:4], "little")
-    header = json.loads(data[4:4 + size].decode("utf-8"))
-    pos = 4 + size
-    first = np.frombuffer(data, dtype=np.uint8, count=header["n_first"], offset=pos)
-    rest = np.frombuffer(data, dtype=np.uint8, count=header["n_rest"], offset=pos + header["n_first"])
-    ids, r = [], 0
-    for b in first.tolist():
-        value, shift = b & 0x7F, 7
-        cont = b & 0x80
-        while cont:
-            c = int(rest[r])
-            r += 1
-            value |= (c & 0x7F) << shift
-            shift += 7
-            cont = c & 0x80
-        ids.append(value)
-    vocab = header["vocab"]
-    values, words = [], []
-    for i in ids:
-        if i == _END:
-            values.append(None if words == [None] else " ".join(words))
-            words = []
-        else:
-            words.append(None if i == _NULL else vocab[i - 2])
-    names = header["columns"]
-    n = header["n_values"] // max(len(names), 1)
-    return {name: values[k * n:(k + 1) * n] for k, name in enumerate(names)}
+#: scores the table shows besides confidence, variability and correctness, when the metrics hold them
+#: (each costs about 1.4 MB of HTML at 550k rows, stored to 1/65534 of its range)
+TABLE_SCORES = ("forgetfulness", "aum", "el2n")
 
 
 def _text_columns(records: pd.DataFrame, ids: np.ndarray) -> dict[str, list]:
@@ -252,9 +127,85 @@ def _gold_prob_codes(gold_probs, n_rows: int, positions: np.ndarray) -> tuple[np
 # the map
 
 
+def _score_codes(values) -> tuple[np.ndarray, float, float]:
+    """A score as uint16 codes (65535 = NaN) with value = lo + code x step: exact for small integers."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    ok = np.isfinite(v)
+    lo, step = 0.0, 1.0
+    if ok.any():
+        vmin, vmax = float(v[ok].min()), float(v[ok].max())
+        if not (vmin >= 0 and vmax < 65535 and np.all(v[ok] == np.round(v[ok]))):
+            lo, step = vmin, (vmax - vmin) / 65534 or 1.0
+    codes = np.full(v.shape, 65535, dtype=np.uint16)
+    codes[ok] = np.clip(np.round((v[ok] - lo) / step), 0, 65534).astype(np.uint16)
+    return codes, lo, step
+
+
+def _table_scores(table: pd.DataFrame, scores) -> list[str]:
+    if scores is None:
+        return [c for c in TABLE_SCORES if c in table.columns]
+    scores = [scores] if isinstance(scores, str) else list(scores)
+    missing = [c for c in scores if c not in table.columns]
+    if missing:
+        raise DatacartoError(f"scores {missing} are not columns of the metrics table")
+    return [c for c in scores if c not in ("confidence", "variability", "correctness")]
+
+
+def _compare_codes(compare: pd.DataFrame, ids: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
+    """Region codes (0-2, 255 = none) of each run's column of a ``compare_runs`` table, in ``ids`` order."""
+    if not isinstance(compare, pd.DataFrame):
+        raise DatacartoError(f"compare must be a DataFrame (datacarto.compare_runs), got {type(compare).__name__}")
+    runs = [str(c) for c in compare.columns if c not in ("majority", "stable")]
+    if len(runs) < 2:
+        raise DatacartoError("compare needs the regions of at least two runs")
+    table = compare.reindex(pd.Index(ids))
+    codes = []
+    for col in [c for c in compare.columns if c not in ("majority", "stable")]:
+        c = region_codes(table.rename(columns={col: "region"})[["region"]])
+        codes.append(np.where(c < 0, 255, c).astype(np.uint8))
+    return runs, codes
+
+
+def _arrays(table: pd.DataFrame, ids: np.ndarray, gold: np.ndarray, n_labels: int) -> tuple[dict, dict]:
+    """The numeric arrays every map carries, and what meta says about them."""
+    label_dtype = np.uint8 if n_labels < 255 else np.uint16
+    missing_label = np.iinfo(label_dtype).max
+    levels, n_epochs = correctness_levels(table, None)
+    arrays: dict[str, np.ndarray] = {}
+    if np.abs(ids).max() >= 2**53:
+        raise DatacartoError("row ids must be below 2**53 for the interactive map")
+    deltas = np.diff(ids, prepend=0)
+    row_id_delta = bool(deltas.size and deltas.min() >= -(2**31) and deltas.max() < 2**31)
+    if row_id_delta:  # sorted ids (the usual case) become runs of small steps: gzip makes them tiny
+        arrays["row_id"] = deltas.astype(np.int32)
+    else:
+        arrays["row_id"] = ids.astype(np.float64)  # exact below 2**53
+    for col in ("variability", "confidence", "correctness"):
+        arrays[col] = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float32)
+    # correctness is k/E for nearly every run: then the levels carry it (0.4 MB less at 550k)
+    from_level = np.array_equal(np.where(levels < 0, np.nan, levels / max(n_epochs, 1)).astype(np.float32),
+                                arrays["correctness"], equal_nan=True)
+    if from_level:
+        del arrays["correctness"]
+    arrays["level"] = np.where(levels < 0, 255, levels).astype(np.uint8)
+    arrays["gold"] = gold.astype(label_dtype)
+    if "last_pred" in table.columns:
+        pred = pd.to_numeric(table["last_pred"], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(pred) & (pred >= 0)
+        arrays["last_pred"] = np.where(ok, np.nan_to_num(pred), missing_label).astype(label_dtype)
+    if "region" in table.columns:
+        codes = region_codes(table)
+        arrays["region"] = np.where(codes < 0, 255, codes).astype(np.uint8)
+    info = {"n_epochs": int(n_epochs), "missing_label": int(missing_label), "row_id_delta": row_id_delta,
+            "correctness_from_level": bool(from_level), "has_region": "region" in table.columns,
+            "has_pred": "last_pred" in table.columns}
+    return arrays, info
+
+
 def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *, gold_probs=None,
                   label_names=None, color_by: str = "correctness", title: str | None = None,
-                  max_points: int | None = None, seed: int = 0) -> tuple[dict, bytes, bytes | None]:
+                  max_points: int | None = None, seed: int = 0, scores=None,
+                  compare: pd.DataFrame | None = None) -> tuple[dict, bytes, bytes | None]:
     """What the page embeds: (meta dict, numeric blob, text blob or None), before compression."""
     check_color_by(color_by)
     check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
@@ -268,32 +219,17 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
     gold, names = gold_labels(table, label_names)
     if len(names) > 65535:
         raise DatacartoError(f"too many labels for the map: {len(names)}")
-    label_dtype = np.uint8 if len(names) < 255 else np.uint16
-    missing_label = np.iinfo(label_dtype).max
-    levels, n_epochs = correctness_levels(table, None)
-
-    arrays: dict[str, np.ndarray] = {}
-    if np.abs(ids).max() >= 2**53:
-        raise DatacartoError("row ids must be below 2**53 for the interactive map")
-    deltas = np.diff(ids, prepend=0)
-    row_id_delta = bool(deltas.size and deltas.min() >= -(2**31) and deltas.max() < 2**31)
-    if row_id_delta:  # sorted ids (the usual case) become runs of small steps: gzip makes them tiny
-        arrays["row_id"] = deltas.astype(np.int32)
-    else:
-        arrays["row_id"] = ids.astype(np.float64)  # exact below 2**53
-    for col in ("variability", "confidence", "correctness"):
-        arrays[col] = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float32)
-    arrays["level"] = np.where(levels < 0, 255, levels).astype(np.uint8)
-    arrays["gold"] = gold.astype(label_dtype)
-    has_pred = "last_pred" in table.columns
-    if has_pred:
-        pred = pd.to_numeric(table["last_pred"], errors="coerce").to_numpy(dtype=float)
-        ok = np.isfinite(pred) & (pred >= 0)
-        arrays["last_pred"] = np.where(ok, np.nan_to_num(pred), missing_label).astype(label_dtype)
-    has_region = "region" in table.columns
-    if has_region:
-        codes = region_codes(table)
-        arrays["region"] = np.where(codes < 0, 255, codes).astype(np.uint8)
+    arrays, info = _arrays(table, ids, gold, len(names))
+    score_meta = []
+    for name in _table_scores(table, scores):
+        arrays[f"score:{name}"], lo, step = _score_codes(table[name])
+        score_meta.append({"name": str(name), "lo": lo, "step": step})
+    compare_meta = None
+    if compare is not None:
+        runs, codes = _compare_codes(compare, ids)
+        for k, c in enumerate(codes):
+            arrays[f"compare:{k}"] = c
+        compare_meta = {"runs": runs}
     n_prob_epochs = 0
     if gold_probs is not None:
         arrays["gold_probs"], n_prob_epochs = _gold_prob_codes(gold_probs, n_total, positions)
@@ -307,44 +243,37 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
 
     guides, guide_kind = region_guides(metrics)
     meta = {
-        "version": FORMAT_VERSION,
-        "n": int(ids.size),
-        "n_total": int(n_total),
-        "n_epochs": int(n_epochs),
-        "title": title or "Data map",
-        "color_by": color_by,
-        "label_names": names,
-        "label_colors": label_colors(len(names)),
-        "missing_label": int(missing_label),
-        "correctness_colors": correctness_colors(n_epochs),
-        "regions": list(REGIONS),
-        "region_colors": [REGION_COLORS[r] for r in REGIONS],
-        "none_color": UNASSIGNED_COLOR,
-        "has_region": has_region,
-        "has_pred": has_pred,
-        "prob_epochs": n_prob_epochs,
-        "text_columns": text_columns,
+        "version": FORMAT_VERSION, "n": int(ids.size), "n_total": int(n_total), **info,
+        "title": title or "Data map", "color_by": color_by,
+        "label_names": names, "label_colors": label_colors(len(names)),
+        "correctness_colors": correctness_colors(info["n_epochs"]),
+        "regions": list(REGIONS), "region_colors": [REGION_COLORS[r] for r in REGIONS],
+        "none_color": UNASSIGNED_COLOR, "prob_epochs": n_prob_epochs, "text_columns": text_columns,
+        "scores": score_meta, "compare": compare_meta,
         "guides": [{"axis": g.axis, "value": g.value, "label": g.label, "start": g.start, "end": g.end}
                    for g in guides if np.isfinite(g.value)],
-        "guide_kind": guide_kind,
-        "arrays": layout,
-        "row_id_delta": row_id_delta,
+        "guide_kind": guide_kind, "arrays": layout,
     }
     return meta, blob, text_blob
 
 
 def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *, gold_probs=None,
                     label_names=None, path: str | os.PathLike | None = None, color_by: str = "correctness",
-                    title: str | None = None, max_points: int | None = None, seed: int = 0) -> str:
-    """The interactive data map as one self-contained HTML page; also written to ``path`` if given.
+                    title: str | None = None, max_points: int | None = None, seed: int = 0, scores=None,
+                    compare: pd.DataFrame | None = None) -> str:
+    """The interactive data map and its linked table as one self-contained HTML page.
 
     ``records``: the examples by row id (e.g. ``load_examples(run)``); every text column shows in
-    the tooltip and in exported selections. Without it the tooltip shows row ids and metrics.
+    the tooltip, the table and exports. Without it the tooltip shows row ids and metrics.
     ``gold_probs``: (N, E) p(gold) per epoch, rows in the order of ``metrics``, for the trend.
-    ``max_points`` keeps a seeded random subset of that many rows.
+    ``max_points`` keeps a seeded random subset of that many rows. ``scores``: metric columns the
+    table shows besides confidence, variability and correctness (default :data:`TABLE_SCORES`).
+    ``compare``: a :func:`datacarto.compare_runs` table (first run = the mapped one) adds the
+    region transition matrix and the "transition" colouring. Also written to ``path`` if given.
     """
     meta, blob, text_blob = build_payload(metrics, records, gold_probs=gold_probs, label_names=label_names,
-                                          color_by=color_by, title=title, max_points=max_points, seed=seed)
+                                          color_by=color_by, title=title, max_points=max_points, seed=seed,
+                                          scores=scores, compare=compare)
     from plotly.offline import get_plotlyjs
 
     plotlyjs = get_plotlyjs()
@@ -356,15 +285,16 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
         "NUMERIC": _b64_gzip(blob),
         "TEXT": _b64_gzip(text_blob) if text_blob is not None else "",
         "TITLE": html.escape(meta["title"]),
+        "EXPLORERJS": "\n".join(_resource(name) for name in SCRIPTS),
     }
-    page = _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _template())  # one pass: inserted text is not rescanned
+    page = _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _resource(TEMPLATE))  # one pass: no rescanning
     if path is not None:
         write_text_atomic(path, page)
     return page
 
 
-def _template() -> str:
-    return resources.files("datacarto.maps").joinpath(TEMPLATE).read_text(encoding="utf-8")
+def _resource(name: str) -> str:
+    return resources.files("datacarto.maps").joinpath(name).read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,7 +302,10 @@ def _template() -> str:
 
 
 def decode_payload(page: str) -> tuple[dict, dict[str, np.ndarray], dict[str, list] | None]:
-    """Read a written map back: (meta, numeric arrays by name, text columns or None)."""
+    """Read a written map back: (meta, numeric arrays by name, text columns or None).
+
+    Table scores come back under their own names; a compared run's region codes as ``compare:<k>``.
+    """
 
     def block(name: str) -> str:
         m = re.search(rf'<script type="[^"]+" id="{name}">(.*?)</script>', page, flags=re.S)
@@ -390,6 +323,12 @@ def decode_payload(page: str) -> tuple[dict, dict[str, np.ndarray], dict[str, li
         arrays["row_id"] = np.cumsum(arrays["row_id"], dtype=np.int64)
     if "gold_probs" in arrays:
         arrays["gold_probs"] = arrays["gold_probs"].reshape(meta["n"], meta["prob_epochs"])
+    if meta.get("correctness_from_level"):
+        level = arrays["level"]
+        arrays["correctness"] = np.where(level == 255, np.nan, level / max(meta["n_epochs"], 1)).astype(np.float32)
+    for spec in meta.get("scores", []):  # scores come back as values (to 1/65534 of their range)
+        codes = arrays.pop(f"score:{spec['name']}")
+        arrays[spec["name"]] = np.where(codes == 65535, np.nan, spec["lo"] + codes * spec["step"])
     text = block("dc-text")
     columns = decode_text(gzip.decompress(base64.b64decode(text))) if text else None
     return meta, arrays, columns

@@ -71,7 +71,8 @@ class Context:
     def bar(self, iterable: Iterable, desc: str, total: int | None = None):
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, disable=not self.progress, leave=False)
+        # disable=None: no bar when stderr is not a terminal (a CI log gets no carriage returns)
+        return tqdm(iterable, desc=desc, total=total, disable=None if self.progress else True, leave=False)
 
     def map_dir(self) -> Path:
         """The run whose training dynamics the map, regions and selection use: cross-fitted with ``folds``

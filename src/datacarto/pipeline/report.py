@@ -83,25 +83,43 @@ def read_run(layout: RunLayout) -> RunState:
                     metrics=metrics, examples=examples)
 
 
+def planted_summary(metrics: pd.DataFrame, marked: np.ndarray, region: str, scores: list[str]) -> dict[str, Any]:
+    """Where planted examples (a boolean mask) landed and how well each score finds them.
+
+    ``in_region`` / ``region_size``: marked examples in ``region`` and the region's size (the counts
+    of :func:`datacarto.noise.noise_by_region`); ``auroc``: score -> AUROC of
+    :func:`datacarto.noise.audit_scores` in the score's own direction (NaN unless some but not all
+    are marked); ``by_region``: region -> examples and marked ones.
+    """
+    from ..noise import audit_scores, noise_by_region
+
+    marked = np.asarray(marked, dtype=bool)
+    spread = noise_by_region(metrics, marked)
+    out = {"n": int(len(marked)), "n_marked": int(marked.sum()), "region": region,
+           "in_region": int(spread.loc[region, "n_flipped"]), "region_size": int(spread.loc[region, "n"]),
+           "auroc": dict.fromkeys(scores, float("nan")),
+           "by_region": {r: {"n": int(spread.loc[r, "n"]), "noisy": int(spread.loc[r, "n_flipped"])}
+                         for r in REGIONS}}
+    if 0 < out["n_marked"] < len(marked):
+        table = audit_scores(metrics, pd.Series(marked, index=metrics.index), scores=scores).set_index("score")
+        out["auroc"] = {name: float(table.loc[name, "auroc"]) for name in scores}
+    return out
+
+
 def noise_summary(metrics: pd.DataFrame, is_noisy: np.ndarray) -> dict[str, Any]:
     """How many known-wrong labels fall in hard-to-learn, and how well low confidence finds them.
 
     The counts are :func:`datacarto.noise.noise_by_region`'s; ``auroc_confidence`` is
     :func:`datacarto.noise.audit_scores`' for ``confidence`` (NaN unless some but not all are noisy).
     """
-    from ..noise import audit_scores, noise_by_region
+    ps = planted_summary(metrics, is_noisy, "hard-to-learn", ["confidence"])
+    return {"n": ps["n"], "n_noisy": ps["n_marked"], "in_hard": ps["in_region"], "hard_size": ps["region_size"],
+            "auroc_confidence": ps["auroc"]["confidence"], "by_region": ps["by_region"]}
 
-    is_noisy = np.asarray(is_noisy, dtype=bool)
-    spread = noise_by_region(metrics, is_noisy)
-    hard = spread.loc["hard-to-learn"]
-    out = {"n": int(len(is_noisy)), "n_noisy": int(is_noisy.sum()), "in_hard": int(hard["n_flipped"]),
-           "hard_size": int(hard["n"]), "auroc_confidence": float("nan"),
-           "by_region": {r: {"n": int(spread.loc[r, "n"]), "noisy": int(spread.loc[r, "n_flipped"])}
-                         for r in REGIONS}}
-    if 0 < out["n_noisy"] < len(is_noisy):
-        table = audit_scores(metrics, pd.Series(is_noisy, index=metrics.index), scores=["confidence"])
-        out["auroc_confidence"] = float(table.set_index("score").loc["confidence", "auroc"])
-    return out
+
+def vague_summary(metrics: pd.DataFrame, is_vague: np.ndarray) -> dict[str, Any]:
+    """The demo's vague pairs (``is_ambiguous``), reported like the flipped labels: in ambiguous?"""
+    return planted_summary(metrics, is_vague, "ambiguous", ["variability", "confidence"])
 
 
 def _noise_column(examples: pd.DataFrame | None, name: str | None) -> str | None:
@@ -240,6 +258,30 @@ def _label_noise(doc: Document, run: RunState, noise_col: str) -> None:
               [[r, v["n"], v["noisy"], share(v["noisy"], v["n"])] for r, v in ns["by_region"].items()])
 
 
+def _vague_pairs(doc: Document, run: RunState) -> None:
+    """The demo's deliberately vague pairs, counted the way the flipped labels are (docs/maps.md)."""
+    vs = vague_summary(run.metrics, run.examples["is_ambiguous"].fillna(False).astype(bool).to_numpy())
+    if not vs["n_marked"]:
+        return
+    doc.h(2, "Vague pairs")
+    expected = vs["region_size"] / vs["n"] if vs["n"] else float("nan")
+    found = vs["in_region"] / vs["n_marked"]
+    doc.p(f"{vs['n_marked']} of {vs['n']} training pairs are deliberately vague (column 'is_ambiguous': a "
+          f"hypothesis such as \"A man is busy.\" whose label was drawn from two plausible ones). "
+          f"{vs['in_region']} of them ({share(vs['in_region'], vs['n_marked'])}) landed in ambiguous, a region of "
+          f"{vs['region_size']} examples ({share(vs['region_size'], vs['n'])} of the data). AUROC of high "
+          f"variability for finding them: {fmt_float(vs['auroc']['variability'])}; of low confidence: "
+          f"{fmt_float(vs['auroc']['confidence'])} (chance: 0.500).")
+    if not found > 1.5 * expected:  # no better than the region's share: say so, claim nothing more
+        doc.p("So this map does not single out the vague pairs as ambiguous. The ambiguous region is about "
+              "training dynamics (p(gold) changing from epoch to epoch), not about labels a person would "
+              "call ambiguous: a coin-flip label on a vague hypothesis is learned as a middling p(gold) that "
+              "stays put, which gives middling confidence and low variability (see docs/maps.md, "
+              "\"Vague pairs and the ambiguous region\").")
+    doc.table(["region", "examples", "vague pairs", "share vague"],
+              [[r, v["n"], v["noisy"], share(v["noisy"], v["n"])] for r, v in vs["by_region"].items()])
+
+
 def _subsets(doc: Document, run: RunState) -> None:
     subsets = run.summary("select").get("subsets", {})
     subsets = {n: subsets[n] for n in [*run.recipe_order, *subsets] if n in subsets}  # config order
@@ -361,6 +403,8 @@ def write_report(output_dir: str | os.PathLike | RunLayout, *, title: str | None
     _region_examples(doc, run, noise_col, n_examples)
     if noise_col is not None:
         _label_noise(doc, run, noise_col)
+    if run.examples is not None and "is_ambiguous" in run.examples.columns:
+        _vague_pairs(doc, run)
     _subsets(doc, run)
     _accuracy(doc, run)
     _times(doc, run)
@@ -370,4 +414,4 @@ def write_report(output_dir: str | os.PathLike | RunLayout, *, title: str | None
     return html_path, md_path
 
 
-__all__ = ["RunState", "noise_summary", "pct", "read_run", "read_train_metrics", "write_report"]
+__all__ = ["RunState", "noise_summary", "planted_summary", "vague_summary", "pct", "read_run", "read_train_metrics", "write_report"]
