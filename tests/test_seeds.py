@@ -18,19 +18,20 @@ FAST = ["--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--use_
 
 
 def test_majority_and_stable_follow_the_votes():
-    from datacarto.dynamics.stability import majority_regions, region_agreement, stability_summary
+    from datacarto.dynamics.compare import with_majority
+    from datacarto.dynamics.stability import region_agreement, stability_summary
 
     e, a, h = REGIONS
     table = pd.DataFrame({"s0": [e, a, h, e, a], "s1": [e, a, e, h, h], "s2": [e, h, e, a, e]},
                          index=pd.Index(range(5), name="row_id"))
-    out = majority_regions(table)
-    # row 2: two of three say easy; rows 3 and 4: three different regions, the tie goes to REGIONS order
-    assert out["majority"].astype(str).tolist() == [e, a, e, e, e]
+    out = with_majority(table)
+    # row 2: two of three say easy; rows 3 and 4: three different regions, the tie goes to the earliest run
+    assert out["majority"].astype(str).tolist() == [e, a, e, e, a]
     assert out["stable"].tolist() == [True, False, False, False, False]
     np.testing.assert_allclose(region_agreement(out), [1, 2 / 3, 2 / 3, 1 / 3, 1 / 3])
     s = stability_summary(out)
     assert (s["n"], s["stable"], s["unstable"]) == (5, 1, 4)
-    assert s["per_region"][e] == {"n": 4, "stable": 1} and s["per_region"][a] == {"n": 1, "stable": 0}
+    assert s["per_region"][e] == {"n": 3, "stable": 1} and s["per_region"][a] == {"n": 2, "stable": 0}
 
 
 def test_seed_regions_refuses_one_run_or_different_data(tmp_path):

@@ -97,8 +97,15 @@ def compare_runs(runs: list[str | os.PathLike], *, split: str = "train") -> pd.D
         columns[name] = region.astype(object).where(region.notna(), None)
     table = pd.DataFrame(columns).reindex(index.sort_values())
     table.index.name = "row_id"
-    table["majority"] = _majority(table[names])
-    values = table[names].to_numpy(dtype=object)
+    return with_majority(table)
+
+
+def with_majority(regions: pd.DataFrame) -> pd.DataFrame:
+    """``regions`` (one region column per run) plus ``majority`` and ``stable`` (every run agrees)."""
+    names = list(regions.columns)
+    table = regions.copy()
+    table["majority"] = _majority(regions[names])
+    values = regions[names].to_numpy(dtype=object)
     first = values[:, :1]
     table["stable"] = np.all(values == first, axis=1) & pd.notna(first[:, 0])
     return table
@@ -125,4 +132,4 @@ def stable_share(table: pd.DataFrame) -> float:
     return float(table["stable"].mean()) if len(table) else float("nan")
 
 
-__all__ = ["compare_runs", "transition_matrix", "stable_share", "run_names"]
+__all__ = ["compare_runs", "transition_matrix", "stable_share", "run_names", "with_majority"]

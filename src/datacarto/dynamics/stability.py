@@ -2,61 +2,32 @@
 
 ``seed_regions(runs)`` reads the regions of several runs of the same training set (one per seed)
 and returns, per example, the region in each run, the majority region and whether all runs agree
-(``stable``). It has the signature and output of the explorer's ``compare_runs`` so the two can be
-swapped; ``region_agreement`` and ``stability_summary`` are the numbers the report prints.
+(``stable``), through the explorer's ``compare_runs``; ``region_agreement`` and ``stability_summary``
+are the numbers the report prints.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
 from ..metrics import REGIONS
 
 
-def run_labels(runs) -> list[str]:
-    """A column name per run: its folder name, or its whole path where two names clash."""
-    names = [Path(r).name for r in runs]
-    return names if len(set(names)) == len(names) else [str(r) for r in runs]
-
-
-def majority_regions(regions: pd.DataFrame) -> pd.DataFrame:
-    """Add ``majority`` (the region most runs give; ties go to the first in REGIONS order) and ``stable``."""
-    values = regions.astype(object).to_numpy()
-    counts = np.stack([(values == r).sum(axis=1) for r in REGIONS], axis=1)
-    out = regions.copy()
-    out["majority"] = pd.Categorical(np.asarray(REGIONS, dtype=object)[counts.argmax(axis=1)],
-                                     categories=list(REGIONS))
-    out["stable"] = counts.max(axis=1) == regions.shape[1]
-    return out
-
-
 def seed_regions(runs: list[str | os.PathLike], *, split: str = "train") -> pd.DataFrame:
-    """The region of every example in each run, its ``majority`` region and ``stable`` (all runs agree).
+    """The region of every example in each seed's run, its ``majority`` region and ``stable``.
 
-    ``runs``: two or more run folders trained on the same data (row ids must match). Indexed by
-    ``row_id``; one categorical column per run (named by :func:`run_labels`).
+    :func:`datacarto.dynamics.compare.compare_runs` (the one implementation, also behind
+    ``datacarto map --compare``) for two or more runs of the same training set.
     """
-    from .cache import get_metrics
+    from .compare import compare_runs
 
     runs = list(runs)
     if len(runs) < 2:
         raise DatacartoError(f"seed stability needs at least 2 runs, got {len(runs)}")
-    columns = {}
-    for label, run in zip(run_labels(runs), runs):
-        columns[label] = get_metrics(run, split=split)["region"]
-    first = next(iter(columns.values())).index
-    for label, col in columns.items():
-        if not col.index.equals(first):
-            raise DatacartoError(f"run {label} covers other examples than {run_labels(runs)[0]}: seed stability "
-                                 "compares runs of the same training set")
-    regions = pd.DataFrame(columns, index=first)
-    regions.index.name = "row_id"
-    return majority_regions(regions)
+    return compare_runs(runs, split=split)
 
 
 def region_agreement(table: pd.DataFrame) -> pd.Series:
