@@ -29,7 +29,7 @@ GOEMOTIONS = ["admiration", "amusement", "anger", "annoyance", "approval", "cari
 WNUT = ["O", "B-corporation", "I-corporation", "B-creative-work", "I-creative-work", "B-group", "I-group",
         "B-location", "I-location", "B-person", "I-person", "B-product", "I-product"]
 #: 28 sparse labels need a higher rate than the paired choices to predict any positive within a few epochs
-LEARNING_RATES = {"multiple-choice": 5e-5, "multi-label": 3e-4, "token-classification": 1e-4}
+LEARNING_RATES = {"multiple-choice": 5e-5, "multi-label": 5e-4, "token-classification": 1e-4}
 TASKS = {
     "multiple-choice": dict(folder="winogrande", text_columns=["sentence"], choice_columns=["option1", "option2"],
                             label_column="label", label_names=None),

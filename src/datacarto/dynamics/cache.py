@@ -118,6 +118,7 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
     df["region"] = region
     df.attrs.update(region.attrs)
     if dyn.unit_level:
+        _warn_if_barely_learned(df, split)  # judged on the units: an example's gold/prediction is its hardest unit's
         if level == "unit":
             df = df.assign(row_id=dyn.row_ids, sub_id=dyn.sub_ids)
             df.index.name = "unit_id"
@@ -125,7 +126,7 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
             df = aggregate_units(df, dyn.row_ids, dyn.sub_ids)
     else:
         _write_cache(directory, key, df)
-    _warn_if_barely_learned(df, split)
+        _warn_if_barely_learned(df, split)
     return df
 
 
