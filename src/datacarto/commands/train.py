@@ -103,7 +103,7 @@ def explicit_flags(argv: list[str]) -> set[str]:
 
 
 def resolve_task(data) -> str:
-    """The task given with --task, else inferred from the training data's columns; printed either way."""
+    """The task given with --task, else inferred from the training data's columns; printed unless the default."""
     import sys
 
     from ..data import load_table
@@ -113,7 +113,8 @@ def resolve_task(data) -> str:
     task, why = infer_task(table, task=data.task, label_column=data.label_column,
                            choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
                            tags_column=data.tags_column)
-    print(f"task: {task} ({why})", file=sys.stderr)
+    if task != "sequence-classification":  # the default says nothing; another task says why it was chosen
+        print(f"task: {task} ({why})", file=sys.stderr)
     return task
 
 
