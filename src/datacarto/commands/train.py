@@ -31,12 +31,15 @@ class DataArguments:
                 "(eval-mode prediction over the training set, the paper's definition)"})
     snapshots_per_epoch: int = field(default=1, metadata={"help": "snapshots per epoch (epoch_end mode)"})
     task: str | None = field(default=None, metadata={
-        "help": "sequence-classification, multiple-choice, multi-label or token-classification (default: "
-                "inferred from the columns, and printed)"})
+        "help": "sequence-classification, multiple-choice, multi-label, token-classification or causal-lm "
+                "(default: inferred from the columns, and printed)"})
     choice_columns: str | None = field(default=None, metadata={
         "help": "multiple choice: comma-separated choice columns (--text-columns is the context)"})
     tokens_column: str = field(default="tokens", metadata={"help": "token classification: the words column"})
     tags_column: str = field(default="ner_tags", metadata={"help": "token classification: one tag id per word"})
+    prompt_column: str | None = field(default=None, metadata={
+        "help": "causal-lm: the prompt column (not predicted: labels -100); without it --text-columns is plain LM text"})
+    response_column: str | None = field(default=None, metadata={"help": "causal-lm: the response column (predicted)"})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "start a new store where --output-dir already holds recorded epochs (else refused, so two "
                 "runs are never mixed; --resume_from_checkpoint continues the old one)"})
@@ -107,7 +110,8 @@ def main(argv: list[str]) -> int:
         dynamics_mode=data.dynamics_mode, snapshots_per_epoch=data.snapshots_per_epoch,
         max_length=data.max_length, resume_from_checkpoint=args.resume_from_checkpoint, test=test.test,
         overwrite_dynamics=data.overwrite_output_dir, task=task, choice_columns=split_list(data.choice_columns),
-        tokens_column=data.tokens_column, tags_column=data.tags_column,
+        tokens_column=data.tokens_column, tags_column=data.tags_column, prompt_column=data.prompt_column,
+        response_column=data.response_column,
     )
     if result.trainer.is_world_process_zero():
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")

@@ -148,6 +148,11 @@ class CartographyMixin:
                         metric_key_prefix="eval"):
         record = bool(self.record_eval_dynamics and self.state.epoch and self.cartography is not None
                       and self.cartography.recorder is not None)
+        if record and self.cartography.task.extra_columns:  # a causal LM: never gather (N, T, V) predictions
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
+                                             ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+            self._record_reduced_eval(dataloader, metric_key_prefix)
+            return output
         if record:
             prediction_loss_only = False
         output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
@@ -164,6 +169,19 @@ class CartographyMixin:
             self.cartography.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records,
                                          units, ids, gold, unit_logits, gathered=True)
         return output
+
+
+    def _record_reduced_eval(self, dataloader, metric_key_prefix: str) -> None:
+        """Evaluation dynamics of a task reduced on the device (causal LM): one eval-mode pass over the set."""
+        from .predict import predict_logits
+
+        rec, dataset = self.cartography, dataloader.dataset
+        _, units, _ = rec.read_units(dataset, self.model, "evaluation set")
+        ids, gold, logits = predict_logits(self.model, dataset, dataloader.collate_fn, self.args.per_device_eval_batch_size,
+                                           task=rec.task, units=units)
+        records = self._dc_eval_records if self._dc_eval_records is not None else dataset
+        rec.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records, units, ids, gold,
+                        logits, gathered=False)
 
 
 def _checkpoint_path(resume_from_checkpoint, output_dir) -> str | None:

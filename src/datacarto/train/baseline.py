@@ -88,7 +88,8 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
                    resume_from_checkpoint=None, save_model: bool = True, test=None,
                    overwrite_dynamics: bool = False, task: str = "sequence-classification",
                    choice_columns: list[str] | None = None, tokens_column: str = "tokens",
-                   tags_column: str = "ner_tags") -> TrainResult:
+                   tags_column: str = "ner_tags", prompt_column: str | None = None,
+                   response_column: str | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train`` while recording training dynamics.
 
     ``train``/``validation``/``test``: a hub name, a local jsonl/csv/parquet file or a
@@ -100,13 +101,15 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     or ``overwrite_dynamics`` (then a new store replaces the old one). ``task``: one of
     ``datacarto.record.tasks.TASKS``, with ``choice_columns`` (multiple choice; ``text_columns``
     is the context), a ``label_column`` of label-id lists (multi-label) or ``tokens_column`` and
-    ``tags_column`` (token classification, words pre-split).
+    ``tags_column`` (token classification, words pre-split), ``prompt_column`` and
+    ``response_column`` (causal LM; labels -100 on the prompt) or one of ``text_columns`` (plain LM).
     """
     from ..record import CartographyTrainer, PredictEachEpoch
 
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
                                 label_names=label_names, num_labels=num_labels, task=task,
-                                choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column)
+                                choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column,
+                                prompt_column=prompt_column, response_column=response_column)
     val_ds = None
     if validation is not None:
         val_ds, _ = load_split(validation, split="validation", spec=spec, what="validation set", task=task)

@@ -1,0 +1,228 @@
+"""Causal-LM (SFT) cartography: recording in both modes, exact per-example NLL, corrupted responses, S2L."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import training_args, write_jsonl
+from datacarto.dynamics.store import load_dynamics
+from datacarto.errors import DatacartoError
+from datacarto.testing import (
+    make_causal_tokenizer,
+    make_tiny_causal_lm_dir,
+    toy_instruction_words,
+    toy_instructions,
+)
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory):
+    return make_tiny_causal_lm_dir(tmp_path_factory.mktemp("gpt2") / "tiny", toy_instruction_words())
+
+
+def tokenized(lm_dir, rows, max_length=64):
+    import datasets
+    from transformers import AutoTokenizer
+
+    from datacarto.task_data import prepare_for_task, tokenize_task
+
+    ds, spec = prepare_for_task(datasets.Dataset.from_list(rows), "causal-lm", prompt_column="prompt",
+                                response_column="response")
+    return tokenize_task(ds, AutoTokenizer.from_pretrained(lm_dir), spec, max_length=max_length), spec
+
+
+def recomputed_nll(model, ds):
+    """Mean NLL of each example's response tokens, one example at a time, in eval mode."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for row in ds:
+            ids, labels = torch.tensor([row["input_ids"]]), torch.tensor(row["labels"])
+            logits = model(input_ids=ids).logits[0]
+            out.append(torch.nn.functional.cross_entropy(logits[:-1], labels[1:], ignore_index=-100).item())
+    return np.array(out)
+
+
+def epoch_stats(run, index):
+    return pq.read_table(f"{run}/training_dynamics/epoch_{index:03d}.parquet").to_pandas().set_index("row_id")
+
+
+def test_token_stats_match_a_per_row_loop():
+    from datacarto.record.causal_lm import pseudo_logits, token_stats
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 7, 11, generator=g)
+    labels = torch.randint(0, 11, (5, 7), generator=g)
+    labels[:, :3] = -100  # a prompt
+    labels[2, 5:] = -100  # padding
+    stats = token_stats(labels, logits)
+    chunked = token_stats(labels, logits, chunk_elements=7 * 11)  # one row per chunk: the same numbers
+    torch.testing.assert_close(stats, chunked)
+    for b in range(5):
+        keep = labels[b, 1:] != -100
+        nll = torch.nn.functional.cross_entropy(logits[b, :-1][keep], labels[b, 1:][keep])
+        acc = (logits[b, :-1][keep].argmax(-1) == labels[b, 1:][keep]).double().mean()
+        assert abs(stats[b, 0].item() - nll.item()) < 1e-5 and stats[b, 1].item() == pytest.approx(acc.item())
+        assert stats[b, 2].item() == keep.sum().item()
+    pairs = pseudo_logits(stats.numpy())[:, :2].astype(np.float64)
+    p_gold = np.exp(pairs[:, 1]) / np.exp(pairs).sum(axis=1)
+    np.testing.assert_allclose(p_gold, np.exp(-stats[:, 0].numpy()), rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["training_pass", "epoch_end"])
+def test_each_example_once_per_epoch_with_its_exact_nll(tmp_path, lm_dir, mode):
+    """lr 0 and no dropout: the recorded mean NLL is the per-example recomputation (both modes)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+
+    from datacarto.record import CartographyCallback, CartographyTrainer
+    from datacarto.task_data import collator_for
+
+    rows = toy_instructions(30, seed=1)
+    ds, _ = tokenized(lm_dir, rows)
+    tok = AutoTokenizer.from_pretrained(lm_dir)
+    model = AutoModelForCausalLM.from_pretrained(lm_dir)
+    args = training_args(tmp_path, learning_rate=0.0, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    common = dict(model=model, args=args, train_dataset=ds, data_collator=collator_for("causal-lm", tok))
+    if mode == "training_pass":
+        trainer = CartographyTrainer(**common)
+    else:
+        trainer = Trainer(**common, callbacks=[CartographyCallback(dataset=ds)])
+    trainer.train()
+    dyn = load_dynamics(tmp_path)
+    assert dyn.manifest["task"] == "causal-lm" and dyn.manifest["mode"] == mode
+    assert dyn.logits.shape == (30, 2, 2) and (dyn.gold == 1).all()
+    np.testing.assert_array_equal(dyn.ids, np.arange(30))
+    want = recomputed_nll(AutoModelForCausalLM.from_pretrained(lm_dir), ds)
+    for e in range(2):
+        stats = epoch_stats(tmp_path, e)
+        assert len(stats) == 30 and stats.index.is_unique
+        np.testing.assert_allclose(stats["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
+        n_tokens = [sum(t != -100 for t in row[1:]) for row in ds["labels"]]
+        np.testing.assert_array_equal(stats["n_tokens"].sort_index().to_numpy(), n_tokens)
+    p_gold = 1 / (1 + np.exp(-dyn.logits[:, :, 1].astype(np.float64)))
+    np.testing.assert_allclose(p_gold[:, 0], np.exp(-want), rtol=1e-5)
+    examples = dyn.examples()
+    assert list(examples["response"]) == [r["response"] for r in rows]  # records keep prompt and response
+
+
+@pytest.fixture(scope="module")
+def learned_run(tmp_path_factory, lm_dir):
+    """A training_pass run on instructions with 15% corrupted responses, long enough to learn the templates."""
+    from datacarto.train.baseline import train_baseline
+
+    rows = toy_instructions(120, seed=0, corrupt=0.15)
+    out = tmp_path_factory.mktemp("learned")
+    data = write_jsonl(out / "train.jsonl", rows)
+    dev = write_jsonl(out / "dev.jsonl", toy_instructions(12, seed=5))
+    train_baseline(model=lm_dir, train=data, validation=dev, task="causal-lm", prompt_column="prompt",
+                   response_column="response", output_dir=out / "run", save_model=False,
+                   training_args={"num_train_epochs": 12, "learning_rate": 3e-2, "per_device_train_batch_size": 8,
+                                  "save_strategy": "no", "logging_strategy": "no", "use_cpu": True,
+                                  "disable_tqdm": True, "seed": 0})
+    return out / "run", rows
+
+
+def test_corrupted_responses_get_low_confidence(learned_run):
+    from sklearn.metrics import roc_auc_score
+
+    from datacarto.dynamics.cache import get_metrics
+    from datacarto.dynamics.generative import load_token_stats
+
+    run, rows = learned_run
+    metrics = get_metrics(run)
+    corrupted = np.array([r["corrupted"] for r in rows])
+    assert corrupted.sum() == 18
+    assert roc_auc_score(corrupted, -metrics["confidence"]) > 0.9
+    ids, stats = load_token_stats(run)
+    np.testing.assert_allclose(metrics["correctness"], stats["token_accuracy"].mean(axis=1))  # token accuracy
+    np.testing.assert_allclose(metrics["confidence"], np.exp(-stats["nll"]).mean(axis=1), rtol=1e-5)
+    validation = load_dynamics(run, "validation")  # evaluation dynamics, reduced on the device too
+    assert validation.logits.shape == (12, 12, 2)
+
+
+def test_cli_select_trajectory_clusters_and_metrics(learned_run, tmp_path, capsys):
+    import pandas as pd
+
+    from datacarto.cli import main
+
+    run, rows = learned_run
+    out = tmp_path / "s2l.jsonl"
+    assert main(["select", str(run), "--region", "hard-to-learn", "--out", str(out)]) == 0
+    assert {"prompt", "response", "row_id"} <= set(pd.read_json(out, lines=True).columns)
+    assert main(["metrics", str(run), "--out", str(tmp_path / "m.csv")]) == 0
+    table = pd.read_csv(tmp_path / "m.csv")
+    assert len(table) == 120 and {"nll", "n_tokens", "region"} <= set(table.columns)
+    html = tmp_path / "map.html"
+    assert main(["map", str(run), "--html", str(html), "--png", str(tmp_path / "map.png")]) == 0
+    from datacarto.maps.interactive import decode_payload
+
+    _, arrays, text = decode_payload(html.read_text())
+    first = int(np.flatnonzero(arrays["row_id"] == 0)[0])
+    assert text["prompt"][first] == rows[0]["prompt"] and text["response"][first] == rows[0]["response"]
+
+
+def test_cli_train_causal_lm(tmp_path, lm_dir, capsys):
+    from datacarto.cli import main
+
+    data = write_jsonl(tmp_path / "train.jsonl", toy_instructions(24, seed=2))
+    out = tmp_path / "run"
+    assert main(["train", "--model", lm_dir, "--dataset", data, "--task", "causal-lm", "--prompt-column", "prompt",
+                 "--response-column", "response", "--output-dir", str(out), "--num_train_epochs", "2",
+                 "--per_device_train_batch_size", "8", "--use_cpu", "--disable_tqdm", "true", "--save_strategy",
+                 "no", "--report_to", "none"]) == 0
+    assert "task: causal-lm (given)" in capsys.readouterr().err
+    assert load_dynamics(out).logits.shape == (24, 2, 2)
+
+
+def test_plain_text_lm_predicts_every_token(tmp_path, lm_dir):
+    import datasets
+
+    from datacarto.task_data import prepare_for_task, tokenize_task
+
+    ds, spec = prepare_for_task(datasets.Dataset.from_list([{"text": "copy a b = a b"}]), "causal-lm")
+    row = tokenize_task(ds, make_causal_tokenizer(toy_instruction_words()), spec)[0]
+    assert row["labels"] == row["input_ids"] and len(row["input_ids"]) == 7  # six words and the end token
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda rows: [{"prompt": r["prompt"]} for r in rows], "not in the data set"),
+    (lambda rows: [{**r, "response": "" if i == 3 else r["response"]} for i, r in enumerate(rows)],
+     "1 empty response(s) in 'response'"),
+])
+def test_bad_causal_data_is_one_line(change, message):
+    import datasets
+
+    from datacarto.task_data import prepare_for_task
+
+    rows = change(toy_instructions(9))
+    with pytest.raises(DatacartoError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        prepare_for_task(datasets.Dataset.from_list(rows), "causal-lm", prompt_column="prompt",
+                         response_column="response")
+
+
+def test_truncated_responses_are_counted_and_dropped(lm_dir):
+    rows = toy_instructions(6)  # prompts of 3 to 6 words
+    with pytest.warns(UserWarning, match=r"of 6 responses were truncated away by max_length=5"):
+        ds, _ = tokenized(lm_dir, rows, max_length=5)
+    assert 0 < len(ds) < 6 and all(any(t != -100 for t in r[1:]) for r in ds["labels"])
+
+
+def test_packed_data_and_non_causal_models_are_refused(tmp_path, lm_dir, tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datacarto.data import load_model
+    from datacarto.record import CartographyTrainer
+    from datacarto.task_data import collator_for
+
+    ds, _ = tokenized(lm_dir, toy_instructions(8))
+    packed = ds.add_column("position_ids", [list(range(len(r))) for r in ds["input_ids"]])
+    trainer = CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir), args=training_args(tmp_path),
+                                 train_dataset=packed,
+                                 data_collator=collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir)))
+    with pytest.raises(DatacartoError, match="refuses packed sequences"):
+        trainer.train()
+    with pytest.raises(DatacartoError, match="is not a causal language model"):
+        load_model(tiny_model, 2, task="causal-lm")
