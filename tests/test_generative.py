@@ -143,6 +143,30 @@ def test_corrupted_responses_get_low_confidence(learned_run):
     assert validation.logits.shape == (12, 12, 2)
 
 
+def test_s2l_selection_is_balanced_and_exact(learned_run):
+    from datacarto.dynamics.generative import loss_trajectories
+    from datacarto.trajectory import balanced_sample, cluster_trajectories, trajectory_clusters
+
+    run, _ = learned_run
+    traj = loss_trajectories(run)
+    assert traj.shape == (120, 12)
+    ids = trajectory_clusters(traj.to_numpy(), traj.index.to_numpy(), fraction=0.3, clusters=4, seed=1)
+    assert len(ids) == 36 and len(np.unique(ids)) == 36
+    np.testing.assert_array_equal(ids, trajectory_clusters(traj.to_numpy(), traj.index.to_numpy(), fraction=0.3,
+                                                           clusters=4, seed=1))  # seeded
+    labels = cluster_trajectories(traj.to_numpy(), 4, seed=1)
+    sizes = np.bincount(labels)
+    taken = np.bincount(labels[np.searchsorted(traj.index.to_numpy(), ids)], minlength=4)
+    # balanced: a cluster is taken whole or gets the largest share (no cluster gets more than one extra)
+    full = taken == sizes
+    assert taken[~full].max() - taken[~full].min() <= 1 if (~full).any() else True
+    assert (taken[full] <= taken[~full].min() if (~full).any() else True).all()
+    # a hand-made case: clusters of 2, 10 and 30 with 15 wanted -> 2 whole, then 7 and 6
+    labels = np.array([0] * 2 + [1] * 10 + [2] * 30)
+    got = np.bincount(labels[balanced_sample(labels, 15, seed=0)], minlength=3)
+    assert got.tolist() == [2, 7, 6]
+
+
 def test_cli_select_trajectory_clusters_and_metrics(learned_run, tmp_path, capsys):
     import pandas as pd
 
@@ -150,8 +174,10 @@ def test_cli_select_trajectory_clusters_and_metrics(learned_run, tmp_path, capsy
 
     run, rows = learned_run
     out = tmp_path / "s2l.jsonl"
-    assert main(["select", str(run), "--region", "hard-to-learn", "--out", str(out)]) == 0
-    assert {"prompt", "response", "row_id"} <= set(pd.read_json(out, lines=True).columns)
+    assert main(["select", str(run), "--method", "trajectory-clusters", "--fraction", "0.3", "--clusters", "3",
+                 "--out", str(out)]) == 0
+    subset = pd.read_json(out, lines=True)
+    assert len(subset) == 36 and {"prompt", "response", "row_id"} <= set(subset.columns)
     assert main(["metrics", str(run), "--out", str(tmp_path / "m.csv")]) == 0
     table = pd.read_csv(tmp_path / "m.csv")
     assert len(table) == 120 and {"nll", "n_tokens", "region"} <= set(table.columns)
@@ -226,3 +252,34 @@ def test_packed_data_and_non_causal_models_are_refused(tmp_path, lm_dir, tiny_mo
         trainer.train()
     with pytest.raises(DatacartoError, match="is not a causal language model"):
         load_model(tiny_model, 2, task="causal-lm")
+
+
+def test_corrupt_responses_is_exact_and_seeded():
+    from datacarto.audit_tasks import corrupt_responses
+
+    responses = [f"r{i}" for i in range(40)]
+    out, flags = corrupt_responses(responses, 0.15, seed=3)
+    assert flags.sum() == 6 and sorted(out) == sorted(responses)  # 0.15 x 40 = 6 swapped among themselves
+    assert all((o != r) == f for o, r, f in zip(out, responses, flags))
+    assert corrupt_responses(responses, 0.15, seed=3) [0] == out and corrupt_responses(responses, 0.15, seed=4)[0] != out
+
+
+def test_generative_audit_end_to_end(tmp_path, lm_dir, capsys):
+    import json
+
+    from datacarto.cli import main
+
+    rows = [{"prompt": r["prompt"], "response": r["response"]} for r in toy_instructions(120, seed=0)]
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    out = tmp_path / "audit"
+    assert main(["audit", "--model", lm_dir, "--dataset", data, "--task", "causal-lm", "--prompt-column", "prompt",
+                 "--response-column", "response", "--noise", "0.15", "--output-dir", str(out), "--num_train_epochs",
+                 "12", "--learning_rate", "3e-2", "--per_device_train_batch_size", "8", "--use_cpu",
+                 "--disable_tqdm", "true", "--save_strategy", "no", "--logging_strategy", "no"]) == 0
+    report = json.loads((out / "audit.json").read_text())
+    assert report["n_flipped"] == 18 and report["config"]["noise_kind"] == "swapped responses"
+    scores = {row["score"]: row for row in report["scores"]}
+    assert {"confidence", "nll", "correctness"} <= set(scores)
+    # a random swap may give letters for letters (copy <-> reverse), which only a model that learned to copy
+    # can tell: well above chance, not perfect, on this small run
+    assert scores["last_loss"]["auroc"] > 0.75 and scores["confidence"]["auroc"] > 0.65, scores
