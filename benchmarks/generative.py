@@ -95,22 +95,28 @@ def overhead(name, make_model, data, collator, *, epochs, batch, repeats, seq, v
     return rec / plain
 
 
+def _record(lm_dir, rows, out, *, epochs):
+    """A recorded causal-LM run (training_pass) of the tiny GPT-2 on ``rows``."""
+    import datasets
+
+    from datacarto.train.baseline import train_baseline
+
+    train_baseline(model=lm_dir, train=datasets.Dataset.from_list(rows), task="causal-lm", prompt_column="prompt",
+                   response_column="response", output_dir=out, save_model=False,
+                   training_args={"num_train_epochs": epochs, "learning_rate": 3e-2, "per_device_train_batch_size": 8,
+                                  "save_strategy": "no", "logging_strategy": "no", "disable_tqdm": True,
+                                  "use_cpu": True})
+
+
 def audit_auroc(lm_dir, *, n, epochs, tmp):
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
     from datacarto.dynamics.cache import get_metrics
     from datacarto.testing import toy_instructions
-    from datacarto.train.baseline import train_baseline
 
     rows = toy_instructions(n, seed=0, corrupt=0.15)
-    import datasets
-
-    train_baseline(model=lm_dir, train=datasets.Dataset.from_list(rows), task="causal-lm", prompt_column="prompt",
-                   response_column="response", output_dir=f"{tmp}/audit", save_model=False,
-                   training_args={"num_train_epochs": epochs, "learning_rate": 3e-2, "per_device_train_batch_size": 8,
-                                  "save_strategy": "no", "logging_strategy": "no", "disable_tqdm": True,
-                                  "use_cpu": True})
+    _record(lm_dir, rows, f"{tmp}/audit", epochs=epochs)
     m = get_metrics(f"{tmp}/audit")
     y = np.array([r["corrupted"] for r in rows])
     scores = {"confidence": -m["confidence"], "nll": m["nll"], "correctness": -m["correctness"],
@@ -137,22 +143,16 @@ def _held_out_loss(lm_dir, train_rows, test_rows, *, epochs, tmp, seed):
 
 
 def s2l_vs_random(lm_dir, *, n, epochs, clusters, seeds, tmp, corrupt):
-    import datasets
     import numpy as np
 
     from datacarto.dynamics.generative import loss_trajectories
     from datacarto.testing import toy_instructions
-    from datacarto.train.baseline import train_baseline
     from datacarto.trajectory import trajectory_clusters
 
     rows = toy_instructions(n, seed=0, corrupt=corrupt)
     test_rows = toy_instructions(150, seed=99)
     tmp = f"{tmp}/s2l{corrupt}"
-    train_baseline(model=lm_dir, train=datasets.Dataset.from_list(rows), task="causal-lm", prompt_column="prompt",
-                   response_column="response", output_dir=f"{tmp}/proxy", save_model=False,
-                   training_args={"num_train_epochs": epochs, "learning_rate": 3e-2, "per_device_train_batch_size": 8,
-                                  "save_strategy": "no", "logging_strategy": "no", "disable_tqdm": True,
-                                  "use_cpu": True})
+    _record(lm_dir, rows, f"{tmp}/proxy", epochs=epochs)
     traj = loss_trajectories(f"{tmp}/proxy")
     s2l, rnd = [], []
     for seed in range(seeds):

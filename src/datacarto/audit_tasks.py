@@ -54,11 +54,9 @@ def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1,
                          prompt_column: str = "prompt", response_column: str = "response", training_args=None,
                          dynamics_mode: str = "training_pass", max_length: int = 128, scores=None):
     """Swap a share of the responses, fine-tune the causal LM on it, audit the generative scores."""
-    from ._io import write_frame
     from .data import load_table
     from .dynamics.cache import get_metrics
     from .task_data import prepare_for_task
-    from .train.baseline import train_baseline
 
     output_dir = Path(output_dir)
     ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
@@ -68,14 +66,10 @@ def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1,
         raise DatacartoError(f"the data set already has a column {CORRUPTED!r}, which the audit writes")
     frame = ds.to_pandas()
     frame[response_column], frame[CORRUPTED] = corrupt_responses(frame[response_column].tolist(), noise, seed=seed)
-    noisy_file = output_dir / "noisy_train.jsonl"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_frame(frame, noisy_file, index=False)
-    result = train_baseline(model=model, train=str(noisy_file), task="causal-lm", prompt_column=prompt_column,
-                            response_column=response_column, output_dir=output_dir, training_args=training_args,
-                            dynamics_mode=dynamics_mode, max_length=max_length)
-    trainer = getattr(result, "trainer", None)
-    if trainer is not None and not trainer.is_world_process_zero():
+    noisy_file, result = _train_on(frame, output_dir, model=model, task="causal-lm", prompt_column=prompt_column,
+                                   response_column=response_column, training_args=training_args,
+                                   dynamics_mode=dynamics_mode, max_length=max_length)
+    if result is None:
         return None
     metrics = get_metrics(result.output_dir)
     if len(metrics) != len(frame):  # rows whose response max_length truncated away are not recorded
@@ -124,11 +118,9 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     ``task="causal-lm"``: responses swapped instead (:func:`run_generative_audit`; ``generative``
     holds its ``prompt_column`` and ``response_column``).
     """
-    from ._io import write_frame
     from .data import load_table
     from .dynamics.cache import get_metrics
     from .task_data import prepare_for_task
-    from .train.baseline import train_baseline
 
     if task == "causal-lm":
         return run_generative_audit(dataset=dataset, model=model, output_dir=output_dir, noise=noise, seed=seed,
@@ -148,16 +140,12 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     frame = ds.to_pandas()
     frame[spec.label_column] = noisy
     frame[FLAGS] = _per_example(task, flipped, labels, width)
-    noisy_file = output_dir / "noisy_train.jsonl"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_frame(frame, noisy_file, index=False)
-    result = train_baseline(model=model, train=str(noisy_file), task=task, text_columns=spec.text_columns,
-                            label_column=spec.label_column, label_names=spec.label_names,
-                            choice_columns=spec.choice_columns or None, tokens_column=spec.tokens_column or "tokens",
-                            tags_column=spec.label_column, output_dir=output_dir, training_args=training_args,
-                            dynamics_mode=dynamics_mode, max_length=max_length)
-    trainer = getattr(result, "trainer", None)
-    if trainer is not None and not trainer.is_world_process_zero():
+    noisy_file, result = _train_on(frame, output_dir, model=model, task=task, text_columns=spec.text_columns,
+                                   label_column=spec.label_column, label_names=spec.label_names,
+                                   choice_columns=spec.choice_columns or None,
+                                   tokens_column=spec.tokens_column or "tokens", tags_column=spec.label_column,
+                                   training_args=training_args, dynamics_mode=dynamics_mode, max_length=max_length)
+    if result is None:
         return None
     metrics = get_metrics(result.output_dir, level="example" if task == "multiple-choice" else "unit")
     truth = _unit_truth(task, metrics, frame[FLAGS].tolist())
@@ -166,6 +154,24 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
               "noisy_train": str(noisy_file), "dataset": str(dataset) if isinstance(dataset, (str, os.PathLike)) else None}
     return audit_frame(metrics.drop(columns=["row_id", "sub_id"], errors="ignore"), truth, result.output_dir,
                        scores=scores, config=config)
+
+
+def _train_on(frame: pd.DataFrame, output_dir: Path, **train_kwargs):
+    """Write the noisy training set to ``output_dir`` and train on that file (so the manifest names it).
+
+    Returns (the file, the TrainResult), the result None on the non-main ranks of a distributed run.
+    """
+    from ._io import write_frame
+    from .train.baseline import train_baseline
+
+    noisy_file = output_dir / "noisy_train.jsonl"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_frame(frame, noisy_file, index=False)
+    result = train_baseline(train=str(noisy_file), output_dir=output_dir, **train_kwargs)
+    trainer = getattr(result, "trainer", None)
+    if trainer is not None and not trainer.is_world_process_zero():
+        return noisy_file, None
+    return noisy_file, result
 
 
 def _per_example(task: str, flipped: np.ndarray, labels: list, width: int) -> list:
