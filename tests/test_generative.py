@@ -283,3 +283,60 @@ def test_generative_audit_end_to_end(tmp_path, lm_dir, capsys):
     # a random swap may give letters for letters (copy <-> reverse), which only a model that learned to copy
     # can tell: well above chance, not perfect, on this small run
     assert scores["last_loss"]["auroc"] > 0.75 and scores["confidence"]["auroc"] > 0.65, scores
+
+
+def test_trl_sft_trainer_through_the_mixin(tmp_path, lm_dir):
+    """TRL's SFTTrainer (fused LM head, no logits): every example once per epoch, its NLL exact, no second forward."""
+    trl = pytest.importorskip("trl")
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datacarto.record import CartographyMixin
+
+    class SFT(CartographyMixin, trl.SFTTrainer):
+        pass
+
+    rows = [{"prompt": r["prompt"], "completion": " " + r["response"]} for r in toy_instructions(20, seed=3)]
+    args = trl.SFTConfig(str(tmp_path), num_train_epochs=2, per_device_train_batch_size=4, learning_rate=0.0,
+                         report_to="none", save_strategy="no", logging_strategy="no", use_cpu=True, max_length=64,
+                         disable_tqdm=True, bf16=False)  # TRL defaults to bf16 autocast
+    model = AutoModelForCausalLM.from_pretrained(lm_dir)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    trainer = SFT(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                  processing_class=AutoTokenizer.from_pretrained(lm_dir))
+    with warnings_as_errors("return_outputs"):
+        trainer.train()
+    assert len(calls) == 2 * 5  # one forward per step: no recomputation of the logits for recording
+    dyn = load_dynamics(tmp_path)
+    assert dyn.logits.shape == (20, 2, 2) and dyn.manifest["task"] == "causal-lm"
+    assert list(dyn.examples()["completion"]) == [r["completion"] for r in rows]
+    tokenized = trainer.train_dataset
+    order = np.argsort(tokenized["datacarto_row_id"])
+    fresh = AutoModelForCausalLM.from_pretrained(lm_dir).eval()
+    want = []
+    with torch.no_grad():
+        for i in order:
+            ids = torch.tensor([tokenized[int(i)]["input_ids"]])
+            target = torch.tensor(tokenized[int(i)]["labels"])[1:]  # TRL's labels: -100 on the prompt
+            assert (target == -100).any() and (target != -100).any()
+            logits = fresh(input_ids=ids).logits[0, :-1]
+            want.append(torch.nn.functional.cross_entropy(logits, target, ignore_index=-100).item())
+    np.testing.assert_allclose(epoch_stats(tmp_path, 1)["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
+
+
+class warnings_as_errors:
+    """Fail on a warning whose message holds ``text`` (TRL warns when asked for the logits it must recompute)."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.filterwarnings("error", message=f".*{self.text}.*")
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)

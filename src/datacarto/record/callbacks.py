@@ -285,10 +285,17 @@ class TrainingPassCallback(_Recording):
         self._first_step: int | None = None
         self._expect_gaps = False
 
-    def observe(self, row_ids, labels, logits) -> None:
-        """One micro-batch of the training pass (called by the mixin's ``compute_loss``)."""
+    def observe(self, row_ids, labels, logits, *, outputs=None) -> None:
+        """One micro-batch of the training pass (called by the mixin's ``compute_loss``).
+
+        ``outputs``: the model's whole output instead of ``logits`` (a causal LM: a fused LM head
+        gives per-token log-probs and no logits).
+        """
         if self.buffer is not None:
-            labels, logits = self.task.reduce(labels, logits)  # on the device: (B, 3) for a causal LM
+            if outputs is not None:
+                labels, logits = self.task.reduce_outputs(labels, outputs)
+            else:
+                labels, logits = self.task.reduce(labels, logits)  # on the device: (B, 3) for a causal LM
             units = self.task.to_units(row_ids.cpu().numpy(), labels, logits, self.units)
             self.buffer.add(*units)
             self._observed += len(row_ids)

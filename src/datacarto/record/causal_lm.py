@@ -42,6 +42,23 @@ def token_stats(labels: torch.Tensor, logits: torch.Tensor, *, chunk_elements: i
     return torch.stack([torch.cat(nll_sum) / n, torch.cat(hits).double() / n, n], dim=-1)
 
 
+@torch.no_grad()
+def fused_stats(outputs) -> torch.Tensor | None:
+    """(B, 3) like :func:`token_stats` from a fused LM head's per-token outputs (TRL's ``SFTTrainer``), or None.
+
+    TRL's fused head returns ``log_probs`` (B, T), zero on ignored positions, its ``label_mask`` and
+    ``is_top1`` instead of the (B, T, V) logits: the same statistics, with no logits at all.
+    """
+    log_probs, mask = getattr(outputs, "log_probs", None), getattr(outputs, "label_mask", None)
+    if log_probs is None or mask is None:
+        return None
+    mask = mask.to(torch.float64)
+    n = mask.sum(-1)
+    top1 = getattr(outputs, "is_top1", None)
+    hits = (top1.to(torch.float64) * mask).sum(-1) if top1 is not None else torch.full_like(n, float("nan"))
+    return torch.stack([-(log_probs.detach().double() * mask).sum(-1) / n, hits / n, n], dim=-1)
+
+
 def pseudo_logits(stats: np.ndarray) -> np.ndarray:
     """(k, 5) float32: the two-class logits ``[0, z]`` with ``sigmoid(z) = exp(-nll)``, then the stats.
 

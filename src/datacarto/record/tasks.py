@@ -151,6 +151,15 @@ class CausalLM(Task):
 
         return np.ones(len(labels), np.int64), token_stats(labels, logits.detach()).cpu().numpy()
 
+    def reduce_outputs(self, labels, outputs):
+        """:meth:`reduce` of a model's outputs: a fused LM head's per-token log-probs, else the logits."""
+        from .causal_lm import fused_stats
+
+        stats = fused_stats(outputs)
+        if stats is None:
+            return self.reduce(labels, outputs["logits"] if isinstance(outputs, dict) else outputs[0])
+        return np.ones(len(stats), np.int64), stats.cpu().numpy()
+
     def to_units(self, rows, labels, logits, units):
         from .causal_lm import pseudo_logits
 

@@ -109,6 +109,8 @@ class CartographyMixin:
         labels = inputs.get("labels")
         recording = (model.training and row_ids is not None and labels is not None
                      and isinstance(self.cartography, TrainingPassCallback))
+        if recording and self.custom_loss is None and self.cartography.task.extra_columns and not return_outputs:
+            return self._causal_lm_loss(model, inputs, row_ids, labels, num_items_in_batch)
         if self.custom_loss is not None and labels is not None:
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
             loss = self.custom_loss(outputs.logits, labels, row_ids)
@@ -126,6 +128,24 @@ class CartographyMixin:
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
             self.cartography.observe(row_ids, labels, logits)
         return (loss, outputs) if return_outputs else loss
+
+    def _causal_lm_loss(self, model, inputs, row_ids, labels, num_items_in_batch):
+        """A causal LM's training loss, its outputs caught by a forward hook rather than asked for.
+
+        Asking for the outputs (``return_outputs=True``) costs TRL's ``SFTTrainer`` a second forward
+        pass, as its fused LM head builds no logits; the hook sees the forward the loss uses.
+        """
+        caught = []
+        handle = model.register_forward_hook(lambda module, args, output: caught.append(output))
+        try:
+            loss = super().compute_loss(model, inputs, return_outputs=False, num_items_in_batch=num_items_in_batch)
+        finally:
+            handle.remove()
+        fused = [o for o in caught if getattr(o, "log_probs", None) is not None]
+        usable = fused or [o for o in caught if getattr(o, "logits", None) is not None]
+        if usable:
+            self.cartography.observe(row_ids, labels, None, outputs=usable[0])
+        return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = dict(inputs)
