@@ -178,6 +178,13 @@ def test_cli_select_trajectory_clusters_and_metrics(learned_run, tmp_path, capsy
                  "--out", str(out)]) == 0
     subset = pd.read_json(out, lines=True)
     assert len(subset) == 36 and {"prompt", "response", "row_id"} <= set(subset.columns)
+    focused = tmp_path / "focused"  # continue SFT on the S2L subset (from the run's model: here the start point)
+    assert main(["focus", str(run), "--subset", str(out), "--init", "pretrained", "--output-dir", str(focused),
+                 "--num_train_epochs", "1", "--use_cpu", "--disable_tqdm", "true", "--save_strategy", "no",
+                 "--report_to", "none"]) == 0
+    dyn = load_dynamics(focused)
+    assert dyn.manifest["task"] == "causal-lm" and dyn.logits.shape == (36, 1, 2)
+    assert sorted(dyn.examples()["response"]) == sorted(subset["response"])
     assert main(["metrics", str(run), "--out", str(tmp_path / "m.csv")]) == 0
     table = pd.read_csv(tmp_path / "m.csv")
     assert len(table) == 120 and {"nll", "n_tokens", "region"} <= set(table.columns)

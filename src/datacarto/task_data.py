@@ -164,7 +164,8 @@ def _drop_truncated(ds, max_length: int):
 
 def tokenize_task(ds, tokenizer, spec: TaskSpec, *, max_length: int = 128):
     """Tokenizer outputs and ``labels`` for the task; the original columns stay (for records)."""
-    if spec.task == "causal-lm":
+    if spec.task == "causal-lm":  # the labels are the tokens: a label column (a subset's gold 1) would clash
+        ds = ds.remove_columns([c for c in ("label", "labels", "label_ids") if c in ds.column_names])
         out = ds.map(_causal_encode(tokenizer, spec, max_length), batched=True, desc="tokenizing")
         return _drop_truncated(out, max_length)
     if spec.task == "multiple-choice":
