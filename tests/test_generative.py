@@ -84,8 +84,10 @@ def test_each_example_once_per_epoch_with_its_exact_nll(tmp_path, lm_dir, mode):
     ds, _ = tokenized(lm_dir, rows)
     tok = AutoTokenizer.from_pretrained(lm_dir)
     model = AutoModelForCausalLM.from_pretrained(lm_dir)
-    args = training_args(tmp_path, learning_rate=0.0, per_device_train_batch_size=4, gradient_accumulation_steps=2)
-    common = dict(model=model, args=args, train_dataset=ds, data_collator=collator_for("causal-lm", tok))
+    args = training_args(tmp_path, learning_rate=0.0, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                         eval_strategy="epoch")
+    common = dict(model=model, args=args, train_dataset=ds, eval_dataset=ds.select(range(8)),
+                  data_collator=collator_for("causal-lm", tok))
     if mode == "training_pass":
         trainer = CartographyTrainer(**common)
     else:
@@ -106,6 +108,10 @@ def test_each_example_once_per_epoch_with_its_exact_nll(tmp_path, lm_dir, mode):
     np.testing.assert_allclose(p_gold[:, 0], np.exp(-want), rtol=1e-5)
     examples = dyn.examples()
     assert list(examples["response"]) == [r["response"] for r in rows]  # records keep prompt and response
+    validation = load_dynamics(tmp_path, "validation")  # evaluation dynamics: eval mode, reduced on the device
+    assert validation.logits.shape == (8, 2, 2)
+    stats = pq.read_table(tmp_path / "training_dynamics/eval/validation/epoch_001.parquet").to_pandas()
+    np.testing.assert_allclose(stats.sort_values("row_id")["nll"], want[:8], atol=1e-5, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -347,3 +353,21 @@ class warnings_as_errors:
 
     def __exit__(self, *exc):
         return self._ctx.__exit__(*exc)
+
+
+def test_chat_template_labels_only_the_assistant_turn(lm_dir):
+    import datasets
+    from transformers import AutoTokenizer
+
+    from datacarto.task_data import prepare_for_task, tokenize_task
+
+    tok = AutoTokenizer.from_pretrained(lm_dir)
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} [SEP] {% endfor %}"
+                         "{% if add_generation_prompt %}assistant {% endif %}")
+    ds, spec = prepare_for_task(datasets.Dataset.from_list([{"prompt": "add 1 2 =", "response": "3"}]), "causal-lm",
+                                prompt_column="prompt", response_column="response", chat_template=True)
+    row = tokenize_task(ds, tok, spec)[0]
+    words = tok.convert_ids_to_tokens(row["input_ids"])
+    assert words == ["[UNK]", "add", "1", "2", "=", "[SEP]", "[UNK]", "3", "[SEP]"]  # user ... assistant 3 [SEP]
+    assert [t for t in row["labels"] if t != -100] == tok.convert_tokens_to_ids(["3", "[SEP]"])
+    assert row["labels"][:7] == [-100] * 7

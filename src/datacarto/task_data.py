@@ -28,6 +28,7 @@ class TaskSpec(LabelSpec):
     tokens_column: str | None = None
     prompt_column: str | None = None  # causal LM: the prompt (labels -100) and the response (the targets)
     response_column: str | None = None
+    chat_template: bool = False  # causal LM: format prompt and response with the tokenizer's chat template
 
 
 def _require(ds, columns, what):
@@ -101,7 +102,8 @@ def prepare_token_classification(ds, *, tokens_column="tokens", tags_column="ner
                         tokens_column=tokens_column)
 
 
-def prepare_causal_lm(ds, *, prompt_column=None, response_column=None, text_columns=None, what="data set"):
+def prepare_causal_lm(ds, *, prompt_column=None, response_column=None, text_columns=None, chat_template=False,
+                      what="data set"):
     """Prompt and response columns (SFT: only the response is predicted), or one text column (plain LM)."""
     if prompt_column or response_column:
         if not (prompt_column and response_column):
@@ -122,12 +124,16 @@ def prepare_causal_lm(ds, *, prompt_column=None, response_column=None, text_colu
         raise DatacartoError(f"{len(empty)} empty {'response' if prompt_column else 'text'}(s) in {target!r} of the "
                              f"{what} (row {empty[0]}): there is nothing to predict; drop them")
     return ds, TaskSpec(text_columns=columns, label_column="labels", label_names=["other", "response"],
-                        task="causal-lm", prompt_column=prompt_column, response_column=response_column)
+                        task="causal-lm", prompt_column=prompt_column, response_column=response_column,
+                        chat_template=bool(chat_template and prompt_column))
 
 
 def _causal_encode(tokenizer, spec: TaskSpec, max_length: int):
     """Token ids of prompt + response (+ end of sequence), labels -100 on the prompt, truncated on the right."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+    if spec.chat_template:
+        return _chat_encode(tokenizer, spec, max_length)
 
     def encode(batch):
         prompts = batch[spec.prompt_column] if spec.prompt_column else [""] * len(batch[spec.text_columns[0]])
@@ -142,6 +148,31 @@ def _causal_encode(tokenizer, spec: TaskSpec, max_length: int):
             out["input_ids"].append(ids)
             out["attention_mask"].append([1] * len(ids))
             out["labels"].append(([IGNORE] * len(head) + tail)[:max_length])
+        return out
+    return encode
+
+
+def _chat_encode(tokenizer, spec: TaskSpec, max_length: int):
+    """Prompt as the user turn, response as the assistant turn of the tokenizer's chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise DatacartoError("--chat-template: the tokenizer has no chat template")
+
+    def ids(messages, **kwargs):
+        out = tokenizer.apply_chat_template(messages, tokenize=True, **kwargs)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+    def encode(batch):
+        out = {"input_ids": [], "attention_mask": [], "labels": []}
+        for p, r in zip(batch[spec.prompt_column], batch[spec.response_column]):
+            user = [{"role": "user", "content": p}]
+            head = ids(user, add_generation_prompt=True)
+            full = ids([*user, {"role": "assistant", "content": r}])
+            if full[:len(head)] != head:
+                raise DatacartoError("--chat-template: the template's prompt is not a prefix of the whole "
+                                     "conversation, so the response tokens cannot be told apart")
+            out["input_ids"].append(full[:max_length])
+            out["attention_mask"].append([1] * len(out["input_ids"][-1]))
+            out["labels"].append(([IGNORE] * len(head) + full[len(head):])[:max_length])
         return out
     return encode
 
@@ -246,7 +277,7 @@ def infer_task(ds, *, task: str | None, label_column: str, choice_columns=None, 
 
 def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_column="label", label_names=None,
                      num_labels=None, choice_columns=None, tokens_column="tokens", tags_column="ner_tags",
-                     prompt_column=None, response_column=None, what="data set"):
+                     prompt_column=None, response_column=None, chat_template=False, what="data set"):
     """``(dataset, spec)`` of any task; ``spec`` (the training set's) forces columns and labels."""
     from .data import prepare_labels
 
@@ -256,9 +287,10 @@ def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_colum
         tokens_column = getattr(spec, "tokens_column", None) or tokens_column
         prompt_column = getattr(spec, "prompt_column", None) or prompt_column
         response_column = getattr(spec, "response_column", None) or response_column
+        chat_template = getattr(spec, "chat_template", False) or chat_template
     if task == "causal-lm":
         return prepare_causal_lm(ds, prompt_column=prompt_column, response_column=response_column,
-                                 text_columns=text_columns, what=what)
+                                 text_columns=text_columns, chat_template=chat_template, what=what)
     if task == "multiple-choice":
         return prepare_multiple_choice(ds, text_columns=text_columns, choice_columns=choice_columns,
                                        label_column=label_column, what=what)

@@ -40,6 +40,8 @@ class DataArguments:
     prompt_column: str | None = field(default=None, metadata={
         "help": "causal-lm: the prompt column (not predicted: labels -100); without it --text-columns is plain LM text"})
     response_column: str | None = field(default=None, metadata={"help": "causal-lm: the response column (predicted)"})
+    chat_template: bool = field(default=False, metadata={
+        "help": "causal-lm: prompt and response as the user and assistant turns of the tokenizer's chat template"})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "start a new store where --output-dir already holds recorded epochs (else refused, so two "
                 "runs are never mixed; --resume_from_checkpoint continues the old one)"})
@@ -111,7 +113,7 @@ def main(argv: list[str]) -> int:
         max_length=data.max_length, resume_from_checkpoint=args.resume_from_checkpoint, test=test.test,
         overwrite_dynamics=data.overwrite_output_dir, task=task, choice_columns=split_list(data.choice_columns),
         tokens_column=data.tokens_column, tags_column=data.tags_column, prompt_column=data.prompt_column,
-        response_column=data.response_column,
+        response_column=data.response_column, chat_template=data.chat_template,
     )
     if result.trainer.is_world_process_zero():
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")
