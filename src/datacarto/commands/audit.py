@@ -88,6 +88,9 @@ def main(argv: list[str]) -> int:
 
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
+    from .._validation import check_fraction
+
+    check_fraction(audit_args.noise, "noise", high_open=True)  # before the task line: bad input is one line
     task = resolve_task(data)
     if task != "sequence-classification":  # noise per unit: a choice flipped, a label added or dropped, a tag changed
         from ..audit_tasks import run_task_audit
