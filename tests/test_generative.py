@@ -371,3 +371,22 @@ def test_chat_template_labels_only_the_assistant_turn(lm_dir):
     assert words == ["[UNK]", "add", "1", "2", "=", "[SEP]", "[UNK]", "3", "[SEP]"]  # user ... assistant 3 [SEP]
     assert [t for t in row["labels"] if t != -100] == tok.convert_tokens_to_ids(["3", "[SEP]"])
     assert row["labels"][:7] == [-100] * 7
+
+
+def test_lora_causal_lm_is_recorded(tmp_path, lm_dir):
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datacarto.record import CartographyTrainer
+    from datacarto.task_data import collator_for
+
+    ds, _ = tokenized(lm_dir, toy_instructions(12, seed=4))
+    model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(lm_dir),
+                                peft.LoraConfig(r=4, target_modules=["c_attn"], task_type="CAUSAL_LM"))
+    trainer = CartographyTrainer(model=model, args=training_args(tmp_path, learning_rate=0.0), train_dataset=ds,
+                                 data_collator=collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir)))
+    trainer.train()
+    dyn = load_dynamics(tmp_path)
+    assert dyn.manifest["task"] == "causal-lm" and dyn.logits.shape == (12, 2, 2)
+    want = recomputed_nll(AutoModelForCausalLM.from_pretrained(lm_dir), ds)  # LoRA starts as the identity
+    np.testing.assert_allclose(epoch_stats(tmp_path, 0)["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
