@@ -390,3 +390,22 @@ def test_lora_causal_lm_is_recorded(tmp_path, lm_dir):
     assert dyn.manifest["task"] == "causal-lm" and dyn.logits.shape == (12, 2, 2)
     want = recomputed_nll(AutoModelForCausalLM.from_pretrained(lm_dir), ds)  # LoRA starts as the identity
     np.testing.assert_allclose(epoch_stats(tmp_path, 0)["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
+
+
+def test_rows_dropped_by_the_loader_are_filled_exactly(tmp_path, lm_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datacarto.record import CartographyTrainer
+    from datacarto.task_data import collator_for
+
+    ds, _ = tokenized(lm_dir, toy_instructions(30, seed=6))
+    trainer = CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir),
+                                 args=training_args(tmp_path, learning_rate=0.0, per_device_train_batch_size=8,
+                                                    dataloader_drop_last=True),
+                                 train_dataset=ds, data_collator=collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir)))
+    with pytest.warns(UserWarning, match="dataloader_drop_last"):
+        trainer.train()
+    stats = epoch_stats(tmp_path, 0)
+    assert len(stats) == 30 and int(stats["filled"].sum()) == 6  # 30 = 3 x 8 + 6 dropped, predicted at the epoch end
+    want = recomputed_nll(AutoModelForCausalLM.from_pretrained(lm_dir), ds)
+    np.testing.assert_allclose(stats["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
