@@ -91,6 +91,9 @@ def _trajectory_ids(args) -> np.ndarray:
         traj, ids = frame.to_numpy(), frame.index.to_numpy()
     else:
         dyn = load_dynamics(args.run, args.split)
+        if dyn.unit_level:
+            raise DatacartoError("--method trajectory-clusters needs one unit per example (a classifier or causal-LM "
+                                 "run), not a multi-label or token-classification run")
         z = dyn.logits.astype(np.float64)
         lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
         traj, ids = lse - np.take_along_axis(z, dyn.gold[:, None, None].repeat(z.shape[1], 1), -1)[..., 0], dyn.ids

@@ -1,7 +1,7 @@
 """Per-example statistics of a causal LM batch, computed on the device from the logits the loss has.
 
-No extra forward pass and no extra (B, T, V) tensor is kept: each row's (T, V) logits are reduced
-to three numbers (mean token NLL, token accuracy, number of target tokens) before the next row, so
+No extra forward pass and no extra (B, T, V) tensor is kept: the logits are reduced in chunks of
+rows to three numbers per example (mean token NLL, token accuracy, number of target tokens), so
 only a (B, 3) result leaves the device and recording memory stays O(N) per epoch.
 """
 
@@ -12,8 +12,6 @@ import torch
 
 from ..task_data import IGNORE
 
-#: the epoch-file columns a causal-LM unit carries besides its pseudo-logits (docs/format.md)
-EXTRA_COLUMNS = ("nll", "token_accuracy", "n_tokens")
 _MIN_NLL = 1e-12  # exp(-nll) < 1 in float64, so the pseudo-logit stays finite
 
 

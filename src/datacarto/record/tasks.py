@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..dynamics.generative import STATS
 from ..errors import DatacartoError
 from ..task_data import IGNORE, TASKS  # noqa: F401  (TASKS: the names, owned by the data layer)
 
@@ -137,7 +138,7 @@ class CausalLM(Task):
     """Causal language modelling: one unit per example, its response tokens reduced on the device."""
 
     name = "causal-lm"
-    extra_columns = ("nll", "token_accuracy", "n_tokens")
+    extra_columns = STATS  # the epoch-file columns nll, token_accuracy, n_tokens (docs/format.md)
     label_names = ["other", "response"]
 
     def units(self, labels) -> Units:
