@@ -409,3 +409,29 @@ def test_rows_dropped_by_the_loader_are_filled_exactly(tmp_path, lm_dir):
     assert len(stats) == 30 and int(stats["filled"].sum()) == 6  # 30 = 3 x 8 + 6 dropped, predicted at the epoch end
     want = recomputed_nll(AutoModelForCausalLM.from_pretrained(lm_dir), ds)
     np.testing.assert_allclose(stats["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
+
+
+def test_trajectory_clusters_on_a_classifier_run(tmp_path, capsys):
+    """A classifier run's trajectories are -log p(gold) per epoch: three groups of examples, three clusters."""
+    import pandas as pd
+
+    from datacarto.cli import main
+    from datacarto.dynamics.store import DynamicsWriter, dynamics_dir
+
+    rng = np.random.default_rng(0)
+    n, epochs = 40, 4
+    writer = DynamicsWriter(dynamics_dir(tmp_path / "run"))
+    writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), np.zeros(n, np.int64),
+                          pd.DataFrame({"text": [f"t{i}" for i in range(n)]}))
+    writer.update_manifest(n_examples=n, text_columns=["text"], label_names=["a", "b"], num_labels=2)
+    level = np.repeat([-3.0, 0.0, 3.0], [4, 16, 20])  # gold logit margins: hard, ambiguous, easy groups
+    for e in range(epochs):
+        z = np.stack([np.zeros(n), level + 0.05 * rng.standard_normal(n)], axis=1)  # gold is class 1
+        writer.write_epoch(e, np.arange(n), np.ones(n, np.int64), z.astype(np.float32))
+    out = tmp_path / "s2l.jsonl"
+    assert main(["select", str(tmp_path / "run"), "--method", "trajectory-clusters", "--fraction", "0.25",
+                 "--clusters", "3", "--out", str(out)]) == 0
+    ids = pd.read_json(out, lines=True)["row_id"].to_numpy()
+    assert len(ids) == 10
+    # the 4-example cluster is taken whole, the 10 - 4 = 6 left are split 3 and 3 over the other two
+    assert np.bincount(np.digitize(ids, [4, 20]), minlength=3).tolist() == [4, 3, 3]
