@@ -337,6 +337,13 @@ def test_trl_sft_trainer_through_the_mixin(tmp_path, lm_dir):
             want.append(torch.nn.functional.cross_entropy(logits, target, ignore_index=-100).item())
     np.testing.assert_allclose(epoch_stats(tmp_path, 1)["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
 
+    packed = SFT(model=AutoModelForCausalLM.from_pretrained(lm_dir), train_dataset=datasets.Dataset.from_list(rows),
+                 args=trl.SFTConfig(str(tmp_path / "packed"), packing=True, max_length=32, use_cpu=True, bf16=False,
+                                    report_to="none", save_strategy="no", disable_tqdm=True),
+                 processing_class=AutoTokenizer.from_pretrained(lm_dir))
+    with pytest.raises(DatacartoError, match=r"looks packed \(column 'seq_lengths'\).*packing=False"):
+        packed.train()
+
 
 class warnings_as_errors:
     """Fail on a warning whose message holds ``text`` (TRL warns when asked for the logits it must recompute)."""
