@@ -172,7 +172,7 @@ class _Recording(TrainerCallback):
                            units=units if self.task.per_row else None)
         recorder.units = units if self.task.per_row else None
         index = recorder.next_eval_index(state.global_step)
-        recorder.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step)
+        recorder.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step, gathered=True)
         recorder.drop_snapshots(lambda i, s: i > index)
 
 

@@ -178,14 +178,15 @@ class SplitRecorder:
 
     def write(self, index: int, ids: np.ndarray, gold: np.ndarray, logits: np.ndarray, *,
               epoch: float | None, global_step: int | None, n_expected: int | None = None,
-              fill: Fill | None = None) -> bool:
+              fill: Fill | None = None, gathered: bool = False) -> bool:
         """Gather every rank's rows and write snapshot ``index`` (rank 0); True if written.
 
         With ``n_expected``, rows 0..n_expected-1 must all be present: rows the pass did not see
         (``dataloader_drop_last``, a sampler that skips rows) are predicted by ``fill`` and
         marked in the file's ``filled`` column; without ``fill`` an incomplete snapshot is an error.
         """
-        ids, gold, logits = gather_arrays(ids, gold, logits)
+        if not gathered:  # ``gathered``: the caller holds every rank's rows already (rank 0 alone calls)
+            ids, gold, logits = gather_arrays(ids, gold, logits)
         ids, first = np.unique(ids, return_index=True)  # distributed padding: one row per id
         gold, logits = gold[first], logits[first]
         filled = None
