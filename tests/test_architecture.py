@@ -27,7 +27,7 @@ ROOT = "datacarto"
 #: Layers, lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check",
-             "units", "ensemble_weights"),
+             "units", "ensemble_weights", "trajectory"),
     "data": ("data", "task_data"),  # loading tables, labels, tokenizers: below everything that trains or records
     "run folder": ("dynamics",),  # store, cache, subsets, interop
     "recording": ("record", "dynamics.record"),
@@ -37,7 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "cli": ("cli", "commands"),
 }
 PURE = ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check", "units",
-        "ensemble_weights")
+        "ensemble_weights", "trajectory")
 HEAVY = ("torch", "transformers")
 
 #: module -> modules its ``__getattr__`` re-exports from (old import paths of moved names).

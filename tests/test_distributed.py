@@ -112,3 +112,36 @@ def test_two_processes_record_each_unit_once(tmp_path, task):
     else:
         np.testing.assert_array_equal(dyn.ids, np.arange(N))
         np.testing.assert_array_equal(dyn.gold, [r["label"] for r in rows])
+
+
+@pytest.mark.distributed
+def test_two_processes_record_each_causal_lm_example_once(tmp_path):
+    """Causal LM (SFT) under torchrun (CLI): every example once per epoch, train and validation, token counts right."""
+    import pyarrow.parquet as pq
+
+    from datacarto.testing import make_tiny_causal_lm_dir, toy_instruction_words, toy_instructions
+
+    rows = [{"prompt": r["prompt"], "response": r["response"]} for r in toy_instructions(N, seed=3)]
+    data, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows[:11]))  # odd: the sampler pads one rank
+    model = make_tiny_causal_lm_dir(tmp_path / "gpt2", toy_instruction_words())
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "datacarto.cli", "train",
+           "--model", model, "--dataset", str(data), "--validation", str(dev), "--task", "causal-lm",
+           "--prompt-column", "prompt", "--response-column", "response", "--output-dir", str(out),
+           "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu",
+           "--disable_tqdm", "true", "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dyn = load_dynamics(out)
+    assert dyn.epochs == [0, 1] and dyn.manifest["task"] == "causal-lm"
+    np.testing.assert_array_equal(dyn.ids, np.arange(N))
+    assert np.isfinite(dyn.logits).all()
+    n_tokens = pq.read_table(out / "training_dynamics" / "epoch_001.parquet").to_pandas().sort_values("row_id")
+    want = [len(r["response"].split()) + 1 for r in rows]  # the response's words and the end token
+    np.testing.assert_array_equal(n_tokens["n_tokens"], want)
+    validation = load_dynamics(out, "validation")
+    np.testing.assert_array_equal(validation.ids, np.arange(11))
+    assert validation.n_epochs == 2

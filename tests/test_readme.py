@@ -85,3 +85,17 @@ def test_python_example_runs_as_written(tmp_path, demo_model):
     assert len(metrics) == 120 and set(metrics["region"]) <= {"easy-to-learn", "ambiguous", "hard-to-learn"}
     ids = namespace["ids"]
     assert len(ids) == round(0.33 * 120) and set(ids) <= set(metrics.index)
+
+
+def test_generative_quick_start_runs_as_written(tmp_path):
+    script = _block("## Generative fine-tuning (causal LM)", "bash")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DISABLE_TQDM": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    from datacarto import load_dynamics
+
+    assert load_dynamics(tmp_path / "sft-run").logits.shape == (120, 12, 2)
+    assert sum(1 for _ in (tmp_path / "sft-s2l.jsonl").open()) == 36
+    assert (tmp_path / "sft-map.html").is_file() and (tmp_path / "sft-metrics.csv").is_file()

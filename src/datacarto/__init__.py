@@ -36,6 +36,9 @@ _EXPORTS = {
     # selection
     "select": "datacarto.selection",
     "random_control": "datacarto.selection",
+    "trajectory_clusters": "datacarto.trajectory",
+    "loss_trajectories": "datacarto.dynamics.generative",
+    "load_token_stats": "datacarto.dynamics.generative",
     "focused_dataset": "datacarto.dynamics.subsets",
     "export_subset": "datacarto.dynamics.subsets",
     "get_focused_sets": "datacarto.dynamics.subsets",

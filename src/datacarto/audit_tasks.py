@@ -4,6 +4,9 @@ Multiple choice flips the answer to another choice; multi-label adds or drops on
 decision; token classification changes a word's tag. Each is :func:`datacarto.noise.inject_label_noise`
 on the flattened unit labels, so the rounding, seeding and "a flip never stays the same" rules are
 the classification audit's. The scores are then audited per unit by :func:`datacarto.audit.audit_frame`.
+
+A causal LM (SFT) is audited per example: a share of the responses is swapped with other
+examples' responses (:func:`corrupt_responses`), and the generative scores are asked to find them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,63 @@ from .errors import DatacartoError
 from .noise import check_score_names, inject_label_noise
 
 FLAGS = "noisy_units"  # per example: one bool per unit (the labels or words that were changed)
+CORRUPTED = "corrupted"  # causal LM: the response is another example's
+#: the scores of a causal-LM audit and which end is suspicious (nll: mean token NLL over epochs)
+GENERATIVE_SCORES = {"confidence": "low", "correctness": "low", "nll": "high", "last_loss": "high",
+                     "variability": "high", "aum": "low"}
+
+
+def corrupt_responses(responses: list, share: float, *, seed: int = 0) -> tuple[list, np.ndarray]:
+    """(responses, a bool per row): ``round_half_up(share, N)`` rows get another row's response, seeded.
+
+    The chosen rows pass their responses round in a shuffled cycle, so each gets one of theirs; a
+    row whose new response happens to equal its own is not counted as corrupted.
+    """
+    from ._validation import check_fraction
+    from .noise import n_flips
+
+    check_fraction(share, "--noise", high_open=True)
+    rng = np.random.default_rng(seed)
+    n = len(responses)
+    k = n_flips(share, n)
+    if k == 1 and n > 1:
+        k = 2  # one row alone cannot swap: its partner is corrupted too
+    chosen = rng.permutation(n)[:k]
+    out = list(responses)
+    for a, b in zip(chosen, np.roll(chosen, -1)):
+        out[a] = responses[b]
+    return out, np.array([o != r for o, r in zip(out, responses)], dtype=bool)
+
+
+def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1, seed: int = 0,
+                         prompt_column: str = "prompt", response_column: str = "response", training_args=None,
+                         dynamics_mode: str = "training_pass", max_length: int = 128, scores=None):
+    """Swap a share of the responses, fine-tune the causal LM on it, audit the generative scores."""
+    from .data import load_table
+    from .dynamics.cache import get_metrics
+    from .task_data import prepare_for_task
+
+    output_dir = Path(output_dir)
+    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
+    ds, _ = prepare_for_task(ds, "causal-lm", prompt_column=prompt_column, response_column=response_column,
+                             what="training set")
+    if CORRUPTED in ds.column_names:
+        raise DatacartoError(f"the data set already has a column {CORRUPTED!r}, which the audit writes")
+    frame = ds.to_pandas()
+    frame[response_column], frame[CORRUPTED] = corrupt_responses(frame[response_column].tolist(), noise, seed=seed)
+    noisy_file, result = _train_on(frame, output_dir, model=model, task="causal-lm", prompt_column=prompt_column,
+                                   response_column=response_column, training_args=training_args,
+                                   dynamics_mode=dynamics_mode, max_length=max_length)
+    if result is None:
+        return None
+    metrics = get_metrics(result.output_dir)
+    if len(metrics) != len(frame):  # rows whose response max_length truncated away are not recorded
+        raise DatacartoError("the audit needs every response recorded: raise --max-length so none is truncated away")
+    truth = pd.Series(frame[CORRUPTED].to_numpy()[metrics.index.to_numpy()], index=metrics.index)
+    config = {"task": "causal-lm", "model": str(model), "noise": float(noise), "seed": int(seed), "unit": "example",
+              "noise_kind": "swapped responses", "noisy_train": str(noisy_file)}
+    chosen = {k: v for k, v in GENERATIVE_SCORES.items() if scores is None or k in scores}
+    return audit_frame(metrics, truth, result.output_dir, scores=chosen, config=config)
 
 
 def inject_unit_noise(task: str, labels: list, noise: float, *, width: int, seed: int = 0):
@@ -50,18 +110,22 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
                    seed: int = 0, text_columns=None, label_column: str = "label", label_names=None,
                    choice_columns=None, tokens_column: str = "tokens", tags_column: str = "ner_tags",
                    training_args=None, dynamics_mode: str = "training_pass", max_length: int = 128,
-                   scores=None) -> AuditResult | None:
+                   scores=None, generative: dict | None = None) -> AuditResult | None:
     """Inject unit noise into ``dataset``, train ``model`` on it with recording, audit the scores per unit.
 
     Writes ``noisy_train.jsonl`` (with a ``noisy_units`` column), the run, ``audit.json`` and
     ``roc.png`` under ``output_dir``. Returns None on the non-main ranks of a distributed run.
+    ``task="causal-lm"``: responses swapped instead (:func:`run_generative_audit`; ``generative``
+    holds its ``prompt_column`` and ``response_column``).
     """
-    from ._io import write_frame
     from .data import load_table
     from .dynamics.cache import get_metrics
     from .task_data import prepare_for_task
-    from .train.baseline import train_baseline
 
+    if task == "causal-lm":
+        return run_generative_audit(dataset=dataset, model=model, output_dir=output_dir, noise=noise, seed=seed,
+                                    training_args=training_args, dynamics_mode=dynamics_mode, max_length=max_length,
+                                    scores=scores, **(generative or {}))
     check_score_names(scores)
     output_dir = Path(output_dir)
     ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
@@ -76,16 +140,12 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     frame = ds.to_pandas()
     frame[spec.label_column] = noisy
     frame[FLAGS] = _per_example(task, flipped, labels, width)
-    noisy_file = output_dir / "noisy_train.jsonl"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_frame(frame, noisy_file, index=False)
-    result = train_baseline(model=model, train=str(noisy_file), task=task, text_columns=spec.text_columns,
-                            label_column=spec.label_column, label_names=spec.label_names,
-                            choice_columns=spec.choice_columns or None, tokens_column=spec.tokens_column or "tokens",
-                            tags_column=spec.label_column, output_dir=output_dir, training_args=training_args,
-                            dynamics_mode=dynamics_mode, max_length=max_length)
-    trainer = getattr(result, "trainer", None)
-    if trainer is not None and not trainer.is_world_process_zero():
+    noisy_file, result = _train_on(frame, output_dir, model=model, task=task, text_columns=spec.text_columns,
+                                   label_column=spec.label_column, label_names=spec.label_names,
+                                   choice_columns=spec.choice_columns or None,
+                                   tokens_column=spec.tokens_column or "tokens", tags_column=spec.label_column,
+                                   training_args=training_args, dynamics_mode=dynamics_mode, max_length=max_length)
+    if result is None:
         return None
     metrics = get_metrics(result.output_dir, level="example" if task == "multiple-choice" else "unit")
     truth = _unit_truth(task, metrics, frame[FLAGS].tolist())
@@ -94,6 +154,24 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
               "noisy_train": str(noisy_file), "dataset": str(dataset) if isinstance(dataset, (str, os.PathLike)) else None}
     return audit_frame(metrics.drop(columns=["row_id", "sub_id"], errors="ignore"), truth, result.output_dir,
                        scores=scores, config=config)
+
+
+def _train_on(frame: pd.DataFrame, output_dir: Path, **train_kwargs):
+    """Write the noisy training set to ``output_dir`` and train on that file (so the manifest names it).
+
+    Returns (the file, the TrainResult), the result None on the non-main ranks of a distributed run.
+    """
+    from ._io import write_frame
+    from .train.baseline import train_baseline
+
+    noisy_file = output_dir / "noisy_train.jsonl"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_frame(frame, noisy_file, index=False)
+    result = train_baseline(train=str(noisy_file), output_dir=output_dir, **train_kwargs)
+    trainer = getattr(result, "trainer", None)
+    if trainer is not None and not trainer.is_world_process_zero():
+        return noisy_file, None
+    return noisy_file, result
 
 
 def _per_example(task: str, flipped: np.ndarray, labels: list, width: int) -> list:

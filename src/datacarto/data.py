@@ -222,7 +222,33 @@ def effective_max_length(tokenizer, model, requested: int) -> int:
 
 
 _HEADS = {"sequence-classification": "ForSequenceClassification", "multi-label": "ForSequenceClassification",
-          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification"}
+          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
+          "causal-lm": "ForCausalLM"}
+_NOT_CAUSAL = ("ForSequenceClassification", "ForTokenClassification", "ForMultipleChoice", "ForQuestionAnswering",
+               "ForMaskedLM", "ForConditionalGeneration")
+
+
+def load_causal_lm(name_or_dir: str):
+    """Tokenizer and ``AutoModelForCausalLM``; one line for a model that is not a causal LM."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_dir)
+        heads = [a for a in (config.architectures or []) if a.endswith(_NOT_CAUSAL)]
+        if heads or config.is_encoder_decoder:
+            raise DatacartoError(f"model {name_or_dir!r} is not a causal language model ({(heads or ['encoder-decoder'])[0]}"
+                                 "): --task causal-lm needs one that AutoModelForCausalLM loads (GPT-2, Llama, ...)")
+        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+        model = AutoModelForCausalLM.from_pretrained(name_or_dir)
+    except DatacartoError:
+        raise
+    except OSError as e:
+        raise DatacartoError(f"cannot load model {name_or_dir!r}: {e}") from e
+    except ValueError as e:
+        raise DatacartoError(f"model {name_or_dir!r} is not a causal language model: {e}") from e
+    if tokenizer.pad_token_id is None:  # GPT-2 style tokenizers: pad with the end-of-text token
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
 
 
 def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None = None, *,
@@ -233,6 +259,8 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
 
     if looks_local(name_or_dir) and not Path(name_or_dir).expanduser().is_dir():
         raise DatacartoError(f"model folder not found: {name_or_dir}")
+    if task == "causal-lm":
+        return load_causal_lm(name_or_dir)
     auto = getattr(transformers, "AutoModel" + _HEADS[task])
     kwargs = {} if task == "multiple-choice" else {"num_labels": num_labels}
     if label_names and task != "multiple-choice":

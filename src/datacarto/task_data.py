@@ -1,4 +1,4 @@
-"""Data for the other task types: multiple choice, multi-label and token classification.
+"""Data for the other task types: multiple choice, multi-label, token classification, causal LM (SFT).
 
 Checks the columns (one line for each problem, before any model loads), then tokenizes the way the
 official Hugging Face examples do: one (context, choice) pair per choice, a multi-hot float vector
@@ -16,7 +16,7 @@ from .errors import DatacartoError
 
 IGNORE = -100
 #: the task types datacarto records (``--task``)
-TASKS = ("sequence-classification", "multiple-choice", "multi-label", "token-classification")
+TASKS = ("sequence-classification", "multiple-choice", "multi-label", "token-classification", "causal-lm")
 
 
 @dataclass
@@ -26,6 +26,9 @@ class TaskSpec(LabelSpec):
     task: str = "sequence-classification"
     choice_columns: list[str] = field(default_factory=list)
     tokens_column: str | None = None
+    prompt_column: str | None = None  # causal LM: the prompt (labels -100) and the response (the targets)
+    response_column: str | None = None
+    chat_template: bool = False  # causal LM: format prompt and response with the tokenizer's chat template
 
 
 def _require(ds, columns, what):
@@ -99,8 +102,103 @@ def prepare_token_classification(ds, *, tokens_column="tokens", tags_column="ner
                         tokens_column=tokens_column)
 
 
+def prepare_causal_lm(ds, *, prompt_column=None, response_column=None, text_columns=None, chat_template=False,
+                      what="data set"):
+    """Prompt and response columns (SFT: only the response is predicted), or one text column (plain LM)."""
+    if prompt_column or response_column:
+        if not (prompt_column and response_column):
+            raise DatacartoError("causal-lm: give both --prompt-column and --response-column (or --text-columns)")
+        _require(ds, [prompt_column, response_column], what)
+        columns, target = [prompt_column, response_column], response_column
+    else:
+        columns = list(text_columns or [])[:1] or [c for c in infer_text_columns(ds, "") if c][:1]
+        if not columns:
+            raise DatacartoError(f"causal-lm needs --prompt-column and --response-column, or a text column; the "
+                                 f"{what} has columns {ds.column_names}")
+        _require(ds, columns, what)
+        target = columns[0]
+    check_text_columns(ds, columns, "", what)
+    values = ds.with_format("arrow")[target].to_pylist()
+    empty = [i for i, v in enumerate(values) if v is None or not str(v).strip()]
+    if empty:
+        raise DatacartoError(f"{len(empty)} empty {'response' if prompt_column else 'text'}(s) in {target!r} of the "
+                             f"{what} (row {empty[0]}): there is nothing to predict; drop them")
+    return ds, TaskSpec(text_columns=columns, label_column="labels", label_names=["other", "response"],
+                        task="causal-lm", prompt_column=prompt_column, response_column=response_column,
+                        chat_template=bool(chat_template and prompt_column))
+
+
+def _causal_encode(tokenizer, spec: TaskSpec, max_length: int):
+    """Token ids of prompt + response (+ end of sequence), labels -100 on the prompt, truncated on the right."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+    if spec.chat_template:
+        return _chat_encode(tokenizer, spec, max_length)
+
+    def encode(batch):
+        prompts = batch[spec.prompt_column] if spec.prompt_column else [""] * len(batch[spec.text_columns[0]])
+        targets = batch[spec.response_column or spec.text_columns[0]]
+        out = {"input_ids": [], "attention_mask": [], "labels": []}
+        for p, r in zip(prompts, targets):
+            head = tokenizer(p, add_special_tokens=False)["input_ids"] if p else []
+            if p and spec.response_column:
+                r = " " + r if not (p.endswith((" ", "\n")) or r.startswith((" ", "\n"))) else r
+            tail = tokenizer(r, add_special_tokens=False)["input_ids"] + eos
+            ids = (head + tail)[:max_length]
+            out["input_ids"].append(ids)
+            out["attention_mask"].append([1] * len(ids))
+            out["labels"].append(([IGNORE] * len(head) + tail)[:max_length])
+        return out
+    return encode
+
+
+def _chat_encode(tokenizer, spec: TaskSpec, max_length: int):
+    """Prompt as the user turn, response as the assistant turn of the tokenizer's chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise DatacartoError("--chat-template: the tokenizer has no chat template")
+
+    def ids(messages, **kwargs):
+        out = tokenizer.apply_chat_template(messages, tokenize=True, **kwargs)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
+
+    def encode(batch):
+        out = {"input_ids": [], "attention_mask": [], "labels": []}
+        for p, r in zip(batch[spec.prompt_column], batch[spec.response_column]):
+            user = [{"role": "user", "content": p}]
+            head = ids(user, add_generation_prompt=True)
+            full = ids([*user, {"role": "assistant", "content": r}])
+            if full[:len(head)] != head:
+                raise DatacartoError("--chat-template: the template's prompt is not a prefix of the whole "
+                                     "conversation, so the response tokens cannot be told apart")
+            out["input_ids"].append(full[:max_length])
+            out["attention_mask"].append([1] * len(out["input_ids"][-1]))
+            out["labels"].append(([IGNORE] * len(head) + full[len(head):])[:max_length])
+        return out
+    return encode
+
+
+def _drop_truncated(ds, max_length: int):
+    """Rows whose response was truncated away carry no target token: counted, warned about, dropped."""
+    import warnings
+
+    labels = ds.with_format("arrow")["labels"].to_pylist()
+    keep = [i for i, row in enumerate(labels) if any(t != IGNORE for t in row[1:])]
+    if len(keep) < len(labels):
+        warnings.warn(f"{len(labels) - len(keep)} of {len(labels)} responses were truncated away by max_length="
+                      f"{max_length} (no target token left): those rows are dropped; raise --max-length to keep them",
+                      stacklevel=3)
+        if not keep:
+            raise DatacartoError(f"every response was truncated away by max_length={max_length}: raise --max-length")
+        ds = ds.select(keep)
+    return ds
+
+
 def tokenize_task(ds, tokenizer, spec: TaskSpec, *, max_length: int = 128):
     """Tokenizer outputs and ``labels`` for the task; the original columns stay (for records)."""
+    if spec.task == "causal-lm":  # the labels are the tokens: a label column (a subset's gold 1) would clash
+        ds = ds.remove_columns([c for c in ("label", "labels", "label_ids") if c in ds.column_names])
+        out = ds.map(_causal_encode(tokenizer, spec, max_length), batched=True, desc="tokenizing")
+        return _drop_truncated(out, max_length)
     if spec.task == "multiple-choice":
         def encode(batch):
             n, k = len(batch[spec.label_column]), len(spec.choice_columns)
@@ -155,6 +253,10 @@ def collator_for(task: str, tokenizer):
         return DataCollatorForMultipleChoice(tokenizer)
     if task == "token-classification":
         return DataCollatorForTokenClassification(tokenizer)
+    if task == "causal-lm":  # pads input ids with the pad token and labels with -100
+        from transformers import DataCollatorForSeq2Seq
+
+        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE)
     return None
 
 
@@ -177,7 +279,7 @@ def infer_task(ds, *, task: str | None, label_column: str, choice_columns=None, 
 
 def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_column="label", label_names=None,
                      num_labels=None, choice_columns=None, tokens_column="tokens", tags_column="ner_tags",
-                     what="data set"):
+                     prompt_column=None, response_column=None, chat_template=False, what="data set"):
     """``(dataset, spec)`` of any task; ``spec`` (the training set's) forces columns and labels."""
     from .data import prepare_labels
 
@@ -185,6 +287,12 @@ def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_colum
         text_columns, label_column, label_names = spec.text_columns, spec.label_column, spec.label_names
         choice_columns = getattr(spec, "choice_columns", None) or choice_columns
         tokens_column = getattr(spec, "tokens_column", None) or tokens_column
+        prompt_column = getattr(spec, "prompt_column", None) or prompt_column
+        response_column = getattr(spec, "response_column", None) or response_column
+        chat_template = getattr(spec, "chat_template", False) or chat_template
+    if task == "causal-lm":
+        return prepare_causal_lm(ds, prompt_column=prompt_column, response_column=response_column,
+                                 text_columns=text_columns, chat_template=chat_template, what=what)
     if task == "multiple-choice":
         return prepare_multiple_choice(ds, text_columns=text_columns, choice_columns=choice_columns,
                                        label_column=label_column, what=what)

@@ -128,3 +128,71 @@ def toy_choices(n: int = 60, *, seed: int = 0) -> list[dict]:
 def toy_task_words() -> list[str]:
     """Every word of the toy task data (for a tiny model's vocabulary)."""
     return [" ".join(_FILLER + _PLACES_NE + _PEOPLE_NE + _WEATHER + list(_CHOICE_CUES))]
+
+
+# ---------------------------------------------------------------------------------------------
+# generative (causal LM) toy data and a tiny GPT-2
+
+_LETTERS = list("abcd")
+
+
+def toy_instructions(n: int = 90, *, seed: int = 0, corrupt: float = 0.0) -> list[dict]:
+    """Prompt/response pairs of three learnable templates (copy, reverse, add two small numbers).
+
+    With ``corrupt``, that share of the rows (seeded, exact: round half up) gets another row's
+    response; ``corrupted`` marks them.
+    """
+    from ._validation import round_half_up
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        kind = ("copy", "reverse", "add")[i % 3]
+        if kind == "add":
+            a, b = rng.randint(0, 4), rng.randint(0, 4)
+            prompt, response = f"add {a} {b} =", str(a + b)
+        else:
+            letters = [rng.choice(_LETTERS) for _ in range(rng.randint(2, 4))]
+            shown = letters if kind == "copy" else letters[::-1]
+            prompt, response = f"{kind} {' '.join(letters)} =", " ".join(shown)
+        rows.append({"prompt": prompt, "response": response, "corrupted": False})
+    bad = rng.sample(range(n), round_half_up(corrupt, n)) if corrupt else []
+    for i in bad:  # letters for a sum, a sum for letters: the swap is always wrong
+        j = rng.choice([k for k in range(n) if (k % 3 == 2) != (i % 3 == 2)])
+        rows[i]["response"], rows[i]["corrupted"] = rows[j]["response"], True
+    return rows
+
+
+def toy_instruction_words() -> list[str]:
+    return [" ".join(["copy", "reverse", "add", "=", *_LETTERS, *map(str, range(19))])]
+
+
+def make_causal_tokenizer(texts):
+    """A word-level ``PreTrainedTokenizerFast`` for a causal LM: no special tokens added, [SEP] ends a text."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(vocabulary(texts))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[SEP]",
+                                   model_max_length=64, model_input_names=["input_ids", "attention_mask"])
+
+
+def make_tiny_causal_lm_dir(path, texts, *, n_embd: int = 64, layers: int = 2, seed: int = 0,
+                            dropout: float = 0.0, n_positions: int = 64) -> str:
+    """Save a randomly initialised tiny GPT-2 (``GPT2LMHeadModel``) and a word-level tokenizer under ``path``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    path = Path(path)
+    tokenizer = make_causal_tokenizer(texts)
+    config = GPT2Config(vocab_size=len(tokenizer), n_layer=layers, n_embd=n_embd, n_head=2, n_positions=n_positions,
+                        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                        bos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

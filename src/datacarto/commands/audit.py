@@ -113,6 +113,9 @@ def main(argv: list[str]) -> int:
 
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
+    from .._validation import check_fraction
+
+    check_fraction(audit_args.noise, "noise", high_open=True)  # before the task line: bad input is one line
     task = resolve_task(data)
     if task != "sequence-classification":  # noise per unit: a choice flipped, a label added or dropped, a tag changed
         from ..audit_tasks import run_task_audit
@@ -123,7 +126,9 @@ def main(argv: list[str]) -> int:
             text_columns=split_list(data.text_columns), label_column=data.label_column,
             label_names=split_list(data.class_names), choice_columns=split_list(data.choice_columns),
             tokens_column=data.tokens_column, tags_column=data.tags_column, training_args=args,
-            dynamics_mode=data.dynamics_mode, max_length=data.max_length, scores=split_list(audit_args.scores))
+            dynamics_mode=data.dynamics_mode, max_length=data.max_length, scores=split_list(audit_args.scores),
+            generative={k: v for k, v in (("prompt_column", data.prompt_column),
+                                          ("response_column", data.response_column)) if v})
         return 0 if result is None else _print_result(result)
     result = run_audit(
         dataset=data.dataset, model=data.model, output_dir=args.output_dir, noise=audit_args.noise,

@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--control-out", help="also write the random control of the same size here")
     p.add_argument("--control-disjoint", action="store_true",
                    help="draw the random control from examples outside the selection")
+    p.add_argument("--method", choices=("rules", "trajectory-clusters"), default="rules",
+                   help="rules: the filters above; trajectory-clusters: S2L, k-means on the per-example loss "
+                        "trajectories and a balanced sample of --fraction across --clusters (docs/generative.md)")
+    p.add_argument("--clusters", type=int, default=8, help="trajectory-clusters: number of k-means clusters")
     p.add_argument("--burn-out", type=int, help="use only the first N epochs for the metrics")
     p.add_argument("--split", default="train", help="which recorded split to select from")
     return p
@@ -74,6 +78,30 @@ def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str
     return "\n".join(lines)
 
 
+def _trajectory_ids(args) -> np.ndarray:
+    """S2L: the loss trajectories of a causal-LM run (stored nll), else -log p(gold) per epoch."""
+    from ..dynamics.generative import is_generative, loss_trajectories
+    from ..dynamics.store import load_dynamics
+    from ..trajectory import trajectory_clusters
+
+    if args.fraction is None:
+        raise DatacartoError("--method trajectory-clusters needs --fraction")
+    if is_generative(args.run, args.split):
+        frame = loss_trajectories(args.run, args.split)
+        traj, ids = frame.to_numpy(), frame.index.to_numpy()
+    else:
+        dyn = load_dynamics(args.run, args.split)
+        if dyn.unit_level:
+            raise DatacartoError("--method trajectory-clusters needs one unit per example (a classifier or causal-LM "
+                                 "run), not a multi-label or token-classification run")
+        z = dyn.logits.astype(np.float64)
+        lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
+        traj, ids = lse - np.take_along_axis(z, dyn.gold[:, None, None].repeat(z.shape[1], 1), -1)[..., 0], dyn.ids
+    if args.burn_out:
+        traj = traj[:, :args.burn_out]
+    return trajectory_clusters(traj, ids, fraction=args.fraction, clusters=args.clusters, seed=args.seed)
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from ..dynamics.store import dynamics_dir, read_manifest
@@ -100,7 +128,7 @@ def main(argv: list[str]) -> int:
     label_names = read_manifest(dynamics_dir(args.run, args.split)).get("label_names")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ids = select(
+        ids = _trajectory_ids(args) if args.method == "trajectory-clusters" else select(
             metrics,
             min_confidence=args.min_confidence, max_confidence=args.max_confidence,
             min_variability=args.min_variability, max_variability=args.max_variability,

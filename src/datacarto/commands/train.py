@@ -31,12 +31,17 @@ class DataArguments:
                 "(eval-mode prediction over the training set, the paper's definition)"})
     snapshots_per_epoch: int = field(default=1, metadata={"help": "snapshots per epoch (epoch_end mode)"})
     task: str | None = field(default=None, metadata={
-        "help": "sequence-classification, multiple-choice, multi-label or token-classification (default: "
-                "inferred from the columns, and printed)"})
+        "help": "sequence-classification, multiple-choice, multi-label, token-classification or causal-lm "
+                "(default: inferred from the columns, and printed)"})
     choice_columns: str | None = field(default=None, metadata={
         "help": "multiple choice: comma-separated choice columns (--text-columns is the context)"})
     tokens_column: str = field(default="tokens", metadata={"help": "token classification: the words column"})
     tags_column: str = field(default="ner_tags", metadata={"help": "token classification: one tag id per word"})
+    prompt_column: str | None = field(default=None, metadata={
+        "help": "causal-lm: the prompt column (not predicted: labels -100); without it --text-columns is plain LM text"})
+    response_column: str | None = field(default=None, metadata={"help": "causal-lm: the response column (predicted)"})
+    chat_template: bool = field(default=False, metadata={
+        "help": "causal-lm: prompt and response as the user and assistant turns of the tokenizer's chat template"})
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "start a new store where --output-dir already holds recorded epochs (else refused, so two "
                 "runs are never mixed; --resume_from_checkpoint continues the old one)"})
@@ -172,7 +177,8 @@ def _train_one(data, test, repeat, args, *, quiet: bool = False, task: str = "se
     result = train_baseline(**common, snapshots_per_epoch=data.snapshots_per_epoch,
                             resume_from_checkpoint=args.resume_from_checkpoint, task=task,
                             choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
-                            tags_column=data.tags_column)
+                            tags_column=data.tags_column, prompt_column=data.prompt_column,
+                            response_column=data.response_column, chat_template=data.chat_template)
     if result.trainer.is_world_process_zero():
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")
         if not quiet:

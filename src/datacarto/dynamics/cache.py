@@ -101,7 +101,9 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
     datacarto version change. The region thresholds are in ``result.attrs``. A run with several
     units per example (multi-label, token classification) gives one row per example with
     ``level="example"`` (:func:`datacarto.units.aggregate_units`) and one per unit with
-    ``level="unit"`` (with ``row_id`` and ``sub_id`` columns); those tables are not cached.
+    ``level="unit"`` (with ``row_id`` and ``sub_id`` columns); those tables are not cached. A
+    causal-LM run's table has ``correctness`` = mean token accuracy and ``nll``, ``n_tokens``
+    (:mod:`datacarto.dynamics.generative`; computed on top of the cached classifier view).
     """
     if level not in ("example", "unit"):
         raise DatacartoError(f"level must be 'example' or 'unit', got {level!r}")
@@ -110,6 +112,7 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
     if key["files"]:
         cached = _read_cache(directory, key)
         if cached is not None:
+            cached = _generative(cached, run_dir, split, burn_out)
             _warn_if_barely_learned(cached, split)
             return cached
     dyn = load_dynamics(run_dir, split)
@@ -124,13 +127,23 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
             df.index.name = "unit_id"
         else:
             df = aggregate_units(df, dyn.row_ids, dyn.sub_ids)
-    else:
-        _write_cache(directory, key, df)
-        _warn_if_barely_learned(df, split)
+        return df
+    _write_cache(directory, key, df)
+    df = _generative(df, run_dir, split, burn_out)
+    _warn_if_barely_learned(df, split)
     return df
 
 
+def _generative(df: pd.DataFrame, run_dir, split: str, burn_out: int | None) -> pd.DataFrame:
+    """A causal-LM run's metrics: correctness is the mean token accuracy; nll and n_tokens added."""
+    from .generative import is_generative, with_generative_metrics
+
+    return with_generative_metrics(df, run_dir, split, burn_out) if is_generative(run_dir, split) else df
+
+
 def _warn_if_barely_learned(df: pd.DataFrame, split: str) -> None:
+    if "nll" in df.columns:  # a causal LM: p(gold) > 1/2 is no accuracy; the check does not apply
+        return
     message = learning_warning(df, what="training set" if split in (None, "train") else f"{split} set")
     if message:
         warnings.warn(message, stacklevel=3)

@@ -182,13 +182,15 @@ class DynamicsWriter:
 
     def write_epoch(self, index: int, row_ids: np.ndarray, gold: np.ndarray, logits: np.ndarray, *,
                     epoch: float | None = None, global_step: int | None = None,
-                    filled: np.ndarray | None = None, sub_ids: np.ndarray | None = None) -> int:
+                    filled: np.ndarray | None = None, sub_ids: np.ndarray | None = None,
+                    extra: dict[str, np.ndarray] | None = None) -> int:
         """Write one epoch's (or snapshot's) logits; returns the number of examples with NaN logits.
 
         ``filled``: a bool per row, True where the logits come from an eval-mode prediction at the
         epoch end because the training pass did not see the row (``dataloader_drop_last``).
         ``sub_ids``: with several units per example (labels, words), each unit's index in its
-        example; units are then keyed by ``(row_id, sub_id)``.
+        example; units are then keyed by ``(row_id, sub_id)``. ``extra``: more float32 columns by
+        name (a causal LM's ``nll``, ``token_accuracy``, ``n_tokens``; docs/format.md).
         """
         row_ids = np.asarray(row_ids, dtype=np.int64)
         gold = np.asarray(gold, dtype=np.int32)
@@ -203,6 +205,8 @@ class DynamicsWriter:
         columns = {"row_id": row_ids, "gold": gold, "logits": _logits_array(logits)}
         if sub_ids is not None:
             columns["sub_id"] = pa.array(np.asarray(sub_ids, dtype=np.int32))
+        for name, values in (extra or {}).items():
+            columns[name] = pa.array(np.asarray(values, dtype=np.float32))
         n_filled = 0
         if filled is not None and np.any(filled):
             columns["filled"] = pa.array(np.asarray(filled, dtype=bool))

@@ -99,6 +99,7 @@ class _Recording(TrainerCallback):
         train_set = getattr(train_dataloader, "dataset", None)
         check_map_style(train_set)
         self.task = task_of(model)
+        check_not_packed(self.task, train_set)
         records = self.records if self.records is not None else train_set
         check_map_style(records, "records data set")
         if len(records) != len(train_set):
@@ -112,9 +113,10 @@ class _Recording(TrainerCallback):
         self.n_examples = self.units.n
         self.recorder = SplitRecorder(dynamics_dir(self.run_dir(args)), mode=self.mode, meta={
             "model": model_name(model), "dataset": self.dataset_name, "split": "train",
-            "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit})
+            "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit},
+            extra_columns=self.task.extra_columns)
         resume = self.resume_index(state)
-        self.label_names = label_names_of(model, records, self.label_names, column)
+        self.label_names = self.task.label_names or label_names_of(model, records, self.label_names, column)
         self.recorder.begin(frame, self.task.example_labels(labels), self.label_names, self.text_columns or text,
                             resume_from=resume,
                             overwrite=self.overwrite, units=self.units if self.task.per_row else None)
@@ -155,7 +157,8 @@ class _Recording(TrainerCallback):
         gold, logits = gold[first], logits[first]
         recorder = self._eval.get(split) or SplitRecorder(dynamics_dir(self.run_dir(args), split), mode=self.mode,
                                                           meta={"model": model_name(model), "split": split,
-                                                                "task": self.task.name, "unit": self.task.unit})
+                                                                "task": self.task.name, "unit": self.task.unit},
+                                                          extra_columns=self.task.extra_columns)
         self._eval[split] = recorder
         n_rows = len(units.offsets) - 1
         if not recorder.has_examples:
@@ -173,8 +176,22 @@ class _Recording(TrainerCallback):
         recorder.drop_snapshots(lambda i, s: i > index)
 
 
+_PACKING_COLUMNS = ("position_ids", "seq_lengths", "cu_seq_lens_q")
+
+
+def check_not_packed(task, dataset) -> None:
+    """Packed sequences (several examples in one row) cannot be recorded per example: refused."""
+    columns = getattr(dataset, "column_names", None) or []
+    packed = [c for c in _PACKING_COLUMNS if c in columns]
+    if task.name == "causal-lm" and packed:
+        raise DatacartoError(f"the training set looks packed (column {packed[0]!r}): datacarto records one unit "
+                             "per example and refuses packed sequences; train with packing off (TRL: packing=False)")
+
+
 def num_classes(task, model, dataset) -> int | None:
     """Classes of the task's decision: the model's labels, or the number of choices of an example."""
+    if task.name == "causal-lm":
+        return None
     if task.name == "multiple-choice":
         first = dataset[0].get("input_ids") if len(dataset) else None
         return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "shape") else None
@@ -268,11 +285,18 @@ class TrainingPassCallback(_Recording):
         self._first_step: int | None = None
         self._expect_gaps = False
 
-    def observe(self, row_ids, labels, logits) -> None:
-        """One micro-batch of the training pass (called by the mixin's ``compute_loss``)."""
+    def observe(self, row_ids, labels, logits, *, outputs=None) -> None:
+        """One micro-batch of the training pass (called by the mixin's ``compute_loss``).
+
+        ``outputs``: the model's whole output instead of ``logits`` (a causal LM: a fused LM head
+        gives per-token log-probs and no logits).
+        """
         if self.buffer is not None:
-            units = self.task.to_units(row_ids.cpu().numpy(), labels.detach().cpu().numpy(),
-                                       logits.detach().float().cpu().numpy(), self.units)
+            if outputs is not None:
+                labels, logits = self.task.reduce_outputs(labels, outputs)
+            else:
+                labels, logits = self.task.reduce(labels, logits)  # on the device: (B, 3) for a causal LM
+            units = self.task.to_units(row_ids.cpu().numpy(), labels, logits, self.units)
             self.buffer.add(*units)
             self._observed += len(row_ids)
 

@@ -68,6 +68,8 @@ def task_labels(task, raw, column: str, num_classes: int | None, what: str = "tr
         return _multi_hot(raw, column, num_classes, listed, what)
     if task.name == "token-classification":
         return _tag_lists(raw, column, num_classes, listed, what)
+    if task.name == "causal-lm":
+        return _target_tokens(raw, column, listed, what)
     if listed:
         raise DatacartoError(
             f"the {what}'s label column {column!r} holds a list per row, not one class id: for multi-label data "
@@ -102,6 +104,19 @@ def _tag_lists(raw, column, num_classes, listed, what):
         raise DatacartoError(f"the {what}'s tags in {column!r} include {int(bad[0])}, outside 0..{(num_classes or 0) - 1}"
                              f" (the model has {num_classes} labels)")
     return tags
+
+
+def _target_tokens(raw, column, listed, what):
+    """A causal LM's labels: token ids with -100 on the prompt; every row needs a target token."""
+    if not listed:
+        raise DatacartoError(f"the {what}'s label column {column!r} holds one value per row, but the model is a "
+                             "causal LM: give the token ids to predict per row (-100 on prompt and padding)")
+    empty = [i for i, v in enumerate(raw) if not np.any(np.asarray(v)[1:] != -100)]
+    if empty:
+        raise DatacartoError(f"{len(empty)} row(s) of the {what} have no response token to predict (row {empty[0]}: "
+                             "every label is -100, e.g. the response was truncated away): drop them or raise "
+                             "max_length")
+    return raw
 
 
 def validate_labels(raw: np.ndarray, column: str, what: str = "training set") -> np.ndarray:

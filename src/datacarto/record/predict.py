@@ -35,9 +35,14 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
             batch.pop(ROW_ID, None)
             gold = next((batch.pop(k) for k in LABEL_KEYS if k in batch), None)
             batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-            logits = model(**batch).logits.float().cpu().numpy()
+            logits = model(**batch).logits
+            if task is not None and gold is not None:
+                gold, logits = task.reduce(gold, logits)  # a causal LM's (B, T, V) stays on the device
+            else:
+                gold = None if gold is None else gold.cpu().numpy()
+                logits = logits.float().cpu().numpy()
             batch_rows, done = mine[done:done + len(logits)], done + len(logits)
-            gold = np.full(len(logits), -1) if gold is None else gold.cpu().numpy()
+            gold = np.full(len(logits), -1) if gold is None else gold
             if task is not None:
                 batch_rows, gold, logits = task.to_units(batch_rows, gold, logits, units)
             out_ids.append(batch_rows)

@@ -88,8 +88,9 @@ class SplitRecorder:
         Manifest fields (model, dataset, split, ...); None values are left out.
     """
 
-    def __init__(self, directory: str | Path, *, mode: str, meta: dict[str, Any]):
+    def __init__(self, directory: str | Path, *, mode: str, meta: dict[str, Any], extra_columns: tuple = ()):
         self.writer = DynamicsWriter(directory)
+        self.extra_columns = tuple(extra_columns)  # the last len(extra_columns) logit columns are these
         self.mode = mode
         self.meta = meta
         self.units = None  # Units of a task with several per row (stored with a sub_id)
@@ -207,11 +208,17 @@ class SplitRecorder:
             logits = np.concatenate([logits, f_logits.astype(logits.dtype)])[order]
         if not is_main():
             return False
+        extra = None
+        if self.extra_columns:
+            k = logits.shape[1] - len(self.extra_columns)
+            extra = {name: logits[:, k + j] for j, name in enumerate(self.extra_columns)}
+            logits = logits[:, :k]
         if self.units is None:
-            self.writer.write_epoch(index, ids, gold, logits, epoch=epoch, global_step=global_step, filled=filled)
+            self.writer.write_epoch(index, ids, gold, logits, epoch=epoch, global_step=global_step, filled=filled,
+                                    extra=extra)
         else:
             self.writer.write_epoch(index, self.units.row[ids], gold, logits, epoch=epoch, global_step=global_step,
-                                    filled=filled, sub_ids=self.units.sub[ids])
+                                    filled=filled, sub_ids=self.units.sub[ids], extra=extra)
         return True
 
 

@@ -4,7 +4,10 @@
 * multi-label classification: an (example, label) pair, a binary decision stored as the two-class
   logits ``[0, z]`` (softmax of them is the sigmoid of ``z``);
 * token classification: an (example, word) pair, the first sub-token of each word (positions
-  labelled -100 are skipped).
+  labelled -100 are skipped);
+* causal language modelling (SFT): an example, its response tokens (labels != -100) reduced on
+  the device to mean NLL, token accuracy and token count, stored as the two-class logits
+  ``[0, z]`` with ``sigmoid(z) = exp(-mean NLL)`` and gold 1 (:mod:`datacarto.record.causal_lm`).
 
 Every metric is then computed per unit by the code that exists; per-example scores aggregate the
 units (:mod:`datacarto.units`). The store keys units by ``(row_id, sub_id)`` (docs/format.md).
@@ -16,15 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..dynamics.generative import STATS
 from ..errors import DatacartoError
 from ..task_data import IGNORE, TASKS  # noqa: F401  (TASKS: the names, owned by the data layer)
 
 _UNSUPPORTED_HEADS = {
-    "ForCausalLM": "causal language modelling", "ForMaskedLM": "masked language modelling",
+    "ForMaskedLM": "masked language modelling",
     "ForQuestionAnswering": "question answering", "ForConditionalGeneration": "sequence-to-sequence",
     "ForSeq2SeqLM": "sequence-to-sequence",
 }
-SUPPORTED = "sequence classification, multiple choice, multi-label and token classification"
+SUPPORTED = "sequence classification, multiple choice, multi-label and token classification, causal LM"
 
 
 @dataclass
@@ -60,9 +64,19 @@ class Task:
         """Each example's gold label as stored in examples.parquet (an id, or a list)."""
         return labels
 
+    #: epoch-file columns a unit carries besides its logits (their values follow the logits' C columns)
+    extra_columns: tuple[str, ...] = ()
+    #: label names stored for the task (None: the model's or the data's)
+    label_names: list[str] | None = None
+
     def to_units(self, rows: np.ndarray, labels: np.ndarray, logits: np.ndarray, units: Units):
         """(unit ids, gold, logits (k, C)) of a batch of ``rows``."""
         return np.asarray(rows, np.int64), np.asarray(labels, np.int64), np.asarray(logits, np.float32)
+
+    def reduce(self, labels, logits):
+        """A batch's labels and logits (tensors) as NumPy arrays for :meth:`to_units`, on the host."""
+        labels = None if labels is None else labels.detach().cpu().numpy()
+        return labels, logits.detach().float().cpu().numpy()
 
 
 class MultipleChoice(Task):
@@ -121,7 +135,42 @@ class TokenClassification(Task):
         return ids, labels[mask], logits[mask]
 
 
-_BY_NAME = {t.name: t for t in (Task, MultipleChoice, MultiLabel, TokenClassification)}
+class CausalLM(Task):
+    """Causal language modelling: one unit per example, its response tokens reduced on the device."""
+
+    name = "causal-lm"
+    extra_columns = STATS  # the epoch-file columns nll, token_accuracy, n_tokens (docs/format.md)
+    label_names = ["other", "response"]
+
+    def units(self, labels) -> Units:
+        return super().units(np.ones(len(labels), dtype=np.int64))
+
+    def example_labels(self, labels):
+        return np.ones(len(labels), dtype=np.int64)
+
+    def reduce(self, labels, logits):
+        from .causal_lm import token_stats
+
+        return np.ones(len(labels), np.int64), token_stats(labels, logits.detach()).cpu().numpy()
+
+    def reduce_outputs(self, labels, outputs):
+        """:meth:`reduce` of a model's outputs: a fused LM head's per-token log-probs, else the logits."""
+        from .causal_lm import fused_stats
+
+        stats = fused_stats(outputs)
+        if stats is None:
+            return self.reduce(labels, outputs["logits"] if isinstance(outputs, dict) else outputs[0])
+        return np.ones(len(stats), np.int64), stats.cpu().numpy()
+
+    def to_units(self, rows, labels, logits, units):
+        from .causal_lm import pseudo_logits
+
+        rows = np.asarray(rows, np.int64)
+        return rows, np.ones(len(rows), np.int64), pseudo_logits(logits)
+
+
+_BY_NAME = {t.name: t for t in (Task, MultipleChoice, MultiLabel, TokenClassification, CausalLM)}
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
 def get_task(name: str) -> Task:
@@ -133,6 +182,8 @@ def get_task(name: str) -> Task:
 def task_of(model) -> Task:
     """The task of a model, from its head and config; one line for what is not supported."""
     name = type(model).__name__
+    if name.endswith(_CAUSAL_SUFFIXES) and not getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return CausalLM()
     for suffix, what in _UNSUPPORTED_HEADS.items():
         if name.endswith(suffix):
             raise DatacartoError(f"{name} is a {what} model: datacarto records {SUPPORTED} so far")

@@ -109,6 +109,8 @@ class CartographyMixin:
         labels = inputs.get("labels")
         recording = (model.training and row_ids is not None and labels is not None
                      and isinstance(self.cartography, TrainingPassCallback))
+        if recording and self.custom_loss is None and self.cartography.task.extra_columns and not return_outputs:
+            return self._causal_lm_loss(model, inputs, row_ids, labels, num_items_in_batch)
         if self.custom_loss is not None and labels is not None:
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
             loss = self.custom_loss(outputs.logits, labels, row_ids)
@@ -126,6 +128,24 @@ class CartographyMixin:
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
             self.cartography.observe(row_ids, labels, logits)
         return (loss, outputs) if return_outputs else loss
+
+    def _causal_lm_loss(self, model, inputs, row_ids, labels, num_items_in_batch):
+        """A causal LM's training loss, its outputs caught by a forward hook rather than asked for.
+
+        Asking for the outputs (``return_outputs=True``) costs TRL's ``SFTTrainer`` a second forward
+        pass, as its fused LM head builds no logits; the hook sees the forward the loss uses.
+        """
+        caught = []
+        handle = model.register_forward_hook(lambda module, args, output: caught.append(output))
+        try:
+            loss = super().compute_loss(model, inputs, return_outputs=False, num_items_in_batch=num_items_in_batch)
+        finally:
+            handle.remove()
+        fused = [o for o in caught if getattr(o, "log_probs", None) is not None]
+        usable = fused or [o for o in caught if getattr(o, "logits", None) is not None]
+        if usable:
+            self.cartography.observe(row_ids, labels, None, outputs=usable[0])
+        return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = dict(inputs)
@@ -148,6 +168,11 @@ class CartographyMixin:
                         metric_key_prefix="eval"):
         record = bool(self.record_eval_dynamics and self.state.epoch and self.cartography is not None
                       and self.cartography.recorder is not None)
+        if record and self.cartography.task.extra_columns:  # a causal LM: never gather (N, T, V) predictions
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
+                                             ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+            self._record_reduced_eval(dataloader, metric_key_prefix)
+            return output
         if record:
             prediction_loss_only = False
         output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
@@ -164,6 +189,19 @@ class CartographyMixin:
             self.cartography.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records,
                                          units, ids, gold, unit_logits, gathered=True)
         return output
+
+
+    def _record_reduced_eval(self, dataloader, metric_key_prefix: str) -> None:
+        """Evaluation dynamics of a task reduced on the device (causal LM): one eval-mode pass over the set."""
+        from .predict import predict_logits
+
+        rec, dataset = self.cartography, dataloader.dataset
+        _, units, _ = rec.read_units(dataset, self.model, "evaluation set")
+        ids, gold, logits = predict_logits(self.model, dataset, dataloader.collate_fn, self.args.per_device_eval_batch_size,
+                                           task=rec.task, units=units)
+        records = self._dc_eval_records if self._dc_eval_records is not None else dataset
+        rec.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records, units, ids, gold,
+                        logits, gathered=False)
 
 
 def _checkpoint_path(resume_from_checkpoint, output_dir) -> str | None:

@@ -89,7 +89,9 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
                    resume_from_checkpoint=None, save_model: bool = True, test=None,
                    overwrite_dynamics: bool = False, task: str = "sequence-classification",
                    choice_columns: list[str] | None = None, tokens_column: str = "tokens",
-                   tags_column: str = "ner_tags", predict_each_epoch: dict | None = None) -> TrainResult:
+                   tags_column: str = "ner_tags", prompt_column: str | None = None,
+                   response_column: str | None = None, chat_template: bool = False,
+                   predict_each_epoch: dict | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train`` while recording training dynamics.
 
     ``train``/``validation``/``test``: a hub name, a local jsonl/csv/parquet file or a
@@ -101,15 +103,19 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     or ``overwrite_dynamics`` (then a new store replaces the old one). ``task``: one of
     ``datacarto.record.tasks.TASKS``, with ``choice_columns`` (multiple choice; ``text_columns``
     is the context), a ``label_column`` of label-id lists (multi-label) or ``tokens_column`` and
-    ``tags_column`` (token classification, words pre-split). ``predict_each_epoch``:
-    ``{split: data}``, more data sets predicted at each epoch end and recorded like ``test``
-    (cross-fitting records each fold model's held-out fold this way).
+    ``tags_column`` (token classification, words pre-split), ``prompt_column`` and
+    ``response_column`` (causal LM; labels -100 on the prompt; ``chat_template``: as the user and
+    assistant turns of the tokenizer's chat template) or one of ``text_columns`` (plain LM).
+    ``predict_each_epoch``: ``{split: data}``, more data sets predicted at each epoch end and
+    recorded like ``test`` (cross-fitting records each fold model's held-out fold this way).
     """
     from ..record import CartographyTrainer, PredictEachEpoch
 
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
                                 label_names=label_names, num_labels=num_labels, task=task,
-                                choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column)
+                                choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column,
+                                prompt_column=prompt_column, response_column=response_column,
+                                chat_template=chat_template)
     val_ds = None
     if validation is not None:
         val_ds, _ = load_split(validation, split="validation", spec=spec, what="validation set", task=task)

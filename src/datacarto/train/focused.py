@@ -76,6 +76,24 @@ def _subset_dataset(run_dir: Path, subset):
     raise DatacartoError(f"subset must be a file, a datasets.Dataset or row ids, got {type(subset).__name__}")
 
 
+def _task_options(manifest: dict, text_columns: list[str] | None, label_column: str) -> dict:
+    """train_baseline's task arguments, from the run's manifest (none for sequence classification).
+
+    Causal LM (SFT): the text columns are prompt and response. The other task types: the columns
+    the manifest kept (``task_columns``), and the records' gold (``label_column``) as the tags.
+    """
+    task = manifest.get("task", "sequence-classification")
+    if task == "sequence-classification":
+        return {}
+    if task == "causal-lm":
+        if text_columns and len(text_columns) == 2:
+            return {"task": task, "prompt_column": text_columns[0], "response_column": text_columns[1]}
+        return {"task": task}
+    columns = manifest.get("task_columns") or {}
+    return {"task": task, "choice_columns": columns.get("choice_columns"),
+            "tokens_column": columns.get("tokens_column") or "tokens", "tags_column": label_column}
+
+
 def _check_row_ids(run_dir: Path, ids: np.ndarray) -> None:
     """The subset's row ids must be examples of the run (a subset of another run would be mislabelled)."""
     from ..dynamics.store import load_examples
@@ -126,7 +144,8 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
         if missing:
             raise DatacartoError(f"the subset lacks the baseline's text column(s) {missing} "
                                  f"(columns: {ds.column_names})")
-    if label_column not in ds.column_names:
+    task_options = _task_options(manifest, text_columns, label_column)
+    if task_options.get("task") != "causal-lm" and label_column not in ds.column_names:
         raise DatacartoError(f"label column {label_column!r} not in the subset (columns: {ds.column_names})")
 
     source_ids = None
@@ -142,16 +161,12 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
             raise DatacartoError("the subset has rows without a gold label (< 0): drop them before weighting")
         loss = loss.for_rows(source_ids)
 
-    task = manifest.get("task", "sequence-classification")
-    columns = manifest.get("task_columns") or {}
     result = train_baseline(
         model=start, train=ds, validation=validation, text_columns=text_columns, label_column=label_column,
         label_names=label_names,
         num_labels=len(label_names) if label_names else manifest.get("num_labels"),
         output_dir=output_dir, training_args=training_args, dynamics_mode=dynamics_mode,
-        eval_dynamics=eval_dynamics, max_length=max_length, loss=loss, save_model=save_model, task=task,
-        choice_columns=columns.get("choice_columns"), tokens_column=columns.get("tokens_column") or "tokens",
-        tags_column=label_column,  # the records' gold: a tag list per example
+        eval_dynamics=eval_dynamics, max_length=max_length, loss=loss, save_model=save_model, **task_options,
     )
     if result.trainer is None or result.trainer.is_world_process_zero():
         write_json_atomic(Path(result.output_dir) / "focus.json", {

@@ -1,0 +1,76 @@
+"""The per-token statistics a causal-LM run stores beside its pseudo-logits, and the metrics they give.
+
+Epoch files of a ``task: causal-lm`` run carry ``nll`` (mean token NLL of the response),
+``token_accuracy`` and ``n_tokens`` per example (docs/format.md, docs/generative.md).
+``load_dynamics`` ignores them; :func:`load_token_stats` reads them, sorted by row id.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ..errors import DatacartoError
+from .store import dynamics_dir, list_epoch_files, read_manifest
+
+STATS = ("nll", "token_accuracy", "n_tokens")
+
+
+def is_generative(run_dir: str | os.PathLike, split: str = "train") -> bool:
+    return read_manifest(dynamics_dir(run_dir, split)).get("task") == "causal-lm"
+
+
+def load_token_stats(run_dir: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(row ids (N,), {"nll", "token_accuracy", "n_tokens"}: (N, E) float64) of a causal-LM run."""
+    directory = dynamics_dir(run_dir, split)
+    files = list_epoch_files(directory)
+    if not files:
+        raise DatacartoError(f"no recorded epochs in {directory}")
+    ids, out = None, {name: [] for name in STATS}
+    for index in sorted(files):
+        table = pq.read_table(files[index], columns=["row_id", *STATS]) if _has_stats(files[index]) else None
+        if table is None:
+            raise DatacartoError(f"{files[index]} holds no per-token statistics (nll, token_accuracy, n_tokens): "
+                                 "not a causal-LM run")
+        order = np.argsort(table.column("row_id").to_numpy(), kind="stable")
+        rows = table.column("row_id").to_numpy()[order]
+        if ids is not None and not np.array_equal(ids, rows):
+            raise DatacartoError(f"{files[index]}: its row ids differ from the first epoch's")
+        ids = rows
+        for name in STATS:
+            out[name].append(table.column(name).to_numpy().astype(np.float64)[order])
+    return ids, {name: np.stack(values, axis=1) for name, values in out.items()}
+
+
+def _has_stats(path) -> bool:
+    return set(STATS) <= set(pq.read_schema(path).names)
+
+
+def loss_trajectories(run_dir: str | os.PathLike, split: str = "train") -> pd.DataFrame:
+    """Each example's mean token NLL per epoch (columns ``epoch_0`` ...), indexed by ``row_id`` (S2L's input)."""
+    ids, stats = load_token_stats(run_dir, split)
+    frame = pd.DataFrame(stats["nll"], index=pd.Index(ids, name="row_id"))
+    frame.columns = [f"epoch_{j}" for j in range(frame.shape[1])]
+    return frame
+
+
+def with_generative_metrics(metrics: pd.DataFrame, run_dir: str | os.PathLike, split: str = "train",
+                            burn_out: int | None = None) -> pd.DataFrame:
+    """``correctness`` as the mean token accuracy over epochs, plus ``nll`` (mean over epochs) and ``n_tokens``.
+
+    Confidence and variability already are the mean and spread of exp(-mean NLL) (the
+    pseudo-logits), so only the token-level columns come from the stored statistics.
+    """
+    ids, stats = load_token_stats(run_dir, split)
+    epochs = slice(None, burn_out) if burn_out else slice(None)
+    frame = pd.DataFrame({"correctness": np.nanmean(stats["token_accuracy"][:, epochs], axis=1),
+                          "nll": np.nanmean(stats["nll"][:, epochs], axis=1),
+                          "n_tokens": stats["n_tokens"][:, 0]}, index=pd.Index(ids, name="row_id"))
+    out = metrics.copy()
+    for column in frame.columns:
+        out[column] = frame[column].reindex(out.index).to_numpy()
+    out.attrs.update(metrics.attrs)
+    return out

@@ -1,0 +1,54 @@
+"""S2L selection (Yang et al. 2024): cluster the loss trajectories, then sample evenly across clusters.
+
+Pure NumPy and scikit-learn. ``trajectory_clusters(trajectories, ids, fraction=0.3, clusters=K)``:
+k-means on the per-example loss trajectories (N, E), then a balanced sample: clusters are visited
+from the smallest, each takes an equal share of what is left of the budget, a cluster smaller than
+its share is taken whole; seeded, and exactly ``round_half_up(fraction, N)`` ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import check_fraction, round_half_up
+from .errors import DatacartoError
+
+
+def cluster_trajectories(trajectories: np.ndarray, clusters: int, *, seed: int = 0) -> np.ndarray:
+    """k-means labels (N,) of the trajectories (rows with a NaN epoch use that row's mean there)."""
+    from sklearn.cluster import KMeans
+
+    x = np.asarray(trajectories, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise DatacartoError(f"loss trajectories must be a non-empty (N, E) array, got shape {x.shape}")
+    if not 1 <= int(clusters) <= len(x):
+        raise DatacartoError(f"--clusters must be between 1 and the number of examples ({len(x)}), got {clusters}")
+    if np.isnan(x).all(axis=1).any():
+        raise DatacartoError("an example has no finite loss in any epoch: it cannot be clustered")
+    x = np.where(np.isnan(x), np.nanmean(x, axis=1, keepdims=True), x)
+    return KMeans(n_clusters=int(clusters), n_init=10, random_state=seed).fit_predict(x)
+
+
+def balanced_sample(labels: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
+    """Positions of ``n`` rows spread evenly over the clusters in ``labels`` (smallest clusters whole)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    groups.sort(key=len)
+    chosen, left = [], int(n)
+    for k, members in enumerate(groups):
+        share = left // (len(groups) - k)
+        share += int(left % (len(groups) - k) > 0 and len(members) > share)  # exact size: spread the rest
+        take = min(len(members), share)
+        chosen.append(members if take == len(members) else rng.choice(members, take, replace=False))
+        left -= take
+    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, np.int64)
+
+
+def trajectory_clusters(trajectories: np.ndarray, ids: np.ndarray, *, fraction: float, clusters: int,
+                        seed: int = 0) -> np.ndarray:
+    """Row ids (sorted int64) of the S2L subset: ``round_half_up(fraction, N)`` of them, balanced over clusters."""
+    check_fraction(fraction, "--fraction")
+    ids = np.asarray(ids, dtype=np.int64)
+    labels = cluster_trajectories(trajectories, clusters, seed=seed)
+    return np.sort(ids[balanced_sample(labels, round_half_up(fraction, len(ids)), seed=seed)])
