@@ -274,6 +274,8 @@ def infer_task(ds, *, task: str | None, label_column: str, choice_columns=None, 
     if label_column in ds.column_names and ds.features[label_column].__class__.__name__ in ("List", "Sequence",
                                                                                              "LargeList"):
         return "multi-label", f"{label_column!r} holds a list per row"
+    if label_column not in ds.column_names and {"prompt", "response"} <= set(ds.column_names):
+        return "causal-lm", "columns 'prompt' and 'response', no label"
     return "sequence-classification", "one label per row"
 
 

@@ -36,6 +36,7 @@ def data_stage(ctx: Context) -> StageRecord:
     def body():
         from ..train.baseline import load_split
 
+        _check_task(c)
         train, spec = load_split(c.dataset, split="train", text_columns=c.text_columns,
                                  label_column=c.label_column, label_names=c.class_names)
         splits = {"train": train}
@@ -54,6 +55,18 @@ def data_stage(ctx: Context) -> StageRecord:
         return outputs, summary, digest([digests, summary["label_names"], summary["text_columns"]])
 
     return ctx.runner.run("data", inputs, body)
+
+
+def _check_task(c) -> None:
+    """The pipeline trains sequence classifiers: other data gets one line naming the commands that do it."""
+    from ..data import load_table
+    from ..task_data import infer_task
+
+    task, why = infer_task(load_table(c.dataset, "train"), task=None, label_column=c.label_column)
+    if task != "sequence-classification":
+        raise DatacartoError(
+            f"datacarto run trains sequence classifiers only so far; {c.dataset} looks like {task} data ({why}): "
+            "use datacarto train --task, metrics, map, select, focus and audit --task (docs/tasks.md)")
 
 
 # ----------------------------------------------------------------------------------------------
