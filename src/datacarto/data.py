@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatacartoError
+from .errors import DatacartoError, not_utf8
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
 
@@ -60,8 +60,7 @@ def _check_text_file(path: Path) -> None:
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as e:
-                raise DatacartoError(f"{path} is not UTF-8 text (byte 0x{chunk[e.start]:02x} at offset "
-                                     f"{offset + e.start})") from e
+                raise not_utf8(path, e, offset=offset) from e
             offset += len(chunk)
     if path.suffix.lower() in (".csv", ".tsv"):
         import csv

@@ -15,7 +15,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatacartoError
+from ..errors import DatacartoError, not_utf8
 
 #: Flag help of each PipelineConfig key that is also a flag (the config's default is appended).
 #: ``output_dir``, ``seed`` and ``training_args`` come from the TrainingArguments flags instead.
@@ -105,7 +105,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        raise DatacartoError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from e
+        raise not_utf8(path, e) from e
     except yaml.YAMLError as e:
         raise DatacartoError(f"cannot parse {path}: {_one_line(e)}") from e
     if values is None:

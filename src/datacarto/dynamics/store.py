@@ -160,10 +160,9 @@ class DynamicsWriter:
         old = self.manifest.get("dataset_fingerprint")
         if old is not None and old != fingerprint and list_epoch_files(self.directory):
             raise DatacartoError(
-                f"{self.directory} already holds training dynamics of a different data set "
-                f"(fingerprint {old}, this data set {fingerprint}"
-                + (f", {dataset}" if dataset else "")
-                + "): use another --output-dir or remove the old dynamics"
+                f"{self.directory} already holds training dynamics of a different data set (fingerprint {old}, "
+                f"this data set {fingerprint}{', ' + dataset if dataset else ''}): use another output folder, "
+                "or overwrite the old dynamics (--overwrite_output_dir, overwrite_dynamics=True)"
             )
 
     def write_examples(self, row_ids: np.ndarray, fingerprints: np.ndarray, labels: np.ndarray,

@@ -118,8 +118,7 @@ class _Recording(TrainerCallback):
         resume = self.resume_index(state)
         self.label_names = self.task.label_names or label_names_of(model, records, self.label_names, column)
         self.recorder.begin(frame, self.task.example_labels(labels), self.label_names, self.text_columns or text,
-                            resume_from=resume,
-                            overwrite=self.overwrite, units=self.units if self.task.per_row else None)
+                            resume_from=resume, overwrite=self.overwrite, units=self.task.keyed(self.units))
         if resume is not None:
             self._drop_later_evaluations(args, state.global_step)
         self.start(args, state, model)
@@ -153,8 +152,6 @@ class _Recording(TrainerCallback):
             ids, gold, logits = gather_arrays(ids, gold, logits)
         if not is_main():
             return
-        ids, first = np.unique(ids, return_index=True)
-        gold, logits = gold[first], logits[first]
         recorder = self._eval.get(split) or SplitRecorder(dynamics_dir(self.run_dir(args), split), mode=self.mode,
                                                           meta={"model": model_name(model), "split": split,
                                                                 "task": self.task.name, "unit": self.task.unit},
@@ -164,13 +161,8 @@ class _Recording(TrainerCallback):
         if not recorder.has_examples:
             source = records if records is not None and len(records) == n_rows else _Positions(n_rows)
             frame, text = records_frame(source, tokenizer)
-            labels = units.gold if not self.task.per_row else [
-                units.gold[units.offsets[r]:units.offsets[r + 1]].tolist() for r in range(n_rows)]
-            if self.task.name == "multi-label":
-                labels = self.task.example_labels(labels)
-            recorder.begin(frame, labels, self.label_names, text, overwrite=True,
-                           units=units if self.task.per_row else None)
-        recorder.units = units if self.task.per_row else None
+            recorder.begin(frame, self.task.labels_of_units(units), self.label_names, text, overwrite=True)
+        recorder.units = self.task.keyed(units)  # this evaluation's units (begin ran at the first one only)
         index = recorder.next_eval_index(state.global_step)
         recorder.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step, gathered=True)
         recorder.drop_snapshots(lambda i, s: i > index)
@@ -303,7 +295,7 @@ class TrainingPassCallback(_Recording):
     def start(self, args, state, model) -> None:
         self.buffer = EpochBuffer(self.n_examples)
         self._observed, self._first_step = 0, state.global_step
-        self._expect_gaps = bool(args.dataloader_drop_last) or rank_world()[1] > 1
+        self._expect_gaps = _gaps_expected(args)
         if args.dataloader_drop_last:
             warn_once("dataloader_drop_last=True: the rows each epoch's training pass drops are predicted in eval "
                       "mode at the epoch end and marked 'filled' in the epoch file (docs/format.md)")
@@ -325,7 +317,7 @@ class TrainingPassCallback(_Recording):
                 "CartographyCallback / dynamics_mode='epoch_end'")
         if at_epoch_boundary(state.epoch):  # flush before any checkpoint of this step is saved
             self._flush(args, state, model, train_dataloader, int(round(state.epoch)) - 1)
-            self._expect_gaps = bool(args.dataloader_drop_last) or rank_world()[1] > 1
+            self._expect_gaps = _gaps_expected(args)  # a resume without recorder state affected one epoch only
 
     def _flush(self, args, state, model, train_dataloader, index: int) -> None:
         if self.buffer.count < self.n_examples and not self._expect_gaps:
@@ -348,6 +340,11 @@ class TrainingPassCallback(_Recording):
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / STATE_FILE.format(rank=rank_world()[0]), global_step=state.global_step,
                  **self.buffer.state_dict())
+
+
+def _gaps_expected(args) -> bool:
+    """Rows a training pass may miss without anything being wrong: drop_last, or another rank's share."""
+    return bool(args.dataloader_drop_last) or rank_world()[1] > 1
 
 
 class PredictEachEpoch(TrainerCallback):

@@ -109,14 +109,7 @@ class SplitRecorder:
         epochs = list_epoch_files(self.directory)
         if not epochs or overwrite:
             return
-        old = self.writer.manifest.get("dataset_fingerprint")
-        if old is not None and old != fingerprint:
-            dataset = self.meta.get("dataset")
-            raise DatacartoError(
-                f"{self.directory} already holds training dynamics of a different data set (fingerprint {old}, "
-                f"this data set {fingerprint}{', ' + dataset if dataset else ''}): use another output folder, "
-                "or overwrite the old dynamics (--overwrite_output_dir, overwrite_dynamics=True)"
-            )
+        self.writer.check_fingerprint(fingerprint, dataset=self.meta.get("dataset"))
         if not resume:
             raise DatacartoError(
                 f"{self.directory} already holds {len(epochs)} recorded epoch(s) of this data set: resume the run "

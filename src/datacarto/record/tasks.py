@@ -64,6 +64,16 @@ class Task:
         """Each example's gold label as stored in examples.parquet (an id, or a list)."""
         return labels
 
+    def labels_of_units(self, units: Units):
+        """:meth:`example_labels` rebuilt from the units (an evaluation split's recorded gold)."""
+        if not self.per_row:
+            return units.gold
+        return [units.gold[units.offsets[r]:units.offsets[r + 1]].tolist() for r in range(len(units.offsets) - 1)]
+
+    def keyed(self, units: Units) -> Units | None:
+        """The units the store keys by ``(row_id, sub_id)``: only a task with several per row has them."""
+        return units if self.per_row else None
+
     #: epoch-file columns a unit carries besides its logits (their values follow the logits' C columns)
     extra_columns: tuple[str, ...] = ()
     #: label names stored for the task (None: the model's or the data's)
@@ -96,6 +106,9 @@ class MultiLabel(Task):
 
     def example_labels(self, labels):
         return [np.flatnonzero(row).tolist() for row in np.asarray(labels)]  # the label ids of each example
+
+    def labels_of_units(self, units):
+        return self.example_labels(super().labels_of_units(units))
 
     def to_units(self, rows, labels, logits, units):
         rows = np.asarray(rows, np.int64)

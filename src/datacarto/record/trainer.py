@@ -72,15 +72,13 @@ class CartographyMixin:
         self.data_collator = RowIdCollator(self.data_collator)
         self.cartography: _Recording | None = None
         if record:
-            options = dict(records=records, label_names=label_names, text_columns=text_columns,
-                           dataset_name=dataset_name, overwrite=overwrite_dynamics)
-            if dynamics_mode == "epoch_end":
+            options = dict(label_names=label_names, text_columns=text_columns, dataset_name=dataset_name,
+                           overwrite=overwrite_dynamics)
+            if dynamics_mode == "epoch_end":  # the mixin records evaluations itself, from the evaluation pass
                 self.cartography = CartographyCallback(snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=False,
-                                                       dataset=records, label_names=label_names,
-                                                       text_columns=text_columns, dataset_name=dataset_name,
-                                                       overwrite=overwrite_dynamics)
+                                                       dataset=records, **options)
             else:
-                self.cartography = TrainingPassCallback(**options)
+                self.cartography = TrainingPassCallback(records=records, **options)
             self.add_callback(self.cartography)
 
     # -- columns: keep our row id through the Trainer's column filter
@@ -189,7 +187,6 @@ class CartographyMixin:
             self.cartography.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records,
                                          units, ids, gold, unit_logits, gathered=True)
         return output
-
 
     def _record_reduced_eval(self, dataloader, metric_key_prefix: str) -> None:
         """Evaluation dynamics of a task reduced on the device (causal LM): one eval-mode pass over the set."""
