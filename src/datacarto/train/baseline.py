@@ -119,11 +119,10 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     val_ds = None
     if validation is not None:
         val_ds, _ = load_split(validation, split="validation", spec=spec, what="validation set", task=task)
-    test_ds = None  # checked before the model loads, like the other splits
-    if test is not None:
-        test_ds, _ = load_split(test, split="test", spec=spec, what="test set", task=task)
+    # the test set is one more split predicted each epoch; all are checked before the model loads
+    each_epoch = {**({"test": test} if test is not None else {}), **(predict_each_epoch or {})}
     extra = {split: load_split(data, split=split, spec=spec, what=f"{split} set", task=task)[0]
-             for split, data in (predict_each_epoch or {}).items()}
+             for split, data in each_epoch.items()}
     args = make_training_args(output_dir, training_args, has_eval=val_ds is not None)
     if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
         args.eval_strategy = "no"
@@ -132,7 +131,6 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     encode = tokenize if task == "sequence-classification" else tokenize_task
     train_tok = encode(train_ds, tokenizer, spec, max_length=max_length)
     val_tok = encode(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
-    test_tok = encode(test_ds, tokenizer, spec, max_length=max_length) if test_ds is not None else None
     trainer = CartographyTrainer(
         model=net, args=args, train_dataset=train_tok, eval_dataset=val_tok, processing_class=tokenizer,
         dynamics_mode=dynamics_mode, snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=eval_dynamics,
@@ -140,8 +138,6 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
         dataset_name=str(train) if isinstance(train, (str, os.PathLike)) else None, record=record,
         overwrite_dynamics=overwrite_dynamics, data_collator=collator_for(task, tokenizer),
     )
-    if test_tok is not None and record and eval_dynamics:
-        trainer.add_callback(PredictEachEpoch(trainer, test_tok, split="test"))
     for split, ds in extra.items():
         if record and eval_dynamics:
             trainer.add_callback(PredictEachEpoch(trainer, encode(ds, tokenizer, spec, max_length=max_length),
