@@ -513,18 +513,3 @@ def test_recipe_names_are_names(data_files, tmp_path):
         with pytest.raises(DatacartoError, match="name"):
             make_config(data_files, tmp_path / "x", recipes=[{"name": bad, "region": "ambiguous", "fraction": 0.3}]
                         ).validate()
-
-
-@pytest.mark.parametrize("rows,task", [
-    ([{"tokens": ["a", "b"], "ner_tags": [0, 1]}] * 8, "token-classification"),
-    ([{"text": "a b", "label": [0, 2]}] * 8, "multi-label"),
-    ([{"prompt": "copy: a b", "response": "a b"}] * 8, "causal-lm"),
-])
-def test_run_refuses_other_task_types_in_one_line(tmp_path, capsys, rows, task):
-    from conftest import cli_fails, write_jsonl
-
-    data = write_jsonl(tmp_path / "train.jsonl", rows)
-    line = cli_fails(capsys, ["run", "--model", str(tmp_path / "m"), "--dataset", data, "--validation", data,
-                              "--output-dir", str(tmp_path / "out")],
-                     f"datacarto run trains sequence classifiers only so far; {data} looks like {task} data")
-    assert "datacarto train --task" in line

@@ -1,4 +1,4 @@
-"""Accuracy and macro-F1 of several models, on the whole evaluation set and on each data-map region.
+"""Scores of several models (accuracy and macro-F1, or the task's), on a whole evaluation set and per data-map region.
 
 Regions of an evaluation set come from that set's own dynamics, recorded while the baseline trained:
 ``eval_regions(run_dir, "validation")`` uses the logits of the validation set at each evaluation
@@ -39,29 +39,92 @@ def _predicted_labels(name: str, values, n: int) -> np.ndarray:
     raise DatacartoError(f"predictions of {name!r} must be (n, C) logits or (n,) labels, got shape {arr.shape}")
 
 
-def _scores(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+#: The scores of each task, the first its headline (what the report ranks by); ``loss`` is lower-better.
+TASK_SCORES = {
+    "sequence-classification": ("accuracy", "macro_f1"),
+    "multiple-choice": ("accuracy", "macro_f1"),
+    "multi-label": ("micro_f1", "accuracy", "macro_f1"),  # per (example, label) decision
+    "token-classification": ("accuracy", "tag_f1", "macro_f1"),  # per word
+    "causal-lm": ("loss", "token_accuracy"),  # per response token
+}
+
+
+def task_scores(task: str) -> tuple[str, ...]:
+    """The score names of ``task`` (:data:`TASK_SCORES`), the headline first."""
+    if task not in TASK_SCORES:
+        raise DatacartoError(f"unknown task {task!r}; tasks: {', '.join(TASK_SCORES)}")
+    return TASK_SCORES[task]
+
+
+def _f1_of(gold: np.ndarray, pred: np.ndarray, positive: np.ndarray) -> float:
+    """Micro-F1 of the units whose gold or prediction is in ``positive`` (a boolean mask over classes)."""
+    tp = np.sum((gold == pred) & positive[gold])
+    denominator = np.sum(positive[pred]) + np.sum(positive[gold])
+    return float(2 * tp / denominator) if denominator else float("nan")
+
+
+def _lm_scores(values: np.ndarray) -> dict[str, float]:
+    """Token-weighted mean NLL and token accuracy from a causal LM's unit rows ``[0, z, nll, acc, n]``."""
+    if values.shape[1] >= 5:
+        nll, acc, n = values[:, 2].astype(np.float64), values[:, 3].astype(np.float64), values[:, 4].astype(np.float64)
+        return {"loss": float(np.sum(nll * n) / np.sum(n)), "token_accuracy": float(np.sum(acc * n) / np.sum(n))}
+    z = values[:, 1].astype(np.float64)  # only the logits: the per-example NLL is softplus(-z)
+    return {"loss": float(np.mean(np.logaddexp(0.0, -z))), "token_accuracy": float("nan")}
+
+
+def _scores(gold: np.ndarray, values: np.ndarray, task: str, outside: int) -> dict[str, float]:
+    """Every score of ``task`` (:data:`TASK_SCORES`) of one group of units; NaN when it is empty."""
     from sklearn.metrics import f1_score
 
+    names = task_scores(task)
     if gold.size == 0:
-        return float("nan"), float("nan")
-    acc = float(np.mean(gold == pred))
-    f1 = float(f1_score(gold, pred, average="macro", zero_division=0))
-    return acc, f1
+        return dict.fromkeys(names, float("nan"))
+    if task == "causal-lm":
+        return _lm_scores(np.asarray(values))
+    pred = _predicted_labels("model", values, gold.shape[0])
+    classes = max(int(gold.max()), int(pred.max())) + 1
+    out = {"accuracy": float(np.mean(gold == pred)),
+           "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0))}
+    if task == "multi-label":  # unit class 1: the label applies
+        out["micro_f1"] = _f1_of(gold, pred, np.arange(classes) == 1)
+    if task == "token-classification":  # every tag but the outside one (O)
+        out["tag_f1"] = _f1_of(gold, pred, np.arange(classes) != outside)
+    return {k: out[k] for k in names}
 
 
-def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None) -> pd.DataFrame:
-    """One row per model: ``n``, ``overall_accuracy``, ``overall_macro_f1`` and per region
-    ``<region>_n``, ``<region>_accuracy``, ``<region>_macro_f1``.
+def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None, *,
+                       task: str = "sequence-classification", outside: int = 0) -> pd.DataFrame:
+    """One row per model: ``n``, ``overall_<score>`` and per region ``<region>_n``, ``<region>_<score>``.
 
-    ``predictions``: model name -> (n, C) logits or probabilities (argmax taken) or (n,) labels, in
-    the row order of ``gold``. ``regions``: (n,) region names by position (a Series is taken by
-    position too), or None for overall numbers only; examples without a region (NaN) count only
-    overall. The regions are :data:`datacarto.metrics.REGIONS` in that order, then any other names
-    found. Macro-F1 is sklearn's (classes present in the gold or predicted labels of that group).
-    An empty region has n = 0 and NaN scores.
+    Parameters
+    ----------
+    predictions : mapping of str to array
+        Model name -> (n, C) logits or probabilities (argmax taken) or (n,) labels, in the row
+        order of ``gold``; one row per unit (an example, an (example, label) pair, a word). A
+        causal LM's rows are ``[0, z, nll, token_accuracy, n_tokens]`` (or only ``[0, z]``).
+    gold : array of shape (n,)
+        The gold label of each unit.
+    regions : array of shape (n,), optional
+        Region names by position (a Series is taken by position too); units without a region (NaN)
+        count only overall. The regions are :data:`datacarto.metrics.REGIONS` in that order, then
+        any other names found.
+    task : str, default "sequence-classification"
+        Which scores (:data:`TASK_SCORES`): accuracy and sklearn's macro-F1 (classes present in the
+        gold or predicted labels of that group); multi-label adds the micro-F1 of the label
+        decisions; token classification the micro-F1 of the words' tags other than ``outside``
+        (``tag_f1``, word level, not entity spans); a causal LM has the token-weighted mean NLL
+        (``loss``) and token accuracy.
+    outside : int, default 0
+        Token classification: the id of the outside tag (O).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``model``. An empty region has n = 0 and NaN scores.
     """
     if not isinstance(predictions, Mapping) or not predictions:
         raise DatacartoError("evaluate_by_region needs a non-empty dict of model name -> predictions")
+    task_scores(task)  # an unknown task fails first
     gold = np.asarray(gold)
     if gold.ndim != 1:
         raise DatacartoError(f"gold labels must be 1-D, got shape {gold.shape}")
@@ -78,53 +141,57 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
 
     rows = []
     for name, values in predictions.items():
-        pred = _predicted_labels(name, values, n)
-        acc, f1 = _scores(gold, pred)
-        row = {"model": name, "n": n, "overall_accuracy": acc, "overall_macro_f1": f1}
+        values = np.asarray(values)
+        _predicted_labels(name, values, n)  # shapes checked before any score
+        row = {"model": name, "n": n, **{f"overall_{k}": v for k, v in _scores(gold, values, task, outside).items()}}
         for region in order:
             mask = names_by_row == region
-            r_acc, r_f1 = _scores(gold[mask], pred[mask])
             row[f"{region}_n"] = int(mask.sum())
-            row[f"{region}_accuracy"] = r_acc
-            row[f"{region}_macro_f1"] = r_f1
+            row.update({f"{region}_{k}": v for k, v in _scores(gold[mask], values[mask], task, outside).items()})
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
 
 def accuracy_table(validation: Mapping[str, np.ndarray], gold, regions=None, *,
-                   test: Mapping[str, np.ndarray] | None = None, test_gold=None, test_regions=None) -> pd.DataFrame:
-    """One row per model: test and validation accuracy and macro-F1, overall and per region.
+                   test: Mapping[str, np.ndarray] | None = None, test_gold=None, test_regions=None,
+                   task: str = "sequence-classification", outside: int = 0) -> pd.DataFrame:
+    """One row per model: its test and validation scores, overall and per region.
 
     Parameters
     ----------
     validation : mapping of str to array
         Model name -> validation logits (or labels), as for :func:`evaluate_by_region`.
     gold : array
-        The validation gold labels.
+        The validation gold labels (one per unit).
     regions : array, optional
-        Regions of the validation examples, by position.
+        Regions of the validation units, by position.
     test, test_gold, test_regions : optional
         The same for the test set; without them the test columns are NaN.
+    task, outside : optional
+        Which scores, as for :func:`evaluate_by_region`.
 
     Returns
     -------
     DataFrame
-        Index ``model``; columns ``test_accuracy``, ``test_macro_f1``, ``validation_accuracy``,
-        ``validation_macro_f1``, and for each region ``validation_<region>_accuracy`` and
-        ``validation_<region>_n`` (with ``regions``), ``test_<region>_accuracy`` and
-        ``test_<region>_n`` (with ``test_regions``).
+        Index ``model``; columns ``test_<score>`` and ``validation_<score>`` for every score of
+        the task (sequence classification: ``accuracy``, ``macro_f1``), and for each region
+        ``validation_<region>_<headline>`` and ``validation_<region>_n`` (with ``regions``),
+        ``test_<region>_<headline>`` and ``test_<region>_n`` (with ``test_regions``), where the
+        headline is the task's first score.
     """
-    val = evaluate_by_region(validation, gold, regions)
-    t = evaluate_by_region(test, test_gold, test_regions) if test is not None and test_gold is not None else None
+    val = evaluate_by_region(validation, gold, regions, task=task, outside=outside)
+    t = evaluate_by_region(test, test_gold, test_regions, task=task, outside=outside) \
+        if test is not None and test_gold is not None else None
+    names = task_scores(task)
     table = pd.DataFrame(index=val.index)
-    for column in ("accuracy", "macro_f1"):
+    for column in names:
         table[f"test_{column}"] = t[f"overall_{column}"] if t is not None else np.nan
-    table["validation_accuracy"] = val["overall_accuracy"]
-    table["validation_macro_f1"] = val["overall_macro_f1"]
+    for column in names:
+        table[f"validation_{column}"] = val[f"overall_{column}"]
     for split, frame, split_regions in (("validation", val, regions), ("test", t, test_regions)):
         if frame is not None and split_regions is not None:
             for region in REGIONS:
-                table[f"{split}_{region}_accuracy"] = frame[f"{region}_accuracy"]
+                table[f"{split}_{region}_{names[0]}"] = frame[f"{region}_{names[0]}"]
                 table[f"{split}_{region}_n"] = frame[f"{region}_n"]
     table.index.name = "model"
     return table

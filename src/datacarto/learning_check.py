@@ -21,7 +21,9 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
     Parameters
     ----------
     metrics : DataFrame
-        ``compute_metrics`` output (``gold``, ``last_pred``, ``never_learned``).
+        ``compute_metrics`` output (``gold``, ``last_pred``, ``never_learned``). A causal LM's table
+        (with ``nll``) is never judged; an example table aggregated from units (with ``n_units``)
+        gives the verdict on its units that ``get_metrics`` left in ``attrs["learning_warning"]``.
     regions : Series, optional
         Regions by row id (default: the table's ``region`` column, if any).
     what : str
@@ -32,6 +34,10 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
     str or None
         "the model barely learned ..." naming the figures, or None when it learned.
     """
+    if "nll" in metrics.columns:  # a causal LM: p(gold) > 1/2 is no accuracy; the check does not apply
+        return None
+    if "n_units" in metrics.columns:  # examples aggregated from units: the units' verdict, if it was judged
+        return metrics.attrs.get("learning_warning")
     gold = metrics["gold"].to_numpy()
     if gold.size == 0:
         return None

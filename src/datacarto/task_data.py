@@ -17,6 +17,8 @@ from .errors import DatacartoError
 IGNORE = -100
 #: the task types datacarto records (``--task``)
 TASKS = ("sequence-classification", "multiple-choice", "multi-label", "token-classification", "causal-lm")
+#: the tasks whose examples have one gold label (a class, a choice): label mixes and label-matched controls
+SINGLE_LABEL_TASKS = ("sequence-classification", "multiple-choice")
 
 
 @dataclass
@@ -261,7 +263,7 @@ def collator_for(task: str, tokenizer):
 
 
 def infer_task(ds, *, task: str | None, label_column: str, choice_columns=None, tokens_column: str = "tokens",
-               tags_column: str = "ner_tags") -> tuple[str, str]:
+               tags_column: str = "ner_tags", prompt_column: str | None = None) -> tuple[str, str]:
     """(task, why): the given one, else what the columns say (choices, words and tags, a list per label)."""
     if task:
         if task not in TASKS:
@@ -269,6 +271,8 @@ def infer_task(ds, *, task: str | None, label_column: str, choice_columns=None, 
         return task, "given"
     if choice_columns:
         return "multiple-choice", "--choice-columns given"
+    if prompt_column:
+        return "causal-lm", "--prompt-column given"
     if tokens_column in ds.column_names and tags_column in ds.column_names:
         return "token-classification", f"columns {tokens_column!r} and {tags_column!r}"
     if label_column in ds.column_names and ds.features[label_column].__class__.__name__ in ("List", "Sequence",
@@ -277,6 +281,21 @@ def infer_task(ds, *, task: str | None, label_column: str, choice_columns=None, 
     if label_column not in ds.column_names and {"prompt", "response"} <= set(ds.column_names):
         return "causal-lm", "columns 'prompt' and 'response', no label"
     return "sequence-classification", "one label per row"
+
+
+def check_repeats(task: str, *, folds=None, seeds=None) -> None:
+    """Cross-fitting (folds) and seed repeats stratify and compare single labels: other tasks get one line."""
+    if task != "sequence-classification" and (folds is not None or seeds):
+        raise DatacartoError(f"--folds and --seeds train sequence classifiers only so far, not {task}")
+
+
+def encode(ds, tokenizer, spec, *, max_length: int = 128):
+    """Tokenize a prepared split for its task (the spec's; sequence classification without one)."""
+    from .data import tokenize
+
+    if getattr(spec, "task", "sequence-classification") == "sequence-classification":
+        return tokenize(ds, tokenizer, spec, max_length=max_length)
+    return tokenize_task(ds, tokenizer, spec, max_length=max_length)
 
 
 def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_column="label", label_names=None,

@@ -43,6 +43,15 @@ CONFIG_FLAG_HELP = {
     "folds": "cross-fit: K fold models record out-of-sample dynamics (K more trainings on (K-1)/K of the data)",
     "dynamics": "with folds: which dynamics the map, regions and subsets use",
     "seeds": "comma-separated seeds (at least 2): one run per seed; the report shows seed stability",
+    "task": "sequence-classification, multiple-choice, multi-label, token-classification or causal-lm "
+            "(default: inferred from the training data's columns, and printed)",
+    "choice_columns": "multiple choice: comma-separated choice columns (--text-columns is the context)",
+    "tokens_column": "token classification: the words column",
+    "tags_column": "token classification: one tag id per word",
+    "prompt_column": "causal-lm: the prompt column (not predicted); without it --text-columns is plain LM text",
+    "response_column": "causal-lm: the response column (predicted)",
+    "chat_template": "causal-lm: prompt and response as the user and assistant turns of the tokenizer's chat "
+                     "template",
 }
 #: PipelineConfig keys set through TrainingArguments flags (--output-dir, --seed, --learning_rate, ...).
 _FROM_TRAINING_ARGS = ("output_dir", "seed", "training_args")
@@ -60,9 +69,10 @@ def _run_arguments():
     same name), plus ``--config``, ``--force`` and ``--quiet``. Derived from the config's fields."""
     from ..pipeline import PipelineConfig
     from ..pipeline.config import COLOR_MODES, COMBINES, DYNAMICS_CHOICES, DYNAMICS_MODES, FOCUS_INITS
+    from ..task_data import TASKS
 
     choices = {"dynamics_mode": DYNAMICS_MODES, "focus_init": FOCUS_INITS, "ensemble_combine": COMBINES,
-               "map_color_by": COLOR_MODES, "dynamics": DYNAMICS_CHOICES}
+               "map_color_by": COLOR_MODES, "dynamics": DYNAMICS_CHOICES, "task": TASKS}
     config_fields = [f for f in dataclasses.fields(PipelineConfig) if f.name not in _FROM_TRAINING_ARGS]
     missing = {f.name for f in config_fields} ^ set(CONFIG_FLAG_HELP)
     assert not missing, f"CONFIG_FLAG_HELP and PipelineConfig disagree on {sorted(missing)}"
@@ -196,7 +206,7 @@ def build_config(argv: list[str]):
         value = getattr(run_args, f.name)
         if f.name in _CLI_ONLY or value is None:
             continue
-        if f.name in ("text_columns", "class_names"):
+        if f.name in ("text_columns", "class_names", "choice_columns"):
             value = [v.strip() for v in value.split(",") if v.strip()]
         elif f.name == "recipes":
             value = parse_recipes(value)

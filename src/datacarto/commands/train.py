@@ -117,13 +117,14 @@ def resolve_task(data) -> str:
     table = load_table(data.dataset, "train") if not data.task else None
     task, why = infer_task(table, task=data.task, label_column=data.label_column,
                            choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
-                           tags_column=data.tags_column)
+                           tags_column=data.tags_column, prompt_column=data.prompt_column)
     if task != "sequence-classification":  # the default says nothing; another task says why it was chosen
         print(f"task: {task} ({why})", file=sys.stderr)
     return task
 
 
 def main(argv: list[str]) -> int:
+    from ..task_data import check_repeats
 
     data, test, repeat, args = parse_with_training_args(argv, DataArguments, TestArguments, RepeatArguments,
                                                         prog="datacarto train")
@@ -136,8 +137,7 @@ def main(argv: list[str]) -> int:
     if (repeat.folds is not None or repeat.seeds) and args.resume_from_checkpoint:
         raise DatacartoError("--resume_from_checkpoint resumes one run; it cannot be combined with --folds or --seeds")
     task = resolve_task(data)
-    if task != "sequence-classification" and (repeat.folds is not None or repeat.seeds):
-        raise DatacartoError(f"--folds and --seeds train sequence classifiers only so far, not {task}")
+    check_repeats(task, folds=repeat.folds, seeds=repeat.seeds)
     if not repeat.seeds:
         _train_one(data, test, repeat, args, task=task)
         return 0

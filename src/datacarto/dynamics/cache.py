@@ -121,12 +121,14 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
     df["region"] = region
     df.attrs.update(region.attrs)
     if dyn.unit_level:
-        _warn_if_barely_learned(df, split)  # judged on the units: an example's gold/prediction is its hardest unit's
+        message = _warn_if_barely_learned(df, split)  # judged on the units: an example's gold is its hardest unit's
         if level == "unit":
             df = df.assign(row_id=dyn.row_ids, sub_id=dyn.sub_ids)
             df.index.name = "unit_id"
         else:
             df = aggregate_units(df, dyn.row_ids, dyn.sub_ids)
+            if message:
+                df.attrs["learning_warning"] = message
         return df
     _write_cache(directory, key, df)
     df = _generative(df, run_dir, split, burn_out)
@@ -141,12 +143,12 @@ def _generative(df: pd.DataFrame, run_dir, split: str, burn_out: int | None) -> 
     return with_generative_metrics(df, run_dir, split, burn_out) if is_generative(run_dir, split) else df
 
 
-def _warn_if_barely_learned(df: pd.DataFrame, split: str) -> None:
-    if "nll" in df.columns:  # a causal LM: p(gold) > 1/2 is no accuracy; the check does not apply
-        return
+def _warn_if_barely_learned(df: pd.DataFrame, split: str) -> str | None:
+    """Warn (and return the line) when the model barely learned ``split``."""
     message = learning_warning(df, what="training set" if split in (None, "train") else f"{split} set")
     if message:
         warnings.warn(message, stacklevel=3)
+    return message
 
 
 def eval_regions(run_dir: str | os.PathLike, split: str = "validation") -> pd.Series:

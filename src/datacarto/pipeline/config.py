@@ -12,6 +12,7 @@ from typing import Any
 from .._validation import check_choice
 from ..errors import DatacartoError
 from ..maps import COLOR_MODES
+from ..task_data import TASKS
 from ..train.crossfit import DYNAMICS_CHOICES
 from ..train.ensemble import COMBINES
 from ..train.focused import INITS as FOCUS_INITS
@@ -65,6 +66,13 @@ class PipelineConfig:
     folds: int | None = None
     dynamics: str = "out-of-sample"
     seeds: list[int] | None = None
+    task: str | None = None
+    choice_columns: list[str] | None = None
+    tokens_column: str = "tokens"
+    tags_column: str = "ner_tags"
+    prompt_column: str | None = None
+    response_column: str | None = None
+    chat_template: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:
@@ -84,6 +92,13 @@ class PipelineConfig:
         self._check_required()
         self.text_columns = _str_list(self.text_columns, "text_columns")
         self.class_names = _str_list(self.class_names, "class_names")
+        self.choice_columns = _str_list(self.choice_columns, "choice_columns")
+        if self.task is not None:
+            check_choice(self.task, TASKS, "config key 'task'")
+        for key in ("tokens_column", "tags_column", "prompt_column", "response_column"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise DatacartoError(f"config key {key!r} must be a column name, got {value!r}")
         if self.class_names and len(set(self.class_names)) != len(self.class_names):
             raise DatacartoError(f"config key 'class_names' has duplicate names: {self.class_names}")
         for key in ("max_length", "seed"):
@@ -91,7 +106,7 @@ class PipelineConfig:
             if isinstance(value, bool) or not isinstance(value, int) or (key == "max_length" and value < 1):
                 raise DatacartoError(f"config key {key!r} must be {'a positive' if key == 'max_length' else 'an'} "
                                      f"integer, got {value!r}")
-        for key in ("control", "ensemble_tune"):
+        for key in ("control", "ensemble_tune", "chat_template"):
             if not isinstance(getattr(self, key), bool):
                 raise DatacartoError(f"config key {key!r} must be true or false, got {getattr(self, key)!r}")
         for key, choices in (("dynamics_mode", DYNAMICS_MODES), ("focus_init", FOCUS_INITS),

@@ -47,16 +47,28 @@ class Context:
         return self.layout.data_split("test").is_file() and "test" in self.rec("data").summary["rows"]
 
     @property
+    def task(self) -> str:
+        """The task type the data stage resolved (runs from before tasks: sequence classification)."""
+        return self.rec("data").summary.get("task", "sequence-classification")
+
+    @property
     def spec(self):
-        """The LabelSpec (text columns, label column, label names) the data stage resolved."""
-        from ..data import LabelSpec
+        """The TaskSpec (task, text and label columns, label names, task columns) the data stage resolved."""
+        from ..task_data import TaskSpec
 
         summary = self.rec("data").summary
-        return LabelSpec(text_columns=list(summary["text_columns"]), label_column=summary["label_column"],
-                         label_names=list(summary["label_names"]))
+        columns = summary.get("task_columns") or {}
+        return TaskSpec(text_columns=list(summary["text_columns"]), label_column=summary["label_column"],
+                        label_names=list(summary["label_names"]), task=self.task, **columns)
 
     def gold(self, split: str) -> np.ndarray:
-        return np.asarray(self.split(split)[self.spec.label_column], dtype=np.int64)
+        """The gold label of every unit of ``split`` (an example, a label, a word), as the baseline predicted it."""
+        path = self.layout.unit_gold
+        if path.is_file():
+            with np.load(path) as data:
+                if split in data.files:
+                    return data[split]
+        return np.asarray(self.split(split)[self.spec.label_column], dtype=np.int64)  # a run from before
 
     def training_args(self, focus: bool = False) -> dict[str, Any]:
         """The baseline's TrainingArguments fields, or (``focus``) the focused and control models'."""
@@ -137,21 +149,12 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def predict(trainer, ds, spec, *, max_length: int, record_split: str | None = None) -> np.ndarray:
-    """Logits of ``trainer.model`` on ``ds`` (rows in order); records ``record_split`` dynamics if named."""
-    from ..data import tokenize
+def predict(trainer, ds, spec, *, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded."""
+    from ..record.predict import predict_split
+    from ..task_data import encode
 
-    tok = tokenize(ds, trainer.processing_class, spec, max_length=max_length)
-    recording = getattr(trainer, "record_eval_dynamics", False)
-    if hasattr(trainer, "record_eval_dynamics"):
-        trainer.record_eval_dynamics = bool(record_split) and recording
-    try:
-        out = trainer.predict(tok, metric_key_prefix=record_split or "test")
-    finally:
-        if hasattr(trainer, "record_eval_dynamics"):
-            trainer.record_eval_dynamics = recording
-    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-    return np.asarray(logits, dtype=np.float32)
+    return predict_split(trainer, encode(ds, trainer.processing_class, spec, max_length=max_length))
 
 
 def seed_everything(seed: int) -> None:

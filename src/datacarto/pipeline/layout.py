@@ -18,7 +18,8 @@ a run-folder path. The layout knows nothing of how the files are made (no stage,
     maps/data_map.png, maps/data_map_regions.png, maps/data_map.html
     subsets/<recipe>.jsonl, subsets/<recipe>.control.jsonl
     models/<kind>/<recipe>/          focused and control models (model/ inside)
-    predictions/<model>.npz          validation (and test) logits of every model and ensemble
+    predictions/<model>.npz          validation (and test) logits of every model and ensemble, per unit
+    predictions/gold.npz             the gold label of each of those units (an example, a label, a word)
     ensembles.json                   members, weights and tuning of every ensemble
     evaluation/accuracy.csv          accuracy per model, overall and per region
     report.html, report.md
@@ -122,6 +123,11 @@ class RunLayout:
 
     def predictions(self, model_name: str) -> Path:
         return self.root / "predictions" / f"{model_name}.npz"
+
+    @property
+    def unit_gold(self) -> Path:
+        """Gold of every predicted unit, per split (what each ``predictions`` row is scored against)."""
+        return self.root / "predictions" / "gold.npz"
 
     # -- results
     @property

@@ -46,6 +46,8 @@ def model_names(ctx: Context) -> list[str]:
 def ensemble_plans(ctx: Context) -> dict[str, list[str]]:
     """Ensemble name -> member model names: baseline + each focused / control model, + all focused."""
     plans = {}
+    if ctx.task == "causal-lm":  # the predictions keep per-example token statistics: nothing to average
+        return plans
     for u in units(ctx):
         prefix = "ensemble" if u.kind == "focused" else "ensemble-control"
         plans[f"{prefix}/{u.recipe}"] = ["baseline", u.model_name]
@@ -104,36 +106,44 @@ def _train_baseline(ctx: Context, key: str):
     resume = _resume_or_clear(ctx, key)
     write_json_atomic(layout.baseline_started, {"key": key})
     args = _baseline_args(ctx)
-    val = ctx.split("validation")
-    test = ctx.split("test") if ctx.has_test() else None
+    splits = {"validation": ctx.split("validation"), **({"test": ctx.split("test")} if ctx.has_test() else {})}
     seed_everything(args.get("seed", c.seed))  # the new classifier head is drawn before the Trainer seeds
     # with a test set, the baseline predicts it at each epoch end: test dynamics give test regions
     result = train_baseline(
-        model=c.model, train=ctx.split("train"), validation=val, text_columns=spec.text_columns,
+        model=c.model, train=ctx.split("train"), validation=splits["validation"], text_columns=spec.text_columns,
         label_column=spec.label_column, label_names=spec.label_names, output_dir=layout.baseline_dir,
         training_args=args, dynamics_mode=c.dynamics_mode, max_length=c.max_length,
-        resume_from_checkpoint=resume, test=test)
+        resume_from_checkpoint=resume, test=splits.get("test"), **spec_options(spec))
     # the epochs the Trainer ran with, from its resolved arguments (not guessed from defaults)
     epochs = float(result.trainer.args.num_train_epochs)
-    val_logits = None
-    if resume is None and str(args.get("eval_strategy")) == "epoch":
-        val_logits = _final_eval_logits(layout.baseline_dir, "validation", len(val), epochs)
-    if val_logits is None:
-        val_logits = predict(result.trainer, val, spec, max_length=c.max_length)
-    test_logits = None
-    if test is not None:
-        test_logits = _final_eval_logits(layout.baseline_dir, "test", len(test), epochs) if resume is None else None
-        if test_logits is None:
-            test_logits = predict(result.trainer, test, spec, max_length=c.max_length, record_split="test")
-    save_predictions(layout.predictions("baseline"), validation=val_logits, test=test_logits)
+    gold, logits = {}, {}
+    for split, ds in splits.items():
+        recorded = None
+        if resume is None and (split == "test" or str(args.get("eval_strategy")) == "epoch"):
+            recorded = _final_eval_logits(layout.baseline_dir, split, len(ds), epochs)
+        gold[split], logits[split] = recorded or predict(result.trainer, ds, spec, max_length=c.max_length)
+    save_predictions(layout.unit_gold, **gold)
+    save_predictions(layout.predictions("baseline"), **logits)
     repeats = _train_repeats(ctx, args)
     layout.baseline_started.unlink(missing_ok=True)
     summary = {"output_dir": layout.rel(layout.baseline_dir), "model_dir": layout.rel(layout.baseline_model),
                "train_metrics": {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
+               "units": {split: int(len(g)) for split, g in gold.items()},
                **({"repeats": [layout.rel(p) for p in repeats]} if repeats else {})}
     outputs = [layout.rel(layout.baseline_model), layout.rel(layout.baseline_dynamics),
-               layout.rel(layout.predictions("baseline")), *[layout.rel(p / "training_dynamics") for p in repeats]]
+               layout.rel(layout.predictions("baseline")), layout.rel(layout.unit_gold),
+               *[layout.rel(p / "training_dynamics") for p in repeats]]
     return outputs, summary, None
+
+
+def spec_options(spec) -> dict[str, Any]:
+    """``train_baseline``'s task arguments from the data stage's TaskSpec (none for sequence classification)."""
+    if spec.task == "sequence-classification":
+        return {}
+    return {"task": spec.task, "choice_columns": spec.choice_columns or None,
+            "tokens_column": spec.tokens_column or "tokens", "tags_column": spec.label_column,
+            "prompt_column": spec.prompt_column, "response_column": spec.response_column,
+            "chat_template": spec.chat_template}
 
 
 def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:
@@ -169,22 +179,26 @@ def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:
     return done
 
 
-def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> np.ndarray | None:
-    """The final model's logits on ``split``, as recorded at the last epoch end (None: predict again).
+def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(gold, logits) of the final model on ``split``'s units, as recorded at the last epoch end (None: predict).
 
     With one evaluation (or test prediction) per epoch and no best-model reloading, the last
     recorded epoch *is* the final model on that set, so predicting it again would only repeat that
-    pass. ``epochs``: the Trainer's ``num_train_epochs``.
+    pass. ``n``: the split's examples; ``epochs``: the Trainer's ``num_train_epochs``. A causal
+    LM's token statistics are predicted again (the store keeps them beside the logits).
     """
+    from ..dynamics.generative import is_generative
     from ..dynamics.store import load_dynamics
 
     try:
         dyn = load_dynamics(run_dir, split)
     except DatacartoError:
         return None
-    if dyn.n_examples != n or not np.array_equal(dyn.ids, np.arange(n)) or dyn.epochs[-1] != int(np.ceil(epochs)) - 1:
+    rows = dyn.row_ids if dyn.unit_level else dyn.ids
+    if is_generative(run_dir, split) or not np.array_equal(np.unique(rows), np.arange(n)) \
+            or dyn.epochs[-1] != int(np.ceil(epochs)) - 1:
         return None
-    return np.ascontiguousarray(dyn.logits[:, -1, :], dtype=np.float32)
+    return np.asarray(dyn.gold, dtype=np.int64), np.ascontiguousarray(dyn.logits[:, -1, :], dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,10 +243,13 @@ def _train_focused(ctx: Context, u: Unit) -> dict[str, Any]:
     result = train_focused(layout.baseline_dir, layout.root / part["path"], init=c.focus_init,
                            model=c.model if c.focus_init == "pretrained" else None, output_dir=directory,
                            training_args=args, label_column="label", max_length=c.max_length)
-    val_logits = predict(result.trainer, ctx.split("validation"), ctx.spec, max_length=c.max_length)
-    test_logits = predict(result.trainer, ctx.split("test"), ctx.spec, max_length=c.max_length) \
-        if ctx.has_test() else None
-    save_predictions(layout.predictions(u.model_name), validation=val_logits, test=test_logits)
+    logits = {}
+    for split in ("validation", *(["test"] if ctx.has_test() else [])):
+        gold, logits[split] = predict(result.trainer, ctx.split(split), ctx.spec, max_length=c.max_length)
+        if not np.array_equal(gold, ctx.gold(split)):  # the same units as the baseline's, or no comparison
+            raise DatacartoError(f"{u.model_name} predicted {len(gold)} units of the {split} set, the baseline "
+                                 f"{len(ctx.gold(split))}: were they tokenized alike?")
+    save_predictions(layout.predictions(u.model_name), **logits)
     return {"n": part["n"]}
 
 

@@ -11,9 +11,7 @@ time per stage, config and versions. The HTML page is self-contained and escapes
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +19,14 @@ import numpy as np
 import pandas as pd
 
 from .._io import write_text_atomic
-from .._validation import fmt_seconds
 from ..errors import DatacartoError
 from ..learning_check import learning_warning
 from ..metrics import REGIONS
-from .document import Document, fmt_float, mix, pct, share
-from .layout import RunLayout, read_json
+from ..task_data import SINGLE_LABEL_TASKS
+from .document import Document, fmt_float, pct, share
+from .layout import RunLayout
+from .report_results import configuration_section, scores_section, subsets_section, times_section
+from .report_state import RunState, fold, read_run, read_train_metrics
 
 REGION_HELP = {
     "easy-to-learn": "high confidence, low variability: the model gets these right from the start",
@@ -38,50 +38,17 @@ _REGION_ORDER = {"easy-to-learn": ("confidence", False), "ambiguous": ("variabil
                  "hard-to-learn": ("confidence", True)}
 
 
-# ----------------------------------------------------------------------------------------------
-# reading the run folder
-
-
-@dataclass
-class RunState:
-    """What the report reads from a run folder."""
-
-    layout: RunLayout
-    config: dict[str, Any]
-    stages: dict[str, dict]
-    metrics: pd.DataFrame
-    examples: pd.DataFrame | None  # the recorded training examples, in the metrics' row order
-
-    def summary(self, stage: str) -> dict[str, Any]:
-        return self.stages.get(stage, {}).get("summary", {})
-
-    @property
-    def label_names(self) -> list[str]:
-        return self.summary("data").get("label_names") or []
-
-    @property
-    def recipe_order(self) -> list[str]:
-        return [r.get("name") for r in self.config.get("recipes") or [] if isinstance(r, dict)]
-
-
-def read_train_metrics(layout: RunLayout) -> pd.DataFrame:
-    """The metrics table of a run's training data (``metrics/train.parquet``), indexed by row id."""
-    if not layout.train_metrics.is_file():
-        raise DatacartoError(f"{layout.train_metrics} not found: run the pipeline's metrics stage first")
-    return pd.read_parquet(layout.train_metrics).set_index("row_id")
-
-
-def read_run(layout: RunLayout) -> RunState:
-    """The report's view of the run folder ``layout``."""
-    from ..dynamics.store import load_examples
-
-    metrics = read_train_metrics(layout)
-    examples = load_examples(layout.baseline_dir)
-    if examples is not None:
-        examples = examples.reindex(metrics.index)
-    return RunState(layout=layout, config=read_json(layout.config_json, {}), stages=layout.stage_records(),
-                    metrics=metrics, examples=examples)
-
+_LABEL_WORD = {"multiple-choice": "Choices", "token-classification": "Tags"}
+_UNIT_HELP = {
+    "multi-label": "Each example is scored per label: every (example, label) pair is a yes/no decision with its "
+                   "own dynamics; an example's confidence and variability are the means over its labels, and "
+                   "its region is assigned from them.",
+    "token-classification": "Each word (its first sub-token) carries a gold tag with its own dynamics; an "
+                            "example's confidence and variability are the means over its words.",
+    "causal-lm": "Each example's confidence is exp(-mean NLL) of its response tokens (the geometric-mean "
+                 "token probability) at each epoch end; variability is its standard deviation over epochs and "
+                 "correctness the mean token accuracy (docs/generative.md).",
+}
 
 def planted_summary(metrics: pd.DataFrame, marked: np.ndarray, region: str, scores: list[str]) -> dict[str, Any]:
     """Where planted examples (a boolean mask) landed and how well each score finds them.
@@ -140,9 +107,12 @@ def _noise_column(examples: pd.DataFrame | None, name: str | None) -> str | None
 def _intro(doc: Document, run: RunState, title: str) -> None:
     doc.h(1, title)
     rows = run.summary("data").get("rows", {})
-    doc.p(f"Model: {run.config.get('model')}. Training examples: {rows.get('train', len(run.metrics)):,}; "
-          f"validation: {rows.get('validation', 0):,}; test: {rows.get('test', 0):,}. Labels: "
-          f"{', '.join(run.label_names)}. Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
+    labels = "" if run.task == "causal-lm" else f" {_LABEL_WORD.get(run.task, 'Labels')}: {', '.join(run.label_names)}."
+    doc.p(f"Model: {run.config.get('model')}. Task: {run.task}. Training examples: "
+          f"{rows.get('train', len(run.metrics)):,}; validation: {rows.get('validation', 0):,}; test: "
+          f"{rows.get('test', 0):,}.{labels} Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
+    if run.task in _UNIT_HELP:
+        doc.p(_UNIT_HELP[run.task])
 
 
 def _data_map(doc: Document, run: RunState) -> None:
@@ -167,6 +137,7 @@ def _regions(doc: Document, run: RunState) -> None:
         doc.p(f"Warning: {barely}.")
     region = metrics["region"].astype(object)
     gold = metrics["gold"].to_numpy()
+    names = names if run.task in SINGLE_LABEL_TASKS else []  # others: the per-label table below
     table = []
     for r in REGIONS:
         members = (region == r).to_numpy()
@@ -179,6 +150,19 @@ def _regions(doc: Document, run: RunState) -> None:
         doc.p(f"Thresholds ({thresholds.get('method', 'quantile')}): ambiguous when variability > "
               f"{thresholds['variability_threshold']:.3f}; otherwise hard-to-learn when confidence <= "
               f"{thresholds.get('confidence_threshold', float('nan')):.3f}.")
+    _by_label(doc, run)
+
+
+def _by_label(doc: Document, run: RunState) -> None:
+    """Multi-label: which labels are hard or ambiguous; token classification: which tags."""
+    rows = run.summary("metrics").get("by_label")
+    if not rows:
+        return
+    what = "label" if run.task == "multi-label" else "gold tag"
+    doc.p(f"Per {what} (units, hardest first):")
+    doc.table([what, "units", "confidence", "variability", *REGIONS],
+              [[r["label"], r["n"], fmt_float(r["confidence"]), fmt_float(r["variability"]),
+                *[pct(r[g]) for g in REGIONS]] for r in rows])
 
 
 def _crossfit(doc: Document, run: RunState) -> None:
@@ -223,11 +207,31 @@ def _seed_stability(doc: Document, run: RunState, n_examples: int) -> None:
         doc.table(["row", *text_columns, *info["runs"], "majority"], rows)
 
 
+def _gold_cell(run: RunState, ex, row) -> str:
+    """An example's gold as the report shows it: its label, its label set, its hardest word and tag."""
+    names = run.label_names
+
+    def name(i) -> str:
+        return names[int(i)] if 0 <= int(i) < len(names) else str(i)
+    if run.task == "multi-label":
+        return ", ".join(name(i) for i in ex["label"]) if ex is not None else ""
+    if run.task == "token-classification":
+        words = next((v for v in (ex if ex is not None else []) if isinstance(v, (list, np.ndarray)) and len(v)
+                      and isinstance(v[0], str)), None)
+        sub = int(row.get("hardest_unit", -1))
+        word = words[sub] if words is not None and 0 <= sub < len(words) else "?"
+        return f"{word}: {name(row['gold'])}"
+    return name(row["gold"])
+
+
 def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_examples: int) -> None:
-    metrics, examples, names = run.metrics, run.examples, run.label_names
-    text_columns = run.summary("data").get("text_columns") or []
+    metrics, examples = run.metrics, run.examples
+    data = run.summary("data")
+    text_columns = [*(data.get("text_columns") or []), *((data.get("task_columns") or {}).get("choice_columns") or [])]
     extra = [c for c in (noise_col, "is_ambiguous") if c and examples is not None and c in examples.columns]
     region = metrics["region"].astype(object)
+    gold_header = {"multi-label": "gold labels", "token-classification": "hardest word: gold tag",
+                   "causal-lm": "mean NLL"}.get(run.task, "gold label")
     for r in REGIONS:
         doc.h(3, f"Examples: {r}")
         metric, ascending = _REGION_ORDER[r]
@@ -238,12 +242,11 @@ def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_exam
         rows = []
         for rid, row in members.iterrows():
             ex = examples.loc[rid] if examples is not None else None
-            texts = [ex[c] if ex is not None and c in ex.index else "" for c in text_columns]
-            g = int(row["gold"])
-            rows.append([int(rid), *texts, names[g] if g < len(names) else g, f"{row['confidence']:.3f}",
-                         f"{row['variability']:.3f}", f"{row['correctness']:.2f}",
-                         *[bool(ex[c]) if ex is not None else "" for c in extra]])
-        doc.table(["row", *text_columns, "gold label", "confidence", "variability", "correctness", *extra], rows)
+            texts = [fold(ex[c]) if ex is not None and c in ex.index else "" for c in text_columns]
+            gold = fmt_float(row["nll"]) if run.task == "causal-lm" and "nll" in row.index else _gold_cell(run, ex, row)
+            rows.append([int(rid), *texts, gold, f"{row['confidence']:.3f}", f"{row['variability']:.3f}",
+                         f"{row['correctness']:.2f}", *[bool(ex[c]) if ex is not None else "" for c in extra]])
+        doc.table(["row", *text_columns, gold_header, "confidence", "variability", "correctness", *extra], rows)
 
 
 def _label_noise(doc: Document, run: RunState, noise_col: str) -> None:
@@ -280,89 +283,6 @@ def _vague_pairs(doc: Document, run: RunState) -> None:
               "\"Vague pairs and the ambiguous region\").")
     doc.table(["region", "examples", "vague pairs", "share vague"],
               [[r, v["n"], v["noisy"], share(v["noisy"], v["n"])] for r, v in vs["by_region"].items()])
-
-
-def _subsets(doc: Document, run: RunState) -> None:
-    subsets = run.summary("select").get("subsets", {})
-    subsets = {n: subsets[n] for n in [*run.recipe_order, *subsets] if n in subsets}  # config order
-    if not subsets:
-        return
-    doc.h(2, "Focused subsets")
-    rows = []
-    for name, s in subsets.items():
-        recipe = ", ".join(f"{k}={v}" for k, v in s["recipe"].items() if k != "name")
-        for kind, part in (("focused", s), ("random control", s.get("control"))):
-            if part is not None:
-                rows.append([name, kind, recipe if kind == "focused" else "same size and label mix, random",
-                             part["n"], mix(part["regions"]), mix(part["labels"]), part["path"]])
-    doc.table(["recipe", "subset", "selection", "examples", "regions", "labels", "file"], rows)
-
-
-def _accuracy(doc: Document, run: RunState) -> None:
-    if not run.layout.accuracy_csv.is_file():
-        return
-    acc = pd.read_csv(run.layout.accuracy_csv).set_index("model")
-    doc.h(2, "Accuracy")
-    by_split = {split: [r for r in REGIONS if f"{split}_{r}_accuracy" in acc] for split in ("test", "validation")}
-
-    def region_header(split: str) -> list[str]:
-        return [f"{split}: {r} (n={int(acc[f'{split}_{r}_n'].iloc[0]) if f'{split}_{r}_n' in acc else '?'})"
-                for r in by_split[split]]
-
-    def cells(row, split: str) -> list[str]:
-        return [pct(row[f"{split}_accuracy"]), *[pct(row[f"{split}_{r}_accuracy"]) for r in by_split[split]]]
-
-    doc.table(["model", "test accuracy", *region_header("test"), "validation accuracy", *region_header("validation")],
-              [[name, *cells(row, "test"), *cells(row, "validation")] for name, row in acc.iterrows()])
-    if by_split["validation"] or by_split["test"]:
-        doc.p("Regions of validation and test examples come from the baseline's own predictions on them at "
-              "each epoch end, so the baseline's per-region accuracy is biased by construction (easy-to-learn "
-              "is where it was right): compare the other models with it region by region, and a focused "
-              "model with its random control.")
-    _ensembles(doc, run, list(acc.index))
-
-
-def _ensembles(doc: Document, run: RunState, order: list[str]) -> None:
-    ensembles = read_json(run.layout.ensembles_json, {})
-    ensembles = {n: ensembles[n] for n in [*order, *ensembles] if n in ensembles}
-    if not ensembles:
-        return
-    first = next(iter(ensembles.values()))
-    how = "weighted mean of logits" if first["combine"] == "logits" else "weighted mean of probabilities"
-    doc.p(f"Ensembles: {how}, " + (
-        "weights tuned on the validation set (so their validation accuracy is optimistic; compare them "
-        "on test):" if first.get("tuned") else "equal weights:"))
-    doc.table(["ensemble", "members", "weights"],
-              [[n, " + ".join(e["members"]), " / ".join(f"{w:.2f}" for w in e["weights"])]
-               for n, e in ensembles.items()])
-
-
-def _times(doc: Document, run: RunState) -> None:
-    doc.h(2, "Time per stage")
-    rows, total = [], 0.0
-    for name, rec in run.stages.items():
-        if name == "report":
-            continue
-        total += float(rec.get("seconds", 0.0))
-        finished = _dt.datetime.fromtimestamp(rec.get("finished_at", 0)).strftime("%Y-%m-%d %H:%M:%S")
-        rows.append([name, fmt_seconds(float(rec.get("seconds", 0.0))), finished])
-    rows.append(["total (without the report)", fmt_seconds(total), ""])
-    doc.table(["stage", "time", "finished"], rows)
-    models = run.summary("focus").get("models", {})
-    if models:
-        order = [f"{k}/{r}" for r in run.recipe_order for k in ("focused", "control")]
-        models = {n: models[n] for n in [*order, *models] if n in models}
-        doc.table(["model", "training examples", "time (training and prediction)"],
-                  [[n, m["n"], fmt_seconds(m["seconds"])] for n, m in models.items()])
-
-
-def _configuration(doc: Document, run: RunState) -> None:
-    from ..dynamics.store import package_versions
-
-    doc.h(2, "Configuration")
-    doc.code(json.dumps(run.config, indent=2, sort_keys=True, default=str))
-    doc.h(2, "Package versions")
-    doc.table(["package", "version"], [[k, v] for k, v in package_versions().items()])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,10 +325,10 @@ def write_report(output_dir: str | os.PathLike | RunLayout, *, title: str | None
         _label_noise(doc, run, noise_col)
     if run.examples is not None and "is_ambiguous" in run.examples.columns:
         _vague_pairs(doc, run)
-    _subsets(doc, run)
-    _accuracy(doc, run)
-    _times(doc, run)
-    _configuration(doc, run)
+    subsets_section(doc, run)
+    scores_section(doc, run)
+    times_section(doc, run)
+    configuration_section(doc, run)
     md_path = write_text_atomic(layout.report_md, doc.markdown())
     html_path = write_text_atomic(layout.report_html, doc.html(title))
     return html_path, md_path

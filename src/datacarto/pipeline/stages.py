@@ -16,6 +16,7 @@ import pandas as pd
 from .._io import write_frame
 from ..errors import DatacartoError
 from ..evaluation import accuracy_table
+from ..task_data import SINGLE_LABEL_TASKS
 from .context import Context, jsonable, label_counts, load_predictions, region_counts, save_prepared
 from .hashing import describe_data, digest, frame_digest, ids_digest
 from .layout import STAGES
@@ -27,22 +28,22 @@ from .runner import StageRecord
 
 
 def data_stage(ctx: Context) -> StageRecord:
-    """Load and validate the splits; write the prepared copies (digest: their content)."""
+    """Load and validate the splits for the task; write the prepared copies (digest: their content)."""
     c = ctx.config
     inputs = {"dataset": describe_data(c.dataset), "validation": describe_data(c.validation),
               "test": describe_data(c.test), "text_columns": c.text_columns, "label_column": c.label_column,
               "class_names": c.class_names}
+    inputs.update({k: v for k, v in task_options(c).items() if v})  # absent when unset: old hashes hold
 
     def body():
         from ..train.baseline import load_split
 
-        _check_task(c)
-        train, spec = load_split(c.dataset, split="train", text_columns=c.text_columns,
-                                 label_column=c.label_column, label_names=c.class_names)
+        train, spec = _load_train(ctx)
         splits = {"train": train}
-        splits["validation"], _ = load_split(c.validation, split="validation", spec=spec, what="validation set")
+        splits["validation"], _ = load_split(c.validation, split="validation", spec=spec, what="validation set",
+                                             task=spec.task)
         if c.test is not None:
-            splits["test"], _ = load_split(c.test, split="test", spec=spec, what="test set")
+            splits["test"], _ = load_split(c.test, split="test", spec=spec, what="test set", task=spec.task)
         outputs, rows, digests = [], {}, {}
         for name, ds in splits.items():
             save_prepared(ds, ctx.layout.data_split(name))
@@ -51,22 +52,47 @@ def data_stage(ctx: Context) -> StageRecord:
             digests[name] = frame_digest(ds.to_pandas())
         summary = {"rows": rows, "digests": digests, "text_columns": spec.text_columns,
                    "label_column": spec.label_column, "label_names": spec.label_names,
-                   "columns": train.column_names}
+                   "columns": train.column_names, "task": spec.task,
+                   "task_columns": {k: getattr(spec, k) for k in TASK_SPEC_COLUMNS}}
         return outputs, summary, digest([digests, summary["label_names"], summary["text_columns"]])
 
     return ctx.runner.run("data", inputs, body)
 
 
-def _check_task(c) -> None:
-    """The pipeline trains sequence classifiers: other data gets one line naming the commands that do it."""
-    from ..data import load_table
-    from ..task_data import infer_task
+#: the TaskSpec fields a prepared run keeps (besides text columns, label column and names)
+TASK_SPEC_COLUMNS = ("choice_columns", "tokens_column", "prompt_column", "response_column", "chat_template")
 
-    task, why = infer_task(load_table(c.dataset, "train"), task=None, label_column=c.label_column)
+
+def task_options(c) -> dict:
+    """The config's task and task columns, as ``load_split``/``train_baseline`` take them."""
+    return {"task": c.task, "choice_columns": c.choice_columns, "tokens_column": c.tokens_column,
+            "tags_column": c.tags_column, "prompt_column": c.prompt_column, "response_column": c.response_column,
+            "chat_template": c.chat_template} if c.task or c.choice_columns or c.prompt_column else {}
+
+
+def _load_train(ctx: Context):
+    """The training split and its TaskSpec, for the task given or inferred from its columns (said when not the default)."""
+    from ..data import load_table
+    from ..task_data import check_repeats, infer_task
+    from ..train.baseline import load_split
+
+    c = ctx.config
+    table = load_table(c.dataset, "train")
+    task, why = infer_task(table, task=c.task, label_column=c.label_column, choice_columns=c.choice_columns,
+                           tokens_column=c.tokens_column, tags_column=c.tags_column, prompt_column=c.prompt_column)
     if task != "sequence-classification":
-        raise DatacartoError(
-            f"datacarto run trains sequence classifiers only so far; {c.dataset} looks like {task} data ({why}): "
-            "use datacarto train --task, metrics, map, select, focus and audit --task (docs/tasks.md)")
+        ctx.log(f"      task: {task} ({why})")
+    check_repeats(task, folds=c.folds, seeds=c.seeds)
+    options = {**task_options(c), "task": task}
+    options.setdefault("tokens_column", c.tokens_column)
+    options.setdefault("tags_column", c.tags_column)
+    train, spec = load_split(table, split="train", text_columns=c.text_columns, label_column=c.label_column,
+                             label_names=c.class_names, **options)
+    if not hasattr(spec, "task"):  # sequence classification: a LabelSpec; every stage reads a TaskSpec
+        from ..task_data import TaskSpec
+
+        spec = TaskSpec(text_columns=spec.text_columns, label_column=spec.label_column, label_names=spec.label_names)
+    return train, spec
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,6 +125,8 @@ def metrics_stage(ctx: Context) -> StageRecord:
         outputs = [layout.rel(layout.train_metrics)]
         summary = {"regions": region_counts(m["region"]), "attrs": jsonable(dict(m.attrs)), "n": int(len(m))}
         outputs += _repeat_metrics(ctx, m, summary)
+        if ctx.task in ("multi-label", "token-classification"):
+            summary["by_label"] = _by_label(ctx)
         for split in ("validation", "test"):
             regions = regions_from_dynamics(layout.baseline_dir, split)
             if regions is not None:
@@ -108,6 +136,19 @@ def metrics_stage(ctx: Context) -> StageRecord:
         return outputs, summary, frame_digest(m)
 
     return ctx.runner.run("metrics", {"baseline": ctx.rec("baseline").digest}, body)
+
+
+def _by_label(ctx: Context) -> list[dict]:
+    """Per label (multi-label) or per gold tag (token classification): units, confidence, region shares."""
+    from ..dynamics.cache import get_metrics
+    from ..units import summary_by
+
+    with warnings.catch_warnings():  # said once for the example table
+        warnings.simplefilter("ignore", UserWarning)
+        unit_metrics = get_metrics(ctx.map_dir(), level="unit")
+    groups = unit_metrics["sub_id" if ctx.task == "multi-label" else "gold"].to_numpy()
+    table = summary_by(unit_metrics, groups, ctx.spec.label_names)
+    return jsonable(table.reset_index().to_dict("records"))
 
 
 def _repeat_metrics(ctx: Context, m: pd.DataFrame, summary: dict) -> list[str]:
@@ -200,13 +241,14 @@ def _select_recipe(ctx: Context, m: pd.DataFrame, recipe: dict) -> dict:
     def part(chosen: np.ndarray, control: bool) -> dict:
         path = layout.subset(name, control=control)
         export_subset(focused_dataset(layout.baseline_dir, chosen), path)
+        labels = label_counts(m.loc[chosen, "gold"], ctx.spec.label_names) if single else {}
         return {"n": int(chosen.size), "digest": ids_digest(chosen), "path": layout.rel(path),
-                "regions": region_counts(m.loc[chosen, "region"]),
-                "labels": label_counts(m.loc[chosen, "gold"], ctx.spec.label_names)}
+                "regions": region_counts(m.loc[chosen, "region"]), "labels": labels}
 
+    single = ctx.task in SINGLE_LABEL_TASKS  # an example has one gold label to count and match
     entry = {"recipe": recipe, **part(ids, control=False)}
     if c.control:
-        entry["control"] = part(random_control(ids, m, match_labels=True, seed=c.seed), control=True)
+        entry["control"] = part(random_control(ids, m, match_labels=single, seed=c.seed), control=True)
     return entry
 
 
@@ -215,7 +257,7 @@ def _select_recipe(ctx: Context, m: pd.DataFrame, recipe: dict) -> dict:
 
 
 def evaluate_stage(ctx: Context) -> StageRecord:
-    """Accuracy and macro-F1 of every model and ensemble, overall and per region."""
+    """The task's scores (accuracy, macro-F1, ...) of every model and ensemble, overall and per region."""
     inputs = {"ensemble": ctx.rec("ensemble").digest, "focus": ctx.rec("focus").digest,
               "baseline": ctx.rec("baseline").digest, "metrics": ctx.rec("metrics").digest}
 
@@ -228,14 +270,22 @@ def evaluate_stage(ctx: Context) -> StageRecord:
             test_regions = ctx.read_split_regions("test")
             if test_regions is not None and len(test_regions) != len(test_gold):
                 test_regions = None
-        table = accuracy_table({n: p["validation"] for n, p in preds.items()}, ctx.gold("validation"),
-                               ctx.read_split_regions("validation"),
+        val_gold, val_regions = ctx.gold("validation"), ctx.read_split_regions("validation")
+        if val_regions is not None and len(val_regions) != len(val_gold):
+            val_regions = None
+        table = accuracy_table({n: p["validation"] for n, p in preds.items()}, val_gold, val_regions,
                                test={n: p["test"] for n, p in preds.items()} if test_gold is not None else None,
-                               test_gold=test_gold, test_regions=test_regions)
+                               test_gold=test_gold, test_regions=test_regions, task=ctx.task,
+                               outside=outside_tag(ctx.spec.label_names))
         write_frame(table, layout.accuracy_csv, index=True)
         return [layout.rel(layout.accuracy_csv)], {"accuracy": jsonable(table.reset_index().to_dict("records"))}, None
 
     return ctx.runner.run("evaluate", inputs, body)
+
+
+def outside_tag(label_names: list[str]) -> int:
+    """The id of the outside tag of token classification: the one named O, else 0 (the usual first tag)."""
+    return next((i for i, name in enumerate(label_names or []) if name.upper() == "O"), 0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,9 +22,8 @@ from .examples import (
     check_map_style,
     label_names_of,
     model_name,
-    read_labels,
     records_frame,
-    task_labels,
+    units_of,
 )
 from .predict import predict_logits
 from .recorder import EpochBuffer, SplitRecorder, warn_once
@@ -126,9 +125,7 @@ class _Recording(TrainerCallback):
 
     def read_units(self, dataset, model, what: str = "training set"):
         """(example labels, Units, label column) of a data set, validated for the task."""
-        raw, column = read_labels(dataset, self.label_keys)
-        labels = task_labels(self.task, raw, column, num_classes(self.task, model, dataset), what)
-        return labels, self.task.units(labels), column
+        return units_of(self.task, dataset, model, what, label_keys=self.label_keys)
 
     def start(self, args, state, model) -> None:
         """Mode-specific set-up after the shared checks."""
@@ -178,16 +175,6 @@ def check_not_packed(task, dataset) -> None:
     if task.name == "causal-lm" and packed:
         raise DatacartoError(f"the training set looks packed (column {packed[0]!r}): datacarto records one unit "
                              "per example and refuses packed sequences; train with packing off (TRL: packing=False)")
-
-
-def num_classes(task, model, dataset) -> int | None:
-    """Classes of the task's decision: the model's labels, or the number of choices of an example."""
-    if task.name == "causal-lm":
-        return None
-    if task.name == "multiple-choice":
-        first = dataset[0].get("input_ids") if len(dataset) else None
-        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "shape") else None
-    return getattr(getattr(model, "config", None), "num_labels", None)
 
 
 class _Positions:

@@ -58,6 +58,23 @@ def read_labels(dataset, label_names: tuple[str, ...] = LABEL_KEYS) -> tuple[obj
     return values, column
 
 
+def num_classes(task, model, dataset) -> int | None:
+    """Classes of the task's decision: the model's labels, or the number of choices of an example."""
+    if task.name == "causal-lm":
+        return None
+    if task.name == "multiple-choice":
+        first = dataset[0].get("input_ids") if len(dataset) else None
+        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "shape") else None
+    return getattr(getattr(model, "config", None), "num_labels", None)
+
+
+def units_of(task, dataset, model, what: str = "training set", *, label_keys: tuple[str, ...] = LABEL_KEYS):
+    """(example labels, Units, label column) of a (tokenized) data set, validated for ``task``."""
+    raw, column = read_labels(dataset, label_keys)
+    labels = task_labels(task, raw, column, num_classes(task, model, dataset), what)
+    return labels, task.units(labels), column
+
+
 def task_labels(task, raw, column: str, num_classes: int | None, what: str = "training set"):
     """Validated labels for ``task.units``: class ids, multi-hot rows, or tag lists (with -100)."""
     if len(raw) == 0:

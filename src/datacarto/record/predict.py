@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .distributed import rank_world
-from .examples import LABEL_KEYS, ROW_ID
+from .examples import LABEL_KEYS, ROW_ID, units_of
 
 
 @torch.no_grad()
@@ -55,3 +55,26 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, c), np.float32)
     return (np.concatenate(out_ids).astype(np.int64), np.concatenate(out_gold).astype(np.int64),
             np.concatenate(out_logits))
+
+
+def predict_split(trainer, dataset, *, what: str = "evaluation set") -> tuple[np.ndarray, np.ndarray]:
+    """(gold, logits) of every unit of a tokenized labelled ``dataset``, in unit order, with ``trainer.model``.
+
+    The one prediction of the pipeline, for every task: examples (sequence classification,
+    multiple choice), (example, label) pairs, words, or a causal LM's per-example response
+    statistics (:mod:`datacarto.record.tasks`). It goes through the trainer's own test data loader
+    (its collator and column removal) and the recorder's :func:`predict_logits`, so the units are
+    those the recorded evaluation dynamics hold. Single process: every row is predicted here.
+    """
+    from .tasks import task_of
+
+    model = trainer.model
+    task = task_of(model)
+    loader = trainer.get_test_dataloader(dataset)
+    _, units, _ = units_of(task, loader.dataset, model, what)
+    ids, gold, logits = predict_logits(model, loader.dataset, loader.collate_fn,
+                                       trainer.args.per_device_eval_batch_size, task=task, units=units)
+    order = np.argsort(ids, kind="stable")
+    if not np.array_equal(ids[order], np.arange(units.n)):
+        raise RuntimeError(f"predicted {len(ids)} units of the {what}, expected {units.n}")
+    return gold[order], np.ascontiguousarray(logits[order], dtype=np.float32)

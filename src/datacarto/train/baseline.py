@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import LabelSpec, effective_max_length, load_model, load_table, tokenize
+from ..data import LabelSpec, effective_max_length, load_model, load_table
 from ..dynamics.store import DynamicsWriter, dynamics_dir
 from ..errors import DatacartoError
-from ..task_data import collator_for, prepare_for_task, tokenize_task
+from ..task_data import collator_for, encode, prepare_for_task
 
 #: TrainingArguments defaults for datacarto (the Trainer's own defaults otherwise).
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -128,7 +128,6 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
         args.eval_strategy = "no"
     tokenizer, net = load_model(model, spec.num_labels, spec.label_names, task=task)
     max_length = effective_max_length(tokenizer, net, max_length)
-    encode = tokenize if task == "sequence-classification" else tokenize_task
     train_tok = encode(train_ds, tokenizer, spec, max_length=max_length)
     val_tok = encode(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
     trainer = CartographyTrainer(
