@@ -168,7 +168,7 @@ def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classificatio
     writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), labels, texts)
     writer.update_manifest(task=task, unit=unit, label_names=list(names), n_examples=n, n_units=int(rows.size),
                            mode="training_pass", text_columns=list(texts.columns))
-    start, end = rng.normal(0, 2, rows.size), rng.normal(1.5, 2.5, rows.size)
+    start, end = rng.normal(0, 2, rows.size), rng.normal(2.5, 2.5, rows.size)
     for e in range(epochs):
         logits = rng.normal(0, 0.3, (rows.size, classes)).astype(np.float32)
         logits[np.arange(rows.size), gold] += (start + (end - start) * e / max(epochs - 1, 1)).astype(np.float32)
