@@ -131,13 +131,14 @@ def toy_task_words() -> list[str]:
 
 
 def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classification", epochs: int = 4,
-                       seed: int = 0, words: tuple[int, int] = (3, 8)):
+                       seed: int = 0, words: tuple[int, int] = (3, 8), vocabulary=None):
     """Record synthetic unit dynamics of ``n`` examples into ``run_dir`` (no model is trained).
 
     Token classification: each example has ``words`` (min, max) words of the toy vocabulary tagged
     with :data:`TOY_TAGS` (a "tokens" column; units are words); multi-label: a "text" column and three
     weather labels (units are labels). Each unit's p(gold) drifts from its own random start toward a
-    random end over the epochs, so every region is populated. Returns the run folder.
+    random end over the epochs, so every region is populated. ``vocabulary``: more words to draw
+    sentences from (tagged O; benchmarks use a large one). Returns the run folder.
     """
     import numpy as np
     import pandas as pd
@@ -145,7 +146,7 @@ def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classificatio
     from .dynamics.store import DynamicsWriter, dynamics_dir
 
     rng = np.random.default_rng(seed)
-    vocab = np.array(_FILLER + _PLACES_NE + _PEOPLE_NE, dtype=object)
+    vocab = np.array(_FILLER + _PLACES_NE + _PEOPLE_NE + list(vocabulary or []), dtype=object)
     if task == "token-classification":
         lengths = rng.integers(words[0], words[1] + 1, n)
         tokens = vocab[rng.integers(0, len(vocab), int(lengths.sum()))]
