@@ -6,6 +6,7 @@ For each task: train with recording (training-pass mode), then print the share o
 label added or dropped, a tag changed).
 
     python benchmarks/tasks.py [--n 1000] [--epochs 3] [--tasks multiple-choice,multi-label,token-classification]
+    python benchmarks/tasks.py --pipeline [--n 600]   # datacarto run on each task: baseline, focused, controls
 
 Data: ../shared/data/{winogrande,goemotions,wnut17} (see its README); not needed by the product.
 """
@@ -45,20 +46,45 @@ def head(path: Path, n: int, out: Path) -> str:
 
 
 def validation_score(task: str, run: Path) -> str:
+    """The task's scores (datacarto.evaluation, the pipeline's own) of the last recorded validation epoch."""
     from datacarto import load_dynamics
+    from datacarto.evaluation import evaluate_by_region
 
     dyn = load_dynamics(run, "validation")
-    pred = dyn.logits[:, -1].argmax(axis=1)
-    if task == "multiple-choice":
-        return f"accuracy {np.mean(pred == dyn.gold):.3f}"
-    if task == "multi-label":
-        tp = np.sum((pred == 1) & (dyn.gold == 1))
-        f1 = 2 * tp / max(np.sum(pred == 1) + np.sum(dyn.gold == 1), 1)
-        return f"micro-F1 {f1:.3f}"
-    entity = dyn.gold != 0
-    tp = np.sum((pred == dyn.gold) & entity)
-    f1 = 2 * tp / max(np.sum(pred != 0) + np.sum(entity), 1)
-    return f"word accuracy {np.mean(pred == dyn.gold):.3f}, entity-tag F1 {f1:.3f}"
+    table = evaluate_by_region({"last epoch": dyn.logits[:, -1]}, dyn.gold, task=task).iloc[0]
+    return ", ".join(f"{name.removeprefix('overall_')} {table[name]:.3f}" for name in table.index
+                     if name.startswith("overall_"))
+
+
+def run_pipeline_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
+    """``datacarto run`` on the task: the baseline, two focused models and their random controls, scored."""
+    import pandas as pd
+
+    from datacarto.data import minilm_path
+    from datacarto.pipeline import PipelineConfig, run_pipeline
+
+    spec = dict(TASKS[task])
+    folder = DATA / spec.pop("folder")
+    files = {s: head(folder / f"{s}.jsonl", n if s == "train" else n_val, work / f"{task}-{s}.jsonl")
+             for s in ("train", "validation", "test") if (folder / f"{s}.jsonl").is_file()}
+    args = dict(num_train_epochs=epochs, learning_rate=LEARNING_RATES[task], per_device_train_batch_size=16,
+                per_device_eval_batch_size=64, use_cpu=True, disable_tqdm=True, save_strategy="no",
+                logging_strategy="no", report_to="none")
+    config = PipelineConfig(model=minilm_path(), dataset=files["train"], validation=files["validation"],
+                            test=files.get("test"), output_dir=str(work / f"{task}-pipeline"), task=task,
+                            text_columns=spec.get("text_columns"), label_column=spec["label_column"],
+                            class_names=spec["label_names"], tags_column=spec["label_column"],
+                            choice_columns=spec.get("choice_columns"), training_args=args,
+                            focus_training_args={"num_train_epochs": max(1, epochs - 1)})
+    start = time.perf_counter()
+    run_pipeline(config, quiet=True)
+    seconds = time.perf_counter() - start
+    table = pd.read_csv(work / f"{task}-pipeline" / "evaluation" / "accuracy.csv").set_index("model")
+    split = "test" if "test" in files else "validation"
+    columns = [c for c in table.columns if c.startswith(f"{split}_") and c.count("_") <= 2
+               and not any(r in c for r in ("easy", "ambiguous", "hard"))]
+    print(f"{task} pipeline: {n} examples x {epochs} epochs, all stages in {seconds:.0f} s; {split} scores:")
+    print(table[columns].round(3).to_string(), flush=True)
 
 
 def run_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
@@ -108,6 +134,8 @@ def main() -> None:
     p.add_argument("--n-val", type=int, default=300)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--pipeline", action="store_true",
+                   help="run datacarto run on each task instead (focused models and random controls, scored)")
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -117,7 +145,7 @@ def main() -> None:
     logging.set_verbosity_error()
     with tempfile.TemporaryDirectory() as tmp:
         for task in a.tasks.split(","):
-            run_task(task, a.n, a.n_val, a.epochs, Path(tmp))
+            (run_pipeline_task if a.pipeline else run_task)(task, a.n, a.n_val, a.epochs, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """``datacarto map RUN``: the data map of a run as a figure (PNG/PDF/SVG) and an interactive HTML page.
 
 Without ``--html`` or ``--png`` both are written into the run folder (``data_map.png`` and
-``data_map.html``). ``--sample N`` maps one seeded random subset of N examples in both outputs.
+``data_map.html``). The work is :func:`datacarto.maps.run_maps.write_run_maps`, which the pipeline's
+maps stage calls too; this command parses the arguments and says what was written. ``--sample N``
+maps one seeded random subset of N examples in both outputs (and, in a unit-level run, their units).
 ``--compare RUN_B [RUN_C ...]`` adds, for runs over the same training data, each example's region
 in every run, the region transition matrix and the share of examples keeping their region.
 """
@@ -31,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--html", help="write the interactive map here (.html)")
     p.add_argument("--png", help="write the static figure here (.png, .pdf or .svg)")
     p.add_argument("--level", default="example", choices=("example", "unit"),
-                   help="multi-label and token-classification runs: one point per example (default) or per "
-                        "unit (label or word; the tooltip marks it)")
+                   help="multi-label and token-classification runs: the level the figure shows and the page "
+                        "opens at, one point per example (default) or per unit (label or word); the page "
+                        "holds both and switches between them")
     p.add_argument("--color-by", "--color_by", default="correctness", choices=COLOR_MODES,
                    help="hue: correctness (default), gold label, or region")
     p.add_argument("--sample", type=int, metavar="N", help="map a seeded random subset of N examples")
@@ -55,26 +58,6 @@ def _outputs(args) -> tuple[Path | None, Path | None]:
     if html is not None and Path(html).suffix.lower() not in HTML_SUFFIXES:
         raise DatacartoError(f"--html {html}: the interactive map is an .html file")
     return (Path(html) if html else None), (Path(png) if png else None)
-
-
-def gold_probs_for(run, split: str, index):
-    """(p(gold) per epoch in the row order of ``index``, label names) from the stored dynamics."""
-    import numpy as np
-    import pandas as pd
-
-    from ..dynamics.store import load_dynamics
-    from ..maps.interactive import gold_probabilities
-
-    dynamics = load_dynamics(run, split)
-    if dynamics.unit_level and index.name != "unit_id":  # an example's p(gold) by epoch: the mean of its units'
-        probs = pd.DataFrame(gold_probabilities(dynamics.logits, dynamics.gold)).groupby(dynamics.row_ids).mean()
-        return probs.reindex(index).to_numpy(), dynamics.label_names
-    where = pd.Index(dynamics.ids).get_indexer(pd.Index(index))
-    if (where < 0).any():
-        raise DatacartoError(f"{int((where < 0).sum())} examples of the metrics table are not in the "
-                             f"dynamics of {run} ({split}): recompute the metrics")
-    probs = gold_probabilities(dynamics.logits[where], dynamics.gold[where])
-    return np.asarray(probs), dynamics.label_names
 
 
 def _compare(args):
@@ -101,55 +84,17 @@ def main(argv: list[str]) -> int:
     html_path, png_path = _outputs(args)
     compare = _compare(args)  # first: runs over other data fail before anything is written
 
-    from ..dynamics.cache import get_metrics
-    from ..dynamics.store import load_examples
-    from ..learning_check import learning_warning
-    from ..maps import inferred_thresholds, subsample
+    from ..maps.run_maps import write_run_maps
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        metrics = get_metrics(args.run, split=args.split, level=args.level)
-    for w in caught:
-        print(f"datacarto: warning: {w.message}", file=sys.stderr)
-    if len(metrics) == 0:
-        raise DatacartoError(f"{args.run} ({args.split}) has no examples to map")
-    probs, label_names = gold_probs_for(args.run, args.split, metrics.index)
-    records = load_examples(args.run, args.split)
-    from ..dynamics.store import dynamics_dir, read_manifest
-
-    task = read_manifest(dynamics_dir(args.run, args.split)).get("task", "")
-    if metrics.index.name == "unit_id" and records is not None:  # one point per label or word
-        from ..units import unit_records
-
-        records = unit_records(records, metrics, task=task, label_names=label_names)
-        metrics = metrics.drop(columns=["row_id", "sub_id"])
-    if task == "multi-label":  # each unit is a yes/no decision about one label
-        label_names = ["no", "yes"]
-    if records is None:
-        print("datacarto: warning: no recorded examples (examples.parquet): tooltips show row ids only",
-              file=sys.stderr)
-
-    # the region boundaries of the whole table, kept when only a sample is drawn
-    found = inferred_thresholds(metrics)
-    title = args.title or f"{Path(args.run).resolve().name} ({args.split})"
-    if learning_warning(metrics) is not None:  # said on stderr by get_metrics; the map says it too
-        title += " - the model barely learned: regions are relative"
-    if args.sample is not None and args.sample < len(metrics):
-        title += f", random sample of {args.sample:,} of {len(metrics):,}"
-        keep = subsample(len(metrics), args.sample, args.seed)
-        metrics, probs = metrics.iloc[keep].copy(), probs[keep]
-    if found is not None:
-        metrics.attrs.update(variability_threshold=found[0], confidence_threshold=found[1])
+    result = write_run_maps(args.run, split=args.split, html=html_path, png=png_path, color_by=args.color_by,
+                            level=args.level, title=args.title, sample=args.sample, seed=args.seed,
+                            compare=compare)
+    for message in result.warnings:
+        print(f"datacarto: warning: {message}", file=sys.stderr)
     if png_path is not None:
-        from ..maps.static import plot_data_map, save_figure
-
-        fig = plot_data_map(metrics, color_by=args.color_by, label_names=label_names, title=title)
-        save_figure(fig, png_path)
         print(f"wrote {png_path}")
     if html_path is not None:
-        from ..maps.interactive import interactive_map
-
-        interactive_map(metrics, records, gold_probs=probs, label_names=label_names, path=html_path,
-                        color_by=args.color_by, title=title, compare=compare)
-        print(f"wrote {html_path} ({html_path.stat().st_size / 1e6:.1f} MB, {len(metrics):,} points)")
+        points = " and ".join(f"{n:,} {'points' if lv == 'example' else 'unit points'}"
+                              for lv, n in result.points.items())
+        print(f"wrote {html_path} ({html_path.stat().st_size / 1e6:.1f} MB, {points})")
     return 0

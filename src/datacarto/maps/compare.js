@@ -81,7 +81,7 @@
     $('dc-compare-other').value = String(k);
     return mode === 'transition' ? redraw() : tableChanged();
   }
-  if (meta.compare) Object.assign(api, {
+  if (meta.compare || (altMeta && altMeta.compare)) Object.assign(api, {
     compareMatrix: function () { return { runs: [meta.compare.runs[0], meta.compare.runs[cmpOther]], counts: transitionCounts() }; },
     selectTransition: selectTransition,
     setCompareRun: setCompareRun,

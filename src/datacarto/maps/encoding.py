@@ -145,3 +145,61 @@ def decode_text(data: bytes) -> dict[str, list]:
     names = header["columns"]
     n = header["n_values"] // max(len(names), 1)
     return {name: values[k * n:(k + 1) * n] for k, name in enumerate(names)}
+
+
+# ----------------------------------------------------------------------------------------------
+# reading a page back (tests, debugging)
+
+
+def decode_payload(page: str, level: str | None = None) -> tuple[dict, dict[str, np.ndarray], dict[str, list] | None]:
+    """Read a written map back: (meta, numeric arrays by name, text columns or None).
+
+    Parameters
+    ----------
+    page : str
+        The HTML of a map written by :func:`datacarto.maps.interactive.interactive_map`.
+    level : {"example", "unit"}, optional
+        Which level of a two-level page (default: the one it opens at).
+
+    Returns
+    -------
+    tuple
+        Table scores come back under their own names; a compared run's region codes as
+        ``compare:<k>``; at the unit level ``unit_row`` (the example's row id) and ``unit_sub``.
+    """
+    import re
+
+    from ..errors import DatacartoError
+
+    def block(name: str) -> str:
+        m = re.search(rf'<script type="[^"]+" id="{name}">(.*?)</script>', page, flags=re.S)
+        if m is None:
+            raise DatacartoError(f"not a datacarto map: no {name} block")
+        return m.group(1).strip()
+
+    prefix = "dc-"
+    if level is not None and json.loads(block("dc-meta")).get("level", "example") != level:
+        if not block("dc-alt-meta"):
+            raise DatacartoError(f"the page has no {level} level")
+        prefix = "dc-alt-"
+    meta = json.loads(block(prefix + "meta"))
+    raw = gzip.decompress(base64.b64decode(block(prefix + "numeric")))
+    arrays = {}
+    for spec in meta["arrays"]:
+        dtype = np.dtype("<" + spec["dtype"])
+        arrays[spec["name"]] = np.frombuffer(raw, dtype=dtype, count=spec["length"], offset=spec["offset"])
+    for name, flag in (("row_id", "row_id_delta"), ("unit_row", "unit_row_delta")):
+        if meta.get(flag):
+            arrays[name] = np.cumsum(arrays[name], dtype=np.int64)
+    if "gold_probs" in arrays:
+        arrays["gold_probs"] = arrays["gold_probs"].reshape(meta["n"], meta["prob_epochs"])
+    if meta.get("correctness_from_level"):
+        level_codes = arrays["level"]
+        arrays["correctness"] = np.where(level_codes == 255, np.nan,
+                                         level_codes / max(meta["n_epochs"], 1)).astype(np.float32)
+    for spec in meta.get("scores", []):  # scores come back as values (to 1/65534 of their range)
+        codes = arrays.pop(f"score:{spec['name']}")
+        arrays[spec["name"]] = np.where(codes == 65535, np.nan, spec["lo"] + codes * spec["step"])
+    text = block(prefix + "text")
+    columns = decode_text(gzip.decompress(base64.b64decode(text))) if text else None
+    return meta, arrays, columns

@@ -29,7 +29,11 @@
 
   // ---- columns: {name, kind: text|label|score, get(i) -> shown value, key}
   function tableColumns() {
-    var out = [{ name: 'row_id', kind: 'score', width: 76, get: function (i) { return String(rowId(i)); } }];
+    var out = [{ name: meta.id_name || 'row_id', kind: 'score', width: 76, key: true, get: function (i) { return String(rowId(i)); } }];
+    if (meta.level === 'unit') [['row_id', 'unit_row', 70], ['sub_id', 'unit_sub', 56]].forEach(function (u) {
+      out.push({ name: u[0], kind: 'score', width: u[2], values: function () { return A[u[1]]; },
+                 get: function (i) { return String(A[u[1]][i]); } });
+    });
     if (text) text.columns.forEach(function (c, k) {
       out.push({ name: c, kind: 'text', col: k, width: 260, get: function (i) { var v = text.value(k, i); return v === null ? '' : v; } });
     });
@@ -115,7 +119,8 @@
   function orderOf(c) {
     if (orders[c.name]) return orders[c.name];
     var o;
-    if (c.name === 'row_id') o = packedOrder(function (i) { return floatKey(rowId(i)); });
+    if (c.key) o = packedOrder(function (i) { return floatKey(rowId(i)); });
+    else if (c.values) { var w = c.values(); o = packedOrder(function (i) { return floatKey(w[i]); }); }
     else if (c.kind === 'text') o = textOrder(c.col);
     else if (c.kind === 'label') {
       var codes = c.codes(), rank = nameRanks(c.names);
@@ -273,7 +278,7 @@
       var cell = el('div', 'dc-td' + (c.kind === 'score' ? ' dc-num' : '')), b = el('button', null, c.name);
       b.type = 'button'; b.dataset.column = c.name; b.title = 'sort by ' + c.name;
       b.addEventListener('click', function () {
-        setSort(c.name, sortState.column === c.name ? !sortState.desc : c.kind === 'score' && c.name !== 'row_id');
+        setSort(c.name, sortState.column === c.name ? !sortState.desc : c.kind === 'score' && !c.key && !c.values);
       });
       cell.appendChild(b);
       headRow.appendChild(cell);
@@ -305,8 +310,8 @@
       var cells = r.children;
       for (var c = 0; c < columns.length; c++) {
         var v = columns[c].get(i);
-        cells[c].textContent = v;     // data only ever as text
-        if (columns[c].kind === 'text') cells[c].title = v;
+        if (columns[c].kind === 'text') fillCell(cells[c], v);   // long values folded (details.js)
+        else cells[c].textContent = v;     // data only ever as text
       }
     });
   }
@@ -319,6 +324,7 @@
   // ---- focus: a row's point ringed on the map, its tooltip shown, the row scrolled into view
   function focusIndex(i) {
     focused = i;
+    showDetails(i);
     var k = view.indexOf(i);
     if (k >= 0) {
       var box = $('dc-table'), y = HEAD_H + k * ROW_H;
@@ -439,10 +445,23 @@
       $('dc-ranges').appendChild(row);
     });
   }
-  function explorerInit() {
+  var compareReady = false;
+  function explorerLevel(q) {     // the table of the current level: state reset, columns, filters, head, search q
+    view = new Uint32Array(0); sortState = { column: null, desc: false }; orders = {}; filterSpec = {};
+    focused = -1; vocabRank = null; lowerVocab = null; timing = {};
+    query = String(q || ''); hits = searchRows(query); keep = computeKeep();
+    $('dc-search').value = query;
     columns = tableColumns();
+    ['dc-regions', 'dc-preds', 'dc-ranges'].forEach(function (id) { $(id).replaceChildren(); });
     filterControls();
+    pool = []; headRow = null;
+    $('dc-table-spacer').replaceChildren();
     buildHead();
+    if (meta.compare && !compareReady) { compareInit(); compareReady = true; }
+    $('dc-compare').hidden = !meta.compare;
+  }
+  function explorerInit() {
+    explorerLevel('');
     $('dc-table').addEventListener('scroll', scheduleRender, { passive: true });
     window.addEventListener('resize', scheduleRender);
     var timer = null;
@@ -454,7 +473,6 @@
     $('dc-clear-filters').addEventListener('click', function () { setFilter({ search: '' }); });
     $('dc-export-jsonl').addEventListener('click', function () { exportTable('jsonl'); });
     $('dc-export-csv').addEventListener('click', function () { exportTable('csv'); });
-    if (meta.compare) compareInit();
     tableChanged();
   }
   Object.assign(api, {

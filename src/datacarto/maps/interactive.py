@@ -29,13 +29,12 @@ written file back.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import html
 import json
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -58,16 +57,21 @@ from . import (
     region_guides,
     subsample,
 )
-from .encoding import _b64_gzip, _numeric_blob, decode_text, encode_text
+from .encoding import _b64_gzip, _numeric_blob, decode_payload, decode_text, encode_text
 
 FORMAT_VERSION = 1
 TEMPLATE = "map_template.html"
-SCRIPTS = ("explorer.js", "compare.js")  # our own page code, inlined into the app (no data in them)
-_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|TITLE|EXPLORERJS)@\*/")
-_SKIP_COLUMNS = {"row_id", "fingerprint", "label"}
+SCRIPTS = ("explorer.js", "details.js", "levels.js", "compare.js")  # our own page code, inlined into the app (no data in them)
+_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|EXPLORERJS)@\*/")
+_SKIP_COLUMNS = {"row_id", "fingerprint"}
 #: scores the table shows besides confidence, variability and correctness, when the metrics hold them
 #: (each costs about 1.4 MB of HTML at 550k rows, stored to 1/65534 of its range)
 TABLE_SCORES = ("forgetfulness", "aum", "el2n")
+
+
+def _holds_text(series: pd.Series) -> bool:
+    values = series.dropna()
+    return len(values) > 0 and isinstance(values.iloc[0], str)
 
 
 def _text_columns(records: pd.DataFrame, ids: np.ndarray) -> dict[str, list]:
@@ -90,8 +94,8 @@ def _text_columns(records: pd.DataFrame, ids: np.ndarray) -> dict[str, list]:
     out = {}
     for col in records.columns:
         series = records[col]
-        if str(col) in _SKIP_COLUMNS:
-            continue
+        if str(col) in _SKIP_COLUMNS or (str(col) == "label" and not _holds_text(series)):
+            continue  # an example's label ids are not text; a unit record's label name is
         if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
                 or isinstance(series.dtype, pd.CategoricalDtype)):
             continue
@@ -166,20 +170,35 @@ def _compare_codes(compare: pd.DataFrame, ids: np.ndarray) -> tuple[list[str], l
     return runs, codes
 
 
+def _id_array(ids: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Integer ids as steps from the previous id (int32, True) where they fit, else as float64 (False)."""
+    if ids.size and np.abs(ids).max() >= 2**53:
+        raise DatacartoError("row ids must be below 2**53 for the interactive map")
+    deltas = np.diff(ids, prepend=0)
+    if deltas.size and deltas.min() >= -(2**31) and deltas.max() < 2**31:  # sorted ids: runs of small steps
+        return deltas.astype(np.int32), True
+    return ids.astype(np.float64), False  # exact below 2**53
+
+
+def _unit_arrays(table: pd.DataFrame) -> tuple[dict, dict]:
+    """A unit table's example row id (``unit_row``) and index in the example (``unit_sub``) per unit."""
+    missing = [c for c in ("row_id", "sub_id") if c not in table.columns]
+    if missing:
+        raise DatacartoError(f"a unit-level map needs the columns {missing} (get_metrics(run, level='unit'))")
+    rows = pd.to_numeric(table["row_id"]).to_numpy(dtype=np.int64)
+    subs = pd.to_numeric(table["sub_id"]).to_numpy(dtype=np.int64)
+    unit_row, delta = _id_array(rows)
+    sub_dtype = np.uint16 if subs.size == 0 or subs.max() < 65536 else np.uint32
+    return {"unit_row": unit_row, "unit_sub": subs.astype(sub_dtype)}, {"unit_row_delta": delta}
+
+
 def _arrays(table: pd.DataFrame, ids: np.ndarray, gold: np.ndarray, n_labels: int) -> tuple[dict, dict]:
     """The numeric arrays every map carries, and what meta says about them."""
     label_dtype = np.uint8 if n_labels < 255 else np.uint16
     missing_label = np.iinfo(label_dtype).max
     levels, n_epochs = correctness_levels(table, None)
     arrays: dict[str, np.ndarray] = {}
-    if np.abs(ids).max() >= 2**53:
-        raise DatacartoError("row ids must be below 2**53 for the interactive map")
-    deltas = np.diff(ids, prepend=0)
-    row_id_delta = bool(deltas.size and deltas.min() >= -(2**31) and deltas.max() < 2**31)
-    if row_id_delta:  # sorted ids (the usual case) become runs of small steps: gzip makes them tiny
-        arrays["row_id"] = deltas.astype(np.int32)
-    else:
-        arrays["row_id"] = ids.astype(np.float64)  # exact below 2**53
+    arrays["row_id"], row_id_delta = _id_array(ids)
     for col in ("variability", "confidence", "correctness"):
         arrays[col] = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float32)
     # correctness is k/E for nearly every run: then the levels carry it (0.4 MB less at 550k)
@@ -205,8 +224,13 @@ def _arrays(table: pd.DataFrame, ids: np.ndarray, gold: np.ndarray, n_labels: in
 def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *, gold_probs=None,
                   label_names=None, color_by: str = "correctness", title: str | None = None,
                   max_points: int | None = None, seed: int = 0, scores=None,
-                  compare: pd.DataFrame | None = None) -> tuple[dict, bytes, bytes | None]:
-    """What the page embeds: (meta dict, numeric blob, text blob or None), before compression."""
+                  compare: pd.DataFrame | None = None,
+                  unit_kind: str | None = None) -> tuple[dict, bytes, bytes | None]:
+    """What the page embeds: (meta dict, numeric blob, text blob or None), before compression.
+
+    ``unit_kind`` ("word", "label"): ``metrics`` is a unit table (``get_metrics(run, level="unit")``,
+    with ``row_id`` and ``sub_id`` columns) and the payload is the unit level of a page.
+    """
     check_color_by(color_by)
     check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
     if color_by == "region" and "region" not in metrics.columns:
@@ -220,6 +244,10 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
     if len(names) > 65535:
         raise DatacartoError(f"too many labels for the map: {len(names)}")
     arrays, info = _arrays(table, ids, gold, len(names))
+    if unit_kind is not None:
+        more, unit_info = _unit_arrays(table)
+        arrays.update(more)
+        info.update(unit_info)
     score_meta = []
     for name in _table_scores(table, scores):
         arrays[f"score:{name}"], lo, step = _score_codes(table[name])
@@ -244,6 +272,8 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
     guides, guide_kind = region_guides(metrics)
     meta = {
         "version": FORMAT_VERSION, "n": int(ids.size), "n_total": int(n_total), **info,
+        "level": "example" if unit_kind is None else "unit", "unit_kind": unit_kind,
+        "id_name": "row_id" if unit_kind is None else "unit_id", "alt_level": None,
         "title": title or "Data map", "color_by": color_by,
         "label_names": names, "label_colors": label_colors(len(names)),
         "correctness_colors": correctness_colors(info["n_epochs"]),
@@ -257,81 +287,113 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
     return meta, blob, text_blob
 
 
+@dataclass
+class UnitLevel:
+    """The unit level of a two-level page: one point per unit (label or word) of the mapped examples.
+
+    ``metrics``: ``get_metrics(run, level="unit")`` (index ``unit_id``, columns ``row_id`` and
+    ``sub_id`` naming each unit's example and place in it); ``records``: one record per unit by
+    unit id (:func:`datacarto.units.unit_records`: the text with the unit marked); ``gold_probs``:
+    (U, E) p(gold) per epoch in the order of ``metrics``; ``kind``: what a unit is ("word",
+    "label"), as the switch and the tooltip name it.
+    """
+
+    metrics: pd.DataFrame
+    records: pd.DataFrame | None = None
+    gold_probs: np.ndarray | None = None
+    label_names: list | None = None
+    kind: str = "unit"
+
+
 def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *, gold_probs=None,
                     label_names=None, path: str | os.PathLike | None = None, color_by: str = "correctness",
                     title: str | None = None, max_points: int | None = None, seed: int = 0, scores=None,
-                    compare: pd.DataFrame | None = None) -> str:
+                    compare: pd.DataFrame | None = None, units: UnitLevel | None = None,
+                    open_level: str = "example") -> str:
     """The interactive data map and its linked table as one self-contained HTML page.
 
-    ``records``: the examples by row id (e.g. ``load_examples(run)``); every text column shows in
-    the tooltip, the table and exports. Without it the tooltip shows row ids and metrics.
-    ``gold_probs``: (N, E) p(gold) per epoch, rows in the order of ``metrics``, for the trend.
-    ``max_points`` keeps a seeded random subset of that many rows. ``scores``: metric columns the
-    table shows besides confidence, variability and correctness (default :data:`TABLE_SCORES`).
-    ``compare``: a :func:`datacarto.compare_runs` table (first run = the mapped one) adds the
-    region transition matrix and the "transition" colouring. Also written to ``path`` if given.
-    """
-    meta, blob, text_blob = build_payload(metrics, records, gold_probs=gold_probs, label_names=label_names,
-                                          color_by=color_by, title=title, max_points=max_points, seed=seed,
-                                          scores=scores, compare=compare)
-    from plotly.offline import get_plotlyjs
+    Parameters
+    ----------
+    metrics : DataFrame
+        One row per example (``get_metrics``), indexed by row id.
+    records : DataFrame, optional
+        The examples by row id (e.g. ``load_examples(run)``); every text column shows in the
+        tooltip, the table and exports. Without it the tooltip shows row ids and metrics.
+    gold_probs : array of shape (N, E), optional
+        p(gold) per epoch, rows in the order of ``metrics``, for the tooltip's trend.
+    label_names, color_by, title
+        Names of the label ids, the opening colouring, the page's title.
+    max_points : int, optional
+        Keep a seeded (``seed``) random subset of that many examples (and, with ``units``, their units).
+    scores : list of str, optional
+        Metric columns the table shows besides confidence, variability and correctness
+        (default :data:`TABLE_SCORES`).
+    compare : DataFrame, optional
+        A :func:`datacarto.compare_runs` table (first run = the mapped one): the region transition
+        matrix and the "transition" colouring (example level).
+    units : UnitLevel, optional
+        The same examples' units: the page holds both levels and a switch between them.
+    open_level : {"example", "unit"}
+        The level the page opens at (``"unit"`` needs ``units``).
+    path : path, optional
+        Also write the page there (atomically).
 
-    plotlyjs = get_plotlyjs()
-    # plotly.js holds neither today; escaping keeps its <script> element intact if it ever does
-    plotlyjs = re.sub(r"</(script)", r"<\\/\1", plotlyjs, flags=re.IGNORECASE).replace("<!--", "<\\!--")
-    parts = {
-        "PLOTLYJS": plotlyjs,
-        "META": _script_json(meta),
-        "NUMERIC": _b64_gzip(blob),
-        "TEXT": _b64_gzip(text_blob) if text_blob is not None else "",
-        "TITLE": html.escape(meta["title"]),
-        "EXPLORERJS": "\n".join(_resource(name) for name in SCRIPTS),
-    }
-    page = _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _resource(TEMPLATE))  # one pass: no rescanning
+    Returns
+    -------
+    str
+        The page.
+    """
+    if open_level not in ("example", "unit") or (open_level == "unit" and units is None):
+        raise DatacartoError(f"open_level must be 'example' or, with units, 'unit'; got {open_level!r}")
+    check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
+    keep = subsample(len(metrics), max_points, seed)
+    n_units = None if units is None else len(units.metrics)
+    if units is not None and keep.size < len(metrics):
+        units = _units_of(units, row_ids(metrics.iloc[keep]))
+    payloads = [build_payload(metrics, records, gold_probs=gold_probs, label_names=label_names, color_by=color_by,
+                              title=title, max_points=max_points, seed=seed, scores=scores, compare=compare)]
+    if units is not None:
+        payloads.append(build_payload(units.metrics, units.records, gold_probs=units.gold_probs,
+                                      label_names=units.label_names, color_by=color_by, title=title, scores=scores,
+                                      unit_kind=units.kind))
+        payloads[1][0]["n_total"] = n_units
+        if open_level == "unit":
+            payloads.reverse()
+        payloads[0][0]["alt_level"] = payloads[1][0]["level"]
+    page = _page(payloads)
     if path is not None:
         write_text_atomic(path, page)
     return page
 
 
+def _units_of(units: UnitLevel, examples: np.ndarray) -> UnitLevel:
+    """The units of ``examples`` only (a sampled map)."""
+    mask = units.metrics["row_id"].isin(examples).to_numpy()
+    table = units.metrics.loc[mask]
+    records = None if units.records is None else units.records.loc[units.records.index.isin(table.index)]
+    probs = None if units.gold_probs is None else np.asarray(units.gold_probs)[mask]
+    return UnitLevel(table, records, probs, units.label_names, units.kind)
+
+
+def _page(payloads: list[tuple[dict, bytes, bytes | None]]) -> str:
+    """The HTML page of one level's payload, or of two (the first opens; the second is the switch's)."""
+    from plotly.offline import get_plotlyjs
+
+    plotlyjs = get_plotlyjs()
+    # plotly.js holds neither today; escaping keeps its <script> element intact if it ever does
+    plotlyjs = re.sub(r"</(script)", r"<\\/\1", plotlyjs, flags=re.IGNORECASE).replace("<!--", "<\\!--")
+    parts = {"PLOTLYJS": plotlyjs, "TITLE": html.escape(payloads[0][0]["title"]),
+             "EXPLORERJS": "\n".join(_resource(name) for name in SCRIPTS)}
+    for prefix, payload in zip(("", "ALT"), payloads + [None]):
+        meta, blob, text_blob = payload or ("", None, None)
+        parts[prefix + "META"] = _script_json(meta) if meta else ""
+        parts[prefix + "NUMERIC"] = _b64_gzip(blob) if blob is not None else ""
+        parts[prefix + "TEXT"] = _b64_gzip(text_blob) if text_blob is not None else ""
+    return _PLACEHOLDER.sub(lambda m: parts[m.group(1)], _resource(TEMPLATE))  # one pass: no rescanning
+
+
 def _resource(name: str) -> str:
     return resources.files("datacarto.maps").joinpath(name).read_text(encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------------------------
-# reading a page back (tests, debugging)
-
-
-def decode_payload(page: str) -> tuple[dict, dict[str, np.ndarray], dict[str, list] | None]:
-    """Read a written map back: (meta, numeric arrays by name, text columns or None).
-
-    Table scores come back under their own names; a compared run's region codes as ``compare:<k>``.
-    """
-
-    def block(name: str) -> str:
-        m = re.search(rf'<script type="[^"]+" id="{name}">(.*?)</script>', page, flags=re.S)
-        if m is None:
-            raise DatacartoError(f"not a datacarto map: no {name} block")
-        return m.group(1).strip()
-
-    meta = json.loads(block("dc-meta"))
-    raw = gzip.decompress(base64.b64decode(block("dc-numeric")))
-    arrays = {}
-    for spec in meta["arrays"]:
-        dtype = np.dtype("<" + spec["dtype"])
-        arrays[spec["name"]] = np.frombuffer(raw, dtype=dtype, count=spec["length"], offset=spec["offset"])
-    if meta.get("row_id_delta"):
-        arrays["row_id"] = np.cumsum(arrays["row_id"], dtype=np.int64)
-    if "gold_probs" in arrays:
-        arrays["gold_probs"] = arrays["gold_probs"].reshape(meta["n"], meta["prob_epochs"])
-    if meta.get("correctness_from_level"):
-        level = arrays["level"]
-        arrays["correctness"] = np.where(level == 255, np.nan, level / max(meta["n_epochs"], 1)).astype(np.float32)
-    for spec in meta.get("scores", []):  # scores come back as values (to 1/65534 of their range)
-        codes = arrays.pop(f"score:{spec['name']}")
-        arrays[spec["name"]] = np.where(codes == 65535, np.nan, spec["lo"] + codes * spec["step"])
-    text = block("dc-text")
-    columns = decode_text(gzip.decompress(base64.b64decode(text))) if text else None
-    return meta, arrays, columns
 
 
 def gold_probabilities(logits: np.ndarray, gold: np.ndarray, chunk: int = 65536) -> np.ndarray:
@@ -350,5 +412,5 @@ def gold_probabilities(logits: np.ndarray, gold: np.ndarray, chunk: int = 65536)
     return out
 
 
-__all__ = ["interactive_map", "decode_payload", "encode_text", "decode_text", "gold_probabilities",
+__all__ = ["interactive_map", "UnitLevel", "decode_payload", "encode_text", "decode_text", "gold_probabilities",
            "build_payload"]

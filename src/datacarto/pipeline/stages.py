@@ -187,19 +187,12 @@ def maps_stage(ctx: Context) -> StageRecord:
     inputs = {"metrics": ctx.rec("metrics").digest, "color_by": c.map_color_by, "title": c.title}
 
     def body():
-        from ..dynamics.store import load_dynamics, load_examples
-        from ..maps.interactive import gold_probabilities, interactive_map
-        from ..maps.static import plot_data_map, save_figure
+        from ..maps.run_maps import write_run_maps
 
-        layout, m, names = ctx.layout, ctx.train_metrics(), ctx.spec.label_names
-        for path, color_by in ((layout.data_map_png, c.map_color_by), (layout.data_map_regions_png, "region")):
-            save_figure(plot_data_map(m, color_by=color_by, label_names=names, title=c.title), path, dpi=110)
-        dyn = load_dynamics(ctx.map_dir())
-        if not np.array_equal(dyn.ids, m.index.to_numpy()):
-            raise DatacartoError("the metrics and the recorded dynamics cover different examples")
-        interactive_map(m, load_examples(ctx.map_dir()), gold_probs=gold_probabilities(dyn.logits, dyn.gold),
-                        label_names=names, path=layout.data_map_html, color_by=c.map_color_by,
-                        title=f"{c.title}: data map")
+        layout = ctx.layout
+        write_run_maps(ctx.map_dir(), html=layout.data_map_html, png=layout.data_map_png,
+                       extra_pngs={layout.data_map_regions_png: "region"}, color_by=c.map_color_by,
+                       title=c.title, dpi=110)
         paths = (layout.data_map_png, layout.data_map_regions_png, layout.data_map_html)
         return [layout.rel(p) for p in paths], {}, None
 
