@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from map_scale import CHROMIUM, CHROMIUM_ARGS, TIMED, make_vocabulary  # noqa: E402
+from map_scale import CHROMIUM, CHROMIUM_ARGS, TIMED, hover_times, make_vocabulary  # noqa: E402
 
 READY = "window.datacartoReady === true || !!window.datacartoError"
 
@@ -56,21 +56,7 @@ def switch_ms(page, level: str) -> float:
 
 
 def hover_ms(page, units, k: int = 5) -> float:
-    from scipy.spatial import cKDTree
-
-    xy = np.column_stack([units["variability"] / units["variability"].max(), units["confidence"]])
-    far = np.argsort(-cKDTree(xy).query(xy, k=2)[0][:, 1])[:k]
-    out = []
-    for i in far.tolist():
-        page.mouse.move(5, 5)
-        page.wait_for_function("document.getElementById('dc-tooltip').hidden", polling=10)
-        p = page.evaluate(f"window.datacarto.pointPixel({i})")
-        t = time.perf_counter()
-        page.mouse.move(p["x"], p["y"])
-        page.wait_for_function("!document.getElementById('dc-tooltip').hidden", polling=5, timeout=30_000)
-        out.append((time.perf_counter() - t) * 1000)
-    page.mouse.move(5, 5)
-    return statistics.median(out)
+    return statistics.median(hover_times(page, units, k)[0])
 
 
 def browser_figures(both: Path, units_first: Path, units, word: str, loads: int) -> dict:

@@ -120,6 +120,27 @@ def table_times(page, records: pd.DataFrame) -> dict:
     return out
 
 
+def hover_times(page, metrics: pd.DataFrame, k: int = 5) -> tuple[list[float], list[str], list[int]]:
+    """Milliseconds to each tooltip, its text and the point, for the ``k`` points farthest from their
+    nearest neighbour (so the hovered point is the one aimed at)."""
+    from scipy.spatial import cKDTree
+
+    xy = np.column_stack([metrics["variability"] / metrics["variability"].max(), metrics["confidence"]])
+    candidates = np.argsort(-cKDTree(xy).query(xy, k=2)[0][:, 1])[:k].tolist()
+    latencies, tips = [], []
+    for i in candidates:
+        page.mouse.move(5, 5)
+        page.wait_for_function("document.getElementById('dc-tooltip').hidden", polling=10)
+        point = page.evaluate(f"window.datacarto.pointPixel({i})")
+        t = time.perf_counter()
+        page.mouse.move(point["x"], point["y"])
+        page.wait_for_function("!document.getElementById('dc-tooltip').hidden", polling=5, timeout=30_000)
+        latencies.append((time.perf_counter() - t) * 1000)
+        tips.append(page.text_content("#dc-tooltip"))
+    page.mouse.move(5, 5)
+    return latencies, tips, candidates
+
+
 def browser_times(path: Path, metrics: pd.DataFrame, records: pd.DataFrame, hovers: int = 5,
                   loads: int = 3) -> tuple[list[float], float, str, dict]:
     """(seconds to datacartoReady for each of ``loads`` fresh page loads, median hover latency in ms,
@@ -144,24 +165,9 @@ def browser_times(path: Path, metrics: pd.DataFrame, records: pd.DataFrame, hove
                 raise RuntimeError(f"the page failed: {error}")
             if len(readies) < loads:
                 page.close()
-        # the points farthest from their nearest neighbour, so the hovered point is the one aimed at
-        from scipy.spatial import cKDTree
-
-        xy = np.column_stack([metrics["variability"] / metrics["variability"].max(), metrics["confidence"]])
-        dist = cKDTree(xy).query(xy, k=2)[0][:, 1]
-        candidates = np.argsort(-dist)[:hovers]
-        latencies, hits = [], 0
-        for i in candidates.tolist():
-            page.mouse.move(5, 5)
-            page.wait_for_function("document.getElementById('dc-tooltip').hidden", polling=10)
-            xy = page.evaluate(f"window.datacarto.pointPixel({i})")
-            t1 = time.perf_counter()
-            page.mouse.move(xy["x"], xy["y"])
-            page.wait_for_function("!document.getElementById('dc-tooltip').hidden", polling=5, timeout=30_000)
-            latencies.append((time.perf_counter() - t1) * 1000)
-            tip = page.text_content("#dc-tooltip")
-            hits += f"row {int(metrics.index[i])}" in tip and records["premise"].iloc[i] in tip
-        page.mouse.move(5, 5)
+        latencies, tips, candidates = hover_times(page, metrics, hovers)
+        hits = sum(f"row {int(metrics.index[i])}" in tip and records["premise"].iloc[i] in tip
+                   for i, tip in zip(candidates, tips))
         table = table_times(page, records)
         browser.close()
     return readies, statistics.median(latencies), f"{hits}/{len(candidates)}", table

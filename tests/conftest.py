@@ -96,3 +96,15 @@ def cli_fails(capsys, argv, message):
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err
     return lines[0]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, offline-capable, for the page tests (skipped without playwright or Chromium)."""
+    from test_maps_browser import ARGS, CHROMIUM
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()

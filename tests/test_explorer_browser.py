@@ -19,7 +19,7 @@ import pytest
 # importing them skips this module as it skips that one (no playwright package or no Chromium)
 import test_maps_browser as shared  # noqa: E402
 
-browser, page = shared.browser, shared.page
+page = shared.page  # (the browser fixture is conftest's)
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_maps_browser import ARGS, CHROMIUM, hover, isolated, pixel
+from test_maps_browser import CHROMIUM, hover, isolated, pixel
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -22,15 +22,6 @@ if not os.path.exists(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
 N = 60
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
 
 def open_page(browser, path, viewport=(1300, 850)):
     """(context, page, requests outside the file, page errors) for a written map, once it is ready."""

@@ -56,14 +56,6 @@ def mapped(tmp_path_factory):
     return {"path": path, "metrics": metrics, "records": records, "known": known, "evil": evil}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser, mapped):
     context = browser.new_context(accept_downloads=True, viewport={"width": 1300, "height": 850})
