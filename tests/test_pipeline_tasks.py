@@ -108,6 +108,10 @@ def test_scores_are_the_tasks_recomputed_from_the_predictions(task_run):
         if task == "multi-label":
             tp = np.sum((pred == 1) & (gold == 1))
             assert row["validation_micro_f1"] == pytest.approx(2 * tp / (np.sum(pred == 1) + np.sum(gold == 1)))
+            score = values[:, 1] - values[:, 0]  # AP: the recall gained at each threshold x the precision there
+            ap = sum(np.sum((score == t) & (gold == 1)) / np.sum(gold == 1) * np.mean(gold[score >= t] == 1)
+                     for t in np.unique(score))
+            assert row["validation_micro_ap"] == pytest.approx(ap)
         if task == "token-classification":
             tp = np.sum((pred == gold) & (gold != 0))
             assert row["validation_tag_f1"] == pytest.approx(2 * tp / (np.sum(pred != 0) + np.sum(gold != 0)))

@@ -43,7 +43,7 @@ def _predicted_labels(name: str, values, n: int) -> np.ndarray:
 TASK_SCORES = {
     "sequence-classification": ("accuracy", "macro_f1"),
     "multiple-choice": ("accuracy", "macro_f1"),
-    "multi-label": ("micro_f1", "accuracy", "macro_f1"),  # per (example, label) decision
+    "multi-label": ("micro_f1", "micro_ap", "accuracy", "macro_f1"),  # per (example, label) decision
     "token-classification": ("accuracy", "tag_f1", "macro_f1"),  # per word
     "causal-lm": ("loss", "token_accuracy"),  # per response token
 }
@@ -61,6 +61,18 @@ def _f1_of(gold: np.ndarray, pred: np.ndarray, positive: np.ndarray) -> float:
     tp = np.sum((gold == pred) & positive[gold])
     denominator = np.sum(positive[pred]) + np.sum(positive[gold])
     return float(2 * tp / denominator) if denominator else float("nan")
+
+
+def _average_precision(gold: np.ndarray, values: np.ndarray) -> float:
+    """Average precision of the yes/no decisions ranked by ``z`` of their ``[0, z]`` rows (NaN: one class only).
+
+    Threshold-free, so it tells models apart when none predicts a label above 1/2 (sparse labels).
+    """
+    from sklearn.metrics import average_precision_score
+
+    if values.ndim != 2 or values.shape[1] != 2 or np.unique(gold).size < 2:
+        return float("nan")
+    return float(average_precision_score(gold, values[:, 1].astype(np.float64) - values[:, 0]))
 
 
 def _lm_scores(values: np.ndarray) -> dict[str, float]:
@@ -87,6 +99,7 @@ def _scores(gold: np.ndarray, values: np.ndarray, task: str, outside: int) -> di
            "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0))}
     if task == "multi-label":  # unit class 1: the label applies
         out["micro_f1"] = _f1_of(gold, pred, np.arange(classes) == 1)
+        out["micro_ap"] = _average_precision(gold, np.asarray(values))
     if task == "token-classification":  # every tag but the outside one (O)
         out["tag_f1"] = _f1_of(gold, pred, np.arange(classes) != outside)
     return {k: out[k] for k in names}
@@ -111,7 +124,7 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
     task : str, default "sequence-classification"
         Which scores (:data:`TASK_SCORES`): accuracy and sklearn's macro-F1 (classes present in the
         gold or predicted labels of that group); multi-label adds the micro-F1 of the label
-        decisions; token classification the micro-F1 of the words' tags other than ``outside``
+        decisions and their average precision (``micro_ap``, ranked by the logit, threshold-free); token classification the micro-F1 of the words' tags other than ``outside``
         (``tag_f1``, word level, not entity spans); a causal LM has the token-weighted mean NLL
         (``loss``) and token accuracy.
     outside : int, default 0

@@ -74,10 +74,13 @@ def scores_section(doc: Document, run: RunState) -> None:
     _ensembles(doc, run, list(acc.index))
 
 
-SCORE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "tag_f1": "tag F1",
+SCORE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "micro_ap": "micro AP",
+                "tag_f1": "tag F1",
                 "loss": "loss", "token_accuracy": "token accuracy"}
 SCORE_HELP = {
-    "multi-label": "micro-F1 of the labels that apply, and accuracy of the yes/no decisions.",
+    "multi-label": "micro-F1 of the labels that apply; micro AP, the average precision of all the decisions ranked "
+                   "by the model's logit (threshold-free: it tells models apart even when none predicts a label "
+                   "above 1/2); accuracy of the yes/no decisions.",
     "token-classification": "accuracy of the words' tags; tag F1 is the micro-F1 of the tags other than O "
                             "(word level, not entity spans).",
 }
