@@ -8,6 +8,7 @@ task's scores from the saved predictions, so neither can drift from what the uni
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ TRAINING = {"num_train_epochs": 2, "per_device_train_batch_size": 8, "per_device
             "learning_rate": 5e-3, "use_cpu": True, "disable_tqdm": True, "save_strategy": "no",
             "logging_strategy": "no", "report_to": "none"}
 RECIPE = [{"name": "hard", "metric": "confidence", "fraction": 0.25}]
+S2L = {"name": "s2l", "method": "trajectory-clusters", "fraction": 0.25, "clusters": 3}
 WEATHER = ["sunny", "rainy", "windy"]
 #: task -> (rows maker, config keys)
 TASKS = {
@@ -71,7 +73,8 @@ def task_run(request, models, tmp_path_factory):
     config = PipelineConfig(model=models["gpt" if task == "causal-lm" else "bert"], dataset=files["train"],
                             validation=files["validation"], test=files["test"], output_dir=str(root / "run"),
                             training_args=dict(TRAINING), focus_training_args={"num_train_epochs": 1},
-                            recipes=[dict(r) for r in RECIPE], title=f"{task} run", **keys)
+                            recipes=[dict(r) for r in RECIPE] + ([dict(S2L)] if task == "causal-lm" else []),
+                            title=f"{task} run", **keys)
     result = run_pipeline(config, quiet=True)
     return task, splits, root / "run", result
 
@@ -150,6 +153,37 @@ def test_focused_models_train_on_the_chosen_examples(task_run):
     dyn = load_dynamics(out / "models" / "focused" / "hard")
     assert dyn.manifest["task"] == task
     np.testing.assert_array_equal(dyn.gold, expected_gold(task, [splits["train"][r] for r in picked]))
+
+
+def test_an_s2l_recipe_is_the_select_commands_selection(task_run, capsys):
+    """A ``method: trajectory-clusters`` recipe picks what ``datacarto select --method trajectory-clusters`` picks."""
+    task, _, out, _ = task_run
+    if task != "causal-lm":
+        pytest.skip("causal LM only")
+    from datacarto.cli import main
+
+    picked = [json.loads(line)["row_id"] for line in (out / "subsets" / "s2l.jsonl").read_text().splitlines()]
+    assert main(["select", str(out / "baseline"), "--method", "trajectory-clusters", "--fraction", "0.25",
+                 "--clusters", "3", "--out", str(out / "cli_s2l.jsonl")]) == 0
+    cli = [json.loads(line)["row_id"] for line in (out / "cli_s2l.jsonl").read_text().splitlines()]
+    assert sorted(picked) == sorted(cli) and len(picked) == 8
+    table = pd.read_csv(out / "evaluation" / "accuracy.csv").set_index("model")
+    assert {"focused/s2l", "control/s2l"} <= set(table.index)
+
+
+@pytest.mark.parametrize("recipe,message", [
+    ({"name": "a", "method": "kmeans", "fraction": 0.3}, "recipe 'a' method must be one of"),
+    ({"name": "a", "method": "trajectory-clusters", "clusters": 3}, "takes a fraction and clusters only"),
+    ({"name": "a", "method": "trajectory-clusters", "fraction": 0.3, "region": "ambiguous"}, "(not region)"),
+    ({"name": "a", "method": "trajectory-clusters", "fraction": 0.3, "clusters": 0}, "positive integer"),
+    ({"name": "a", "metric": "confidence", "fraction": 0.3, "clusters": 3}, "clusters is for method"),
+])
+def test_bad_trajectory_recipes_are_one_line(recipe, message):
+    from datacarto.errors import DatacartoError
+    from datacarto.pipeline.config import check_recipes
+
+    with pytest.raises(DatacartoError, match=re.escape(message)):
+        check_recipes([recipe])
 
 
 def test_the_report_speaks_of_the_task(task_run):

@@ -80,26 +80,12 @@ def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str
 
 def _trajectory_ids(args) -> np.ndarray:
     """S2L: the loss trajectories of a causal-LM run (stored nll), else -log p(gold) per epoch."""
-    from ..dynamics.generative import is_generative, loss_trajectories
-    from ..dynamics.store import load_dynamics
-    from ..trajectory import trajectory_clusters
+    from ..dynamics.generative import select_by_trajectories
 
     if args.fraction is None:
         raise DatacartoError("--method trajectory-clusters needs --fraction")
-    if is_generative(args.run, args.split):
-        frame = loss_trajectories(args.run, args.split)
-        traj, ids = frame.to_numpy(), frame.index.to_numpy()
-    else:
-        dyn = load_dynamics(args.run, args.split)
-        if dyn.unit_level:
-            raise DatacartoError("--method trajectory-clusters needs one unit per example (a classifier or causal-LM "
-                                 "run), not a multi-label or token-classification run")
-        z = dyn.logits.astype(np.float64)
-        lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
-        traj, ids = lse - np.take_along_axis(z, dyn.gold[:, None, None].repeat(z.shape[1], 1), -1)[..., 0], dyn.ids
-    if args.burn_out:
-        traj = traj[:, :args.burn_out]
-    return trajectory_clusters(traj, ids, fraction=args.fraction, clusters=args.clusters, seed=args.seed)
+    return select_by_trajectories(args.run, fraction=args.fraction, clusters=args.clusters, split=args.split,
+                                  burn_out=args.burn_out, seed=args.seed)
 
 
 def main(argv: list[str]) -> int:
@@ -144,7 +130,10 @@ def main(argv: list[str]) -> int:
 
     control = None
     if args.random_control or args.control_out:
-        control = random_control(ids, metrics, match_labels=True, seed=args.seed,
+        from ..task_data import SINGLE_LABEL_TASKS
+
+        task = read_manifest(dynamics_dir(args.run, args.split)).get("task", "sequence-classification")
+        control = random_control(ids, metrics, match_labels=task in SINGLE_LABEL_TASKS, seed=args.seed,
                                  exclude=ids if args.control_disjoint else None)
 
     if args.random_control:

@@ -228,7 +228,7 @@ def check_recipes(recipes) -> list[dict[str, Any]]:
         recipes = [recipes]
     if not isinstance(recipes, (list, tuple)):
         raise DatacartoError(f"config key 'recipes' must be a list of mappings, got {recipes!r}")
-    allowed = _select_params()
+    allowed = _select_params() | {"method", "clusters"}
     names, out = set(), []
     for i, recipe in enumerate(recipes):
         if not isinstance(recipe, dict):
@@ -246,5 +246,27 @@ def check_recipes(recipes) -> list[dict[str, Any]]:
                                  f"(known: name, {', '.join(sorted(allowed))})")
         if len(recipe) == 1:
             raise DatacartoError(f"recipe {name!r} selects everything: give a region, metric, fraction or bound")
+        _check_method(name, recipe)
         out.append(dict(recipe))
     return out
+
+
+#: recipe keys beside select()'s: ``method: trajectory-clusters`` (S2L) with ``fraction`` and ``clusters``
+RECIPE_METHODS = ("rules", "trajectory-clusters")
+
+
+def _check_method(name: str, recipe: dict[str, Any]) -> None:
+    """``method``: rules (select's arguments) or trajectory-clusters (only ``fraction`` and ``clusters``)."""
+    method = recipe.get("method", "rules")
+    check_choice(method, RECIPE_METHODS, f"recipe {name!r} method")
+    if method == "rules":
+        if "clusters" in recipe:
+            raise DatacartoError(f"recipe {name!r}: clusters is for method: trajectory-clusters")
+        return
+    other = sorted(set(recipe) - {"name", "method", "fraction", "clusters"})
+    if other or "fraction" not in recipe:
+        raise DatacartoError(f"recipe {name!r}: method trajectory-clusters takes a fraction and clusters only"
+                             + (f" (not {', '.join(other)})" if other else ""))
+    clusters = recipe.get("clusters", 8)
+    if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 1:
+        raise DatacartoError(f"recipe {name!r}: clusters must be a positive integer, got {clusters!r}")

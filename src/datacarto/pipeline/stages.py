@@ -227,7 +227,13 @@ def _select_recipe(ctx: Context, m: pd.DataFrame, recipe: dict) -> dict:
     c, layout, name = ctx.config, ctx.layout, recipe["name"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        ids = select(m, seed=c.seed, **{k: v for k, v in recipe.items() if k != "name"})
+        if recipe.get("method") == "trajectory-clusters":  # S2L on the map's loss trajectories
+            from ..dynamics.generative import select_by_trajectories
+
+            ids = select_by_trajectories(ctx.map_dir(), fraction=recipe["fraction"],
+                                         clusters=recipe.get("clusters", 8), seed=c.seed)
+        else:
+            ids = select(m, seed=c.seed, **{k: v for k, v in recipe.items() if k not in ("name", "method")})
     if ids.size == 0:
         raise DatacartoError(f"recipe {name!r} selects no example: loosen its criteria")
 
