@@ -17,6 +17,7 @@ from .._io import write_frame
 from ..errors import DatacartoError
 from ..evaluation import accuracy_table
 from ..task_data import SINGLE_LABEL_TASKS
+from .config import PipelineConfig
 from .context import Context, jsonable, label_counts, load_predictions, region_counts, save_prepared
 from .hashing import describe_data, digest, frame_digest, ids_digest
 from .layout import STAGES
@@ -33,7 +34,8 @@ def data_stage(ctx: Context) -> StageRecord:
     inputs = {"dataset": describe_data(c.dataset), "validation": describe_data(c.validation),
               "test": describe_data(c.test), "text_columns": c.text_columns, "label_column": c.label_column,
               "class_names": c.class_names}
-    inputs.update({k: v for k, v in task_options(c).items() if v})  # absent when unset: old hashes hold
+    defaults = task_options(PipelineConfig())
+    inputs.update({k: v for k, v in task_options(c).items() if v != defaults[k]})  # defaults absent: old hashes hold
 
     def body():
         from ..train.baseline import load_split
@@ -67,7 +69,7 @@ def task_options(c) -> dict:
     """The config's task and task columns, as ``load_split``/``train_baseline`` take them."""
     return {"task": c.task, "choice_columns": c.choice_columns, "tokens_column": c.tokens_column,
             "tags_column": c.tags_column, "prompt_column": c.prompt_column, "response_column": c.response_column,
-            "chat_template": c.chat_template} if c.task or c.choice_columns or c.prompt_column else {}
+            "chat_template": c.chat_template}
 
 
 def _load_train(ctx: Context):
@@ -84,8 +86,6 @@ def _load_train(ctx: Context):
         ctx.log(f"      task: {task} ({why})")
     check_repeats(task, folds=c.folds, seeds=c.seeds)
     options = {**task_options(c), "task": task}
-    options.setdefault("tokens_column", c.tokens_column)
-    options.setdefault("tags_column", c.tags_column)
     train, spec = load_split(table, split="train", text_columns=c.text_columns, label_column=c.label_column,
                              label_names=c.class_names, **options)
     if not hasattr(spec, "task"):  # sequence classification: a LabelSpec; every stage reads a TaskSpec
