@@ -62,9 +62,27 @@ def models(tmp_path_factory):
             "gpt": make_tiny_causal_lm_dir(root / "gpt", toy_instruction_words())}
 
 
+_RUNS: dict[str, tuple] = {}
+
+
+def pipeline_run(task, models, tmp_path_factory):
+    """(task, splits, run folder, result) of the pipeline on ``task``'s data, run once per module."""
+    if task not in _RUNS:
+        _RUNS[task] = _run(task, models, tmp_path_factory)
+    return _RUNS[task]
+
+
 @pytest.fixture(scope="module", params=list(TASKS))
 def task_run(request, models, tmp_path_factory):
-    task = request.param
+    return pipeline_run(request.param, models, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def causal_run(models, tmp_path_factory):
+    return pipeline_run("causal-lm", models, tmp_path_factory)
+
+
+def _run(task, models, tmp_path_factory):
     make_rows, keys = TASKS[task]
     rows = make_rows(56)
     root = tmp_path_factory.mktemp(task)
@@ -120,11 +138,9 @@ def test_scores_are_the_tasks_recomputed_from_the_predictions(task_run):
             assert row["validation_tag_f1"] == pytest.approx(2 * tp / (np.sum(pred != 0) + np.sum(gold != 0)))
 
 
-def test_the_causal_lm_loss_is_the_models_own(task_run):
+def test_the_causal_lm_loss_is_the_models_own(causal_run):
     """The baseline's held-out loss equals the saved model's token NLL on the validation responses."""
-    task, splits, out, _ = task_run
-    if task != "causal-lm":
-        pytest.skip("causal LM only")
+    _, splits, out, _ = causal_run
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -155,11 +171,9 @@ def test_focused_models_train_on_the_chosen_examples(task_run):
     np.testing.assert_array_equal(dyn.gold, expected_gold(task, [splits["train"][r] for r in picked]))
 
 
-def test_an_s2l_recipe_is_the_select_commands_selection(task_run, capsys):
+def test_an_s2l_recipe_is_the_select_commands_selection(causal_run, capsys):
     """A ``method: trajectory-clusters`` recipe picks what ``datacarto select --method trajectory-clusters`` picks."""
-    task, _, out, _ = task_run
-    if task != "causal-lm":
-        pytest.skip("causal LM only")
+    _, _, out, _ = causal_run
     from datacarto.cli import main
 
     picked = [json.loads(line)["row_id"] for line in (out / "subsets" / "s2l.jsonl").read_text().splitlines()]
