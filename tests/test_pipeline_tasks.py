@@ -238,3 +238,11 @@ def test_cli_run_with_a_task_and_its_errors(tmp_path, models, capsys):
                  "--control", "false"]) == 0
     assert "task: token-classification (given)" in capsys.readouterr().out
     assert "Task: token-classification." in (out / "report.md").read_text()
+
+
+def test_a_second_run_of_a_task_config_reuses_every_stage(causal_run):
+    """Resume: the same task config again runs no stage (the report too is up to date)."""
+    _, _, _, result = causal_run
+    again = run_pipeline(result.config, quiet=True)
+    assert [name for name, record in again.stages.items() if record.ran] == []
+    pd.testing.assert_frame_equal(again.accuracy, result.accuracy)
