@@ -114,6 +114,56 @@ def test_each_example_once_per_epoch_with_its_exact_nll(tmp_path, lm_dir, mode):
     np.testing.assert_allclose(stats.sort_values("row_id")["nll"], want[:8], atol=1e-5, rtol=0)
 
 
+def _trained_weights(trainer):
+    trainer.train()
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("setup", ["plain", "gradient accumulation", "lora"])
+def test_recording_leaves_the_optimised_loss_unchanged(tmp_path, lm_dir, monkeypatch, setup):
+    """Same seed, same data: a recorded training_pass run ends with the plain Trainer's weights and losses.
+
+    The recorder computes the loss itself (the per-token NLL it records), so any difference from the
+    model's own loss (the mean, ``num_items_in_batch`` under gradient accumulation) moves the weights.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+
+    from datacarto.record import CartographyTrainer, causal_lm
+    from datacarto.task_data import collator_for
+
+    ds, _ = tokenized(lm_dir, toy_instructions(30, seed=7))
+    collator = collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir))
+    options = dict(learning_rate=3e-2, per_device_train_batch_size=4, logging_strategy="steps", logging_steps=1)
+    if setup == "gradient accumulation":  # 30 rows: the last accumulated batch is short, num_items_in_batch varies
+        options.update(per_device_train_batch_size=7, gradient_accumulation_steps=3)
+
+    def model():
+        torch.manual_seed(0)  # LoRA's A matrices start random
+        m = AutoModelForCausalLM.from_pretrained(lm_dir)
+        if setup == "lora":
+            peft = pytest.importorskip("peft")
+            m = peft.get_peft_model(m, peft.LoraConfig(r=4, target_modules=["c_attn"], task_type="CAUSAL_LM"))
+        return m
+
+    plain = Trainer(model=model(), args=training_args(tmp_path / "plain", **options), train_dataset=ds,
+                    data_collator=collator)
+    recorded = CartographyTrainer(model=model(), args=training_args(tmp_path / "rec", **options), train_dataset=ds,
+                                  data_collator=collator)
+    reduced = []  # the logits path: a second reduction over (B, T, V), which the training pass must not take
+    monkeypatch.setattr(causal_lm, "token_stats", lambda *a, **k: reduced.append(1) / 0)
+    want, got = _trained_weights(plain), _trained_weights(recorded)
+    assert not reduced
+    assert want.keys() == got.keys()
+    moved = 0
+    for name, value in want.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
+        moved += not torch.equal(value, model().state_dict()[name])
+    assert moved  # the run trained
+    losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (plain, recorded)]
+    assert len(losses[0]) > 2
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def learned_run(tmp_path_factory, lm_dir):
     """A training_pass run on instructions with 15% corrupted responses, long enough to learn the templates."""

@@ -167,10 +167,14 @@ class CausalLM(Task):
         return np.ones(len(labels), np.int64), token_stats(labels, logits.detach()).cpu().numpy()
 
     def reduce_outputs(self, labels, outputs):
-        """:meth:`reduce` of a model's outputs: a fused LM head's per-token log-probs, else the logits."""
-        from .causal_lm import fused_stats
+        """:meth:`reduce` of a model's outputs: the loss's per-token NLL, a fused LM head's log-probs, else the logits.
 
-        stats = fused_stats(outputs)
+        ``outputs``: a :class:`~datacarto.record.causal_lm.TokenLoss` (the training loss's own
+        per-token NLL), or the model's output.
+        """
+        from .causal_lm import TokenLoss, fused_stats
+
+        stats = outputs.stats() if isinstance(outputs, TokenLoss) else fused_stats(outputs)
         if stats is None:
             return self.reduce(labels, outputs["logits"] if isinstance(outputs, dict) else outputs[0])
         return np.ones(len(stats), np.int64), stats.cpu().numpy()
