@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import training_args, write_jsonl
+from conftest import stop_at, training_args, write_jsonl
 from datacarto.dynamics.store import load_dynamics
 from datacarto.errors import DatacartoError
 from datacarto.testing import (
@@ -162,6 +164,34 @@ def test_recording_leaves_the_optimised_loss_unchanged(tmp_path, lm_dir, monkeyp
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (plain, recorded)]
     assert len(losses[0]) > 2
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
+def test_statistics_kept_on_the_device_reach_checkpoints_and_epochs(tmp_path, lm_dir, monkeypatch):
+    """The (B, 3) statistics wait on the device a few batches: a checkpoint inside an epoch and the epoch files hold them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datacarto.record import CartographyTrainer, callbacks
+    from datacarto.task_data import collator_for
+
+    monkeypatch.setattr(callbacks, "PENDING_BATCHES", 2)
+    ds, _ = tokenized(lm_dir, toy_instructions(30, seed=8))
+    collator = collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir))
+
+    def trainer(*extra):  # 30 rows, batch 4: 8 steps an epoch; checkpoints at steps 3, 6, 9, ...
+        return CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir), train_dataset=ds,
+                                  data_collator=collator, callbacks=list(extra),
+                                  args=training_args(tmp_path, learning_rate=0.0, per_device_train_batch_size=4,
+                                                     save_strategy="steps", save_steps=3))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer(stop_at(11)).train()  # stops inside epoch 1, after the checkpoint at step 9
+    trainer().train(resume_from_checkpoint=True)
+    want = recomputed_nll(AutoModelForCausalLM.from_pretrained(lm_dir), ds)
+    for e in range(2):
+        stats = epoch_stats(tmp_path, e)
+        assert len(stats) == 30 and ("filled" not in stats or not stats["filled"].any())
+        np.testing.assert_allclose(stats["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
 
 
 @pytest.fixture(scope="module")
