@@ -24,19 +24,20 @@ from ..task_data import IGNORE
 _MIN_NLL = 1e-12  # exp(-nll) < 1 in float64, so the pseudo-logit stays finite
 
 
-def _hits(logits: torch.Tensor, gold: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """(B,) int: target tokens whose logit is the largest of their row (a tie with another token counts).
+def _per_example(nll: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(B, 3) float64 from per-token tensors: mean NLL, token accuracy, target tokens.
 
-    ``amax`` and a (B, T) gather instead of ``argmax``: the same answer but at exact ties, several
-    times faster on CPU (an argmax over V is not vectorised), and no (B, T, V) temporary.
+    ``nll`` (B, T) is 0 where ``keep`` is False. A target token is a hit when its logit is the
+    largest of its row (a tie with another token counts): ``amax`` and a (B, T) gather instead of
+    ``argmax``, the same answer but at exact ties, several times faster on CPU (an argmax over V
+    is not vectorised) and no (B, T, V) temporary. One stacked sum, in float64: a step of a small
+    model pays for each reduction it launches.
     """
-    gold_logit = logits.gather(-1, gold[..., None]).squeeze(-1)
-    return ((gold_logit >= logits.amax(-1)) & keep).sum(-1)
-
-
-def _stack(nll_sum: torch.Tensor, hits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    n = keep.sum(-1).double()
-    return torch.stack([nll_sum / n, hits.double() / n, n], dim=-1)
+    gold_logit = logits.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1)
+    hit = (gold_logit >= logits.amax(-1)) & keep
+    sums = torch.stack([nll, hit, keep], dim=-1).sum(1, dtype=torch.float64)
+    n = sums[:, 2:]
+    return torch.cat([sums[:, :2] / n, n], dim=-1)
 
 
 @torch.no_grad()
@@ -53,13 +54,12 @@ def token_stats(labels: torch.Tensor, logits: torch.Tensor, *, chunk_elements: i
     target[:, :-1] = labels[:, 1:]
     mask = target != IGNORE
     rows = max(1, chunk_elements // max(1, logits.shape[1] * logits.shape[2]))
-    nll_sum, hits = [], []
+    out = []
     for start in range(0, labels.shape[0], rows):
-        chunk, gold, keep = logits[start:start + rows], target[start:start + rows], mask[start:start + rows]
+        chunk, gold = logits[start:start + rows], target[start:start + rows]
         nll = F.cross_entropy(chunk.float().flatten(0, 1), gold.reshape(-1), ignore_index=IGNORE, reduction="none")
-        nll_sum.append(nll.view(gold.shape).double().sum(-1))
-        hits.append(_hits(chunk, gold.clamp(min=0), keep))
-    return _stack(torch.cat(nll_sum), torch.cat(hits), mask)
+        out.append(_per_example(nll.view(gold.shape), chunk, gold, mask[start:start + rows]))
+    return torch.cat(out)
 
 
 @dataclass
@@ -74,8 +74,7 @@ class TokenLoss:
     @torch.no_grad()
     def stats(self) -> torch.Tensor:
         """(B, 3) like :func:`token_stats`, from the loss's own per-token NLL (ignored positions are 0)."""
-        keep = self.target != self.ignore_index
-        return _stack(self.nll.double().sum(-1), _hits(self.logits, self.target.clamp(min=0), keep), keep)
+        return _per_example(self.nll, self.logits, self.target, self.target != self.ignore_index)
 
 
 def causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_index=IGNORE, shift_labels=None,
