@@ -53,16 +53,26 @@ def epoch_stats(run, index):
 
 
 def test_token_stats_match_a_per_row_loop():
-    from datacarto.record.causal_lm import pseudo_logits, token_stats
+    from datacarto.record.causal_lm import causal_lm_loss, pseudo_logits, token_stats
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(5, 7, 11, generator=g)
     labels = torch.randint(0, 11, (5, 7), generator=g)
     labels[:, :3] = -100  # a prompt
     labels[2, 5:] = -100  # padding
+    logits[0, 3:5] = 0.0  # ties: the gold token wins only as the first of the tied (argmax), as in TRL's is_top1
+    labels[0, 4], labels[0, 5] = 0, 4
+    logits[1, 3, [2, 6]] = 9.0
+    labels[1, 4] = 6
     stats = token_stats(labels, logits)
     chunked = token_stats(labels, logits, chunk_elements=7 * 11)  # one row per chunk: the same numbers
     torch.testing.assert_close(stats, chunked)
+    caught = []  # the training loss's own per-token NLL gives the same statistics
+    loss = causal_lm_loss(logits, labels, 11, caught=caught)
+    torch.testing.assert_close(caught[0].stats(), stats)
+    keep = labels[:, 1:] != -100
+    want = torch.nn.functional.cross_entropy(logits[:, :-1][keep], labels[:, 1:][keep])
+    assert abs(loss.item() - want.item()) < 1e-6
     for b in range(5):
         keep = labels[b, 1:] != -100
         nll = torch.nn.functional.cross_entropy(logits[b, :-1][keep], labels[b, 1:][keep])
