@@ -126,6 +126,31 @@ def test_each_example_once_per_epoch_with_its_exact_nll(tmp_path, lm_dir, mode):
     np.testing.assert_allclose(stats.sort_values("row_id")["nll"], want[:8], atol=1e-5, rtol=0)
 
 
+def test_per_token_loss_replaces_only_the_default_loss_and_restores_it(lm_dir):
+    from transformers import AutoModelForCausalLM
+
+    from datacarto.record.causal_lm import per_token_loss
+
+    model = AutoModelForCausalLM.from_pretrained(lm_dir)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    want = model(input_ids=ids, labels=ids).loss
+    with per_token_loss(model) as caught:
+        got = model(input_ids=ids, labels=ids).loss
+    assert len(caught) == 1 and caught[0].nll.shape == (1, 5) and "_loss_function" not in vars(model)
+    torch.testing.assert_close(got, want)
+
+    def own(logits, labels, vocab_size, **kwargs):  # a user's loss function is left alone
+        return logits.sum() * 0
+
+    model.loss_function = own
+    with per_token_loss(model) as caught:
+        model(input_ids=ids, labels=ids)
+    assert not caught and model.loss_function is own
+    fresh = AutoModelForCausalLM.from_pretrained(lm_dir)
+    with per_token_loss(torch.compile(fresh)) as caught:  # compiled: not patched (no recompilation each step)
+        assert "_loss_function" not in vars(fresh)
+
+
 def _trained_weights(trainer):
     trainer.train()
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}

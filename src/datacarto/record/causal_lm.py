@@ -98,12 +98,19 @@ def causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_i
 
 
 def _causal_lm_module(model):
-    """The ``PreTrainedModel`` inside ``model`` (DDP, PEFT wrappers) whose loss is ``ForCausalLMLoss``, or None."""
+    """The ``PreTrainedModel`` inside ``model`` (DDP, PEFT wrappers) whose loss is ``ForCausalLMLoss``, or None.
+
+    None under ``torch.compile`` too: a new loss function each step would be a new guard, a recompilation.
+    """
     from transformers import PreTrainedModel
     from transformers.loss.loss_utils import ForCausalLMLoss
 
-    lm = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
-    return lm if lm is not None and getattr(lm, "loss_function", None) is ForCausalLMLoss else None
+    for m in model.modules():
+        if hasattr(m, "_orig_mod"):  # torch.compile's wrapper
+            return None
+        if isinstance(m, PreTrainedModel):
+            return m if getattr(m, "loss_function", None) is ForCausalLMLoss else None
+    return None
 
 
 @contextmanager

@@ -146,7 +146,9 @@ class CartographyMixin:
         finally:
             handle.remove()
         fused = [o for o in caught if getattr(o, "log_probs", None) is not None]
-        usable = fused or token_losses[:1] or [o for o in caught if getattr(o, "logits", None) is not None]
+        # one loss over the whole batch (nn.DataParallel's replicas each compute a part: their logits, gathered)
+        whole = [t for t in token_losses if t.nll.shape[0] == len(row_ids)] if len(token_losses) == 1 else []
+        usable = fused or whole or [o for o in caught if getattr(o, "logits", None) is not None]
         if usable:
             self.cartography.observe(row_ids, labels, None, outputs=usable[0])
         return loss
