@@ -102,8 +102,10 @@ def overhead(name, make_model, data, collator, *, epochs, batch, repeats, seq, v
     for r, (plain, rec) in enumerate(zip(times["plain"], times["training_pass"])):
         print(f"  repeat {r}: plain Trainer {plain:.3f} s, training_pass {rec:.3f} s, ratio {rec / plain:.3f}")
     plain, rec = statistics.median(times["plain"]), statistics.median(times["training_pass"])
-    print(f"  median: plain Trainer {plain:.3f} s, training_pass {rec:.3f} s: overhead ratio {rec / plain:.3f} "
-          f"(1-min load average {min(load):.1f} to {max(load):.1f} on {os.cpu_count()} CPUs)")
+    pairs = statistics.median(t / p for p, t in zip(times["plain"], times["training_pass"]))
+    print(f"  median: plain Trainer {plain:.3f} s, training_pass {rec:.3f} s: overhead ratio {rec / plain:.3f}; "
+          f"median of the pair ratios {pairs:.3f} (1-min load average {min(load):.1f} to {max(load):.1f} on "
+          f"{os.cpu_count()} CPUs)")
     full = len(data) * seq * vocab * 4
     print(f"  recording memory: epoch buffer {buffer_bytes} bytes ({buffer_bytes / len(data):.0f} per example) on the "
           f"host, at most {pending_bytes} bytes of statistics waiting on the device; keeping the (N, T, V) float32 "
