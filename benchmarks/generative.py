@@ -1,16 +1,16 @@
 """Causal-LM (SFT) cartography: recording overhead and memory, the audit AUROC, S2L vs random.
 
 * overhead: ``trainer.train()`` of a plain ``Trainer`` and of ``CartographyTrainer`` in
-  ``training_pass`` mode, the same run, interleaved and repeated (minimum of each compared; target
-  ratio <= 1.03), for the tiny GPT-2 of the tests and a larger random GPT-2 (6 layers, 256 wide,
-  vocabulary 32k, sequence 256 by default);
-* memory: the recorder's epoch buffer (bytes, measured), against what keeping the (N, T, V)
-  logits would take;
+  ``training_pass`` mode, the same run, interleaved in alternating order and repeated (each pair
+  printed, medians compared; target ratio <= 1.03), for the tiny GPT-2 of the tests and a larger
+  random GPT-2 (6 layers, 256 wide, vocabulary 32k, sequence 256 by default);
+* memory: the recorder's epoch buffer (bytes, measured) and the statistics waiting on the device,
+  against what keeping the (N, T, V) logits would take;
 * audit: AUROC of -confidence for corrupted responses in the generated instruction data;
 * S2L: a tiny GPT-2 proxy records loss trajectories on clean and on noisy instruction data; 30% chosen by
   trajectory clusters and 30% at random each train a fresh model; held-out loss on clean data.
 
-    python benchmarks/generative.py [--repeats 3] [--large-n 32] [--seq 256] [--quick]
+    python benchmarks/generative.py [--repeats 5] [--large-n 32] [--seq 256] [--quick]
 """
 
 from __future__ import annotations
@@ -75,8 +75,16 @@ def _train(kind, make_model, data, collator, out, *, epochs, batch, lr):
 
 
 def overhead(name, make_model, data, collator, *, epochs, batch, repeats, seq, vocab):
+    """Plain ``Trainer`` against ``CartographyTrainer`` (training_pass): the same run, interleaved, medians compared.
+
+    Each repeat runs both, in alternating order (so drift on a shared machine hits both alike); the
+    pairs are printed side by side with the load average, then the ratio of the medians.
+    """
+    import statistics
+
     times = {"plain": [], "training_pass": []}
-    buffer_bytes = None
+    buffer_bytes = pending_bytes = None
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):
             for kind in (("plain", "training_pass") if r % 2 == 0 else ("training_pass", "plain")):
@@ -84,14 +92,24 @@ def overhead(name, make_model, data, collator, *, epochs, batch, repeats, seq, v
                                           batch=batch, lr=1e-4)
                 times[kind].append(seconds)
                 if kind == "training_pass":
+                    from datacarto.record.callbacks import PENDING_BATCHES
+
                     buf = trainer.cartography.buffer
                     buffer_bytes = buf.logits.nbytes + buf.gold.nbytes + buf.seen.nbytes
-    plain, rec = min(times["plain"]), min(times["training_pass"])
+                    pending_bytes = PENDING_BATCHES * batch * (3 * 8 + 8)  # (B, 3) float64 and (B,) row ids
+            load.append(os.getloadavg()[0])
+    print(f"{name}: N={len(data)}, T={seq}, V={vocab}, {epochs} epoch(s), batch {batch}, {repeats} interleaved repeats")
+    for r, (plain, rec) in enumerate(zip(times["plain"], times["training_pass"])):
+        print(f"  repeat {r}: plain Trainer {plain:.3f} s, training_pass {rec:.3f} s, ratio {rec / plain:.3f}")
+    plain, rec = statistics.median(times["plain"]), statistics.median(times["training_pass"])
+    pairs = statistics.median(t / p for p, t in zip(times["plain"], times["training_pass"]))
+    print(f"  median: plain Trainer {plain:.3f} s, training_pass {rec:.3f} s: overhead ratio {rec / plain:.3f}; "
+          f"median of the pair ratios {pairs:.3f} (1-min load average {min(load):.1f} to {max(load):.1f} on "
+          f"{os.cpu_count()} CPUs)")
     full = len(data) * seq * vocab * 4
-    print(f"{name}: N={len(data)}, T={seq}, V={vocab}, {epochs} epoch(s), batch {batch}, {repeats} repeats")
-    print(f"  plain Trainer {plain:.2f} s, training_pass {rec:.2f} s: overhead ratio {rec / plain:.3f}")
-    print(f"  recorder buffer {buffer_bytes} bytes ({buffer_bytes / len(data):.0f} per example); "
-          f"keeping the (N, T, V) float32 logits would take {full / 2**20:.0f} MiB")
+    print(f"  recording memory: epoch buffer {buffer_bytes} bytes ({buffer_bytes / len(data):.0f} per example) on the "
+          f"host, at most {pending_bytes} bytes of statistics waiting on the device; keeping the (N, T, V) float32 "
+          f"logits would take {full / 2**20:.0f} MiB")
     return rec / plain
 
 
@@ -172,13 +190,14 @@ def s2l_vs_random(lm_dir, *, n, epochs, clusters, seeds, tmp, corrupt):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--tiny-n", type=int, default=480)
     p.add_argument("--large-n", type=int, default=32)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--n", type=int, default=300, help="instruction rows for the audit and S2L")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    p.add_argument("--overhead-only", action="store_true", help="only the two overhead measurements")
     a = p.parse_args()
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
@@ -208,6 +227,8 @@ def main() -> None:
         overhead(f"random GPT-2 (6 layers, 256 wide, vocab 32k, sequence {a.seq})", large,
                  _random_lm_data(a.large_n, a.seq, 32000), default_data_collator, epochs=1, batch=8,
                  repeats=a.repeats, seq=a.seq, vocab=32000)
+        if a.overhead_only:
+            return
         audit_auroc(lm_dir, n=a.n, epochs=12, tmp=tmp)
         for corrupt in (0.0, 0.15):
             s2l_vs_random(lm_dir, n=a.n, epochs=12, clusters=6, seeds=a.seeds, tmp=tmp, corrupt=corrupt)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import training_args, write_jsonl
+from conftest import stop_at, training_args, write_jsonl
 from datacarto.dynamics.store import load_dynamics
 from datacarto.errors import DatacartoError
 from datacarto.testing import (
@@ -51,16 +53,26 @@ def epoch_stats(run, index):
 
 
 def test_token_stats_match_a_per_row_loop():
-    from datacarto.record.causal_lm import pseudo_logits, token_stats
+    from datacarto.record.causal_lm import causal_lm_loss, pseudo_logits, token_stats
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(5, 7, 11, generator=g)
     labels = torch.randint(0, 11, (5, 7), generator=g)
     labels[:, :3] = -100  # a prompt
     labels[2, 5:] = -100  # padding
+    logits[0, 3:5] = 0.0  # ties: the gold token wins only as the first of the tied (argmax), as in TRL's is_top1
+    labels[0, 4], labels[0, 5] = 0, 4
+    logits[1, 3, [2, 6]] = 9.0
+    labels[1, 4] = 6
     stats = token_stats(labels, logits)
     chunked = token_stats(labels, logits, chunk_elements=7 * 11)  # one row per chunk: the same numbers
     torch.testing.assert_close(stats, chunked)
+    caught = []  # the training loss's own per-token NLL gives the same statistics
+    loss = causal_lm_loss(logits, labels, 11, caught=caught)
+    torch.testing.assert_close(caught[0].stats(), stats)
+    keep = labels[:, 1:] != -100
+    want = torch.nn.functional.cross_entropy(logits[:, :-1][keep], labels[:, 1:][keep])
+    assert abs(loss.item() - want.item()) < 1e-6
     for b in range(5):
         keep = labels[b, 1:] != -100
         nll = torch.nn.functional.cross_entropy(logits[b, :-1][keep], labels[b, 1:][keep])
@@ -112,6 +124,109 @@ def test_each_example_once_per_epoch_with_its_exact_nll(tmp_path, lm_dir, mode):
     assert validation.logits.shape == (8, 2, 2)
     stats = pq.read_table(tmp_path / "training_dynamics/eval/validation/epoch_001.parquet").to_pandas()
     np.testing.assert_allclose(stats.sort_values("row_id")["nll"], want[:8], atol=1e-5, rtol=0)
+
+
+def test_per_token_loss_replaces_only_the_default_loss_and_restores_it(lm_dir):
+    from transformers import AutoModelForCausalLM
+
+    from datacarto.record.causal_lm import per_token_loss
+
+    model = AutoModelForCausalLM.from_pretrained(lm_dir)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    want = model(input_ids=ids, labels=ids).loss
+    with per_token_loss(model) as caught:
+        got = model(input_ids=ids, labels=ids).loss
+    assert len(caught) == 1 and caught[0].nll.shape == (1, 5) and "_loss_function" not in vars(model)
+    torch.testing.assert_close(got, want)
+
+    def own(logits, labels, vocab_size, **kwargs):  # a user's loss function is left alone
+        return logits.sum() * 0
+
+    model.loss_function = own
+    with per_token_loss(model) as caught:
+        model(input_ids=ids, labels=ids)
+    assert not caught and model.loss_function is own
+    fresh = AutoModelForCausalLM.from_pretrained(lm_dir)
+    with per_token_loss(torch.compile(fresh)) as caught:  # compiled: not patched (no recompilation each step)
+        assert "_loss_function" not in vars(fresh)
+
+
+def _trained_weights(trainer):
+    trainer.train()
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("setup", ["plain", "gradient accumulation", "lora"])
+def test_recording_leaves_the_optimised_loss_unchanged(tmp_path, lm_dir, monkeypatch, setup):
+    """Same seed, same data: a recorded training_pass run ends with the plain Trainer's weights and losses.
+
+    The recorder computes the loss itself (the per-token NLL it records), so any difference from the
+    model's own loss (the mean, ``num_items_in_batch`` under gradient accumulation) moves the weights.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+
+    from datacarto.record import CartographyTrainer, causal_lm
+    from datacarto.task_data import collator_for
+
+    ds, _ = tokenized(lm_dir, toy_instructions(30, seed=7))
+    collator = collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir))
+    options = dict(learning_rate=3e-2, per_device_train_batch_size=4, logging_strategy="steps", logging_steps=1)
+    if setup == "gradient accumulation":  # 30 rows: the last accumulated batch is short, num_items_in_batch varies
+        options.update(per_device_train_batch_size=7, gradient_accumulation_steps=3)
+
+    def model():
+        torch.manual_seed(0)  # LoRA's A matrices start random
+        m = AutoModelForCausalLM.from_pretrained(lm_dir)
+        if setup == "lora":
+            peft = pytest.importorskip("peft")
+            m = peft.get_peft_model(m, peft.LoraConfig(r=4, target_modules=["c_attn"], task_type="CAUSAL_LM"))
+        return m
+
+    plain = Trainer(model=model(), args=training_args(tmp_path / "plain", **options), train_dataset=ds,
+                    data_collator=collator)
+    recorded = CartographyTrainer(model=model(), args=training_args(tmp_path / "rec", **options), train_dataset=ds,
+                                  data_collator=collator)
+    reduced = []  # the logits path: a second reduction over (B, T, V), which the training pass must not take
+    monkeypatch.setattr(causal_lm, "token_stats", lambda *a, **k: reduced.append(1) / 0)
+    want, got = _trained_weights(plain), _trained_weights(recorded)
+    assert not reduced
+    assert want.keys() == got.keys()
+    moved = 0
+    for name, value in want.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
+        moved += not torch.equal(value, model().state_dict()[name])
+    assert moved  # the run trained
+    losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (plain, recorded)]
+    assert len(losses[0]) > 2
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
+def test_statistics_kept_on_the_device_reach_checkpoints_and_epochs(tmp_path, lm_dir, monkeypatch):
+    """The (B, 3) statistics wait on the device a few batches: a checkpoint inside an epoch and the epoch files hold them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datacarto.record import CartographyTrainer, callbacks
+    from datacarto.task_data import collator_for
+
+    monkeypatch.setattr(callbacks, "PENDING_BATCHES", 2)
+    ds, _ = tokenized(lm_dir, toy_instructions(30, seed=8))
+    collator = collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir))
+
+    def trainer(*extra):  # 30 rows, batch 4: 8 steps an epoch; checkpoints at steps 3, 6, 9, ...
+        return CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir), train_dataset=ds,
+                                  data_collator=collator, callbacks=list(extra),
+                                  args=training_args(tmp_path, learning_rate=0.0, per_device_train_batch_size=4,
+                                                     save_strategy="steps", save_steps=3))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer(stop_at(11)).train()  # stops inside epoch 1, after the checkpoint at step 9
+    trainer().train(resume_from_checkpoint=True)
+    want = recomputed_nll(AutoModelForCausalLM.from_pretrained(lm_dir), ds)
+    for e in range(2):
+        stats = epoch_stats(tmp_path, e)
+        assert len(stats) == 30 and ("filled" not in stats or not stats["filled"].any())
+        np.testing.assert_allclose(stats["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
 
 
 @pytest.fixture(scope="module")

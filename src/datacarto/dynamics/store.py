@@ -12,6 +12,7 @@ Every file is written atomically, so a crash leaves the finished epochs intact.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -99,16 +100,22 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape the recorded numbers."""
+    """Versions of the packages that shape the recorded numbers (a new dict each call)."""
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    """Looked up once a process: each lookup scans the installed distributions (milliseconds a training run)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
+    out = []
     for name in ("datacarto", "torch", "transformers", "datasets", "accelerate", "numpy", "pyarrow"):
         try:
-            out[name] = version(name)
+            out.append((name, version(name)))
         except PackageNotFoundError:
             pass
-    return out
+    return tuple(out)
 
 
 def example_fingerprints(frame: pd.DataFrame, columns: list[str] | None = None) -> np.ndarray:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import TrainerCallback
 
 from ..dynamics.store import dynamics_dir
@@ -30,6 +31,7 @@ from .recorder import EpochBuffer, SplitRecorder, warn_once
 from .tasks import task_of
 
 STATE_FILE = "datacarto_recorder_rank{rank}.npz"
+PENDING_BATCHES = 64  # training-pass batches whose (B, 3) causal-LM statistics wait on the device
 
 
 def at_epoch_boundary(epoch: float | None) -> bool:
@@ -259,6 +261,7 @@ class TrainingPassCallback(_Recording):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.buffer: EpochBuffer | None = None
+        self._pending: list = []  # (row ids, (B, 3) device statistics) not yet in the buffer
         self.resume_path: str | None = None
         self._observed = 0
         self._first_step: int | None = None
@@ -267,20 +270,35 @@ class TrainingPassCallback(_Recording):
     def observe(self, row_ids, labels, logits, *, outputs=None) -> None:
         """One micro-batch of the training pass (called by the mixin's ``compute_loss``).
 
-        ``outputs``: the model's whole output instead of ``logits`` (a causal LM: a fused LM head
-        gives per-token log-probs and no logits).
+        ``outputs``: instead of ``logits``, what a causal LM's step gives (the loss's per-token NLL,
+        or the model's output): reduced to (B, 3) on the device and kept there, then moved to the
+        host for :data:`PENDING_BATCHES` batches at a time (and before every flush and checkpoint),
+        so a step adds no device-to-host copy and no host work.
         """
-        if self.buffer is not None:
-            if outputs is not None:
-                labels, logits = self.task.reduce_outputs(labels, outputs)
-            else:
-                labels, logits = self.task.reduce(labels, logits)  # on the device: (B, 3) for a causal LM
-            units = self.task.to_units(row_ids.cpu().numpy(), labels, logits, self.units)
-            self.buffer.add(*units)
-            self._observed += len(row_ids)
+        if self.buffer is None:
+            return
+        if outputs is not None:
+            self._pending.append((row_ids, self.task.device_stats(labels, outputs)))
+            if len(self._pending) >= PENDING_BATCHES:
+                self._drain()
+        else:
+            self._add(row_ids, *self.task.reduce(labels, logits))  # on the host: (B, C) logits
+        self._observed += len(row_ids)
+
+    def _add(self, row_ids, labels, logits) -> None:
+        self.buffer.add(*self.task.to_units(np.asarray(row_ids.cpu()), labels, logits, self.units))
+
+    def _drain(self) -> None:
+        """Move the batches kept on the device into the epoch buffer (one transfer)."""
+        if self._pending:
+            rows = torch.cat([r.reshape(-1).cpu() for r, _ in self._pending])
+            stats = torch.cat([s for _, s in self._pending]).cpu().numpy()
+            self._pending.clear()
+            self._add(rows, np.ones(len(rows), np.int64), stats)
 
     def start(self, args, state, model) -> None:
         self.buffer = EpochBuffer(self.n_examples)
+        self._pending.clear()
         self._observed, self._first_step = 0, state.global_step
         self._expect_gaps = _gaps_expected(args)
         if args.dataloader_drop_last:
@@ -307,6 +325,7 @@ class TrainingPassCallback(_Recording):
             self._expect_gaps = _gaps_expected(args)  # a resume without recorder state affected one epoch only
 
     def _flush(self, args, state, model, train_dataloader, index: int) -> None:
+        self._drain()
         if self.buffer.count < self.n_examples and not self._expect_gaps:
             warn_once(f"epoch {index}: the training pass saw {self.buffer.count} of {self.n_examples} rows (a "
                       "sampler that skips rows?): the others are predicted in eval mode and marked 'filled'")
@@ -323,6 +342,7 @@ class TrainingPassCallback(_Recording):
     def on_save(self, args, state, control, **kwargs):
         if self.buffer is None:
             return
+        self._drain()
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / STATE_FILE.format(rank=rank_world()[0]), global_step=state.global_step,

@@ -1,18 +1,41 @@
 """Per-example statistics of a causal LM batch, computed on the device from the logits the loss has.
 
-No extra forward pass and no extra (B, T, V) tensor is kept: the logits are reduced in chunks of
-rows to three numbers per example (mean token NLL, token accuracy, number of target tokens), so
-only a (B, 3) result leaves the device and recording memory stays O(N) per epoch.
+No extra forward pass and no extra (B, T, V) tensor is kept: a batch is reduced to three numbers
+per example (mean token NLL, token accuracy, number of target tokens), so only a (B, 3) result
+leaves the device and recording memory stays O(N) per epoch.
+
+In the training pass the per-token NLL is the loss's own: :func:`per_token_loss` makes the
+model's ``ForCausalLMLoss`` compute its cross-entropy with ``reduction='none'`` (the same cost)
+and reduce it as Hugging Face does, so the logits are not reduced a second time for recording.
 """
 
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..task_data import IGNORE
 
 _MIN_NLL = 1e-12  # exp(-nll) < 1 in float64, so the pseudo-logit stays finite
+
+
+def _per_example(nll: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(B, 3) float64 from per-token tensors: mean NLL, token accuracy, target tokens.
+
+    ``nll`` (B, T) is 0 where ``keep`` is False. A target token is a hit when it is the argmax of
+    its row, the first index on ties (as ``np.argmax`` and TRL's ``is_top1``; bf16 logits do tie):
+    ``max(-1).indices`` gives that at about half ``argmax``'s cost on CPU, with no (B, T, V)
+    temporary. One stacked sum, in float64: a step of a small model pays for each op it launches.
+    """
+    hit = (logits.max(-1).indices == target) & keep
+    sums = torch.stack([nll, hit, keep], dim=-1).sum(1, dtype=torch.float64)
+    n = sums[:, 2:]
+    return torch.cat([sums[:, :2] / n, n], dim=-1)
 
 
 @torch.no_grad()
@@ -21,23 +44,99 @@ def token_stats(labels: torch.Tensor, logits: torch.Tensor, *, chunk_elements: i
 
     Shifted by one as Hugging Face causal LMs are: the logits at position t predict token t + 1.
     Rows are reduced in chunks of at most ``chunk_elements`` logits, so the temporary of the
-    log-sum-exp never grows to the batch's (B, T, V); no host synchronisation happens here.
+    cross-entropy never grows to the batch's (B, T, V); no host synchronisation happens here.
+    Used where no loss computed the per-token NLL already (eval-mode passes, a label smoother).
     """
     labels = labels.to(logits.device)
     target = torch.full_like(labels, IGNORE)
     target[:, :-1] = labels[:, 1:]
     mask = target != IGNORE
     rows = max(1, chunk_elements // max(1, logits.shape[1] * logits.shape[2]))
-    nll_sum, hits = [], []
+    out = []
     for start in range(0, labels.shape[0], rows):
-        chunk, gold, keep = logits[start:start + rows], target[start:start + rows], mask[start:start + rows]
-        gold = gold.clamp(min=0)
-        lse = torch.logsumexp(chunk.float(), dim=-1)
-        nll = lse - chunk.gather(-1, gold[..., None]).squeeze(-1).float()
-        nll_sum.append((nll.double() * keep).sum(-1))
-        hits.append(((chunk.argmax(-1) == gold) & keep).sum(-1))
-    n = mask.sum(-1).double()
-    return torch.stack([torch.cat(nll_sum) / n, torch.cat(hits).double() / n, n], dim=-1)
+        chunk, gold = logits[start:start + rows], target[start:start + rows]
+        nll = F.cross_entropy(chunk.float().flatten(0, 1), gold.reshape(-1), ignore_index=IGNORE, reduction="none")
+        out.append(_per_example(nll.view(gold.shape), chunk, gold, mask[start:start + rows]))
+    return torch.cat(out)
+
+
+@dataclass
+class TokenLoss:
+    """The per-token NLL (B, T) a causal-LM loss computed, its shifted targets and the logits it read."""
+
+    nll: torch.Tensor
+    target: torch.Tensor
+    logits: torch.Tensor
+    ignore_index: int = IGNORE
+
+    @torch.no_grad()
+    def stats(self) -> torch.Tensor:
+        """(B, 3) like :func:`token_stats`, from the loss's own per-token NLL (ignored positions are 0)."""
+        return _per_example(self.nll, self.logits, self.target, self.target != self.ignore_index)
+
+
+def causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_index=IGNORE, shift_labels=None,
+                   *, caught: list, **kwargs) -> torch.Tensor:
+    """transformers' ``ForCausalLMLoss``, its cross-entropy per token (``reduction='none'``), kept in ``caught``.
+
+    The same loss: summed over the target tokens, divided by ``num_items_in_batch`` when the
+    Trainer passes it (gradient accumulation), else by this batch's target tokens (the mean).
+    """
+    source, logits = logits, logits.float()
+    if shift_labels is None:
+        shift_labels = F.pad(labels, (0, 1), value=ignore_index)[..., 1:].contiguous()
+    shift_labels = shift_labels.to(logits.device)
+    nll = F.cross_entropy(logits.view(-1, vocab_size), shift_labels.view(-1), ignore_index=ignore_index,
+                          reduction="none")
+    caught.append(TokenLoss(nll.detach().view(shift_labels.shape), shift_labels, source.detach(), ignore_index))
+    total = nll.sum()
+    if num_items_in_batch is None:
+        return total / (shift_labels != ignore_index).sum()
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
+
+
+def _causal_lm_module(model):
+    """The ``PreTrainedModel`` inside ``model`` (DDP, PEFT wrappers) whose loss is ``ForCausalLMLoss``, or None.
+
+    None under ``torch.compile`` too: a new loss function each step would be a new guard, a recompilation.
+    """
+    from transformers import PreTrainedModel
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    for m in model.modules():
+        if hasattr(m, "_orig_mod"):  # torch.compile's wrapper
+            return None
+        if isinstance(m, PreTrainedModel):
+            return m if getattr(m, "loss_function", None) is ForCausalLMLoss else None
+    return None
+
+
+@contextmanager
+def per_token_loss(model):
+    """Within the block, ``model``'s causal-LM loss keeps its per-token NLL; yields the list of :class:`TokenLoss`.
+
+    Only a model whose loss is transformers' ``ForCausalLMLoss`` is changed (its ``loss_function``
+    for the block's duration); for any other, and for a forward without labels, the list stays empty.
+    """
+    caught: list[TokenLoss] = []
+    lm = _causal_lm_module(model)
+    if lm is None:
+        yield caught
+        return
+    own = vars(lm).get("_loss_function", _UNSET)
+    lm.loss_function = functools.partial(causal_lm_loss, caught=caught)
+    try:
+        yield caught
+    finally:
+        if own is _UNSET:
+            del lm._loss_function
+        else:
+            lm._loss_function = own
+
+
+_UNSET = object()
 
 
 @torch.no_grad()

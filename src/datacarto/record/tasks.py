@@ -166,14 +166,20 @@ class CausalLM(Task):
 
         return np.ones(len(labels), np.int64), token_stats(labels, logits.detach()).cpu().numpy()
 
-    def reduce_outputs(self, labels, outputs):
-        """:meth:`reduce` of a model's outputs: a fused LM head's per-token log-probs, else the logits."""
-        from .causal_lm import fused_stats
+    def device_stats(self, labels, outputs):
+        """(B, 3) statistics tensor, on the device, of a step's loss or outputs (see :meth:`reduce`).
 
+        ``outputs``: a :class:`~datacarto.record.causal_lm.TokenLoss` (the training loss's own
+        per-token NLL), or the model's output (a fused LM head's per-token log-probs, else the logits).
+        """
+        from .causal_lm import TokenLoss, fused_stats, token_stats
+
+        if isinstance(outputs, TokenLoss):
+            return outputs.stats()
         stats = fused_stats(outputs)
         if stats is None:
-            return self.reduce(labels, outputs["logits"] if isinstance(outputs, dict) else outputs[0])
-        return np.ones(len(stats), np.int64), stats.cpu().numpy()
+            stats = token_stats(labels, (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).detach())
+        return stats
 
     def to_units(self, rows, labels, logits, units):
         from .causal_lm import pseudo_logits

@@ -128,19 +128,27 @@ class CartographyMixin:
         return (loss, outputs) if return_outputs else loss
 
     def _causal_lm_loss(self, model, inputs, row_ids, labels, num_items_in_batch):
-        """A causal LM's training loss, its outputs caught by a forward hook rather than asked for.
+        """A causal LM's training loss, with the per-example statistics of the forward it uses.
 
-        Asking for the outputs (``return_outputs=True``) costs TRL's ``SFTTrainer`` a second forward
-        pass, as its fused LM head builds no logits; the hook sees the forward the loss uses.
+        The loss is computed once: the model's ``ForCausalLMLoss`` keeps its per-token NLL
+        (:func:`~datacarto.record.causal_lm.per_token_loss`), so recording adds no second reduction
+        over the (B, T, V) logits. The model's outputs are caught by a forward hook rather than
+        asked for: asking (``return_outputs=True``) costs TRL's ``SFTTrainer`` a second forward
+        pass, as its fused LM head builds no logits and calls no loss function.
         """
+        from .causal_lm import per_token_loss
+
         caught = []
         handle = model.register_forward_hook(lambda module, args, output: caught.append(output))
         try:
-            loss = super().compute_loss(model, inputs, return_outputs=False, num_items_in_batch=num_items_in_batch)
+            with per_token_loss(model) as token_losses:
+                loss = super().compute_loss(model, inputs, return_outputs=False, num_items_in_batch=num_items_in_batch)
         finally:
             handle.remove()
         fused = [o for o in caught if getattr(o, "log_probs", None) is not None]
-        usable = fused or [o for o in caught if getattr(o, "logits", None) is not None]
+        # one loss over the whole batch (nn.DataParallel's replicas each compute a part: their logits, gathered)
+        whole = [t for t in token_losses if t.nll.shape[0] == len(row_ids)] if len(token_losses) == 1 else []
+        usable = fused or whole or [o for o in caught if getattr(o, "logits", None) is not None]
         if usable:
             self.cartography.observe(row_ids, labels, None, outputs=usable[0])
         return loss
