@@ -40,7 +40,8 @@ TASKS = {
     "multi-label": (toy_multilabel, {"label_column": "labels", "class_names": WEATHER}),
     "token-classification": (toy_tokens, {"class_names": TOY_TAGS}),
     "causal-lm": (lambda n: toy_instructions(n, corrupt=0.1), {"prompt_column": "prompt",
-                                                               "response_column": "response"}),
+                                                               "response_column": "response",
+                                                               "noise_column": "corrupted"}),
 }
 
 
@@ -201,7 +202,7 @@ def test_bad_trajectory_recipes_are_one_line(recipe, message):
 
 
 def test_the_report_speaks_of_the_task(task_run):
-    task, _, out, result = task_run
+    task, splits, out, result = task_run
     md = result.report_md.read_text()
     assert f"Task: {task}." in md
     heading = "## Held-out loss" if task == "causal-lm" else "## Accuracy"
@@ -216,6 +217,8 @@ def test_the_report_speaks_of_the_task(task_run):
     if task == "causal-lm":
         assert "test loss" in table and "ensemble" not in table and "same size, random" in md
         assert "barely learned" not in md  # p(gold) > 1/2 is no accuracy for a causal LM
+        corrupted = sum(r["corrupted"] for r in splits["train"])
+        assert f"{corrupted} of 32 training responses are known to be wrong (column 'corrupted')" in md
 
 
 def test_cli_run_with_a_task_and_its_errors(tmp_path, models, capsys):

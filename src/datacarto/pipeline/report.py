@@ -253,7 +253,8 @@ def _label_noise(doc: Document, run: RunState, noise_col: str) -> None:
     noisy = run.examples[noise_col].fillna(False).astype(bool).to_numpy()
     ns = noise_summary(run.metrics, noisy)
     doc.h(2, "Label noise")
-    doc.p(f"{ns['n_noisy']} of {ns['n']} training labels are known to be wrong (column {noise_col!r}). "
+    what = "responses" if run.task == "causal-lm" else "labels"
+    doc.p(f"{ns['n_noisy']} of {ns['n']} training {what} are known to be wrong (column {noise_col!r}). "
           f"{ns['in_hard']} of them ({share(ns['in_hard'], ns['n_noisy'])}) landed in hard-to-learn, a region "
           f"of {ns['hard_size']} examples ({share(ns['hard_size'], ns['n'])} of the data). AUROC of low "
           f"confidence for finding them: {fmt_float(ns['auroc_confidence'])} (chance: 0.500).")
