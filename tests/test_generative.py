@@ -151,6 +151,38 @@ def test_per_token_loss_replaces_only_the_default_loss_and_restores_it(lm_dir):
         assert "_loss_function" not in vars(fresh)
 
 
+def _causal_trainer(tmp_path, lm_dir, rows=16, **options):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datacarto.record import CartographyTrainer
+    from datacarto.task_data import collator_for
+
+    ds, _ = tokenized(lm_dir, toy_instructions(rows, seed=3))
+    return CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir),
+                              args=training_args(tmp_path, **options), train_dataset=ds,
+                              data_collator=collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir)))
+
+
+def test_without_for_causal_lm_loss_the_logits_are_reduced(tmp_path, lm_dir, monkeypatch):
+    """transformers without ``transformers.loss.loss_utils.ForCausalLMLoss``: no replacement, the logits path."""
+    import sys
+
+    from transformers import AutoModelForCausalLM
+
+    from datacarto.record import causal_lm
+
+    monkeypatch.setitem(sys.modules, "transformers.loss.loss_utils", None)  # its import raises ImportError
+    assert causal_lm._causal_lm_module(AutoModelForCausalLM.from_pretrained(lm_dir)) is None
+    reduced = []
+    token_stats = causal_lm.token_stats
+    monkeypatch.setattr(causal_lm, "token_stats", lambda *a, **k: reduced.append(1) or token_stats(*a, **k))
+    trainer = _causal_trainer(tmp_path, lm_dir, per_device_train_batch_size=4, num_train_epochs=1)
+    trainer.train()
+    assert len(reduced) == 4 and "_loss_function" not in vars(trainer.model)
+    stats = epoch_stats(tmp_path, 0)
+    assert len(stats) == 16 and np.isfinite(stats["nll"]).all() and (stats["n_tokens"] > 0).all()
+
+
 def _trained_weights(trainer):
     trainer.train()
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}

@@ -103,7 +103,11 @@ def _causal_lm_module(model):
     None under ``torch.compile`` too: a new loss function each step would be a new guard, a recompilation.
     """
     from transformers import PreTrainedModel
-    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    try:
+        from transformers.loss.loss_utils import ForCausalLMLoss
+    except ImportError:  # a transformers without it (older, or moved): no replacement, the logits path
+        return None
 
     for m in model.modules():
         if hasattr(m, "_orig_mod"):  # torch.compile's wrapper
