@@ -84,8 +84,9 @@ def _lm_scores(values: np.ndarray) -> dict[str, float]:
     return {"loss": float(np.mean(np.logaddexp(0.0, -z))), "token_accuracy": float("nan")}
 
 
-def _scores(gold: np.ndarray, values: np.ndarray, task: str, outside: int) -> dict[str, float]:
-    """Every score of ``task`` (:data:`TASK_SCORES`) of one group of units; NaN when it is empty."""
+def _scores(gold: np.ndarray, values: np.ndarray, pred: np.ndarray, task: str, outside: int) -> dict[str, float]:
+    """Every score of ``task`` (:data:`TASK_SCORES`) of one group of units (``pred``: their predicted
+    labels, from :func:`_predicted_labels`); NaN when it is empty."""
     from sklearn.metrics import f1_score
 
     names = task_scores(task)
@@ -93,7 +94,6 @@ def _scores(gold: np.ndarray, values: np.ndarray, task: str, outside: int) -> di
         return dict.fromkeys(names, float("nan"))
     if task == "causal-lm":
         return _lm_scores(np.asarray(values))
-    pred = _predicted_labels("model", values, gold.shape[0])
     classes = max(int(gold.max()), int(pred.max())) + 1
     out = {"accuracy": float(np.mean(gold == pred)),
            "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0))}
@@ -155,12 +155,14 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
     rows = []
     for name, values in predictions.items():
         values = np.asarray(values)
-        _predicted_labels(name, values, n)  # shapes checked before any score
-        row = {"model": name, "n": n, **{f"overall_{k}": v for k, v in _scores(gold, values, task, outside).items()}}
+        pred = _predicted_labels(name, values, n)  # shapes checked before any score; one argmax per model
+        row = {"model": name, "n": n,
+               **{f"overall_{k}": v for k, v in _scores(gold, values, pred, task, outside).items()}}
         for region in order:
             mask = names_by_row == region
             row[f"{region}_n"] = int(mask.sum())
-            row.update({f"{region}_{k}": v for k, v in _scores(gold[mask], values[mask], task, outside).items()})
+            row.update({f"{region}_{k}": v
+                        for k, v in _scores(gold[mask], values[mask], pred[mask], task, outside).items()})
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 

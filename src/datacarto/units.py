@@ -81,6 +81,12 @@ def summary_by(unit_metrics: pd.DataFrame, groups: np.ndarray, names: list[str] 
     return out.sort_values("confidence")
 
 
+def words_column(examples: pd.DataFrame) -> str | None:
+    """The column of recorded token-classification examples that holds each sentence's words (None: none)."""
+    return next((c for c in examples.columns if len(examples) and isinstance(examples[c].iloc[0], (list, np.ndarray))
+                 and len(examples[c].iloc[0]) and isinstance(examples[c].iloc[0][0], str)), None)
+
+
 def unit_records(examples: pd.DataFrame, units: pd.DataFrame, *, task: str, label_names: list[str]) -> pd.DataFrame:
     """One record per unit for map tooltips: the example's text with the unit marked, gold and predicted.
 
@@ -94,8 +100,7 @@ def unit_records(examples: pd.DataFrame, units: pd.DataFrame, *, task: str, labe
     gold, pred = units["gold"].to_numpy(), units["last_pred"].to_numpy()
     ex = examples.reindex(rows)
     if task == "token-classification":
-        words_col = next((c for c in ex.columns if len(ex) and isinstance(ex[c].iloc[0], (list, np.ndarray))
-                          and len(ex[c].iloc[0]) and isinstance(ex[c].iloc[0][0], str)), None)
+        words_col = words_column(ex)
         if words_col is None:
             raise DatacartoError("the recorded examples hold no list of words to show the tagged word in")
         words = ex[words_col].to_list()

@@ -23,6 +23,7 @@ from ..errors import DatacartoError
 from ..learning_check import learning_warning
 from ..metrics import REGIONS
 from ..task_data import SINGLE_LABEL_TASKS
+from ..units import words_column
 from .document import Document, fmt_float, pct, share
 from .layout import RunLayout
 from .report_results import configuration_section, scores_section, subsets_section, times_section
@@ -216,8 +217,8 @@ def _gold_cell(run: RunState, ex, row) -> str:
     if run.task == "multi-label":
         return ", ".join(name(i) for i in ex["label"]) if ex is not None else ""
     if run.task == "token-classification":
-        words = next((v for v in (ex if ex is not None else []) if isinstance(v, (list, np.ndarray)) and len(v)
-                      and isinstance(v[0], str)), None)
+        column = words_column(run.examples) if run.examples is not None else None
+        words = ex[column] if ex is not None and column is not None else None
         sub = int(row.get("hardest_unit", -1))
         word = words[sub] if words is not None and 0 <= sub < len(words) else "?"
         return f"{word}: {name(row['gold'])}"
