@@ -62,7 +62,8 @@ from .encoding import _b64_gzip, _numeric_blob, decode_payload, decode_text, enc
 FORMAT_VERSION = 1
 TEMPLATE = "map_template.html"
 SCRIPTS = ("explorer.js", "details.js", "levels.js", "compare.js")  # our own page code, inlined into the app (no data in them)
-_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|EXPLORERJS)@\*/")
+DECODER = "decode.js"  # the payload decoder (a worker, or the page without one), its own script after the app
+_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|EXPLORERJS|DECODEJS)@\*/")
 _SKIP_COLUMNS = {"row_id", "fingerprint"}
 #: scores the table shows besides confidence, variability and correctness, when the metrics hold them
 #: (each costs about 1.4 MB of HTML at 550k rows, stored to 1/65534 of its range)
@@ -383,7 +384,7 @@ def _page(payloads: list[tuple[dict, bytes, bytes | None]]) -> str:
     # plotly.js holds neither today; escaping keeps its <script> element intact if it ever does
     plotlyjs = re.sub(r"</(script)", r"<\\/\1", plotlyjs, flags=re.IGNORECASE).replace("<!--", "<\\!--")
     parts = {"PLOTLYJS": plotlyjs, "TITLE": html.escape(payloads[0][0]["title"]),
-             "EXPLORERJS": "\n".join(_resource(name) for name in SCRIPTS)}
+             "EXPLORERJS": "\n".join(_resource(name) for name in SCRIPTS), "DECODEJS": _resource(DECODER)}
     for prefix, payload in zip(("", "ALT"), payloads + [None]):
         meta, blob, text_blob = payload or ("", None, None)
         parts[prefix + "META"] = _script_json(meta) if meta else ""
