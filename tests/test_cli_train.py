@@ -217,3 +217,26 @@ def test_train_checks_text_columns(tmp_path, tiny_model, toy_rows, capsys, chang
     cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", data, "--text-columns", columns,
                        "--output-dir", str(tmp_path / "run"), *FAST], message)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("sampling", ["group_by_length", "sequential", "random"])
+def test_every_stored_split_keeps_the_datas_gold_whatever_the_sampler(tmp_path, tiny_model, toy_rows, sampling):
+    """Validation, test and cross-fitted out-of-sample stores: gold equals the file's label, row by row."""
+    rows = [dict(r, hypothesis=r["hypothesis"] + " and more" * (i % 5)) for i, r in enumerate(toy_rows)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:36])
+    val = write_jsonl(tmp_path / "val.jsonl", rows[36:48])
+    test = write_jsonl(tmp_path / "test.jsonl", rows[48:])
+    common = ["--model", tiny_model, "--dataset", train, "--text-columns", "premise,hypothesis",
+              "--train_sampling_strategy", sampling, "--per_device_eval_batch_size", "4", *FAST]
+    out = tmp_path / "run"
+    assert main(["train", *common, "--validation", val, "--test", test, "--eval_strategy", "epoch",
+                 "--output-dir", str(out)]) == 0
+    labels = [r["label"] for r in rows]
+    np.testing.assert_array_equal(load_dynamics(out, "train").gold, labels[:36])
+    np.testing.assert_array_equal(load_dynamics(out, "validation").gold, labels[36:48])
+    np.testing.assert_array_equal(load_dynamics(out, "test").gold, labels[48:])
+    folds = tmp_path / "folds"
+    assert main(["train", *common, "--folds", "2", "--output-dir", str(folds)]) == 0
+    oos = load_dynamics(folds)
+    assert oos.manifest["dynamics"] == "out-of-sample"
+    np.testing.assert_array_equal(oos.gold, labels[:36])

@@ -25,9 +25,12 @@ def _free_port() -> int:
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("mode,launch", [("training_pass", "example"), ("epoch_end", "example"),
-                                         ("epoch_end", "cli")])
-def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, launch):
+@pytest.mark.parametrize("mode,launch,extra", [
+    ("training_pass", "example", []), ("epoch_end", "example", []), ("epoch_end", "cli", []),
+    # the Trainer's evaluation loop then uses a length-grouped sampler and drops each rank's last batch
+    ("training_pass", "example", ["--train_sampling_strategy", "group_by_length", "--dataloader_drop_last", "true"]),
+])
+def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, launch, extra):
     """Our example fine-tuning script in both modes, and ``torchrun -m datacarto.cli train``."""
     rows = toy_nli(N, seed=3)
     data = tmp_path / "train.jsonl"
@@ -39,7 +42,7 @@ def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, laun
         dev = tmp_path / "dev.jsonl"
         dev.write_text("".join(json.dumps(r) + "\n" for r in rows[:21]))
         cmd += [str(EXAMPLE), *example_args(tiny_model, data, out, mode), "--validation_file", str(dev),
-                "--eval_strategy", "epoch"]
+                "--eval_strategy", "epoch", *extra]
     else:
         cmd += ["-m", "datacarto.cli", "train", "--model", tiny_model, "--dataset", str(data),
                 "--output-dir", str(out), "--dynamics_mode", mode, "--num_train_epochs", "2",
@@ -56,8 +59,9 @@ def test_two_processes_record_each_example_once(tmp_path, tiny_model, mode, laun
     assert load_examples(out)["hypothesis"].tolist() == [r["hypothesis"] for r in rows]
     if launch == "example":  # two epoch evaluations; the script's final one (same step) replaces the last
         val = load_dynamics(out, "validation")
-        assert val.epochs == [0, 1] and val.n_examples == 21
+        assert val.epochs == [0, 1] and val.n_examples == 21 and val.ids.tolist() == list(range(21))
         np.testing.assert_array_equal(val.gold, [r["label"] for r in rows[:21]])
+        assert all(s["n"] == 21 for s in val.manifest["snapshots"].values())
 
 
 def example_args(model, data, out, mode):

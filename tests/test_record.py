@@ -160,3 +160,21 @@ def test_output_dir_with_dynamics_of_another_data_set(tmp_path, tiny_model, toy_
     with pytest.raises(DatacartoError, match="different data set"):
         trainer.train()
     assert load_dynamics(tmp_path).n_examples == len(toy_rows)  # nothing already written was lost
+
+
+def test_gold_that_differs_from_the_data_stops_the_write(tmp_path):
+    """The write-time invariant: a prediction stored under another row's id is refused, nothing written."""
+    import pandas as pd
+
+    from datacarto.record.recorder import SplitRecorder
+
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    rec = SplitRecorder(tmp_path / "validation", mode="training_pass", meta={"split": "validation"})
+    rec.begin(pd.DataFrame({"text": list("abcdef")}), labels, None, ["text"])
+    rec.expect(labels)
+    logits = np.zeros((6, 3), np.float32)
+    assert rec.write(0, np.arange(6), labels, logits, epoch=1.0, global_step=1)
+    shifted = np.roll(np.arange(6), 1)  # the i-th prediction under another row's id
+    with pytest.raises(DatacartoError, match=r"validation split's snapshot 1: the gold stored for 6 of 6 examples"):
+        rec.write(1, shifted, labels, logits, epoch=2.0, global_step=2)
+    assert sorted(p.name for p in rec.directory.glob("epoch_*")) == ["epoch_000.parquet"]

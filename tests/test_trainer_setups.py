@@ -72,6 +72,8 @@ def _trainer(mode, model_dir, tok, data, out, *, base=Trainer, model=None, callb
     model = model if model is not None else AutoModelForSequenceClassification.from_pretrained(model_dir)
     targs = training_args(out, **args)
     common = dict(model=model, args=targs, train_dataset=data, eval_dataset=eval_dataset, processing_class=tok)
+    if mode == "plain":  # the same run without recording
+        return base(**common, callbacks=list(callbacks))
     if mode == "training_pass":
         cls = CartographyTrainer if base is Trainer else type("Recorded" + base.__name__, (CartographyMixin, base), {})
         return cls(**common, callbacks=list(callbacks), **(trainer_options or {}))
@@ -98,27 +100,44 @@ SETUPS = {
     "plain": {},
     "gradient accumulation, batch not dividing N": dict(per_device_train_batch_size=7, gradient_accumulation_steps=3),
     "group by length": dict(train_sampling_strategy="group_by_length"),
+    "sequential sampler": dict(train_sampling_strategy="sequential"),
     "dataloader workers": dict(dataloader_num_workers=2),
     "label smoothing": dict(label_smoothing_factor=0.1),
     "drop last batch": dict(dataloader_drop_last=True),
 }
 
 
+EVAL_ROWS = list(range(0, N, 3))  # 20 rows of mixed lengths: a length-grouped sampler reorders them
+TEST_ROWS = list(range(1, N, 4))  # 15 rows
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("setup", list(SETUPS))
 def test_setup_records_every_row_once_per_epoch(tmp_path, tiny_model, toy, toy_rows, mode, setup):
+    """Training, validation and (mixin) test stores: each row once a snapshot, its gold the data's label."""
     tok, raw, data = toy
+    labels = _labels(toy_rows)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        _trainer(mode, tiny_model, tok, data, tmp_path, **SETUPS[setup]).train()
-    dyn = _assert_recorded(tmp_path, _labels(toy_rows), 2)
+        trainer = _trainer(mode, tiny_model, tok, data, tmp_path, eval_dataset=data.select(EVAL_ROWS),
+                           eval_strategy="epoch", **SETUPS[setup])
+        trainer.train()
+        if mode == "training_pass":
+            trainer.predict(data.select(TEST_ROWS))
+    dyn = _assert_recorded(tmp_path, labels, 2)
     assert dyn.manifest["mode"] == mode
+    val = _assert_recorded(tmp_path, [labels[i] for i in EVAL_ROWS], 2, split="validation")
+    if mode == "training_pass":
+        _assert_recorded(tmp_path, [labels[i] for i in TEST_ROWS], 1, split="test")
     if setup == "drop last batch" and mode == "training_pass":
         # 60 rows, batch 8: 4 rows are dropped each epoch, predicted at the epoch end and marked
         assert [s["filled"] for s in dyn.manifest["snapshots"].values()] == [4, 4]
         assert pq.read_table(dynamics_dir(tmp_path) / "epoch_000.parquet").column("filled").to_numpy().sum() == 4
+        # the evaluation loop drops 4 of 20 rows (batch 16): they are predicted too, the set is recorded whole
+        assert [s["filled"] for s in val.manifest["snapshots"].values()] == [4, 4]
     else:
         assert not any("filled" in s for s in dyn.manifest["snapshots"].values())
+        assert not any("filled" in s for s in val.manifest["snapshots"].values())
 
 
 def test_raw_text_columns_reach_the_collator(tmp_path, tiny_model, toy, toy_rows):
@@ -334,3 +353,34 @@ def test_resume_from_a_missing_checkpoint(tmp_path, tiny_model, toy):
         trainer.train(resume_from_checkpoint=str(tmp_path / "nope"))
     with pytest.raises(DatacartoError, match="no checkpoint to resume from"):
         trainer.train(resume_from_checkpoint=True)
+
+
+def _weights(model) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("setup", ["plain", "drop last batch"])
+def test_recording_never_changes_what_is_trained(tmp_path, tiny_model, toy, mode, setup):
+    """Dropout on: a recorded run ends with exactly the weights and losses of the same plain-Trainer run.
+
+    The epoch-end pass (and the eval-mode fill of dropped rows) iterates data loaders, which draw
+    their seeds from torch's generator: without restoring it, later dropout masks would differ.
+    """
+    tok, raw, data = toy
+    options = dict(eval_dataset=data.select(EVAL_ROWS), eval_strategy="epoch", logging_strategy="epoch",
+                   **SETUPS[setup])
+    torch.manual_seed(0)
+    plain = _trainer("plain", tiny_model, tok, data, tmp_path / "plain", **options)
+    plain.train()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        recorded = _trainer(mode, tiny_model, tok, data, tmp_path / "recorded", **options)
+        recorded.train()
+    want, got = _weights(plain.model), _weights(recorded.model)
+    assert want.keys() == got.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (plain, recorded)]
+    assert losses[0] == losses[1] and len(losses[0]) == 2
+    assert load_dynamics(tmp_path / "recorded").epochs == [0, 1]

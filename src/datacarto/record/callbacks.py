@@ -26,7 +26,7 @@ from .examples import (
     records_frame,
     units_of,
 )
-from .predict import predict_logits
+from .predict import predict_logits, preserved_rng
 from .recorder import EpochBuffer, SplitRecorder, warn_once
 from .tasks import task_of
 
@@ -116,6 +116,7 @@ class _Recording(TrainerCallback):
             "model": model_name(model), "dataset": self.dataset_name, "split": "train",
             "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit},
             extra_columns=self.task.extra_columns)
+        self.recorder.expect(self.units.gold)
         resume = self.resume_index(state)
         self.label_names = self.task.label_names or label_names_of(model, records, self.label_names, column)
         self.recorder.begin(frame, self.task.example_labels(labels), self.label_names, self.text_columns or text,
@@ -145,26 +146,31 @@ class _Recording(TrainerCallback):
                     lambda i, s: (s.get("global_step") or 0) > global_step)
 
     def record_eval(self, args, state, model, split: str, records, units, ids, gold, logits, *, gathered: bool,
-                    tokenizer=None) -> None:
-        """Write one evaluation snapshot of ``split`` (unit ids of its ``units``), numbered in evaluation order."""
+                    tokenizer=None, fill=None) -> None:
+        """Write one evaluation snapshot of ``split`` (unit ids of its ``units``), numbered in evaluation order.
+
+        Every rank calls it. The set is recorded whole: units the evaluation did not see (a loop
+        that drops its last batch) are predicted by ``fill`` (every rank takes part) and marked.
+        """
         if not gathered:
             ids, gold, logits = gather_arrays(ids, gold, logits)
-        if not is_main():
-            return
         recorder = self._eval.get(split) or SplitRecorder(dynamics_dir(self.run_dir(args), split), mode=self.mode,
                                                           meta={"model": model_name(model), "split": split,
                                                                 "task": self.task.name, "unit": self.task.unit},
                                                           extra_columns=self.task.extra_columns)
         self._eval[split] = recorder
         n_rows = len(units.offsets) - 1
-        if not recorder.has_examples:
+        if is_main() and not recorder.has_examples:
             source = records if records is not None and len(records) == n_rows else _Positions(n_rows)
             frame, text = records_frame(source, tokenizer)
             recorder.begin(frame, self.task.labels_of_units(units), self.label_names, text, overwrite=True)
         recorder.units = self.task.keyed(units)  # this evaluation's units (begin ran at the first one only)
+        recorder.expect(units.gold)
         index = recorder.next_eval_index(state.global_step)
-        recorder.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step, gathered=True)
-        recorder.drop_snapshots(lambda i, s: i > index)
+        written = recorder.write(index, ids, gold, logits, epoch=state.epoch, global_step=state.global_step,
+                                 n_expected=units.n, fill=fill, gathered=True)
+        if written:
+            recorder.drop_snapshots(lambda i, s: i > index)
 
 
 _PACKING_COLUMNS = ("position_ids", "seq_lengths", "cu_seq_lens_q")
@@ -367,4 +373,5 @@ class PredictEachEpoch(TrainerCallback):
         self.split = split
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self.trainer.predict(self.dataset, metric_key_prefix=self.split)
+        with preserved_rng():  # a pass a plain Trainer would not run: it must not shift later dropout masks
+            self.trainer.predict(self.dataset, metric_key_prefix=self.split)

@@ -237,11 +237,18 @@ class RowIdCollator:
         return batch
 
 
-def with_row_ids(dataset):
-    """The training set with a row-id column (its position), without copying the data."""
+def with_row_ids(dataset, what: str = "training set"):
+    """A data set whose every item carries its position as the row id, without copying the data.
+
+    The row id travels with each example through any sampler and collator, so whatever order a
+    loader yields, every stored number is keyed by the row it came from. An evaluation set
+    without a length (``what`` other than the training set) is returned as it is.
+    """
     if dataset is None or (_is_arrow_dataset(dataset) and ROW_ID in dataset.column_names):
         return dataset
-    check_map_style(dataset)
+    if what != "training set" and not hasattr(dataset, "__len__"):
+        return dataset
+    check_map_style(dataset, what)
     if _is_arrow_dataset(dataset):
         return dataset.add_column(ROW_ID, np.arange(len(dataset), dtype=np.int64))
     return IndexedDataset(dataset)
@@ -260,3 +267,9 @@ class IndexedDataset(torch.utils.data.Dataset):
         item = dict(self.base[i])
         item[ROW_ID] = i
         return item
+
+    def __getitems__(self, rows: list[int]) -> list[dict[str, Any]]:
+        """A batch of rows in one read where the base data set can (an Arrow data set can)."""
+        fetch = getattr(self.base, "__getitems__", None)
+        items = fetch(rows) if fetch is not None else [self.base[i] for i in rows]
+        return [{**dict(item), ROW_ID: i} for item, i in zip(items, rows)]

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import random
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
 from .distributed import rank_world
-from .examples import LABEL_KEYS, ROW_ID, units_of
+from .examples import LABEL_KEYS, ROW_ID, IndexedDataset, RowIdCollator, units_of
+
+
+@contextmanager
+def preserved_rng():
+    """Every random generator a pass could draw from (Python, NumPy, torch CPU and devices), restored after.
+
+    A DataLoader draws its base seed from torch's generator each time it is iterated, so a pass
+    that a plain Trainer would not run would shift every later dropout mask: recording would
+    change what is trained.
+    """
+    py, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
 
 
 @torch.no_grad()
@@ -15,39 +36,40 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
     """Eval-mode logits over this rank's contiguous share of ``rows`` (default: every row).
 
     Returns (ids, gold labels, logits): row ids (positions in ``dataset``), or with ``task`` and
-    ``units`` (:mod:`datacarto.record.tasks`) the unit ids of those rows. The model's training
-    flag is restored afterwards.
+    ``units`` (:mod:`datacarto.record.tasks`) the unit ids of those rows. Each example carries its
+    row id through the collator, and the ids stored are those the batches hold. The model's
+    training flag and every random generator's state are restored afterwards.
     """
     rank, world = rank_world()
     rows = np.arange(len(dataset), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     n = len(rows)
     mine = rows[n * rank // world: n * (rank + 1) // world]
-    subset = torch.utils.data.Subset(dataset, mine.tolist())
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    subset = torch.utils.data.Subset(IndexedDataset(dataset), mine.tolist())
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False,
+                                         collate_fn=RowIdCollator(collate_fn))
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out_ids, out_logits, out_gold = [], [], []
-    done = 0
     try:
-        for batch in loader:
-            batch = dict(batch)
-            batch.pop(ROW_ID, None)
-            gold = next((batch.pop(k) for k in LABEL_KEYS if k in batch), None)
-            batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-            logits = model(**batch).logits
-            if task is not None and gold is not None:
-                gold, logits = task.reduce(gold, logits)  # a causal LM's (B, T, V) stays on the device
-            else:
-                gold = None if gold is None else gold.cpu().numpy()
-                logits = logits.float().cpu().numpy()
-            batch_rows, done = mine[done:done + len(logits)], done + len(logits)
-            gold = np.full(len(logits), -1) if gold is None else gold
-            if task is not None:
-                batch_rows, gold, logits = task.to_units(batch_rows, gold, logits, units)
-            out_ids.append(batch_rows)
-            out_logits.append(logits)
-            out_gold.append(gold)
+        with preserved_rng():
+            for batch in loader:
+                batch = dict(batch)
+                batch_rows = batch.pop(ROW_ID).numpy()
+                gold = next((batch.pop(k) for k in LABEL_KEYS if k in batch), None)
+                batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+                logits = model(**batch).logits
+                if task is not None and gold is not None:
+                    gold, logits = task.reduce(gold, logits)  # a causal LM's (B, T, V) stays on the device
+                else:
+                    gold = None if gold is None else gold.cpu().numpy()
+                    logits = logits.float().cpu().numpy()
+                gold = np.full(len(logits), -1) if gold is None else gold
+                if task is not None:
+                    batch_rows, gold, logits = task.to_units(batch_rows, gold, logits, units)
+                out_ids.append(batch_rows)
+                out_logits.append(logits)
+                out_gold.append(gold)
     finally:
         model.train(was_training)
     if not out_logits:

@@ -94,6 +94,7 @@ class SplitRecorder:
         self.mode = mode
         self.meta = meta
         self.units = None  # Units of a task with several per row (stored with a sub_id)
+        self.expected_gold: np.ndarray | None = None  # each unit's label in the data handed to the Trainer
 
     @property
     def directory(self) -> Path:
@@ -199,6 +200,7 @@ class SplitRecorder:
             ids = np.concatenate([ids, f_ids])[order]
             gold = np.concatenate([gold, f_gold])[order]
             logits = np.concatenate([logits, f_logits.astype(logits.dtype)])[order]
+        self.check_gold(index, ids, gold)
         if not is_main():
             return False
         extra = None
@@ -213,6 +215,29 @@ class SplitRecorder:
             self.writer.write_epoch(index, self.units.row[ids], gold, logits, epoch=epoch, global_step=global_step,
                                     filled=filled, sub_ids=self.units.sub[ids], extra=extra)
         return True
+
+
+    def expect(self, gold: np.ndarray) -> None:
+        """The label of every unit (unit id order) in the data handed to the Trainer, checked at each write."""
+        self.expected_gold = np.asarray(gold, dtype=np.int64)
+
+    def check_gold(self, index: int, ids: np.ndarray, gold: np.ndarray) -> None:
+        """The write-time invariant: the gold stored for a unit is that unit's label in the data.
+
+        A prediction stored under another row's id (a loader's order taken for the data's) would
+        break it; the run stops before the snapshot is written. Checked on every rank alike.
+        """
+        if self.expected_gold is None:
+            return
+        n = len(self.expected_gold)
+        outside = (ids < 0) | (ids >= n)
+        bad = int(outside.sum()) + int((self.expected_gold[ids[~outside]] != np.asarray(gold)[~outside]).sum())
+        if bad:
+            split = self.meta.get("split") or self.directory.name
+            raise DatacartoError(
+                f"the {split} split's snapshot {index}: the gold stored for {bad} of {len(ids)} "
+                f"{self.meta.get('unit') or 'example'}s differs from their label in the data: predictions are not "
+                "keyed by their rows; nothing of this snapshot was written")
 
 
 def _remove_tree(directory: Path) -> None:

@@ -15,7 +15,7 @@ from transformers import Trainer
 
 from ..errors import DatacartoError
 from .callbacks import CartographyCallback, TrainingPassCallback, _Recording
-from .examples import ROW_ID, RowIdCollator, split_name, task_labels, with_row_ids
+from .examples import LABEL_KEYS, ROW_ID, RowIdCollator, split_name, with_row_ids
 
 MODES = ("training_pass", "epoch_end")
 
@@ -62,6 +62,8 @@ class CartographyMixin:
         self.custom_loss = loss
         self._dc_row_ids = None
         self._dc_eval_records = None
+        self._dc_eval_ids: list | None = None  # row ids of the evaluation loop's batches, while one records
+        self._dc_with_ids: dict = {}  # id(evaluation set) -> (the set, the set with row ids)
         records = kwargs.get("train_dataset", args[3] if len(args) > 3 else None)
         if record and records is not None:
             if "train_dataset" in kwargs:
@@ -153,9 +155,22 @@ class CartographyMixin:
             self.cartography.observe(row_ids, labels, None, outputs=usable[0])
         return loss
 
+    def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False,
+                        dataloader_key=None):
+        """Evaluation and test sets carry their row ids too, whatever sampler the Trainer picks for them."""
+        if self.record_eval_dynamics and not is_training and dataset is not None:
+            cached = self._dc_with_ids.get(id(dataset))  # evaluated every epoch: one copy with ids per set
+            if cached is None or cached[0] is not dataset:
+                cached = self._dc_with_ids[id(dataset)] = (dataset, with_row_ids(dataset, "evaluation set"))
+            dataset = cached[1]
+        return super()._get_dataloader(dataset, description, batch_size, sampler_fn=sampler_fn,
+                                       is_training=is_training, dataloader_key=dataloader_key)
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = dict(inputs)
-        inputs.pop(ROW_ID, None)
+        row_ids = inputs.pop(ROW_ID, None)
+        if self._dc_eval_ids is not None and row_ids is not None:  # gathered as the loop gathers the logits
+            self._dc_eval_ids.append(self.gather_function(row_ids.to(self.args.device)).cpu().numpy())
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     # -- evaluation: record the eval set's logits from the evaluation pass itself
@@ -179,22 +194,45 @@ class CartographyMixin:
                                              ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
             self._record_reduced_eval(dataloader, metric_key_prefix)
             return output
-        if record:
-            prediction_loss_only = False
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
-                                         ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
-        if record and output.predictions is not None and output.label_ids is not None:
-            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-            n, task = len(logits), self.cartography.task
-            records = self._dc_eval_records
-            records = records if records is not None and len(records) == n else dataloader.dataset
-            label_ids = np.asarray(output.label_ids)
-            units = task.units(task_labels(task, list(label_ids) if task.per_row else label_ids, "labels",
-                                           None, "evaluation set"))
-            ids, gold, unit_logits = task.to_units(np.arange(n), label_ids, np.asarray(logits), units)
-            self.cartography.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records,
-                                         units, ids, gold, unit_logits, gathered=True)
+        self._dc_eval_ids = [] if record else None
+        try:
+            output = super().evaluation_loop(dataloader, description,
+                                             prediction_loss_only=False if record else prediction_loss_only,
+                                             ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+            row_ids = np.concatenate(self._dc_eval_ids) if self._dc_eval_ids else None
+        finally:
+            self._dc_eval_ids = None
+        labelled = output.label_ids is not None or (row_ids is None and _has_labels(dataloader.dataset, self))
+        if record and labelled:  # (a loop that dropped every batch, drop_last, saw nothing: all rows are filled)
+            self._record_eval_output(dataloader, metric_key_prefix, output, row_ids)
         return output
+
+    def _record_eval_output(self, dataloader, metric_key_prefix: str, output, row_ids) -> None:
+        """An evaluation's gathered logits, keyed by the row ids its batches carried (never by position)."""
+        from .predict import predict_logits
+
+        rec, dataset = self.cartography, dataloader.dataset
+        _, units, _ = rec.read_units(dataset, self.model, "evaluation set")
+        if output.predictions is None:
+            ids, gold, unit_logits = np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        else:
+            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            logits = np.asarray(logits)
+            if row_ids is None or len(row_ids) != len(logits):
+                raise DatacartoError(
+                    f"the evaluation loop gave {len(logits)} predictions but {0 if row_ids is None else len(row_ids)} "
+                    "row ids: a collator or prediction_step drops datacarto's row ids (keep the collator wrapper the "
+                    "trainer installs), or set eval_dynamics=False")
+            ids, gold, unit_logits = rec.task.to_units(row_ids, np.asarray(output.label_ids), logits, units)
+
+        def fill(missing_units):  # rows the loop dropped (dataloader_drop_last): predicted in eval mode
+            return predict_logits(self.model, dataset, dataloader.collate_fn, self.args.per_device_eval_batch_size,
+                                  rows=units.rows_of(missing_units), task=rec.task, units=units)
+
+        records = self._dc_eval_records
+        records = records if records is not None and len(records) == len(dataset) else dataset
+        rec.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records, units, ids, gold,
+                        unit_logits, gathered=True, fill=fill)
 
     def _record_reduced_eval(self, dataloader, metric_key_prefix: str) -> None:
         """Evaluation dynamics of a task reduced on the device (causal LM): one eval-mode pass over the set."""
@@ -207,6 +245,11 @@ class CartographyMixin:
         records = self._dc_eval_records if self._dc_eval_records is not None else dataset
         rec.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records, units, ids, gold,
                         logits, gathered=False)
+
+
+def _has_labels(dataset, trainer) -> bool:
+    columns = getattr(dataset, "column_names", None) or []
+    return any(k in columns for k in (*(trainer.args.label_names or ()), *LABEL_KEYS))
 
 
 def _checkpoint_path(resume_from_checkpoint, output_dir) -> str | None:
