@@ -9,6 +9,8 @@ probabilities when cleanlab is importable (an optional benchmark dependency, nev
 
     .venv/bin/python benchmarks/audit_snli.py --limit 2400          # the measured run: 10 min on 2 busy CPU cores
     .venv/bin/python benchmarks/audit_snli.py --noise-kinds uniform class-conditional   # full 9k: ~1 h busy
+    .venv/bin/python benchmarks/audit_snli.py --limit 1200 --folds 2 --epochs 2 --sampling group_by_length
+                                                                    # rows keyed by id whatever the sampler
     .venv/bin/python benchmarks/audit_snli.py --full-baseline ...   # also the old in-sample column:
                                                                     # one model trained on all rows
 
@@ -104,6 +106,7 @@ def audit_kind(data, kind: str, ns, out: Path, training_args: dict) -> dict:
             table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
         tables[name] = table
         extra[f"{name} learned flips"] = float((metrics["last_pred"].to_numpy() == noisy)[flipped].mean())
+        extra[f"{name} stored gold equal to the data's label"] = float((dyn.gold == noisy).mean())
     if ns.full_baseline:
         from datacarto.audit import run_audit
 
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise-kinds", nargs="+", default=["uniform"], choices=["uniform", "class-conditional"])
     p.add_argument("--full-baseline", action="store_true",
                    help="also train one model on all rows (the in-sample column of earlier versions)")
+    p.add_argument("--sampling", default="random", choices=["random", "sequential", "group_by_length"],
+                   help="TrainingArguments.train_sampling_strategy (group_by_length reorders prediction too)")
     add_training_flags(p, folds=3)
     ns = p.parse_args(argv)
 
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.limit is not None and ns.limit < len(data):
         data = data.shuffle(seed=ns.seed).select(range(ns.limit))
     out = Path(ns.output_dir or tempfile.mkdtemp(prefix="datacarto-audit-snli-"))
-    training_args = minilm_training_args(ns)
+    training_args = {**minilm_training_args(ns), "train_sampling_strategy": ns.sampling}
     print(f"audit: {len(data)} rows of {ns.data}, {ns.noise:.0%} flips ({', '.join(ns.noise_kinds)}), MiniLM, "
           f"{ns.epochs} epochs, lr {ns.learning_rate}, {ns.folds} folds -> {out}", flush=True)
     results = [audit_kind(data, kind, ns, out / kind, training_args) for kind in ns.noise_kinds]

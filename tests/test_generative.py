@@ -589,3 +589,30 @@ def test_trajectory_clusters_on_a_classifier_run(tmp_path, capsys):
     assert len(ids) == 10
     # the 4-example cluster is taken whole, the 10 - 4 = 6 left are split 3 and 3 over the other two
     assert np.bincount(np.digitize(ids, [4, 20]), minlength=3).tolist() == [4, 3, 3]
+
+
+def test_focused_training_prepares_its_subset_as_the_baseline_did(tmp_path, lm_dir):
+    """A chat-template run's focused model trains on chat-formatted subset rows (the option is not lost)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from datacarto.train.baseline import train_baseline
+    from datacarto.train.focused import train_focused
+
+    chat_dir = tmp_path / "chat-lm"
+    shutil.copytree(lm_dir, chat_dir)
+    tok = AutoTokenizer.from_pretrained(chat_dir)
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} [SEP] {% endfor %}"
+                         "{% if add_generation_prompt %}assistant {% endif %}")
+    tok.save_pretrained(chat_dir)
+    rows = [{"prompt": r["prompt"], "response": r["response"]} for r in toy_instructions(16, seed=2)]
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    fast = {"num_train_epochs": 1, "per_device_train_batch_size": 8, "save_strategy": "no",
+            "logging_strategy": "no", "use_cpu": True, "disable_tqdm": True, "report_to": "none"}
+    base = train_baseline(model=str(chat_dir), train=data, task="causal-lm", prompt_column="prompt",
+                          response_column="response", chat_template=True, output_dir=tmp_path / "run",
+                          training_args=fast)
+    focused = train_focused(tmp_path / "run", list(range(8)), output_dir=tmp_path / "focused", training_args=fast)
+    want = list(base.trainer.train_dataset["input_ids"][:8])
+    assert list(focused.trainer.train_dataset["input_ids"]) == want  # the same chat-formatted tokens

@@ -151,9 +151,15 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
 
 def predict(trainer, ds, spec, *, max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded."""
+    import warnings
+
+    from ..data import effective_max_length
     from ..record.predict import predict_split
     from ..task_data import encode
 
+    with warnings.catch_warnings():  # training said it once already
+        warnings.simplefilter("ignore")
+        max_length = effective_max_length(trainer.processing_class, trainer.model, max_length)  # training's cap
     return predict_split(trainer, encode(ds, trainer.processing_class, spec, max_length=max_length))
 
 

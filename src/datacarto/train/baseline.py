@@ -149,7 +149,10 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
         # what focused training on a subset of these records needs to prepare it the same way
         DynamicsWriter(dynamics_dir(out)).update_manifest(task_columns={
             "choice_columns": getattr(spec, "choice_columns", None) or None,
-            "tokens_column": getattr(spec, "tokens_column", None)})
+            "tokens_column": getattr(spec, "tokens_column", None),
+            "prompt_column": getattr(spec, "prompt_column", None),
+            "response_column": getattr(spec, "response_column", None),
+            "chat_template": bool(getattr(spec, "chat_template", False))})
     model_dir = out / "model"
     if save_model:
         trainer.save_model(str(model_dir))

@@ -85,11 +85,14 @@ def _task_options(manifest: dict, text_columns: list[str] | None, label_column: 
     task = manifest.get("task", "sequence-classification")
     if task == "sequence-classification":
         return {}
+    columns = manifest.get("task_columns") or {}
     if task == "causal-lm":
-        if text_columns and len(text_columns) == 2:
+        if columns.get("response_column"):
+            return {"task": task, "prompt_column": columns.get("prompt_column"),
+                    "response_column": columns["response_column"], "chat_template": bool(columns.get("chat_template"))}
+        if text_columns and len(text_columns) == 2:  # a run recorded before task_columns held them
             return {"task": task, "prompt_column": text_columns[0], "response_column": text_columns[1]}
         return {"task": task}
-    columns = manifest.get("task_columns") or {}
     return {"task": task, "choice_columns": columns.get("choice_columns"),
             "tokens_column": columns.get("tokens_column") or "tokens", "tags_column": label_column}
 
