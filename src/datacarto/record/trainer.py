@@ -15,7 +15,7 @@ from transformers import Trainer
 
 from ..errors import DatacartoError
 from .callbacks import CartographyCallback, TrainingPassCallback, _Recording
-from .examples import ROW_ID, RowIdCollator, split_name, task_labels, with_row_ids
+from .examples import ROW_ID, RowIdCollator, split_name, task_labels, unit_words, with_row_ids
 
 MODES = ("training_pass", "epoch_end")
 
@@ -190,7 +190,7 @@ class CartographyMixin:
             records = records if records is not None and len(records) == n else dataloader.dataset
             label_ids = np.asarray(output.label_ids)
             units = task.units(task_labels(task, list(label_ids) if task.per_row else label_ids, "labels",
-                                           None, "evaluation set"))
+                                           None, "evaluation set"), unit_words(records))
             ids, gold, unit_logits = task.to_units(np.arange(n), label_ids, np.asarray(logits), units)
             self.cartography.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records,
                                          units, ids, gold, unit_logits, gathered=True)
