@@ -25,7 +25,7 @@ import pytest
 
 from conftest import write_jsonl
 from datacarto.cli import main
-from datacarto.testing import toy_nli
+from datacarto.testing import toy_nli, toy_tokens
 
 FAST = ("--num_train_epochs 1 --per_device_train_batch_size 16 --use_cpu --disable_tqdm true "
         "--save_strategy no --logging_strategy no --report_to none")
@@ -104,6 +104,18 @@ def _text(name: str, content: str | bytes):
 
 def _rows(change):
     return lambda w: write_jsonl(w / "bad.jsonl", [change(dict(r)) for r in toy_nli(12, seed=4)])
+
+
+def _words(change):
+    """Token-classification rows whose word 2 is ``change(row, word)``; an int there makes every word an int."""
+    def setup(w):
+        rows = toy_tokens(12, seed=4)
+        for i, r in enumerate(rows):
+            r["tokens"][2] = change(i, r["tokens"][2])
+            if isinstance(r["tokens"][2], int):
+                r["tokens"] = [r["tokens"][2]] * len(r["tokens"])
+        write_jsonl(w / "bad.jsonl", rows)
+    return setup
 
 
 def _manifest(content):
@@ -299,6 +311,10 @@ CASES = [
     Case("train-duplicate-csv-columns", TRAIN.replace("train.jsonl", "bad.csv"), "duplicate column",
          _text("bad.csv", "premise,premise,label\na,b,0\nc,d,1\ne,f,2\n")),
     Case("train-empty-data", TRAIN.replace("train.jsonl", "bad.jsonl"), "bad.jsonl", _text("bad.jsonl", "")),
+    Case("train-token-word-null", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task token-classification",
+         "row 3 of the training set: word 2 of 'tokens' is None", _words(lambda i, w: None if i == 3 else w)),
+    Case("train-token-word-int", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task token-classification",
+         "row 0 of the training set: word 0 of 'tokens' is 7", _words(lambda i, w: 7)),
     # -- audit
     Case("audit-unknown-score", "audit --run {w}/nrun --noisy-column is_flipped --scores shininess", "shininess",
          lambda w: _noisy_run(w, flags=[i % 5 == 0 for i in range(30)])),

@@ -2,7 +2,8 @@
 
 Checks the columns (one line for each problem, before any model loads), then tokenizes the way the
 official Hugging Face examples do: one (context, choice) pair per choice, a multi-hot float vector
-per example, the first sub-token of each word labelled and the others -100.
+per example, the first sub-token of each word labelled and the others -100 (which word each labelled
+token is comes from the tokenizer's ``word_ids()``: a word with no token or truncated away has no unit).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from .data import LabelSpec, check_text_columns, column_values, infer_text_colum
 from .errors import DatacartoError
 
 IGNORE = -100
+#: token classification: the column of each row's units' words (the index of the word each tagged token starts)
+UNIT_WORDS = "unit_words"
+_NO_TOKEN, _CUT = "datacarto_words_without_token", "datacarto_words_truncated"  # counted, then removed
 #: the task types datacarto records (``--task``)
 TASKS = ("sequence-classification", "multiple-choice", "multi-label", "token-classification", "causal-lm")
 #: the tasks whose examples have one gold label (a class, a choice): label mixes and label-matched controls
@@ -91,6 +95,10 @@ def prepare_token_classification(ds, *, tokens_column="tokens", tags_column="ner
             raise DatacartoError(f"row {i} of the {what}: {tokens_column!r} and {tags_column!r} must be lists")
         if len(words) != len(row):
             raise DatacartoError(f"row {i} of the {what} has {len(words)} tokens but {len(row)} tags")
+        bad = next((j for j, w in enumerate(words) if not isinstance(w, str)), None)
+        if bad is not None:
+            raise DatacartoError(f"row {i} of the {what}: word {bad} of {tokens_column!r} is {words[bad]!r}, not a "
+                                 "string; the words must be strings")
     feature = getattr(ds.features[tags_column], "feature", None)
     if label_names is None and getattr(feature, "names", None):
         label_names = list(feature.names)
@@ -218,19 +226,20 @@ def tokenize_task(ds, tokenizer, spec: TaskSpec, *, max_length: int = 128):
             enc["labels"] = [[float(j in set(ids)) for j in range(width)] for ids in batch[spec.label_column]]
             return enc
     elif spec.task == "token-classification":
-        def encode(batch):
-            enc = tokenizer(batch[spec.tokens_column], is_split_into_words=True, truncation=True,
-                            max_length=max_length)
-            enc["labels"] = [_align(enc.word_ids(i), tags) for i, tags in enumerate(batch[spec.label_column])]
-            return enc
+        encode = _word_encode(tokenizer, spec, max_length)
     else:
         raise DatacartoError(f"tokenize_task: unknown task {spec.task!r}")
     # one label column: HF's multiple-choice collator takes 'label' over 'labels' and flattens the other,
     # and multi-label's float vector must not inherit the integer type of a 'labels' column of ids
-    # (a tag list named 'label' would likewise be taken by the token-classification collator over 'labels')
+    # (a list named 'label' or 'label_ids', the tags or another, would likewise be taken by the
+    # token-classification collator over 'labels': e.g. a focused subset's recorded 'label' beside its tag column)
     drop = [spec.label_column] if spec.task in ("multiple-choice", "multi-label") or spec.label_column in (
         "label", "label_ids") else []
+    if spec.task == "token-classification":
+        drop = list(dict.fromkeys([*drop, *(c for c in ("label", "label_ids") if c in ds.column_names)]))
     out = ds.map(encode, batched=True, desc="tokenizing", remove_columns=drop)
+    if spec.task == "token-classification":
+        return _count_unrecorded_words(out, max_length)
     if spec.task == "multi-label":  # BCE needs float targets; datasets keeps the ids' int type otherwise
         import datasets
 
@@ -238,13 +247,59 @@ def tokenize_task(ds, tokenizer, spec: TaskSpec, *, max_length: int = 128):
     return out
 
 
-def _align(word_ids, tags) -> list[int]:
-    """The word's tag on its first sub-token; -100 on special tokens and later sub-tokens."""
-    out, previous = [], None
+def _word_encode(tokenizer, spec: TaskSpec, max_length: int):
+    """Token ids, labels and each unit's word (:data:`UNIT_WORDS`) from the tokenizer's ``word_ids()``.
+
+    A word without a token, or cut off by ``max_length``, gets no unit; the temporary columns count them.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise DatacartoError(f"token classification needs a fast tokenizer (its word_ids() say which word each "
+                             f"token is); {type(tokenizer).__name__} is not one")
+
+    def encode(batch):
+        enc = tokenizer(batch[spec.tokens_column], is_split_into_words=True, truncation=True, max_length=max_length)
+        labels, units, no_token, cut = [], [], [], []
+        for i, tags in enumerate(batch[spec.label_column]):
+            row, words = _align(enc.word_ids(i), tags)
+            overflow = {w for o in enc.encodings[i].overflowing for w in o.word_ids if w is not None} - set(words)
+            labels.append(row)
+            units.append(words)
+            cut.append(len(overflow))
+            no_token.append(len(tags) - len(words) - len(overflow))
+        enc["labels"], enc[UNIT_WORDS], enc[_NO_TOKEN], enc[_CUT] = labels, units, no_token, cut
+        return enc
+    return encode
+
+
+def _align(word_ids, tags) -> tuple[list[int], list[int]]:
+    """(labels, units' words): the word's tag on its first sub-token, -100 on special tokens and later sub-tokens."""
+    out, words, previous = [], [], None
     for w in word_ids:
-        out.append(IGNORE if w is None or w == previous else int(tags[w]))
+        first = w is not None and w != previous
+        out.append(int(tags[w]) if first else IGNORE)
+        if first:
+            words.append(w)
         previous = w
-    return out
+    return out, words
+
+
+def _count_unrecorded_words(ds, max_length: int):
+    """Words with no token or truncated away have no unit: counted and warned about in one line."""
+    import warnings
+
+    no_token = np.asarray(ds.with_format("arrow")[_NO_TOKEN].to_numpy(), dtype=np.int64)
+    cut = np.asarray(ds.with_format("arrow")[_CUT].to_numpy(), dtype=np.int64)
+    ds = ds.remove_columns([_NO_TOKEN, _CUT])
+    a, b = int(no_token.sum()), int(cut.sum())
+    if a or b:
+        words = int(sum(len(u) for u in ds.with_format("arrow")[UNIT_WORDS].to_pylist())) + a + b
+        parts = [f"{a} of {words} words have no token (empty, or only characters the tokenizer removes)"] if a else []
+        if b:
+            parts.append(f"{b}{'' if a else f' of {words} words'} were truncated away by max_length={max_length}")
+        warnings.warn(f"{' and '.join(parts)}, in {int(np.sum((no_token + cut) > 0))} of {len(ds)} rows: they have "
+                      "no unit and are not recorded (every other word keeps its own tag)"
+                      + ("; raise --max-length to keep the truncated ones" if b else ""), stacklevel=3)
+    return ds
 
 
 def collator_for(task: str, tokenizer):

@@ -107,7 +107,7 @@ class _Recording(TrainerCallback):
             raise DatacartoError(f"the dataset given for records has {len(records)} rows, the training set "
                                  f"{len(train_set)}")
         self.label_keys = tuple(args.label_names or ()) + LABEL_KEYS
-        labels, self.units, column = self.read_units(train_set, model)
+        labels, self.units, column = self.read_units(train_set, model, records=records)
         check_plan(args, state, train_dataloader)
         self._planned_stop = state.max_steps
         frame, text = records_frame(records, processing_class if hasattr(processing_class, "batch_decode") else None)
@@ -126,9 +126,9 @@ class _Recording(TrainerCallback):
         self.start(args, state, model)
         barrier()
 
-    def read_units(self, dataset, model, what: str = "training set"):
+    def read_units(self, dataset, model, what: str = "training set", records=None):
         """(example labels, Units, label column) of a data set, validated for the task."""
-        return units_of(self.task, dataset, model, what, label_keys=self.label_keys)
+        return units_of(self.task, dataset, model, what, label_keys=self.label_keys, records=records)
 
     def start(self, args, state, model) -> None:
         """Mode-specific set-up after the shared checks."""

@@ -15,9 +15,11 @@ import torch
 
 from ..data import column_values
 from ..errors import DatacartoError
+from ..task_data import UNIT_WORDS
 
 ROW_ID = "datacarto_row_id"
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "label_ids", ROW_ID)
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "label_ids", ROW_ID,
+                UNIT_WORDS)
 LABEL_KEYS = ("labels", "label", "label_ids")
 
 
@@ -68,11 +70,28 @@ def num_classes(task, model, dataset) -> int | None:
     return getattr(getattr(model, "config", None), "num_labels", None)
 
 
-def units_of(task, dataset, model, what: str = "training set", *, label_keys: tuple[str, ...] = LABEL_KEYS):
-    """(example labels, Units, label column) of a (tokenized) data set, validated for ``task``."""
+def units_of(task, dataset, model, what: str = "training set", *, label_keys: tuple[str, ...] = LABEL_KEYS,
+             records=None):
+    """(example labels, Units, label column) of a (tokenized) data set, validated for ``task``.
+
+    ``records``: the same rows with their original columns, where the units' words may be (the
+    Trainer removes the columns the model does not take before callbacks see the data set).
+    """
     raw, column = read_labels(dataset, label_keys)
     labels = task_labels(task, raw, column, num_classes(task, model, dataset), what)
-    return labels, task.units(labels), column
+    return labels, task.units(labels, unit_words(dataset, records)), column
+
+
+def unit_words(*datasets) -> list | None:
+    """Each row's units' word indices (token classification, :data:`~datacarto.task_data.UNIT_WORDS`), or None.
+
+    From the first of ``datasets`` that has the column; without it a unit's index is its place
+    among the row's tagged tokens.
+    """
+    for ds in datasets:
+        if _is_arrow_dataset(ds) and UNIT_WORDS in ds.column_names:
+            return ds.with_format("arrow")[UNIT_WORDS].to_pylist()
+    return None
 
 
 def task_labels(task, raw, column: str, num_classes: int | None, what: str = "training set"):

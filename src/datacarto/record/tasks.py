@@ -4,7 +4,8 @@
 * multi-label classification: an (example, label) pair, a binary decision stored as the two-class
   logits ``[0, z]`` (softmax of them is the sigmoid of ``z``);
 * token classification: an (example, word) pair, the first sub-token of each word (positions
-  labelled -100 are skipped);
+  labelled -100 are skipped); its sub id is the word's index in the sentence (the data set's
+  ``unit_words`` column, from the tokenizer's ``word_ids()``), so a word with no token shifts no other;
 * causal language modelling (SFT): an example, its response tokens (labels != -100) reduced on
   the device to mean NLL, token accuracy and token count, stored as the two-class logits
   ``[0, z]`` with ``sigmoid(z) = exp(-mean NLL)`` and gold 1 (:mod:`datacarto.record.causal_lm`).
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..dynamics.generative import STATS
 from ..errors import DatacartoError
-from ..task_data import IGNORE, TASKS  # noqa: F401  (TASKS: the names, owned by the data layer)
+from ..task_data import IGNORE, TASKS, UNIT_WORDS  # noqa: F401  (TASKS: the names, owned by the data layer)
 
 _UNSUPPORTED_HEADS = {
     "ForMaskedLM": "masked language modelling",
@@ -55,7 +56,8 @@ class Task:
     unit = "example"
     per_row = False  # True: several units per row, stored with a sub_id
 
-    def units(self, labels) -> Units:
+    def units(self, labels, words=None) -> Units:
+        """The units of a data set's labels (``words``: token classification's units' word indices)."""
         gold = np.asarray(labels, dtype=np.int64)
         n = len(gold)
         return Units(row=np.arange(n), sub=np.zeros(n, np.int64), gold=gold, offsets=np.arange(n + 1))
@@ -98,7 +100,7 @@ class MultiLabel(Task):
     unit = "label"
     per_row = True
 
-    def units(self, labels) -> Units:
+    def units(self, labels, words=None) -> Units:
         hot = np.asarray(labels, dtype=np.float64)
         n, width = hot.shape
         return Units(row=np.repeat(np.arange(n), width), sub=np.tile(np.arange(width), n),
@@ -124,13 +126,16 @@ class TokenClassification(Task):
     unit = "word"
     per_row = True
 
-    def units(self, labels) -> Units:
+    def units(self, labels, words=None) -> Units:
+        """One unit per tagged token; its sub id is its word's index (``words``), else its place among them."""
         rows = [np.asarray(r, dtype=np.int64) for r in labels]
         kept = [r[r != IGNORE] for r in rows]
         counts = np.array([len(k) for k in kept], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         row = np.repeat(np.arange(len(rows)), counts)
         sub = np.arange(offsets[-1]) - offsets[row]
+        if words is not None:
+            sub = _word_subs(words, counts, sub.dtype)
         gold = np.concatenate(kept) if kept else np.empty(0, np.int64)
         return Units(row=row, sub=sub, gold=gold, offsets=offsets)
 
@@ -148,6 +153,17 @@ class TokenClassification(Task):
         return ids, labels[mask], logits[mask]
 
 
+def _word_subs(words, counts: np.ndarray, dtype) -> np.ndarray:
+    """The units' word indices, one per tagged token of each row, increasing within a row."""
+    if len(words) != len(counts):
+        raise DatacartoError(f"the {UNIT_WORDS!r} column has {len(words)} rows, the labels {len(counts)}")
+    for r, (w, k) in enumerate(zip(words, counts)):
+        if len(w) != k or np.any(np.diff(w) <= 0) or (k and w[0] < 0):
+            raise DatacartoError(f"row {r}: the {UNIT_WORDS!r} column lists {len(w)} increasing word indices for "
+                                 f"{k} tagged tokens; tokenize with datacarto.task_data.tokenize_task again")
+    return np.concatenate([np.asarray(w, dtype=dtype) for w in words]) if len(words) else np.empty(0, dtype)
+
+
 class CausalLM(Task):
     """Causal language modelling: one unit per example, its response tokens reduced on the device."""
 
@@ -155,7 +171,7 @@ class CausalLM(Task):
     extra_columns = STATS  # the epoch-file columns nll, token_accuracy, n_tokens (docs/format.md)
     label_names = ["other", "response"]
 
-    def units(self, labels) -> Units:
+    def units(self, labels, words=None) -> Units:
         return super().units(np.ones(len(labels), dtype=np.int64))
 
     def example_labels(self, labels):

@@ -212,7 +212,9 @@ class CartographyMixin:
         from .predict import predict_logits
 
         rec, dataset = self.cartography, dataloader.dataset
-        _, units, _ = rec.read_units(dataset, self.model, "evaluation set")
+        records = self._dc_eval_records
+        records = records if records is not None and len(records) == len(dataset) else dataset
+        _, units, _ = rec.read_units(dataset, self.model, "evaluation set", records=records)
         if output.predictions is None:
             ids, gold, unit_logits = np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 0), np.float32)
         else:
@@ -229,8 +231,6 @@ class CartographyMixin:
             return predict_logits(self.model, dataset, dataloader.collate_fn, self.args.per_device_eval_batch_size,
                                   rows=units.rows_of(missing_units), task=rec.task, units=units)
 
-        records = self._dc_eval_records
-        records = records if records is not None and len(records) == len(dataset) else dataset
         rec.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records, units, ids, gold,
                         unit_logits, gathered=True, fill=fill)
 

@@ -147,9 +147,13 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     out = Path(args.output_dir)
     if record and task != "sequence-classification" and trainer.is_world_process_zero():
         # what focused training on a subset of these records needs to prepare it the same way
+        # (token classification: the data's tag column, one tag per word; the records' label holds the recorded
+        # words' tags only, which a word without a token or truncated away makes shorter than the words)
+        tags = spec.label_column if task == "token-classification" and spec.label_column in train_tok.column_names \
+            else None
         DynamicsWriter(dynamics_dir(out)).update_manifest(task_columns={
             "choice_columns": getattr(spec, "choice_columns", None) or None,
-            "tokens_column": getattr(spec, "tokens_column", None),
+            "tokens_column": getattr(spec, "tokens_column", None), "tags_column": tags,
             "prompt_column": getattr(spec, "prompt_column", None),
             "response_column": getattr(spec, "response_column", None),
             "chat_template": bool(getattr(spec, "chat_template", False))})

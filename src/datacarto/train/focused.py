@@ -76,11 +76,12 @@ def _subset_dataset(run_dir: Path, subset):
     raise DatacartoError(f"subset must be a file, a datasets.Dataset or row ids, got {type(subset).__name__}")
 
 
-def _task_options(manifest: dict, text_columns: list[str] | None, label_column: str) -> dict:
+def _task_options(manifest: dict, text_columns: list[str] | None, label_column: str, columns_of_subset) -> dict:
     """train_baseline's task arguments, from the run's manifest (none for sequence classification).
 
     Causal LM (SFT): the text columns are prompt and response. The other task types: the columns
-    the manifest kept (``task_columns``), and the records' gold (``label_column``) as the tags.
+    the manifest kept (``task_columns``); as the tags, the data's tag column (one tag per word) when
+    the subset has it and ``label_column`` is the default, else ``label_column``.
     """
     task = manifest.get("task", "sequence-classification")
     if task == "sequence-classification":
@@ -93,8 +94,10 @@ def _task_options(manifest: dict, text_columns: list[str] | None, label_column: 
         if text_columns and len(text_columns) == 2:  # a run recorded before task_columns held them
             return {"task": task, "prompt_column": text_columns[0], "response_column": text_columns[1]}
         return {"task": task}
+    tags = columns.get("tags_column")
     return {"task": task, "choice_columns": columns.get("choice_columns"),
-            "tokens_column": columns.get("tokens_column") or "tokens", "tags_column": label_column}
+            "tokens_column": columns.get("tokens_column") or "tokens",
+            "tags_column": tags if tags and label_column == "label" and tags in columns_of_subset else label_column}
 
 
 def _check_row_ids(run_dir: Path, ids: np.ndarray) -> None:
@@ -147,9 +150,10 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
         if missing:
             raise DatacartoError(f"the subset lacks the baseline's text column(s) {missing} "
                                  f"(columns: {ds.column_names})")
-    task_options = _task_options(manifest, text_columns, label_column)
-    if task_options.get("task") != "causal-lm" and label_column not in ds.column_names:
-        raise DatacartoError(f"label column {label_column!r} not in the subset (columns: {ds.column_names})")
+    task_options = _task_options(manifest, text_columns, label_column, ds.column_names)
+    gold_column = task_options.get("tags_column") or label_column
+    if task_options.get("task") != "causal-lm" and gold_column not in ds.column_names:
+        raise DatacartoError(f"label column {gold_column!r} not in the subset (columns: {ds.column_names})")
 
     source_ids = None
     if "row_id" in ds.column_names:
