@@ -91,6 +91,7 @@ def run_pipeline_task(task: str, n: int, n_val: int, epochs: int, work: Path) ->
 
     from datacarto.data import minilm_path
     from datacarto.pipeline import PipelineConfig, run_pipeline
+    from datacarto.task_options import task_arguments
 
     if task == "causal-lm":
         start = time.perf_counter()
@@ -107,11 +108,12 @@ def run_pipeline_task(task: str, n: int, n_val: int, epochs: int, work: Path) ->
                 per_device_eval_batch_size=64, use_cpu=True, disable_tqdm=True, save_strategy="no",
                 logging_strategy="no", report_to="none")
     config = PipelineConfig(model=minilm_path(), dataset=files["train"], validation=files["validation"],
-                            test=files.get("test"), output_dir=str(work / f"{task}-pipeline"), task=task,
+                            test=files.get("test"), output_dir=str(work / f"{task}-pipeline"),
                             text_columns=spec.get("text_columns"), label_column=spec["label_column"],
-                            class_names=spec["label_names"], tags_column=spec["label_column"],
-                            choice_columns=spec.get("choice_columns"), training_args=args,
-                            focus_training_args={"num_train_epochs": max(1, epochs - 1)})
+                            class_names=spec["label_names"], training_args=args,
+                            focus_training_args={"num_train_epochs": max(1, epochs - 1)},
+                            **task_arguments(task, tags_column=spec["label_column"],
+                                             choice_columns=spec.get("choice_columns")))
     start = time.perf_counter()
     run_pipeline(config, quiet=True)
     _print_scores(task, work / f"{task}-pipeline", "test" if "test" in files else "validation", n, epochs,
@@ -133,6 +135,7 @@ def run_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
     from datacarto.data import minilm_path
     from datacarto.dynamics.cache import get_metrics
     from datacarto.metrics import REGIONS
+    from datacarto.task_options import task_arguments
     from datacarto.train.baseline import train_baseline
 
     spec = dict(TASKS[task])
@@ -143,11 +146,10 @@ def run_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
                 per_device_train_batch_size=16, per_device_eval_batch_size=64, use_cpu=True, disable_tqdm=True,
                 save_strategy="no", logging_strategy="no", report_to="none", eval_strategy="epoch")
     start = time.perf_counter()
-    columns = {k: v for k, v in spec.items() if k in ("choice_columns",)}
-    train_baseline(model=minilm_path(), train=train, validation=val, task=task, text_columns=spec.get("text_columns"),
-                   label_column=spec["label_column"], label_names=spec["label_names"],
-                   tags_column=spec["label_column"], output_dir=work / task, training_args=args, max_length=128,
-                   save_model=False, **columns)
+    columns = task_arguments(task, tags_column=spec["label_column"], choice_columns=spec.get("choice_columns"))
+    train_baseline(model=minilm_path(), train=train, validation=val, text_columns=spec.get("text_columns"),
+                   label_column=spec["label_column"], label_names=spec["label_names"], output_dir=work / task,
+                   training_args=args, max_length=128, save_model=False, **columns)
     seconds = time.perf_counter() - start
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -159,10 +161,10 @@ def run_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
     print(f"{task}: {n} examples x {epochs} epochs in {seconds:.0f} s; regions: {shares}; "
           f"validation ({n_val}): {validation_score(task, work / task)}", flush=True)
     audit_args = {k: v for k, v in args.items() if k != "eval_strategy"}
-    audit = run_task_audit(task=task, dataset=train, model=minilm_path(), output_dir=work / f"{task}-audit",
+    audit = run_task_audit(dataset=train, model=minilm_path(), output_dir=work / f"{task}-audit",
                            noise=0.1, seed=0, text_columns=spec.get("text_columns"),
                            label_column=spec["label_column"], label_names=spec["label_names"],
-                           tags_column=spec["label_column"], training_args=audit_args, max_length=128, **columns)
+                           training_args=audit_args, max_length=128, **columns)
     table = audit.scores.set_index("score")
     best = table["auroc"].idxmax()
     print(f"  audit, 10% of {audit.n_examples} units changed: AUROC confidence "

@@ -163,6 +163,44 @@ def _dir(name: str):
     return lambda w: (w / name).mkdir(parents=True)
 
 
+def _rare_class(w):
+    """rare.jsonl: 4 + 4 examples of two classes and a single one of the third."""
+    rows = toy_nli(12, seed=4)
+    write_jsonl(w / "rare.jsonl", [r for r in rows if r["label"] != 2] + [next(r for r in rows if r["label"] == 2)])
+
+
+RAISES = "{{ raise_exception('this template takes no user turn') }}"
+UNSAFE = "{{ messages.__class__.__mro__ }}"  # jinja's sandbox stops it
+
+
+def _chat_lm(template: str):
+    """lm/: a tiny causal LM whose tokenizer has ``template`` as its chat template; sft.jsonl: prompt/response rows."""
+    def setup(w):
+        from transformers import AutoTokenizer
+
+        from datacarto.testing import make_tiny_causal_lm_dir, toy_instruction_words, toy_instructions
+
+        make_tiny_causal_lm_dir(w / "lm", toy_instruction_words())
+        tokenizer = AutoTokenizer.from_pretrained(w / "lm")
+        tokenizer.chat_template = template
+        tokenizer.save_pretrained(w / "lm")
+        write_jsonl(w / "sft.jsonl", toy_instructions(12, seed=1))
+    return setup
+
+
+def _config(*setups, **keys):
+    """bad.yaml: run.yaml with ``keys`` added ("{w}" in a string value is the copy of the world)."""
+    def setup(w):
+        import yaml
+
+        for other in setups:
+            other(w)
+        values = yaml.safe_load((w / "run.yaml").read_text())
+        values.update({k: v.format(w=w) if isinstance(v, str) else v for k, v in keys.items()})
+        (w / "bad.yaml").write_text(yaml.safe_dump(values))
+    return setup
+
+
 # ----------------------------------------------------------------------------------------------
 # the table
 
@@ -185,6 +223,10 @@ ENS = "ensemble --models {w}/model --weights 1 --dataset {w}/test.jsonl"
 FOCUS = f"focus {{w}}/run --subset {{w}}/train.jsonl --output-dir {{w}}/f {FAST}"
 TRAIN = f"train --model {{w}}/model --dataset {{w}}/train.jsonl --output-dir {{w}}/t {FAST}"
 IMP = "import-allenai {w}/paper {w}/imported"
+SFT = (f"train --model {{w}}/lm --dataset {{w}}/sft.jsonl --task causal-lm --prompt_column prompt "
+       f"--response_column response --chat_template true --output-dir {{w}}/t {FAST}")
+SFT_RUN = dict(model="{w}/lm", dataset="{w}/sft.jsonl", validation="{w}/sft.jsonl", task="causal-lm",
+               prompt_column="prompt", response_column="response", chat_template=True)
 
 CASES = [
     # -- metrics
@@ -315,6 +357,19 @@ CASES = [
          "row 3 of the training set: word 2 of 'tokens' is None", _words(lambda i, w: None if i == 3 else w)),
     Case("train-token-word-int", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task token-classification",
          "row 0 of the training set: word 0 of 'tokens' is 7", _words(lambda i, w: 7)),
+    # the whole request is checked before any model loads (nothing trained, nothing written)
+    Case("train-seeds-negative", TRAIN + " --seeds -1 1", "--seeds must be integers between 0 and 2**32 - 1, got -1"),
+    Case("train-seeds-too-big", TRAIN + " --seeds 0 4294967296", "between 0 and 2**32 - 1, got 4294967296"),
+    Case("train-seeds-repeated", TRAIN + " --seeds 0 0 1", "seed 0 is given twice"),
+    Case("train-seed-negative", TRAIN + " --seed -1", "--seed must be an integer between 0 and 2**32 - 1, got -1"),
+    Case("train-folds-rare-class", TRAIN.replace("train.jsonl", "rare.jsonl") + " --folds 3",
+         "class '2' has 1 example", _rare_class),
+    Case("train-task-option-of-another-task", TRAIN + " --task token-classification --choice_columns premise,hypothesis",
+         "choice_columns is an option of multiple-choice, not of token-classification"),
+    Case("train-chat-template-raises", SFT, "the chat template fails on the first row of the training set: "
+         "TemplateError: this template takes no user turn", _chat_lm(RAISES)),
+    Case("train-chat-template-unsafe", SFT, "the chat template fails on the first row of the training set: "
+         "SecurityError", _chat_lm(UNSAFE)),
     # -- audit
     Case("audit-unknown-score", "audit --run {w}/nrun --noisy-column is_flipped --scores shininess", "shininess",
          lambda w: _noisy_run(w, flags=[i % 5 == 0 for i in range(30)])),
@@ -339,6 +394,23 @@ CASES = [
          lambda w: _text("bad.yaml", (w / "run.yaml").read_text() + "epochs: 3\n")(w)),
     Case("run-no-output-dir", "run --model {w}/model --dataset {w}/train.jsonl", "no output directory"),
     Case("run-class-names-dup", "run --config {w}/run.yaml --class_names a,a,b", "duplicate"),
+    Case("run-seeds-negative", "run --config {w}/bad.yaml", "config key 'seeds' must be integers between 0 and "
+         "2**32 - 1, got -1", _config(seeds=[-1, 1])),
+    Case("run-seeds-too-big", "run --config {w}/bad.yaml", "got 4294967296", _config(seeds=[0, 2**32])),
+    Case("run-seeds-repeated", "run --config {w}/bad.yaml", "seed 0 is given twice", _config(seeds=[0, 0, 1])),
+    Case("run-s2l-fraction-0", "run --config {w}/bad.yaml", "recipe 's2l': fraction must be in (0, 1], got 0",
+         _config(recipes=[{"name": "s2l", "method": "trajectory-clusters", "fraction": 0}])),
+    Case("run-recipe-unknown-region", "run --config {w}/bad.yaml", "recipe 'amb': unknown region 'sideways'",
+         _config(recipes=[{"name": "amb", "region": "sideways", "fraction": 0.3}])),
+    Case("run-recipe-both-ends-alone", "run --config {w}/bad.yaml", "recipe 'ends': both_ends needs a metric",
+         _config(recipes=[{"name": "ends", "region": "ambiguous", "both_ends": 0.5}])),
+    Case("run-folds-rare-class", "run --config {w}/bad.yaml", "class 'contradiction' has 1 example",
+         _config(_rare_class, dataset="{w}/rare.jsonl", folds=3, class_names=LABELS)),
+    Case("run-task-option-of-another-task", "run --config {w}/bad.yaml",
+         "choice_columns is an option of multiple-choice, not of token-classification",
+         _config(task="token-classification", choice_columns=["premise", "hypothesis"])),
+    Case("run-chat-template-raises", "run --config {w}/bad.yaml", "the chat template fails on the first row of the "
+         "training set: TemplateError", _config(_chat_lm(RAISES), **SFT_RUN)),
     # -- demo
     Case("demo-n-train-0", "demo --output-dir {w}/demo --n-train 0", "n_train must be at least 1"),
     Case("demo-flip-1.5", "demo --output-dir {w}/demo --flip 1.5", "flip must be in [0, 1]"),

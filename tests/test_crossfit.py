@@ -40,7 +40,7 @@ def test_folds_are_disjoint_stratified_and_seeded():
 def test_folds_refuse_a_label_rarer_than_the_folds():
     from datacarto.train.crossfit import fold_assignments
 
-    with pytest.raises(DatacartoError, match="rarest label has 2 examples"):
+    with pytest.raises(DatacartoError, match="class 1 has 2 examples"):
         fold_assignments(np.array([0, 0, 0, 1, 1]), 3)
     with pytest.raises(DatacartoError, match="folds must be >= 2"):
         fold_assignments(np.array([0, 1]), 1)

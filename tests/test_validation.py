@@ -93,3 +93,176 @@ def test_the_label_check_is_the_same_everywhere(call):
 def test_fmt_seconds():
     assert fmt_seconds(12.34) == "12.3 s"
     assert fmt_seconds(150) == "2.5 min"
+
+
+# ----------------------------------------------------------------------------------------------
+# the whole request is checked before any model loads: seeds, folds, recipes, task options, chat template
+
+LABELS = ["entailment", "neutral", "contradiction"]
+RAISES = "{{ raise_exception('no user turns here') }}"
+UNSAFE = "{{ messages.__class__.__mro__ }}"  # jinja's sandbox stops it
+
+
+def test_check_seeds_range_and_repeats():
+    from datacarto._validation import check_seed, check_seeds
+
+    assert check_seeds([3, 0, 2**32 - 1], "seeds") == [3, 0, 2**32 - 1]
+    for bad, needle in (([-1, 1], "seeds must be integers between 0 and 2**32 - 1, got -1"),
+                        ([0, 2**32], "got 4294967296"), ([0, 0, 1], "seed 0 is given twice"),
+                        ([5], "at least 2 different seeds"), ([0, True], "got True"), ([0, 1.5], "got 1.5"),
+                        ("0,1", "a list")):
+        with pytest.raises(DatacartoError) as info:
+            check_seeds(bad, "seeds")
+        assert needle in str(info.value), (bad, str(info.value))
+    assert check_seed(np.int64(7), "seed") == 7
+    with pytest.raises(DatacartoError, match=r"seed must be an integer between 0 and 2\*\*32 - 1, got -1"):
+        check_seed(-1, "seed")
+
+
+def test_check_folds_names_the_class_and_its_count():
+    from datacarto._validation import check_folds
+
+    assert check_folds(3) == 3
+    assert check_folds(3, np.array([0] * 3 + [1] * 4)) == 3
+    with pytest.raises(DatacartoError, match="class 'neutral' has 1 example"):
+        check_folds(3, np.array([0, 0, 0, 1, 2, 2, 2]), label_names=LABELS)
+    with pytest.raises(DatacartoError, match="class 1 has 2 examples"):
+        check_folds(3, np.array([0, 0, 0, 1, 1]))
+    for bad in (1, 0, 2.0, True, None):
+        with pytest.raises(DatacartoError, match="folds must be >= 2"):
+            check_folds(bad)
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"seeds": [-1, 1]}, "config key 'seeds' must be integers between 0 and 2**32 - 1, got -1"),
+    ({"seeds": [0, 2**32]}, "got 4294967296"),
+    ({"seeds": [0, 0, 1]}, "seed 0 is given twice"),
+    ({"seed": -3}, "config key 'seed' must be an integer between 0 and 2**32 - 1, got -3"),
+    ({"training_args": {"seed": 2**32}}, "training_args.seed must be an integer between 0 and 2**32 - 1"),
+    ({"folds": 1}, "config key 'folds' must be >= 2"),
+    ({"recipes": [{"name": "s2l", "method": "trajectory-clusters", "fraction": 0}]},
+     "recipe 's2l': fraction must be in (0, 1], got 0"),
+    ({"recipes": [{"name": "s2l", "method": "trajectory-clusters", "fraction": 0.2, "clusters": 0}]},
+     "recipe 's2l': clusters must be a positive integer, got 0"),
+    ({"recipes": [{"name": "amb", "region": "sideways"}]}, "recipe 'amb': unknown region 'sideways'"),
+    ({"recipes": [{"name": "top", "metric": "shininess", "fraction": 0.1}]}, "recipe 'top': unknown metric 'shininess'"),
+    ({"recipes": [{"name": "top", "metric": "aum", "fraction": 1.5}]}, "recipe 'top': fraction must be in (0, 1]"),
+    ({"recipes": [{"name": "lo", "min_confidence": 0.9, "max_confidence": 0.1}]}, "recipe 'lo': min_confidence=0.9"),
+    ({"task": "token-classification", "choice_columns": ["a", "b"]},
+     "choice_columns is an option of multiple-choice, not of token-classification"),
+    ({"task": "multiple-choice", "choice_columns": ["a", "b"], "tags_column": "tags"},
+     "tags_column is an option of token-classification, not of multiple-choice"),
+    ({"task": "sequence-classification", "chat_template": True}, "chat_template is an option of causal-lm"),
+    ({"task": "causal-lm", "tokens_column": "words"}, "tokens_column is an option of token-classification"),
+])
+def test_pipeline_config_checks_every_key_before_anything_runs(change, needle):
+    from datacarto.pipeline import PipelineConfig
+
+    values = {"model": "m", "dataset": "train.jsonl", "validation": "val.jsonl", "output_dir": "out", **change}
+    with pytest.raises(DatacartoError) as info:
+        PipelineConfig.from_dict(values)
+    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a model fails the test: every check must come before it."""
+    import datacarto.data
+    import datacarto.train.baseline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the request was checked")
+
+    for module, name in ((datacarto.train.baseline, "load_model"), (datacarto.data, "load_model"),
+                         (datacarto.data, "load_causal_lm")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+def _rare_class(path):
+    """4 + 4 examples of two classes and one of the third (contradiction)."""
+    from conftest import write_jsonl
+    from datacarto.testing import toy_nli
+
+    rows = toy_nli(12, seed=4)
+    return write_jsonl(path, [r for r in rows if r["label"] != 2] + [next(r for r in rows if r["label"] == 2)])
+
+
+def _chat_tokenizer(folder, template):
+    from datacarto.testing import make_causal_tokenizer, toy_instruction_words
+
+    tokenizer = make_causal_tokenizer(toy_instruction_words())
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _sft_rows(path):
+    from conftest import write_jsonl
+    from datacarto.testing import toy_instructions
+
+    return write_jsonl(path, toy_instructions(6, seed=1))
+
+
+def test_run_pipeline_checks_folds_against_the_classes_before_any_model_loads(tmp_path, no_model):
+    from datacarto.pipeline import PipelineConfig, run_pipeline
+
+    data = _rare_class(tmp_path / "rare.jsonl")
+    config = PipelineConfig(model=str(tmp_path / "model"), dataset=data, validation=data, class_names=LABELS,
+                            output_dir=str(tmp_path / "run"), folds=3)
+    with pytest.raises(DatacartoError, match="class 'contradiction' has 1 example"):
+        run_pipeline(config, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_crossfit_names_the_rare_class_and_checks_its_seed(tmp_path, no_model, toy_jsonl):
+    from datacarto.train.crossfit import train_crossfit
+
+    data = _rare_class(tmp_path / "rare.jsonl")
+    with pytest.raises(DatacartoError, match="class 'contradiction' has 1 example"):
+        train_crossfit(model="m", train=data, folds=3, label_names=LABELS, output_dir=tmp_path / "cf")
+    with pytest.raises(DatacartoError, match="seed must be an integer between 0 and"):
+        train_crossfit(model="m", train=str(toy_jsonl), folds=2, seed=-1, output_dir=tmp_path / "cf")
+    assert not (tmp_path / "cf").exists()
+
+
+@pytest.mark.parametrize("template, needle", [
+    (RAISES, "TemplateError: no user turns here"),
+    (UNSAFE, "SecurityError: access to attribute '__class__'"),
+    ("{% for m in messages %}", "TemplateSyntaxError"),
+])
+def test_train_baseline_renders_the_chat_template_on_the_first_row_before_the_model_loads(
+        tmp_path, no_model, template, needle):
+    from datacarto.train.baseline import train_baseline
+
+    model = _chat_tokenizer(tmp_path / "lm", template)
+    with pytest.raises(DatacartoError) as info:
+        train_baseline(model=model, train=_sft_rows(tmp_path / "sft.jsonl"), output_dir=tmp_path / "out",
+                       task="causal-lm", prompt_column="prompt", response_column="response", chat_template=True)
+    message = str(info.value)
+    assert "the chat template fails on the first row of the training set" in message and needle in message, message
+    assert "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_pipeline_renders_the_chat_template_before_anything_is_written(tmp_path, no_model):
+    from datacarto.pipeline import PipelineConfig, run_pipeline
+
+    data = _sft_rows(tmp_path / "sft.jsonl")
+    config = PipelineConfig(model=_chat_tokenizer(tmp_path / "lm", RAISES), dataset=data, validation=data,
+                            output_dir=str(tmp_path / "run"), task="causal-lm", prompt_column="prompt",
+                            response_column="response", chat_template=True)
+    with pytest.raises(DatacartoError, match="the chat template fails on the first row of the training set"):
+        run_pipeline(config, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_baseline_refuses_options_of_another_task_and_a_bad_seed(tmp_path, no_model, toy_jsonl):
+    from datacarto.train.baseline import train_baseline
+
+    with pytest.raises(DatacartoError, match="choice_columns is an option of multiple-choice, not of "
+                                             "token-classification"):
+        train_baseline(model="m", train=str(toy_jsonl), output_dir=tmp_path / "out", task="token-classification",
+                       choice_columns=["premise", "hypothesis"])
+    with pytest.raises(DatacartoError, match="training_args.seed must be an integer between 0 and"):
+        train_baseline(model="m", train=str(toy_jsonl), output_dir=tmp_path / "out", training_args={"seed": -1})
+    assert not (tmp_path / "out").exists()

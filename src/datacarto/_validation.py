@@ -1,8 +1,8 @@
 """Small rules shared by the whole library: checks, one rounding rule, one duration format.
 
 NumPy only, no I/O. Every "share x n" count in datacarto (selected examples, flipped labels, demo
-rows) goes through :func:`round_half_up`; every integer-label, fraction, number and choice check
-through the functions below, so the rules and their messages agree everywhere.
+rows) goes through :func:`round_half_up`; every integer-label, fraction, number, choice, seed and
+fold check through the functions below, so the rules and their messages agree everywhere.
 """
 
 from __future__ import annotations
@@ -88,6 +88,61 @@ def check_int_labels(values: Any, name: str = "gold labels") -> np.ndarray:
     elif arr.dtype.kind not in "iub":
         raise DatacartoError(f"{name} must be integers, got dtype {arr.dtype}")
     return arr.astype(np.int64)
+
+
+#: the largest seed NumPy, torch and transformers' ``set_seed`` accept (seeds are in [0, 2**32 - 1])
+SEED_MAX = 2**32 - 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as an int in [0, 2**32 - 1]; DatacartoError naming ``name`` otherwise."""
+    if not _is_int(value) or not 0 <= value <= SEED_MAX:
+        raise DatacartoError(f"{name} must be an integer between 0 and 2**32 - 1, got {value!r}")
+    return int(value)
+
+
+def check_seeds(values: Any, name: str = "seeds") -> list[int]:
+    """At least two distinct seeds, each in [0, 2**32 - 1] (one run per seed), as a list of ints."""
+    if not isinstance(values, (list, tuple)):
+        raise DatacartoError(f"{name} must be a list of at least 2 different seeds, got {values!r}")
+    bad = [v for v in values if not _is_int(v) or not 0 <= v <= SEED_MAX]
+    if bad:
+        raise DatacartoError(f"{name} must be integers between 0 and 2**32 - 1, got {bad[0]!r}")
+    seeds = [int(v) for v in values]
+    twice = [s for i, s in enumerate(seeds) if s in seeds[:i]]
+    if twice:
+        raise DatacartoError(f"{name}: seed {twice[0]} is given twice (each seed is one run): give at least 2 "
+                             f"different seeds, each once")
+    if len(seeds) < 2:
+        raise DatacartoError(f"{name} needs at least 2 different seeds, got {values!r}")
+    return seeds
+
+
+def check_folds(folds: Any, labels: Any = None, *, label_names: Any = None, name: str = "folds") -> int:
+    """``folds`` as an int >= 2; with ``labels`` (class ids), every class present has at least ``folds`` examples.
+
+    Stratified folds put each class in every fold: the rarest class short of that is named with its count.
+    """
+    if not _is_int(folds) or folds < 2:
+        raise DatacartoError(f"{name} must be >= 2 (an integer number of folds), got {folds!r}")
+    if labels is None:
+        return int(folds)
+    classes, counts = np.unique(check_int_labels(labels, "labels"), return_counts=True)
+    if counts.size == 0:
+        raise DatacartoError(f"{name} is {folds}, but there are no examples to split into folds")
+    rarest = int(np.argmin(counts))
+    if counts[rarest] < folds:
+        label = int(classes[rarest])
+        shown = repr(str(label_names[label])) if label_names is not None and 0 <= label < len(label_names) else label
+        count = int(counts[rarest])
+        raise DatacartoError(f"{name} is {folds}, but class {shown} has {count} example{'s' if count != 1 else ''}: "
+                             f"stratified folds need at least {folds} of every class (use fewer folds or drop "
+                             "the class)")
+    return int(folds)
 
 
 def fmt_seconds(seconds: float) -> str:

@@ -20,6 +20,7 @@ import pandas as pd
 from .audit import AuditResult, audit_frame
 from .errors import DatacartoError
 from .noise import check_score_names, inject_label_noise
+from .task_options import task_arguments
 
 FLAGS = "noisy_units"  # per example: one bool per unit (the labels or words that were changed)
 CORRUPTED = "corrupted"  # causal LM: the response is another example's
@@ -140,10 +141,10 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     frame = ds.to_pandas()
     frame[spec.label_column] = noisy
     frame[FLAGS] = _per_example(task, flipped, labels, width)
-    noisy_file, result = _train_on(frame, output_dir, model=model, task=task, text_columns=spec.text_columns,
-                                   label_column=spec.label_column, label_names=spec.label_names,
-                                   choice_columns=spec.choice_columns or None,
-                                   tokens_column=spec.tokens_column or "tokens", tags_column=spec.label_column,
+    options = task_arguments(task, choice_columns=spec.choice_columns or None,
+                             tokens_column=spec.tokens_column or "tokens", tags_column=spec.label_column)
+    noisy_file, result = _train_on(frame, output_dir, model=model, text_columns=spec.text_columns,
+                                   label_column=spec.label_column, label_names=spec.label_names, **options,
                                    training_args=training_args, dynamics_mode=dynamics_mode, max_length=max_length)
     if result is None:
         return None

@@ -227,6 +227,18 @@ _NOT_CAUSAL = ("ForSequenceClassification", "ForTokenClassification", "ForMultip
                "ForMaskedLM", "ForConditionalGeneration")
 
 
+def load_tokenizer(name_or_dir: str):
+    """The tokenizer alone (checks that need it run before the model loads); one line when it cannot load."""
+    from transformers import AutoTokenizer
+
+    if looks_local(name_or_dir) and not Path(name_or_dir).expanduser().is_dir():
+        raise DatacartoError(f"model folder not found: {name_or_dir}")
+    try:
+        return AutoTokenizer.from_pretrained(name_or_dir)
+    except (OSError, ValueError) as e:
+        raise DatacartoError(f"cannot load the tokenizer of {name_or_dir!r}: {' '.join(str(e).split())}") from e
+
+
 def load_causal_lm(name_or_dir: str):
     """Tokenizer and ``AutoModelForCausalLM``; one line for a model that is not a causal LM."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

@@ -265,6 +265,21 @@ def _choose(metrics: pd.DataFrame, ids: np.ndarray, keep: np.ndarray, c: _Criter
     return pool[order][mask]  # ascending ids: order sorts the pool and the mask keeps that order
 
 
+#: the metrics :func:`select` takes ``min_*`` / ``max_*`` bounds on
+BOUNDED = ("confidence", "variability", "correctness")
+
+
+def check_criteria(*, region=None, metric=None, fraction=None, order=None, both_ends=None, stratify_by_label=False,
+                   **bounds) -> _Criteria:
+    """:func:`select`'s arguments (but ``seed``) checked without the data: a recipe is checked before training."""
+    names = [f"{end}_{c}" for c in BOUNDED for end in ("min", "max")]
+    unknown = sorted(set(bounds) - set(names))
+    if unknown:
+        raise DatacartoError(f"unknown selection argument(s) {', '.join(unknown)}")
+    pairs = {c: (bounds.get(f"min_{c}"), bounds.get(f"max_{c}")) for c in BOUNDED}
+    return _criteria(pairs, region, metric, fraction, order, both_ends, stratify_by_label)
+
+
 def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_confidence: float | None = None,
            min_variability: float | None = None, max_variability: float | None = None,
            min_correctness: float | None = None, max_correctness: float | None = None,
@@ -309,9 +324,10 @@ def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_co
         Ranked results in rank order (ties by row id); unranked ones in ascending row id. An
         empty result warns and returns an empty array.
     """
-    bounds = {"confidence": (min_confidence, max_confidence), "variability": (min_variability, max_variability),
-              "correctness": (min_correctness, max_correctness)}
-    c = _criteria(bounds, region, metric, fraction, order, both_ends, stratify_by_label)
+    c = check_criteria(min_confidence=min_confidence, max_confidence=max_confidence, min_variability=min_variability,
+                       max_variability=max_variability, min_correctness=min_correctness,
+                       max_correctness=max_correctness, region=region, metric=metric, fraction=fraction, order=order,
+                       both_ends=both_ends, stratify_by_label=stratify_by_label)
     check_metrics_table(metrics, c.columns())
     ids = row_ids(metrics)
     keep = _pool(metrics, ids, c)

@@ -162,13 +162,18 @@ def _causal_encode(tokenizer, spec: TaskSpec, max_length: int):
     return encode
 
 
-def _chat_encode(tokenizer, spec: TaskSpec, max_length: int):
+def _chat_encode(tokenizer, spec: TaskSpec, max_length: int, where: str = "a row"):
     """Prompt as the user turn, response as the assistant turn of the tokenizer's chat template."""
     if not getattr(tokenizer, "chat_template", None):
         raise DatacartoError("--chat-template: the tokenizer has no chat template")
 
     def ids(messages, **kwargs):
-        out = tokenizer.apply_chat_template(messages, tokenize=True, **kwargs)
+        try:
+            out = tokenizer.apply_chat_template(messages, tokenize=True, **kwargs)
+        except Exception as e:  # the template is the user's code: jinja errors, its sandbox, raise_exception
+            text = " ".join(str(e).split())
+            raise DatacartoError(f"--chat-template: the chat template fails on {where}: "
+                                 f"{type(e).__name__}: {text}") from e
         return list(out["input_ids"] if hasattr(out, "keys") else out)
 
     def encode(batch):
@@ -185,6 +190,12 @@ def _chat_encode(tokenizer, spec: TaskSpec, max_length: int):
             out["labels"].append(([IGNORE] * len(head) + full[len(head):])[:max_length])
         return out
     return encode
+
+
+def check_chat_template(tokenizer, spec: TaskSpec, ds, what: str = "training set") -> None:
+    """Render the chat template once, on the first row of ``ds``: its errors as one line, before any model loads."""
+    if getattr(spec, "chat_template", False) and len(ds):
+        _chat_encode(tokenizer, spec, max_length=1, where=f"the first row of the {what}")(ds[:1])
 
 
 def _drop_truncated(ds, max_length: int):

@@ -8,10 +8,20 @@ its share is taken whole; seeded, and exactly ``round_half_up(fraction, N)`` ids
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ._validation import check_fraction, round_half_up
 from .errors import DatacartoError
+
+
+def check_trajectory_selection(fraction, clusters=8) -> tuple[float, int]:
+    """``(fraction, clusters)`` of an S2L selection: a fraction in (0, 1] and a positive number of clusters."""
+    fraction = check_fraction(fraction, "fraction", low_open=True)
+    if isinstance(clusters, bool) or not isinstance(clusters, numbers.Integral) or clusters < 1:
+        raise DatacartoError(f"clusters must be a positive integer, got {clusters!r}")
+    return fraction, int(clusters)
 
 
 def cluster_trajectories(trajectories: np.ndarray, clusters: int, *, seed: int = 0) -> np.ndarray:
@@ -48,7 +58,7 @@ def balanced_sample(labels: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
 def trajectory_clusters(trajectories: np.ndarray, ids: np.ndarray, *, fraction: float, clusters: int,
                         seed: int = 0) -> np.ndarray:
     """Row ids (sorted int64) of the S2L subset: ``round_half_up(fraction, N)`` of them, balanced over clusters."""
-    check_fraction(fraction, "--fraction")
+    fraction, clusters = check_trajectory_selection(fraction, clusters)
     ids = np.asarray(ids, dtype=np.int64)
     labels = cluster_trajectories(trajectories, clusters, seed=seed)
     return np.sort(ids[balanced_sample(labels, round_half_up(fraction, len(ids)), seed=seed)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._validation import check_folds, check_seed, check_seeds
 from ..errors import DatacartoError
 from ..train.baseline import TRAINING_DEFAULTS
 
@@ -123,26 +124,43 @@ def resolve_task(data) -> str:
     return task
 
 
-def main(argv: list[str]) -> int:
-    from ..task_data import check_repeats
+def check_request(data, repeat, args, argv: list[str]) -> str:
+    """Every flag, and the task with its options, checked before any model loads; returns the task.
 
-    data, test, repeat, args = parse_with_training_args(argv, DataArguments, TestArguments, RepeatArguments,
-                                                        prog="datacarto train")
+    The class counts against ``--folds`` and the chat template on the first row are checked by
+    ``train_crossfit`` and ``train_baseline`` themselves, before their model loads.
+    """
+    from ..task_data import check_repeats
+    from ..task_options import check_task_options
+
     if data.max_length < 1:
         raise DatacartoError(f"--max-length must be at least 1, got {data.max_length}")
-    if data.validation and "eval_strategy" not in explicit_flags(argv):
-        args.eval_strategy = "epoch"
+    check_seed(args.seed, "--seed")
+    if repeat.seeds is not None:
+        repeat.seeds = check_seeds(repeat.seeds, "--seeds")
+    if repeat.folds is not None:
+        check_folds(repeat.folds, name="--folds")
     if repeat.folds is None and "dynamics" in explicit_flags(argv):
         raise DatacartoError("--dynamics chooses between in-sample and out-of-sample dynamics: it needs --folds K")
     if (repeat.folds is not None or repeat.seeds) and args.resume_from_checkpoint:
         raise DatacartoError("--resume_from_checkpoint resumes one run; it cannot be combined with --folds or --seeds")
     task = resolve_task(data)
+    check_task_options(task, choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
+                       tags_column=data.tags_column, prompt_column=data.prompt_column,
+                       response_column=data.response_column, chat_template=data.chat_template)
     check_repeats(task, folds=repeat.folds, seeds=repeat.seeds)
+    return task
+
+
+def main(argv: list[str]) -> int:
+    data, test, repeat, args = parse_with_training_args(argv, DataArguments, TestArguments, RepeatArguments,
+                                                        prog="datacarto train")
+    task = check_request(data, repeat, args, argv)
+    if data.validation and "eval_strategy" not in explicit_flags(argv):
+        args.eval_strategy = "epoch"
     if not repeat.seeds:
         _train_one(data, test, repeat, args, task=task)
         return 0
-    if len(set(repeat.seeds)) < 2:
-        raise DatacartoError(f"--seeds needs at least 2 different seeds, got {repeat.seeds}")
     import dataclasses
     from pathlib import Path
 

@@ -9,10 +9,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._validation import check_choice
+from .._validation import check_choice, check_folds, check_seed, check_seeds
 from ..errors import DatacartoError
 from ..maps import COLOR_MODES
 from ..task_data import TASKS
+from ..task_options import TASK_OPTIONS, check_task_options
 from ..train.crossfit import DYNAMICS_CHOICES
 from ..train.ensemble import COMBINES
 from ..train.focused import INITS as FOCUS_INITS
@@ -93,19 +94,18 @@ class PipelineConfig:
         self.text_columns = _str_list(self.text_columns, "text_columns")
         self.class_names = _str_list(self.class_names, "class_names")
         self.choice_columns = _str_list(self.choice_columns, "choice_columns")
-        if self.task is not None:
+        if self.task is not None:  # an inferred task is checked with the data (pipeline.request)
             check_choice(self.task, TASKS, "config key 'task'")
+            check_task_options(self.task, **self.task_options())
         for key in ("tokens_column", "tags_column", "prompt_column", "response_column"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value):
                 raise DatacartoError(f"config key {key!r} must be a column name, got {value!r}")
         if self.class_names and len(set(self.class_names)) != len(self.class_names):
             raise DatacartoError(f"config key 'class_names' has duplicate names: {self.class_names}")
-        for key in ("max_length", "seed"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or (key == "max_length" and value < 1):
-                raise DatacartoError(f"config key {key!r} must be {'a positive' if key == 'max_length' else 'an'} "
-                                     f"integer, got {value!r}")
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
+            raise DatacartoError(f"config key 'max_length' must be a positive integer, got {self.max_length!r}")
+        check_seed(self.seed, "config key 'seed'")
         for key in ("control", "ensemble_tune", "chat_template"):
             if not isinstance(getattr(self, key), bool):
                 raise DatacartoError(f"config key {key!r} must be true or false, got {getattr(self, key)!r}")
@@ -122,17 +122,16 @@ class PipelineConfig:
         return self
 
     def _check_repeats(self) -> None:
-        """``folds`` (cross-fitting), ``dynamics`` (which one the map shows) and ``seeds``."""
-        if self.folds is not None and (isinstance(self.folds, bool) or not isinstance(self.folds, int)
-                                       or self.folds < 2):
-            raise DatacartoError(f"config key 'folds' must be an integer >= 2 (or absent), got {self.folds!r}")
+        """``folds`` (cross-fitting; against the class counts in pipeline.request), ``dynamics`` and ``seeds``."""
+        if self.folds is not None:
+            check_folds(self.folds, name="config key 'folds'")
         check_choice(self.dynamics, DYNAMICS_CHOICES, "config key 'dynamics'")
         if self.seeds is not None:
-            if not isinstance(self.seeds, (list, tuple)) or not all(
-                    isinstance(s, int) and not isinstance(s, bool) for s in self.seeds) or len(set(self.seeds)) < 2:
-                raise DatacartoError(f"config key 'seeds' must be a list of at least 2 different integers, "
-                                     f"got {self.seeds!r}")
-            self.seeds = list(self.seeds)
+            self.seeds = check_seeds(self.seeds, "config key 'seeds'")
+
+    def task_options(self) -> dict[str, Any]:
+        """The task options (``choice_columns``, ``tokens_column``, ...) as this config sets them."""
+        return {name: getattr(self, name) for name in TASK_OPTIONS}
 
     def _check_required(self) -> None:
         if not self.model:
@@ -187,6 +186,8 @@ def check_training_args(values, key: str = "training_args") -> dict[str, Any]:
     except TypeError as e:
         raise DatacartoError(f"{key} values must be plain numbers, strings, lists or mappings: {e}") from e
     _check_field_types(values, key)
+    if "seed" in values:
+        check_seed(values["seed"], f"{key}.seed")
     # 3 and 3.0 are the same setting (YAML vs. a command-line flag): one form, so resume hashes agree
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
 
@@ -246,7 +247,12 @@ def check_recipes(recipes) -> list[dict[str, Any]]:
                                  f"(known: name, {', '.join(sorted(allowed))})")
         if len(recipe) == 1:
             raise DatacartoError(f"recipe {name!r} selects everything: give a region, metric, fraction or bound")
-        _check_method(name, recipe)
+        method = recipe.get("method", "rules")
+        check_choice(method, RECIPE_METHODS, f"recipe {name!r} method")
+        try:
+            _check_fields(method, recipe)
+        except DatacartoError as e:
+            raise DatacartoError(f"recipe {name!r}: {e}") from e
         out.append(dict(recipe))
     return out
 
@@ -255,18 +261,19 @@ def check_recipes(recipes) -> list[dict[str, Any]]:
 RECIPE_METHODS = ("rules", "trajectory-clusters")
 
 
-def _check_method(name: str, recipe: dict[str, Any]) -> None:
-    """``method``: rules (select's arguments) or trajectory-clusters (only ``fraction`` and ``clusters``)."""
-    method = recipe.get("method", "rules")
-    check_choice(method, RECIPE_METHODS, f"recipe {name!r} method")
+def _check_fields(method: str, recipe: dict[str, Any]) -> None:
+    """Every field of a recipe, for its ``method``: rules (``select``'s arguments, checked as ``select``
+    checks them) or trajectory-clusters (only ``fraction`` and ``clusters``)."""
+    from ..selection import check_criteria
+    from ..trajectory import check_trajectory_selection
+
     if method == "rules":
         if "clusters" in recipe:
-            raise DatacartoError(f"recipe {name!r}: clusters is for method: trajectory-clusters")
+            raise DatacartoError("clusters is for method: trajectory-clusters")
+        check_criteria(**{k: v for k, v in recipe.items() if k not in ("name", "method")})
         return
     other = sorted(set(recipe) - {"name", "method", "fraction", "clusters"})
     if other or "fraction" not in recipe:
-        raise DatacartoError(f"recipe {name!r}: method trajectory-clusters takes a fraction and clusters only"
+        raise DatacartoError("method trajectory-clusters takes a fraction and clusters only"
                              + (f" (not {', '.join(other)})" if other else ""))
-    clusters = recipe.get("clusters", 8)
-    if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 1:
-        raise DatacartoError(f"recipe {name!r}: clusters must be a positive integer, got {clusters!r}")
+    check_trajectory_selection(recipe["fraction"], recipe.get("clusters", 8))

@@ -28,8 +28,10 @@ FOCUS_DEFAULTS = {"save_strategy": "no"}
 class Context:
     """The state a stage reads: config, layout, earlier stage records, logging and progress bars."""
 
-    def __init__(self, config: PipelineConfig, *, force: set[str], log: Callable[[str], None], progress: bool):
+    def __init__(self, config: PipelineConfig, *, force: set[str], log: Callable[[str], None], progress: bool,
+                 checked=None):
         self.config = config
+        self.checked = checked  # the request checked against the training data (pipeline.request.CheckedRequest)
         self.layout = RunLayout(config.output_dir)
         self.runner = Runner(self.layout, force=force, log=log)
         self.log = log

@@ -138,12 +138,14 @@ def _train_baseline(ctx: Context, key: str):
 
 def spec_options(spec) -> dict[str, Any]:
     """``train_baseline``'s task arguments from the data stage's TaskSpec (none for sequence classification)."""
+    from ..task_options import task_arguments
+
     if spec.task == "sequence-classification":
         return {}
-    return {"task": spec.task, "choice_columns": spec.choice_columns or None,
-            "tokens_column": spec.tokens_column or "tokens", "tags_column": spec.label_column,
-            "prompt_column": spec.prompt_column, "response_column": spec.response_column,
-            "chat_template": spec.chat_template}
+    return task_arguments(spec.task, choice_columns=spec.choice_columns or None,
+                          tokens_column=spec.tokens_column or "tokens", tags_column=spec.label_column,
+                          prompt_column=spec.prompt_column, response_column=spec.response_column,
+                          chat_template=spec.chat_template)
 
 
 def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:

@@ -17,6 +17,7 @@ from .config import PipelineConfig
 from .context import Context
 from .layout import STAGES
 from .models import ensemble_plans, model_names
+from .request import check_request
 from .runner import StageRecord
 from .stages import STAGE_FUNCTIONS
 
@@ -79,13 +80,14 @@ def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool |
     """
     config = PipelineConfig.from_dict(config) if isinstance(config, dict) else config.validate()
     forced = _forced(force)
+    checked = check_request(config)  # the training data against the request: before anything is written
 
     def log(msg: str) -> None:
         if not quiet:
             print(msg, flush=True)
 
     start = time.perf_counter()
-    ctx = Context(config, force=forced, log=log, progress=progress and not quiet)
+    ctx = Context(config, force=forced, log=log, progress=progress and not quiet, checked=checked)
     layout = ctx.layout
     with run_lock(layout.root, what="another datacarto run"):  # two runs into one folder: the second is refused
         write_json_atomic(layout.config_json, config.to_dict())

@@ -22,6 +22,7 @@ from .context import Context, jsonable, label_counts, load_predictions, region_c
 from .hashing import describe_data, digest, frame_digest, ids_digest
 from .layout import STAGES
 from .models import baseline_stage, ensemble_stage, focus_stage, prediction_names
+from .request import check_request
 from .runner import StageRecord
 
 # ----------------------------------------------------------------------------------------------
@@ -67,32 +68,18 @@ TASK_SPEC_COLUMNS = ("choice_columns", "tokens_column", "prompt_column", "respon
 
 def task_options(c) -> dict:
     """The config's task and task columns, as ``load_split``/``train_baseline`` take them."""
-    return {"task": c.task, "choice_columns": c.choice_columns, "tokens_column": c.tokens_column,
-            "tags_column": c.tags_column, "prompt_column": c.prompt_column, "response_column": c.response_column,
-            "chat_template": c.chat_template}
+    return {"task": c.task, **c.task_options()}
 
 
 def _load_train(ctx: Context):
-    """The training split and its TaskSpec, for the task given or inferred from its columns (said when not the default)."""
-    from ..data import load_table
-    from ..task_data import check_repeats, infer_task
-    from ..train.baseline import load_split
+    """The training split and its TaskSpec, for the task given or inferred from its columns (said when not the default).
 
-    c = ctx.config
-    table = load_table(c.dataset, "train")
-    task, why = infer_task(table, task=c.task, label_column=c.label_column, choice_columns=c.choice_columns,
-                           tokens_column=c.tokens_column, tags_column=c.tags_column, prompt_column=c.prompt_column)
-    if task != "sequence-classification":
-        ctx.log(f"      task: {task} ({why})")
-    check_repeats(task, folds=c.folds, seeds=c.seeds)
-    options = {**task_options(c), "task": task}
-    train, spec = load_split(table, split="train", text_columns=c.text_columns, label_column=c.label_column,
-                             label_names=c.class_names, **options)
-    if not hasattr(spec, "task"):  # sequence classification: a LabelSpec; every stage reads a TaskSpec
-        from ..task_data import TaskSpec
-
-        spec = TaskSpec(text_columns=spec.text_columns, label_column=spec.label_column, label_names=spec.label_names)
-    return train, spec
+    ``run_pipeline`` prepared and checked it before anything was written (:func:`check_request`).
+    """
+    checked = ctx.checked or check_request(ctx.config)
+    if checked.spec.task != "sequence-classification":
+        ctx.log(f"      task: {checked.spec.task} ({checked.why})")
+    return checked.train, checked.spec
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import LabelSpec, effective_max_length, load_model, load_table
+from .._validation import check_seed
+from ..data import LabelSpec, effective_max_length, load_model, load_table, load_tokenizer
 from ..dynamics.store import DynamicsWriter, dynamics_dir
 from ..errors import DatacartoError
-from ..task_data import collator_for, encode, prepare_for_task
+from ..task_data import check_chat_template, collator_for, encode, prepare_for_task
+from ..task_options import check_task_options
 
 #: TrainingArguments defaults for datacarto (the Trainer's own defaults otherwise).
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -111,6 +113,8 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     """
     from ..record import CartographyTrainer, PredictEachEpoch
 
+    check_task_options(task, choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column,
+                       prompt_column=prompt_column, response_column=response_column, chat_template=chat_template)
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
                                 label_names=label_names, num_labels=num_labels, task=task,
                                 choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column,
@@ -126,6 +130,9 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     args = make_training_args(output_dir, training_args, has_eval=val_ds is not None)
     if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
         args.eval_strategy = "no"
+    check_seed(args.seed, "training_args.seed")
+    if getattr(spec, "chat_template", False):  # rendered once on the first row before a large model loads
+        check_chat_template(load_tokenizer(model), spec, train_ds)
     tokenizer, net = load_model(model, spec.num_labels, spec.label_names, task=task)
     max_length = effective_max_length(tokenizer, net, max_length)
     train_tok = encode(train_ds, tokenizer, spec, max_length=max_length)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_folds, check_seed
 from ..errors import DatacartoError
 
 HELDOUT_SPLIT = "heldout"
@@ -37,19 +38,17 @@ DYNAMICS_CHOICES = ("out-of-sample", "in-sample")
 OTHER_SPLIT = {"out-of-sample": "insample", "in-sample": "oos"}
 
 
-def fold_assignments(labels, folds: int, *, seed: int = 0) -> np.ndarray:
-    """The fold (0..K-1) of every example: stratified by label, shuffled with ``seed``."""
+def fold_assignments(labels, folds: int, *, seed: int = 0, label_names=None) -> np.ndarray:
+    """The fold (0..K-1) of every example: stratified by label, shuffled with ``seed``.
+
+    Every class needs at least ``folds`` examples (:func:`datacarto._validation.check_folds` names the
+    one that has fewer, by ``label_names`` when given).
+    """
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.asarray(labels)
-    folds = int(folds)
-    if folds < 2:
-        raise DatacartoError(f"folds must be >= 2, got {folds}")
-    counts = np.bincount(labels.astype(np.int64)) if labels.size else np.zeros(0, np.int64)
-    if labels.size < folds or (counts[counts > 0].min() if counts.any() else 0) < folds:
-        smallest = int(counts[counts > 0].min()) if counts.any() else 0
-        raise DatacartoError(f"cannot split {labels.size} examples into {folds} stratified folds: the rarest "
-                             f"label has {smallest} examples (needs at least {folds})")
+    folds = check_folds(folds, labels, label_names=label_names)
+    seed = check_seed(seed)
     out = np.empty(labels.size, dtype=np.int64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=int(seed))
     for k, (_, held) in enumerate(splitter.split(np.zeros(labels.size), labels)):
@@ -110,7 +109,7 @@ def train_crossfit(*, model: str, train, folds: int = 5, seed: int = 0, output_d
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
                                 label_names=label_names, num_labels=num_labels)
     labels = np.asarray(train_ds[spec.label_column], dtype=np.int64)
-    fold_of = fold_assignments(labels, folds, seed=seed)
+    fold_of = fold_assignments(labels, folds, seed=seed, label_names=spec.label_names)
     _check_target(out, overwrite_dynamics)
     fold_dirs, trainer = [], None
     for k in range(int(folds)):

@@ -16,6 +16,7 @@ import numpy as np
 from .._validation import check_choice
 from ..data import column_values
 from ..errors import DatacartoError
+from ..task_options import task_arguments
 from .baseline import TrainResult, train_baseline
 
 INITS = ("baseline", "pretrained")
@@ -95,9 +96,10 @@ def _task_options(manifest: dict, text_columns: list[str] | None, label_column: 
             return {"task": task, "prompt_column": text_columns[0], "response_column": text_columns[1]}
         return {"task": task}
     tags = columns.get("tags_column")
-    return {"task": task, "choice_columns": columns.get("choice_columns"),
-            "tokens_column": columns.get("tokens_column") or "tokens",
-            "tags_column": tags if tags and label_column == "label" and tags in columns_of_subset else label_column}
+    return task_arguments(task, choice_columns=columns.get("choice_columns"),
+                          tokens_column=columns.get("tokens_column") or "tokens",
+                          tags_column=tags if tags and label_column == "label" and tags in columns_of_subset
+                          else label_column)
 
 
 def _check_row_ids(run_dir: Path, ids: np.ndarray) -> None:

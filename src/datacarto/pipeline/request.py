@@ -1,0 +1,48 @@
+"""The checks of a pipeline request that need its training data, before anything is written or any model loads.
+
+``PipelineConfig.validate`` checks every key on its own (seeds, recipes, a given task's options);
+:func:`check_request` then reads the training set once and checks what depends on it: the task it
+implies and that task's options, the folds against the class counts, and the chat template rendered
+on the first row. The data stage reuses the prepared training split it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import PipelineConfig
+
+
+@dataclass
+class CheckedRequest:
+    """The prepared training split, its TaskSpec and why the task is what it is."""
+
+    train: Any
+    spec: Any
+    why: str
+
+
+def check_request(config: PipelineConfig) -> CheckedRequest:
+    """Load and prepare the training set and check the request against it (DatacartoError: one line)."""
+    from .._validation import check_folds
+    from ..data import load_table, load_tokenizer
+    from ..task_data import TaskSpec, check_chat_template, check_repeats, infer_task
+    from ..task_options import check_task_options
+    from ..train.baseline import load_split
+
+    c = config
+    table = load_table(c.dataset, "train")
+    task, why = infer_task(table, task=c.task, label_column=c.label_column, choice_columns=c.choice_columns,
+                           tokens_column=c.tokens_column, tags_column=c.tags_column, prompt_column=c.prompt_column)
+    check_task_options(task, **c.task_options())
+    check_repeats(task, folds=c.folds, seeds=c.seeds)
+    train, spec = load_split(table, split="train", text_columns=c.text_columns, label_column=c.label_column,
+                             label_names=c.class_names, task=task, **c.task_options())
+    if not hasattr(spec, "task"):  # sequence classification: a LabelSpec; every stage reads a TaskSpec
+        spec = TaskSpec(text_columns=spec.text_columns, label_column=spec.label_column, label_names=spec.label_names)
+    if c.folds is not None:
+        check_folds(c.folds, train[spec.label_column], label_names=spec.label_names, name="config key 'folds'")
+    if spec.chat_template:
+        check_chat_template(load_tokenizer(c.model), spec, train)
+    return CheckedRequest(train=train, spec=spec, why=why)
