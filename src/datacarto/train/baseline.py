@@ -153,22 +153,27 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     out = Path(args.output_dir)
     if record and task != "sequence-classification" and trainer.is_world_process_zero():
-        # what focused training on a subset of these records needs to prepare it the same way
-        # (token classification: the data's tag column, one tag per word; the records' label holds the recorded
-        # words' tags only, which a word without a token or truncated away makes shorter than the words)
-        tags = spec.label_column if task == "token-classification" and spec.label_column in train_tok.column_names \
-            else None
-        DynamicsWriter(dynamics_dir(out)).update_manifest(task_columns={
-            "choice_columns": getattr(spec, "choice_columns", None) or None,
-            "tokens_column": getattr(spec, "tokens_column", None), "tags_column": tags,
-            "prompt_column": getattr(spec, "prompt_column", None),
-            "response_column": getattr(spec, "response_column", None),
-            "chat_template": bool(getattr(spec, "chat_template", False))})
+        _write_task_columns(out, spec, task, train_tok.column_names)
     model_dir = out / "model"
     if save_model:
         trainer.save_model(str(model_dir))
     return TrainResult(output_dir=out, model_dir=model_dir, label_spec=spec, trainer=trainer,
                        metrics=dict(result.metrics))
+
+
+def _write_task_columns(out: Path, spec, task: str, tokenized_columns: list[str]) -> None:
+    """What focused training on a subset of these records needs to prepare it the same way.
+
+    Token classification: the data's tag column, one tag per word; the records' label holds the
+    recorded words' tags only, which a word without a token or truncated away makes shorter.
+    """
+    tags = spec.label_column if task == "token-classification" and spec.label_column in tokenized_columns else None
+    DynamicsWriter(dynamics_dir(out)).update_manifest(task_columns={
+        "choice_columns": getattr(spec, "choice_columns", None) or None,
+        "tokens_column": getattr(spec, "tokens_column", None), "tags_column": tags,
+        "prompt_column": getattr(spec, "prompt_column", None),
+        "response_column": getattr(spec, "response_column", None),
+        "chat_template": bool(getattr(spec, "chat_template", False))})
 
 
 #: the one fine-tuning routine under a name that says what it does: it trains the baseline, the focused
