@@ -137,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return fail(message)
     finally:
-        from .record.distributed import end_distributed
+        if "torch" in sys.modules:  # only a command that loaded torch can have started a process group
+            from .record.distributed import end_distributed
 
-        end_distributed()
+            end_distributed()
         terminal.close()
 
 

@@ -26,6 +26,8 @@ import time
 import warnings
 from pathlib import Path
 
+from ._help import asks_help
+
 TRAINING_COMMANDS = ("train", "focus", "run", "demo", "audit", "ensemble")
 LIBRARIES = ("transformers", "datasets", "accelerate", "torch", "huggingface_hub", "py.warnings")
 LOG_NAME = "datacarto.log"
@@ -122,7 +124,7 @@ class Terminal:
     """The CLI's output settings for one command; :meth:`close` undoes them."""
 
     def __init__(self, name: str, argv: list[str], *, verbose: bool = False):
-        self.active = name in TRAINING_COMMANDS
+        self.active = name in TRAINING_COMMANDS and not asks_help(argv)  # help trains nothing: no torch
         self.undo: list = []
         if not self.active:
             return

@@ -91,7 +91,7 @@ def _trajectory_ids(args) -> np.ndarray:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from ..dynamics.store import dynamics_dir, read_manifest
-    from ..dynamics.subsets import SUBSET_SUFFIXES, export_subset, focused_dataset
+    from ..dynamics.subsets import SUBSET_SUFFIXES, export_subset, subset_rows
     from ..selection import random_control, select
 
     if args.random_control and args.control_out:
@@ -137,16 +137,16 @@ def main(argv: list[str]) -> int:
                                  exclude=ids if args.control_disjoint else None)
 
     if args.random_control:
-        export_subset(focused_dataset(args.run, control, split=args.split), args.out)
+        export_subset(subset_rows(args.run, control, split=args.split), args.out)
         print(_summary(ids, metrics, label_names, "selected"))
         print(_summary(control, metrics, label_names, f"random control (seed {args.seed})"))
         print(f"wrote the random control to {args.out}")
         return 0
-    export_subset(focused_dataset(args.run, ids, split=args.split), args.out)
+    export_subset(subset_rows(args.run, ids, split=args.split), args.out)
     print(_summary(ids, metrics, label_names, "selected"))
     print(f"wrote {args.out}")
     if control is not None:
-        export_subset(focused_dataset(args.run, control, split=args.split), args.control_out)
+        export_subset(subset_rows(args.run, control, split=args.split), args.control_out)
         print(_summary(control, metrics, label_names, f"random control (seed {args.seed})"))
         print(f"wrote {args.control_out}")
     return 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .._validation import check_folds, check_seed, check_seeds
 from ..errors import DatacartoError
 from ..train.baseline import TRAINING_DEFAULTS
+from ._help import FULL_HELP_FLAG, asks_help, print_training_help
 
 
 @dataclass
@@ -85,7 +86,13 @@ def parse_with_training_args(argv: list[str], *dataclass_types, prog: str = "dat
 
     datacarto's training defaults apply unless a flag overrides them; ``--output-dir`` is required.
     ``--logging_steps N`` alone switches ``logging_strategy`` to "steps" (our default is "epoch").
+    ``--help`` prints datacarto's flags without importing transformers; ``--help-all`` adds every
+    TrainingArguments flag (HfArgumentParser's help).
     """
+    if asks_help(argv) and FULL_HELP_FLAG not in argv:
+        print_training_help(dataclass_types, prog=prog, defaults={**TRAINING_DEFAULTS, **(defaults or {})})
+        raise SystemExit(0)
+    argv = ["--help" if a == FULL_HELP_FLAG else a for a in argv]
     import torch
     from transformers import HfArgumentParser, TrainingArguments
 
@@ -97,8 +104,7 @@ def parse_with_training_args(argv: list[str], *dataclass_types, prog: str = "dat
     if not torch.cuda.is_available():
         ours["dataloader_pin_memory"] = False  # as the library does on CPU: nothing to pin to
     parser.set_defaults(**{**ours, **(defaults or {})})
-    if not any(a.split("=")[0] in ("--output_dir", "--output-dir") for a in argv) and not any(
-            a in ("-h", "--help") for a in argv):
+    if not any(a.split("=")[0] in ("--output_dir", "--output-dir") for a in argv) and not asks_help(argv):
         parser.error("the following arguments are required: --output-dir")
     return parser.parse_args_into_dataclasses(argv)
 

@@ -1,7 +1,8 @@
 """Focused subsets as data: the rows of a run's recorded examples, and subset files.
 
 ``focused_dataset`` turns selected row ids (:func:`datacarto.selection.select`) into a
-``datasets.Dataset`` with every original column, from a run folder or a data set;
+``datasets.Dataset`` with every original column, from a run folder or a data set
+(``subset_rows``: the same rows of a run as a pyarrow Table, without importing ``datasets``);
 ``export_subset`` writes one as .jsonl/.csv/.parquet; ``get_focused_sets`` is the seed project's
 one-call filter. The selection rules themselves stay in the pure :mod:`datacarto.selection`.
 """
@@ -44,6 +45,24 @@ def _examples_table(run_dir: str | os.PathLike, split: str):
     return table
 
 
+def subset_rows(run_dir: str | os.PathLike, ids: Iterable[int], *, split: str = "train"):
+    """The recorded examples' rows ``ids`` (in that order) as a pyarrow Table: every original column
+    and ``row_id``, no ``fingerprint``. Unknown ids raise DatacartoError. Needs no ``datasets``."""
+    ids = as_row_ids(ids)
+    table = _examples_table(run_dir, split)
+    row_ids = table.column("row_id").to_numpy()
+    sorter = np.argsort(row_ids, kind="stable")
+    slot = np.searchsorted(row_ids, ids, sorter=sorter)
+    slot = np.minimum(slot, max(len(row_ids) - 1, 0))
+    found = (row_ids[sorter[slot]] == ids) if len(row_ids) else np.zeros(len(ids), dtype=bool)
+    if not found.all():
+        missing = ids[~found]
+        raise DatacartoError(f"{missing.size} row ids are not in the run's examples, e.g. {missing[:5].tolist()}")
+    table = table.take(sorter[slot] if len(ids) else np.empty(0, dtype=np.int64))
+    names = [c for c in table.column_names if c not in ("row_id", "fingerprint")]
+    return table.select(names + ["row_id"])
+
+
 def focused_dataset(run_or_dataset: Any, ids: Iterable[int], *, split: str = "train"):
     """A ``datasets.Dataset`` of the rows ``ids`` (in that order) with every original column and ``row_id``.
 
@@ -55,18 +74,7 @@ def focused_dataset(run_or_dataset: Any, ids: Iterable[int], *, split: str = "tr
 
     ids = as_row_ids(ids)
     if isinstance(run_or_dataset, (str, os.PathLike)):
-        table = _examples_table(run_or_dataset, split)
-        row_ids = table.column("row_id").to_numpy()
-        sorter = np.argsort(row_ids, kind="stable")
-        slot = np.searchsorted(row_ids, ids, sorter=sorter)
-        slot = np.minimum(slot, max(len(row_ids) - 1, 0))
-        found = (row_ids[sorter[slot]] == ids) if len(row_ids) else np.zeros(len(ids), dtype=bool)
-        if not found.all():
-            missing = ids[~found]
-            raise DatacartoError(f"{missing.size} row ids are not in the run's examples, e.g. {missing[:5].tolist()}")
-        table = table.take(sorter[slot] if len(ids) else np.empty(0, dtype=np.int64))
-        names = [c for c in table.column_names if c not in ("row_id", "fingerprint")]
-        return datasets.Dataset(table.select(names + ["row_id"]))
+        return datasets.Dataset(subset_rows(run_or_dataset, ids, split=split))
     if isinstance(run_or_dataset, datasets.Dataset):
         n = len(run_or_dataset)
         bad = ids[(ids < 0) | (ids >= n)]
@@ -91,7 +99,8 @@ def focused_dataset(run_or_dataset: Any, ids: Iterable[int], *, split: str = "tr
 
 
 def export_subset(dataset_or_frame: Any, path: str | os.PathLike) -> Path:
-    """Write a subset as .jsonl, .csv or .parquet (by extension), atomically.
+    """Write a subset (a ``datasets.Dataset``, a DataFrame or :func:`subset_rows`' pyarrow Table) as
+    .jsonl, .csv or .parquet (by extension), atomically.
 
     Refuses (DatacartoError) to replace an existing file with an empty subset.
     """
@@ -101,8 +110,12 @@ def export_subset(dataset_or_frame: Any, path: str | os.PathLike) -> Path:
     suffix = path.suffix.lower()
     if suffix not in SUBSET_SUFFIXES:
         raise DatacartoError(f"unsupported output format {suffix!r} for {path}: use .jsonl, .csv or .parquet")
+    import pyarrow as pa
+
     if isinstance(dataset_or_frame, pd.DataFrame):
         frame, table = dataset_or_frame, None
+    elif isinstance(dataset_or_frame, pa.Table):
+        frame, table = None, dataset_or_frame
     elif hasattr(dataset_or_frame, "with_format") and hasattr(dataset_or_frame, "column_names"):
         table = dataset_or_frame.with_format("arrow")[:]  # exact types for parquet
         frame = None
@@ -113,8 +126,6 @@ def export_subset(dataset_or_frame: Any, path: str | os.PathLike) -> Path:
         raise DatacartoError(f"empty selection: refusing to overwrite the existing file {path}")
     if suffix in (".jsonl", ".json"):
         if table is None:
-            import pyarrow as pa
-
             table = pa.Table.from_pandas(frame, preserve_index=frame.index.name is not None)
         return write_jsonl_atomic(path, table.to_pylist())
     if table is not None:

@@ -208,7 +208,7 @@ def select_stage(ctx: Context) -> StageRecord:
 
 def _select_recipe(ctx: Context, m: pd.DataFrame, recipe: dict) -> dict:
     """Select one recipe's subset (and its random control), write them, and describe them."""
-    from ..dynamics.subsets import export_subset, focused_dataset
+    from ..dynamics.subsets import export_subset, subset_rows
     from ..selection import random_control, select
 
     c, layout, name = ctx.config, ctx.layout, recipe["name"]
@@ -226,7 +226,7 @@ def _select_recipe(ctx: Context, m: pd.DataFrame, recipe: dict) -> dict:
 
     def part(chosen: np.ndarray, control: bool) -> dict:
         path = layout.subset(name, control=control)
-        export_subset(focused_dataset(layout.baseline_dir, chosen), path)
+        export_subset(subset_rows(layout.baseline_dir, chosen), path)
         labels = label_counts(m.loc[chosen, "gold"], ctx.spec.label_names) if single else {}
         return {"n": int(chosen.size), "digest": ids_digest(chosen), "path": layout.rel(path),
                 "regions": region_counts(m.loc[chosen, "region"]), "labels": labels}
