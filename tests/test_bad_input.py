@@ -31,6 +31,8 @@ FAST = ("--num_train_epochs 1 --per_device_train_batch_size 16 --use_cpu --disab
         "--save_strategy no --logging_strategy no --report_to none")
 LABELS = ["entailment", "neutral", "contradiction"]
 OWNED = "owned by recording/pipeline work"
+ROW = '{"premise": "a cat", "hypothesis": "an animal", "label": 0}\n'
+DUP_ROW = '{"premise": "a", "premise": "b", "hypothesis": "c", "label": 1}\n'
 CACHE_FILES = ("metrics.parquet", "metrics.json")  # the metrics cache may appear next to dynamics, by design
 
 
@@ -307,6 +309,11 @@ CASES = [
     Case("focus-max-length-0", FOCUS + " --max_length 0", "--max-length must be at least 1"),
     Case("focus-negative-gamma", FOCUS + " --loss focal --focal_gamma -1", "--focal-gamma must be >= 0"),
     Case("focus-no-saved-model", FOCUS, "holds no saved model", lambda w: shutil.rmtree(w / "run" / "model")),
+    Case("focus-model-path-not-found", FOCUS + " --model no/such/folder", "model folder not found: no/such/folder"),
+    Case("focus-empty-subset", FOCUS.replace("train.jsonl", "bad.jsonl"), "{w}/bad.jsonl is empty",
+         _text("bad.jsonl", "")),
+    Case("focus-subset-duplicate-key", FOCUS.replace("train.jsonl", "bad.jsonl"),
+         "{w}/bad.jsonl, line 2: duplicate key 'premise'", _text("bad.jsonl", ROW + DUP_ROW)),
     # -- ensemble
     Case("ensemble-weights-nan", ENS.replace("--weights 1", "--weights nan"), "weights must be >= 0"),
     Case("ensemble-weights-count", ENS.replace("--weights 1", "--weights 1 2"), "2 --weights given for 1"),
@@ -370,6 +377,17 @@ CASES = [
          "TemplateError: this template takes no user turn", _chat_lm(RAISES)),
     Case("train-chat-template-unsafe", SFT, "the chat template fails on the first row of the training set: "
          "SecurityError", _chat_lm(UNSAFE)),
+    Case("train-empty-data", TRAIN.replace("train.jsonl", "bad.jsonl"), "{w}/bad.jsonl is empty", _text("bad.jsonl", "")),
+    Case("train-blank-data", TRAIN.replace("train.jsonl", "bad.jsonl"), "{w}/bad.jsonl is empty",
+         _text("bad.jsonl", "\n  \n")),
+    Case("train-jsonl-duplicate-key", TRAIN.replace("train.jsonl", "bad.jsonl"),
+         "{w}/bad.jsonl, line 2: duplicate key 'premise'", _text("bad.jsonl", ROW + DUP_ROW)),
+    Case("train-jsonl-not-json", TRAIN.replace("train.jsonl", "bad.jsonl"), "{w}/bad.jsonl, line 3: not valid JSON",
+         _text("bad.jsonl", ROW + ROW + '{"premise": oops}\n')),
+    Case("train-jsonl-not-an-object", TRAIN.replace("train.jsonl", "bad.jsonl"),
+         "{w}/bad.jsonl, line 2: not a JSON object", _text("bad.jsonl", ROW + "[1, 2]\n")),
+    Case("train-model-path-not-found", TRAIN.replace("{w}/model", "no/such/folder"),
+         "model folder not found: no/such/folder"),
     # -- audit
     Case("audit-unknown-score", "audit --run {w}/nrun --noisy-column is_flipped --scores shininess", "shininess",
          lambda w: _noisy_run(w, flags=[i % 5 == 0 for i in range(30)])),
@@ -411,6 +429,12 @@ CASES = [
          _config(task="token-classification", choice_columns=["premise", "hypothesis"])),
     Case("run-chat-template-raises", "run --config {w}/bad.yaml", "the chat template fails on the first row of the "
          "training set: TemplateError", _config(_chat_lm(RAISES), **SFT_RUN)),
+    Case("run-model-path-not-found", "run --config {w}/run.yaml --model no/such/folder",
+         "model folder not found: no/such/folder"),
+    Case("run-empty-data", "run --config {w}/run.yaml --dataset {w}/bad.jsonl", "{w}/bad.jsonl is empty",
+         _text("bad.jsonl", "")),
+    Case("run-jsonl-not-json", "run --config {w}/run.yaml --dataset {w}/bad.jsonl",
+         "{w}/bad.jsonl, line 3: not valid JSON", _text("bad.jsonl", ROW + ROW + '{"premise": oops}\n')),
     # -- demo
     Case("demo-n-train-0", "demo --output-dir {w}/demo --n-train 0", "n_train must be at least 1"),
     Case("demo-flip-1.5", "demo --output-dir {w}/demo --flip 1.5", "flip must be in [0, 1]"),

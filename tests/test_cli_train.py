@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,7 +109,70 @@ def test_num_labels_not_matching_the_data(tmp_path, toy_rows, toy_jsonl, capsys)
     texts = [r["premise"] + " " + r["hypothesis"] for r in toy_rows]
     two = make_tiny_model_dir(tmp_path / "two", texts, num_labels=2)
     cli_fails(capsys, ["train", "--model", two, "--dataset", str(toy_jsonl), "--output-dir", str(tmp_path / "o")],
-           f"the data's labels imply 3 classes (labels 0..2), out of range for model {two!r}, a classifier with 2 labels")
+              f"label 2 in the training set is out of range for model {two!r}, a classifier with 2 labels")
+    cli_fails(capsys, ["train", "--model", two, "--dataset", str(toy_jsonl), "--class-names", "a,b,c",
+                       "--output-dir", str(tmp_path / "o")],
+              f"3 label names given but model {two!r}, a classifier with 2 labels")
+    assert not (tmp_path / "o").exists()
+
+
+def _absent_lines(recwarn) -> list[str]:
+    """The absent-class warnings, as the CLI prints them (a datacarto warning: one ``datacarto: warning:`` line)."""
+    import datacarto
+
+    package = str(Path(datacarto.__file__).parent)
+    return [f"datacarto: warning: {w.message}" if w.filename.startswith(package) else str(w.message)
+            for w in recwarn if "no example in" in str(w.message)]
+
+
+@pytest.mark.parametrize("relabel,absent", [
+    (lambda y: y % 2, "class '2' has no example in the training set"),
+    (lambda y: 0, "classes '1', '2' have no example in the training set"),
+])
+def test_a_classifier_trains_on_data_lacking_some_of_its_classes(tmp_path, tiny_model, toy_rows, recwarn, relabel,
+                                                                  absent):
+    """A 3-class model on labels {0, 1}, or on one class: it keeps its 3 classes; the absent ones are said once."""
+    rows = [{**r, "label": relabel(r["label"])} for r in toy_rows]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    assert main(["train", "--model", tiny_model, "--dataset", data, "--output-dir", str(tmp_path / "run"), *FAST]) == 0
+    assert _absent_lines(recwarn) == [f"datacarto: warning: {absent}"]
+    dyn = load_dynamics(tmp_path / "run")
+    assert dyn.logits.shape == (len(rows), 1, 3) and dyn.label_names == ["0", "1", "2"]
+    np.testing.assert_array_equal(dyn.gold, [r["label"] for r in rows])
+
+
+def test_label_names_come_from_the_models_id2label(tmp_path, toy_rows, recwarn):
+    """Real id2label names name the classes (and map string labels); transformers' LABEL_i do not (above)."""
+    names = ["yes", "maybe", "no"]
+    texts = [r["premise"] + " " + r["hypothesis"] for r in toy_rows]
+    model = make_tiny_model_dir(tmp_path / "named", texts, label_names=names)
+    data = write_jsonl(tmp_path / "d.jsonl", [{**r, "label": r["label"] % 2} for r in toy_rows])
+    assert main(["train", "--model", model, "--dataset", data, "--output-dir", str(tmp_path / "run"), *FAST]) == 0
+    assert _absent_lines(recwarn) == ["datacarto: warning: class 'no' has no example in the training set"]
+    assert load_dynamics(tmp_path / "run").label_names == names
+    words = write_jsonl(tmp_path / "w.jsonl", [{**r, "label": names[r["label"]]} for r in toy_rows])
+    assert main(["train", "--model", model, "--dataset", words, "--output-dir", str(tmp_path / "run2"), *FAST]) == 0
+    np.testing.assert_array_equal(load_dynamics(tmp_path / "run2").gold, [r["label"] for r in toy_rows])
+
+
+def test_a_token_classifier_trains_on_data_without_its_rare_tags(tmp_path, capsys, recwarn):
+    """NER: a model with more tags than the sentences use (WNUT-17's 13 on a subset) fine-tunes as it is."""
+    from datacarto.testing import TOY_TAGS, toy_task_words, toy_tokens
+
+    tags = [*TOY_TAGS, "B-ORG", "B-MISC"]
+    model = make_tiny_model_dir(tmp_path / "ner", toy_task_words(), label_names=tags, token_classifier=True)
+    rows = toy_tokens(24)
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    assert main(["train", "--task", "token-classification", "--model", model, "--dataset", data,
+                 "--output-dir", str(tmp_path / "run"), *FAST]) == 0
+    assert _absent_lines(recwarn) == [
+        "datacarto: warning: classes 'B-ORG', 'B-MISC' have no example in 'ner_tags' of the training set"]
+    dyn = load_dynamics(tmp_path / "run")
+    assert dyn.label_names == tags and dyn.logits.shape[-1] == len(tags)
+    cli_fails(capsys, ["train", "--task", "token-classification", "--model", model, "--dataset",
+                       write_jsonl(tmp_path / "bad.jsonl", [{**rows[0], "ner_tags": [5] * len(rows[0]["tokens"])}]),
+                       "--output-dir", str(tmp_path / "o")],
+              f"tag 5 in 'ner_tags' of the training set is out of range for model {model!r}, a classifier with 5 labels")
 
 
 def test_output_dir_holding_another_data_sets_dynamics(tmp_path, tiny_model, toy_rows, toy_jsonl, capsys):
@@ -204,6 +268,21 @@ def test_train_refuses_before_training(tmp_path, tiny_model, toy_jsonl, capsys, 
 def test_train_names_a_missing_model_folder(tmp_path, toy_jsonl, capsys):
     cli_fails(capsys, ["train", "--model", str(tmp_path / "no-such-model"), "--dataset", str(toy_jsonl),
                        "--output-dir", str(tmp_path / "run"), *FAST], "model folder not found")
+
+
+@pytest.mark.parametrize("name,local", [("models/no-such-model", True), ("no/such/model", True),
+                                        ("no-such-org/no-such-model", False), ("no-such-model", False)])
+def test_a_path_like_model_name_is_a_folder_and_a_hub_name_fails_in_one_line(tmp_path, toy_jsonl, capsys,
+                                                                             monkeypatch, name, local):
+    """PARENT/NAME whose parent exists here, or more than one /, is a folder; a hub name gets the hub's reason."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    code = main(["train", "--model", name, "--dataset", str(toy_jsonl), "--output-dir", "run", *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and [line for line in err.splitlines() if line.strip()] == [err.strip()], err
+    expected = f"model folder not found: {name}" if local else f"cannot load model {name!r} (no local folder"
+    assert err.startswith(f"datacarto: error: {expected}"), err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("change,columns,message", [

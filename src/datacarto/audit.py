@@ -230,7 +230,7 @@ def run_audit(*, dataset, model: str, output_dir: str | os.PathLike, noise: floa
 
     check_score_names(scores)
     from ._io import write_frame
-    from .data import load_table, prepare_labels
+    from .data import classifier_head, load_table, prepare_labels
     from .dynamics.cache import get_metrics
     from .dynamics.store import load_examples
     from .train.baseline import train_baseline
@@ -238,7 +238,8 @@ def run_audit(*, dataset, model: str, output_dir: str | os.PathLike, noise: floa
     output_dir = Path(output_dir)
     ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
     ds, spec = prepare_labels(ds, text_columns=list(text_columns) if text_columns else None,
-                              label_column=label_column, label_names=list(label_names) if label_names else None)
+                              label_column=label_column, label_names=list(label_names) if label_names else None,
+                              head=classifier_head(model))  # the model's classes: noise may flip into any of them
     taken = [c for c in ("is_flipped", "original_label") if c in ds.column_names]
     if taken:
         raise DatacartoError(f"the data set already has column(s) {taken}, which the audit writes; "

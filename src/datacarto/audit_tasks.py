@@ -119,7 +119,7 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     ``task="causal-lm"``: responses swapped instead (:func:`run_generative_audit`; ``generative``
     holds its ``prompt_column`` and ``response_column``).
     """
-    from .data import load_table
+    from .data import classifier_head, load_table
     from .dynamics.cache import get_metrics
     from .task_data import prepare_for_task
 
@@ -132,7 +132,8 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
     ds, spec = prepare_for_task(ds, task, text_columns=text_columns, label_column=label_column,
                                 label_names=label_names, choice_columns=choice_columns,
-                                tokens_column=tokens_column, tags_column=tags_column, what="training set")
+                                tokens_column=tokens_column, tags_column=tags_column, what="training set",
+                                head=classifier_head(model, task))
     if FLAGS in ds.column_names:
         raise DatacartoError(f"the data set already has a column {FLAGS!r}, which the audit writes")
     labels = ds.with_format("arrow")[spec.label_column].to_pylist()

@@ -16,6 +16,7 @@ import numpy as np
 from .errors import DatacartoError, not_utf8
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
+DATA_SUFFIXES = tuple(_BUILDERS)  #: the local data files load_table reads
 
 
 def load_table(name_or_file: str | os.PathLike, split: str = "train"):
@@ -33,12 +34,15 @@ def load_table(name_or_file: str | os.PathLike, split: str = "train"):
             raise DatacartoError(f"data file not found: {path}")
         if path.suffix.lower() != ".parquet":
             _check_text_file(path)
+        elif path.stat().st_size == 0:
+            raise DatacartoError(f"{path} is empty")
         kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
         try:
             return datasets.load_dataset(_BUILDERS[path.suffix.lower()], data_files=str(path), split="train",
                                          **kwargs)
         except Exception as e:  # datasets raises many types for malformed files
-            raise DatacartoError(f"cannot read {path}: {e}") from e
+            where = _json_problem(path) if _BUILDERS[path.suffix.lower()] == "json" else None
+            raise DatacartoError(f"cannot read {path}{', ' + where if where else ': ' + _first_line(e)}") from e
     if path.is_dir() and (path / "dataset_info.json").is_file():
         return datasets.load_from_disk(str(path))
     if path.is_dir() or text.startswith((".", "/")):
@@ -51,10 +55,10 @@ def load_table(name_or_file: str | os.PathLike, split: str = "train"):
 
 
 def _check_text_file(path: Path) -> None:
-    """A jsonl/csv file must be UTF-8 and (csv) have distinct column names: checked before datasets reads it."""
+    """A jsonl/csv file must be UTF-8, not blank and (csv) have distinct column names: checked before datasets."""
     import codecs
 
-    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    decoder, offset, blank = codecs.getincrementaldecoder("utf-8")(), 0, True
     with open(path, "rb") as f:
         while chunk := f.read(1 << 24):
             try:
@@ -62,6 +66,9 @@ def _check_text_file(path: Path) -> None:
             except UnicodeDecodeError as e:
                 raise not_utf8(path, e, offset=offset) from e
             offset += len(chunk)
+            blank = blank and not chunk.strip()
+    if blank:
+        raise DatacartoError(f"{path} is empty")
     if path.suffix.lower() in (".csv", ".tsv"):
         import csv
 
@@ -70,6 +77,45 @@ def _check_text_file(path: Path) -> None:
         dups = sorted({c for c in header if header.count(c) > 1})
         if dups:
             raise DatacartoError(f"{path} has duplicate column names {dups}: rename them")
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message (of its cause when the message only says that it failed)."""
+    text = str(e).strip()
+    if e.__cause__ is not None and (not text or text.startswith("An error occurred while generating")):
+        text = str(e.__cause__).strip() or text
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _json_problem(path: Path) -> str | None:
+    """``line N: reason`` for the first line of a JSON Lines file that is not one JSON object, else None."""
+    import json
+
+    def no_duplicates(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+        return dict(pairs)
+
+    if path.suffix.lower() == ".json":  # one JSON document (a list of rows), or JSON Lines under another name
+        try:
+            json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_duplicates)
+            return None
+        except ValueError:
+            pass
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                row = json.loads(line, object_pairs_hook=no_duplicates) if line.strip() else {}
+            except json.JSONDecodeError as e:
+                return f"line {n}: not valid JSON ({e.msg}, column {e.colno})"
+            except ValueError as e:
+                return f"line {n}: {e}"
+            if not isinstance(row, dict):
+                return f"line {n}: not a JSON object"
+    return None
 
 
 @dataclass
@@ -83,6 +129,60 @@ class LabelSpec:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+
+@dataclass
+class ClassifierHead:
+    """The classes of a model that already has the task's classification head (its config's ``id2label``)."""
+
+    model: str
+    labels: list[str]
+
+    @property
+    def named(self) -> bool:
+        """Real names, not transformers' placeholders LABEL_0, LABEL_1, ..."""
+        return self.labels != [f"LABEL_{i}" for i in range(len(self.labels))]
+
+
+def given_names(label_names, head: ClassifierHead | None) -> list[str] | None:
+    """The label names given, else the model head's real names, else None."""
+    if label_names:
+        return list(label_names)
+    return list(head.labels) if head is not None and head.named else None
+
+
+def class_names(present, *, label_names=None, num_labels: int | None = None, head: ClassifierHead | None = None,
+                where: str = "the data set", noun: str = "label", warn_absent: bool = False) -> list[str]:
+    """The classes of a split, one rule for every task; ``present``: the label ids the data holds.
+
+    How many: ``num_labels``, else the names given, else the model's head, else the largest id + 1.
+    Names: those given, else the head's real names, else "0".."C-1". Ids outside [0, C) are refused;
+    classes without an example are said in one warning line (``warn_absent``: the training set).
+    """
+    present = np.asarray(present, dtype=np.int64).reshape(-1)
+    label_names = given_names(label_names, head)
+    model = f"model {head.model!r}, a classifier with {len(head.labels)} labels" if head is not None else ""
+    if num_labels is None and label_names and head is not None and len(head.labels) != len(label_names):
+        raise DatacartoError(f"{len(label_names)} label names given but {model}: give {len(head.labels)} names, "
+                             "or use its pretrained base")
+    counted_by_head = num_labels is None and head is not None and (not label_names or label_names == head.labels)
+    if num_labels is None:
+        num_labels = len(label_names) if label_names else len(head.labels) if head is not None else (
+            int(present.max()) + 1 if present.size else 1)
+    if label_names and len(label_names) != num_labels:
+        raise DatacartoError(f"{len(label_names)} label names given but num_labels is {num_labels}")
+    bad = present[(present < 0) | (present >= num_labels)]
+    if bad.size:
+        value = int(bad.max()) if bad.max() >= num_labels else int(bad.min())
+        limit = model if counted_by_head else f"{num_labels} {'tags' if noun == 'tag' else 'labels'}"
+        raise DatacartoError(f"{noun} {value} in {where} is out of range for {limit}")
+    names = list(label_names) if label_names else [str(i) for i in range(num_labels)]
+    absent = np.flatnonzero(np.bincount(present, minlength=num_labels) == 0)
+    if warn_absent and absent.size:
+        shown = ", ".join(repr(names[i]) for i in absent[:8]) + (f" and {absent.size - 8} more" if absent.size > 8 else "")
+        verb = "classes {} have" if absent.size > 1 else "class {} has"
+        warnings.warn(f"{verb.format(shown)} no example in {where}", stacklevel=3)
+    return names
 
 
 def column_values(ds, name: str) -> np.ndarray:
@@ -106,11 +206,12 @@ def infer_text_columns(ds, label_column: str) -> list[str]:
 
 def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "label",
                    label_names: list[str] | None = None, num_labels: int | None = None,
-                   what: str = "data set"):
+                   what: str = "data set", head: ClassifierHead | None = None, warn_absent: bool = False):
     """Validate columns and labels; return ``(dataset with integer labels, LabelSpec)``.
 
-    Integer labels must lie in ``[0, C)``; rows labelled -1 (no gold label, as in SNLI) are dropped
-    with a warning. String labels are mapped through ``label_names`` (or a ClassLabel feature).
+    Integer labels must lie in ``[0, C)`` (:func:`class_names`: C from ``num_labels``, the names,
+    the model's ``head`` or the data); rows labelled -1 (no gold label, as in SNLI) are dropped with
+    a warning. String labels are mapped through ``label_names`` (a ClassLabel feature's, the head's).
     """
     if len(ds) == 0:
         raise DatacartoError(f"the {what} is empty")
@@ -128,6 +229,7 @@ def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "l
     feature = ds.features[label_column]
     if label_names is None and hasattr(feature, "names"):
         label_names = list(feature.names)
+    label_names = given_names(label_names, head)
     arr = column_values(ds, label_column)
     if len(arr) and isinstance(arr[0], str):
         if not label_names:
@@ -152,14 +254,8 @@ def prepare_labels(ds, *, text_columns: list[str] | None, label_column: str = "l
         arr = arr[keep]
         if len(ds) == 0:
             raise DatacartoError(f"the {what} has no row with a label")
-    top = int(arr.max())
-    if num_labels is None:
-        num_labels = len(label_names) if label_names else top + 1
-    if label_names and len(label_names) != num_labels:
-        raise DatacartoError(f"{len(label_names)} label names given but num_labels is {num_labels}")
-    if top >= num_labels:
-        raise DatacartoError(f"label {top} in the {what} is out of range for {num_labels} labels")
-    names = list(label_names) if label_names else [str(i) for i in range(num_labels)]
+    names = class_names(arr, label_names=label_names, num_labels=num_labels, head=head, where=f"the {what}",
+                        warn_absent=warn_absent)
     return ds, LabelSpec(text_columns=text_columns, label_column=label_column, label_names=names)
 
 
@@ -199,9 +295,53 @@ def tokenize(ds, tokenizer, spec: LabelSpec, *, max_length: int = 128):
 
 
 def looks_local(name_or_dir: str) -> bool:
-    """A path rather than a hub name: absolute, relative (./, ../, ~) or an existing file system entry."""
+    """A path rather than a hub name (``NAME`` or ``NAMESPACE/NAME``).
+
+    Absolute, relative (./, ../, ~), an existing file system entry, a path separator no hub id holds
+    (a second ``/``, a backslash), or a ``PARENT/NAME`` whose parent folder exists here.
+    """
     text = str(name_or_dir)
-    return text.startswith(("/", ".", "~")) or Path(text).expanduser().exists()
+    path = Path(text).expanduser()
+    if text.startswith(("/", ".", "~")) or path.exists():
+        return True
+    if any(sep in text for sep in (os.sep, os.altsep) if sep and sep != "/"):
+        return True
+    return text.count("/") > 1 or ("/" in text and path.parent.is_dir())
+
+
+def check_model_path(name_or_dir) -> None:
+    """One line for a local model folder that is not there (before anything asks the hub for it)."""
+    if looks_local(name_or_dir) and not Path(str(name_or_dir)).expanduser().is_dir():
+        raise DatacartoError(f"model folder not found: {name_or_dir}")
+
+
+def _load_error(name_or_dir, e: BaseException) -> DatacartoError:
+    """``cannot load model NAME: reason`` on one line (transformers' messages run over several)."""
+    where = "" if looks_local(name_or_dir) else " (no local folder of that name, so a Hugging Face Hub name)"
+    return DatacartoError(f"cannot load model {str(name_or_dir)!r}{where}: {_first_line(e)}")
+
+
+def _has_head(config, task: str | None) -> bool:
+    """The config's architecture has ``task``'s head (None: a classification head of any task)."""
+    heads = [_HEADS[task]] if task else ["ForSequenceClassification", "ForTokenClassification"]
+    return any(a.endswith(tuple(heads)) for a in (getattr(config, "architectures", None) or []))
+
+
+def classifier_head(name_or_dir, task: str | None = "sequence-classification") -> ClassifierHead | None:
+    """The classes of the model's head for ``task`` (None: a base model, another task's head, no classes)."""
+    check_model_path(name_or_dir)
+    if task in ("multiple-choice", "causal-lm"):
+        return None
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name_or_dir)
+    except (OSError, ValueError) as e:
+        raise _load_error(name_or_dir, e) from e
+    if not _has_head(config, task):
+        return None
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    return ClassifierHead(str(name_or_dir), [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)])
 
 
 def effective_max_length(tokenizer, model, requested: int) -> int:
@@ -254,9 +394,9 @@ def load_causal_lm(name_or_dir: str):
     except DatacartoError:
         raise
     except OSError as e:
-        raise DatacartoError(f"cannot load model {name_or_dir!r}: {e}") from e
+        raise _load_error(name_or_dir, e) from e
     except ValueError as e:
-        raise DatacartoError(f"model {name_or_dir!r} is not a causal language model: {e}") from e
+        raise DatacartoError(f"model {name_or_dir!r} is not a causal language model: {_first_line(e)}") from e
     if tokenizer.pad_token_id is None:  # GPT-2 style tokenizers: pad with the end-of-text token
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
@@ -268,8 +408,7 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
-    if looks_local(name_or_dir) and not Path(name_or_dir).expanduser().is_dir():
-        raise DatacartoError(f"model folder not found: {name_or_dir}")
+    check_model_path(name_or_dir)
     if task == "causal-lm":
         return load_causal_lm(name_or_dir)
     auto = getattr(transformers, "AutoModel" + _HEADS[task])
@@ -281,21 +420,20 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
         kwargs["problem_type"] = "multi_label_classification"
     try:
         config = AutoConfig.from_pretrained(name_or_dir)
-        head = any(a.endswith(_HEADS[task]) for a in (config.architectures or []))
+        head = _has_head(config, task)
         if head and task != "multiple-choice" and config.num_labels != num_labels:
-            raise DatacartoError(
-                f"the data's labels imply {num_labels} classes (labels 0..{num_labels - 1}), out of range for model "
-                f"{name_or_dir!r}, a classifier with {config.num_labels} labels: check the label column, or use a "
-                f"model with {num_labels} labels or its pretrained base"
-            )
+            raise DatacartoError(f"model {name_or_dir!r} is a classifier with {config.num_labels} labels, not "
+                                 f"{num_labels}: use a model with {num_labels} labels or its pretrained base")
         if not head:  # a base model, or another task's head: this task's head starts fresh
             kwargs["ignore_mismatched_sizes"] = True
         tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
         model = auto.from_pretrained(name_or_dir, **kwargs)
+    except DatacartoError:
+        raise
     except OSError as e:
-        raise DatacartoError(f"cannot load model {name_or_dir!r}: {e}") from e
+        raise _load_error(name_or_dir, e) from e
     except (ValueError, RuntimeError) as e:
-        raise DatacartoError(f"model {name_or_dir!r} does not fit {num_labels} labels: {e}") from e
+        raise DatacartoError(f"model {name_or_dir!r} does not fit {num_labels} labels: {_first_line(e)}") from e
     if task != "multiple-choice" and getattr(model.config, "num_labels", num_labels) != num_labels:
         raise DatacartoError(
             f"model {name_or_dir!r} has {model.config.num_labels} labels but the data has {num_labels}"

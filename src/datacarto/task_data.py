@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import LabelSpec, check_text_columns, column_values, infer_text_columns
+from .data import LabelSpec, check_text_columns, class_names, column_values, infer_text_columns
 from .errors import DatacartoError
 
 IGNORE = -100
@@ -64,8 +64,8 @@ def prepare_multiple_choice(ds, *, text_columns, choice_columns, label_column="l
 
 
 def prepare_multi_label(ds, *, text_columns, label_column="labels", label_names=None, num_labels=None,
-                        what="data set"):
-    """Text column(s) and a list of label ids per example."""
+                        what="data set", head=None, warn_absent=False):
+    """Text column(s) and a list of label ids per example (classes: :func:`datacarto.data.class_names`)."""
     _require(ds, [label_column], what)
     text_columns = list(text_columns) if text_columns else infer_text_columns(ds, label_column)
     _require(ds, text_columns, what)
@@ -76,16 +76,13 @@ def prepare_multi_label(ds, *, text_columns, label_column="labels", label_names=
     flat = [i for v in values for i in v]
     if any(not isinstance(i, int) for i in flat):
         raise DatacartoError(f"multi-label: {label_column!r} of the {what} must hold integer label ids")
-    width = len(label_names) if label_names else (num_labels or (max(flat) + 1 if flat else 1))
-    bad = [i for i in flat if i < 0 or i >= width]
-    if bad:
-        raise DatacartoError(f"multi-label: label id {bad[0]} in the {what} is out of range for {width} labels")
-    names = list(label_names) if label_names else [str(i) for i in range(width)]
+    names = class_names(flat, label_names=label_names, num_labels=num_labels, head=head, noun="label id",
+                        where=f"{label_column!r} of the {what}", warn_absent=warn_absent)
     return ds, TaskSpec(text_columns=text_columns, label_column=label_column, label_names=names, task="multi-label")
 
 
 def prepare_token_classification(ds, *, tokens_column="tokens", tags_column="ner_tags", label_names=None,
-                                 num_labels=None, what="data set"):
+                                 num_labels=None, what="data set", head=None, warn_absent=False):
     """Words pre-split (a list of strings per example) and one tag id per word."""
     _require(ds, [tokens_column, tags_column], what)
     tokens = ds.with_format("arrow")[tokens_column].to_pylist()
@@ -103,11 +100,11 @@ def prepare_token_classification(ds, *, tokens_column="tokens", tags_column="ner
     if label_names is None and getattr(feature, "names", None):
         label_names = list(feature.names)
     flat = [t for row in tags for t in row]
-    width = len(label_names) if label_names else (num_labels or (max(flat) + 1 if flat else 1))
-    bad = [t for t in flat if not isinstance(t, int) or t < 0 or t >= width]
-    if bad:
-        raise DatacartoError(f"tag {bad[0]!r} in {tags_column!r} of the {what} is out of range for {width} tags")
-    names = list(label_names) if label_names else [str(i) for i in range(width)]
+    odd = [t for t in flat if not isinstance(t, int)]
+    if odd:
+        raise DatacartoError(f"tag {odd[0]!r} in {tags_column!r} of the {what} is not a tag id")
+    names = class_names(flat, label_names=label_names, num_labels=num_labels, head=head,
+                        noun="tag", where=f"{tags_column!r} of the {what}", warn_absent=warn_absent)
     return ds, TaskSpec(text_columns=[], label_column=tags_column, label_names=names, task="token-classification",
                         tokens_column=tokens_column)
 
@@ -366,8 +363,13 @@ def encode(ds, tokenizer, spec, *, max_length: int = 128):
 
 def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_column="label", label_names=None,
                      num_labels=None, choice_columns=None, tokens_column="tokens", tags_column="ner_tags",
-                     prompt_column=None, response_column=None, chat_template=False, what="data set"):
-    """``(dataset, spec)`` of any task; ``spec`` (the training set's) forces columns and labels."""
+                     prompt_column=None, response_column=None, chat_template=False, what="data set", head=None,
+                     warn_absent=False):
+    """``(dataset, spec)`` of any task; ``spec`` (the training set's) forces columns and labels.
+
+    ``head``: the model's classes (:func:`datacarto.data.classifier_head`); ``warn_absent``: say
+    which classes have no example (the training set).
+    """
     from .data import prepare_labels
 
     if spec is not None:
@@ -377,6 +379,7 @@ def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_colum
         prompt_column = getattr(spec, "prompt_column", None) or prompt_column
         response_column = getattr(spec, "response_column", None) or response_column
         chat_template = getattr(spec, "chat_template", False) or chat_template
+    classes = {"head": head, "warn_absent": warn_absent}
     if task == "causal-lm":
         return prepare_causal_lm(ds, prompt_column=prompt_column, response_column=response_column,
                                  text_columns=text_columns, chat_template=chat_template, what=what)
@@ -385,10 +388,10 @@ def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_colum
                                        label_column=label_column, what=what)
     if task == "multi-label":
         return prepare_multi_label(ds, text_columns=text_columns, label_column=label_column,
-                                   label_names=label_names, num_labels=num_labels, what=what)
+                                   label_names=label_names, num_labels=num_labels, what=what, **classes)
     if task == "token-classification":
         return prepare_token_classification(ds, tokens_column=tokens_column,
                                             tags_column=label_column if spec is not None else tags_column,
-                                            label_names=label_names, num_labels=num_labels, what=what)
+                                            label_names=label_names, num_labels=num_labels, what=what, **classes)
     return prepare_labels(ds, text_columns=text_columns, label_column=label_column, label_names=label_names,
-                          num_labels=num_labels, what=what)
+                          num_labels=num_labels, what=what, **classes)

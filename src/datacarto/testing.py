@@ -61,19 +61,25 @@ def make_tokenizer(texts):
 
 
 def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 32, layers: int = 2,
-                        seed: int = 0, dropout: float = 0.1) -> str:
-    """Save a randomly initialised tiny BERT classifier and its tokenizer under ``path``."""
+                        seed: int = 0, dropout: float = 0.1, label_names: list[str] | None = None,
+                        token_classifier: bool = False) -> str:
+    """Save a randomly initialised tiny BERT classifier and its tokenizer under ``path``.
+
+    ``label_names``: its ``id2label`` (and as many labels); ``token_classifier``: a token
+    classification head instead of a sequence classification one.
+    """
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
 
     path = Path(path)
     tokenizer = make_tokenizer(texts)
+    names = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}} \
+        if label_names else {"num_labels": num_labels}
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=64,
-                        num_labels=num_labels, hidden_dropout_prob=dropout,
-                        attention_probs_dropout_prob=dropout)
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **names)
     torch.manual_seed(seed)
-    BertForSequenceClassification(config).save_pretrained(path)
+    (BertForTokenClassification if token_classifier else BertForSequenceClassification)(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import check_model_path
 from ..errors import DatacartoError
 from .train import split_list
 
@@ -80,8 +81,7 @@ def _check_options(args) -> None:
 
         check_output_file(args.out)  # JSON, whatever the extension
     for m in args.models:
-        if not Path(m).is_dir() and (m.startswith((".", "/")) or os.sep in m):
-            raise DatacartoError(f"model folder not found: {m}")
+        check_model_path(m)
     if args.regions_from:
         from ..dynamics.store import dynamics_dir, list_epoch_files
 

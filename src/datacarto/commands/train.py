@@ -26,7 +26,8 @@ class DataArguments:
         "help": "comma-separated text columns (default: every string column but the label)"})
     label_column: str = field(default="label", metadata={"help": "label column"})
     class_names: str | None = field(default=None, metadata={
-        "help": "comma-separated names of the labels 0..C-1 (needed when labels are strings)"})
+        "help": "comma-separated names of the labels 0..C-1 (default: the model's id2label when it names "
+                "them, else 0..C-1; needed for string labels otherwise)"})
     max_length: int = field(default=128, metadata={"help": "tokenizer truncation length"})
     dynamics_mode: str = field(default="training_pass", metadata={
         "help": "training_pass (logits of the training forward pass, no extra cost) or epoch_end "

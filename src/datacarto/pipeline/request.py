@@ -38,7 +38,7 @@ def check_request(config: PipelineConfig) -> CheckedRequest:
     check_task_options(task, **c.task_options())
     check_repeats(task, folds=c.folds, seeds=c.seeds)
     train, spec = load_split(table, split="train", text_columns=c.text_columns, label_column=c.label_column,
-                             label_names=c.class_names, task=task, **c.task_options())
+                             label_names=c.class_names, task=task, model=c.model, **c.task_options())
     if not hasattr(spec, "task"):  # sequence classification: a LabelSpec; every stage reads a TaskSpec
         spec = TaskSpec(text_columns=spec.text_columns, label_column=spec.label_column, label_names=spec.label_names)
     if c.folds is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import pandas as pd
 from .._io import run_lock, write_json_atomic
 from .._validation import fmt_seconds
 from ..errors import DatacartoError
-from .config import PipelineConfig
+from .config import DATA_KEYS, PipelineConfig
 from .context import Context
 from .layout import STAGES
 from .models import ensemble_plans, model_names
@@ -59,6 +60,18 @@ def _forced(force: Iterable[str] | bool | None) -> set[str]:
     return force  # a forced stage redoes everything downstream (its digest changes): nothing else is needed
 
 
+def _check_local_inputs(config: PipelineConfig) -> None:
+    """The local model folder and data files, checked before the run folder is written to: a bad one leaves nothing."""
+    from ..data import DATA_SUFFIXES, check_model_path, load_table
+
+    check_model_path(config.model)
+    for key in DATA_KEYS:
+        value = getattr(config, key)
+        if isinstance(value, (str, os.PathLike)) and (Path(value).suffix.lower() in DATA_SUFFIXES
+                                                      or Path(value).is_dir()):
+            load_table(value)  # datasets keeps the table it built: the data stage reads it again at no cost
+
+
 def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool | None = None, quiet: bool = False,
                  progress: bool = True) -> PipelineResult:
     """Run every stage of the pipeline (skipping those up to date) and write the report.
@@ -80,6 +93,7 @@ def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool |
     """
     config = PipelineConfig.from_dict(config) if isinstance(config, dict) else config.validate()
     forced = _forced(force)
+    _check_local_inputs(config)  # the model folder and data files: a bad one leaves nothing
     checked = check_request(config)  # the training data against the request: before anything is written
 
     def log(msg: str) -> None:

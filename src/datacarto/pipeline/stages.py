@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .._io import write_frame
+from ..data import classifier_head
 from ..errors import DatacartoError
 from ..evaluation import accuracy_table
 from ..task_data import SINGLE_LABEL_TASKS
@@ -37,6 +38,9 @@ def data_stage(ctx: Context) -> StageRecord:
               "class_names": c.class_names}
     defaults = task_options(PipelineConfig())
     inputs.update({k: v for k, v in task_options(c).items() if v != defaults[k]})  # defaults absent: old hashes hold
+    head = classifier_head(c.model, None) if c.task != "causal-lm" else None
+    if head is not None:  # a classifier's classes are the run's (a base model's come from the data)
+        inputs["model_classes"] = head.labels
 
     def body():
         from ..train.baseline import load_split

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._validation import check_seed
-from ..data import LabelSpec, effective_max_length, load_model, load_table, load_tokenizer
+from ..data import LabelSpec, classifier_head, effective_max_length, load_model, load_table, load_tokenizer
 from ..dynamics.store import DynamicsWriter, dynamics_dir
 from ..errors import DatacartoError
 from ..task_data import check_chat_template, collator_for, encode, prepare_for_task
@@ -71,16 +71,20 @@ def make_training_args(output_dir: str | os.PathLike | None, training_args=None,
 
 def load_split(data, *, split: str, spec: LabelSpec | None = None, text_columns=None, label_column="label",
                label_names=None, num_labels=None, what: str = "training set", task: str = "sequence-classification",
-               **task_columns):
+               model: str | None = None, **task_columns):
     """A validated ``datasets.Dataset`` and its spec; ``spec`` forces the training set's columns and labels.
 
-    ``task_columns``: ``choice_columns``, ``tokens_column``, ``tags_column`` of the other task types.
+    Without ``spec`` the classes follow one rule (:func:`datacarto.data.class_names`): those of
+    ``model``'s classification head when it has one, so data lacking some classes still fits it;
+    classes without an example are said in one warning. ``task_columns``: ``choice_columns``,
+    ``tokens_column``, ``tags_column`` of the other task types.
     """
     ds = load_table(data, split) if isinstance(data, (str, os.PathLike)) else data
+    head = classifier_head(model, task) if model is not None and spec is None else None
     if spec is not None:
         return prepare_for_task(ds, task, spec=spec, num_labels=spec.num_labels, what=what)
     return prepare_for_task(ds, task, text_columns=text_columns, label_column=label_column, label_names=label_names,
-                            num_labels=num_labels, what=what, **task_columns)
+                            num_labels=num_labels, what=what, head=head, warn_absent=True, **task_columns)
 
 
 def train_baseline(*, model: str, train, validation=None, text_columns: list[str] | None = None,
@@ -116,7 +120,7 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     check_task_options(task, choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column,
                        prompt_column=prompt_column, response_column=response_column, chat_template=chat_template)
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
-                                label_names=label_names, num_labels=num_labels, task=task,
+                                label_names=label_names, num_labels=num_labels, task=task, model=model,
                                 choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column,
                                 prompt_column=prompt_column, response_column=response_column,
                                 chat_template=chat_template)

@@ -107,7 +107,7 @@ def train_crossfit(*, model: str, train, folds: int = 5, seed: int = 0, output_d
         raise DatacartoError(f"dynamics must be one of {DYNAMICS_CHOICES}, got {dynamics!r}")
     out = Path(output_dir)
     train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
-                                label_names=label_names, num_labels=num_labels)
+                                label_names=label_names, num_labels=num_labels, model=model)
     labels = np.asarray(train_ds[spec.label_column], dtype=np.int64)
     fold_of = fold_assignments(labels, folds, seed=seed, label_names=spec.label_names)
     _check_target(out, overwrite_dynamics)
