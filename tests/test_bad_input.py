@@ -40,8 +40,9 @@ CACHE_FILES = ("metrics.parquet", "metrics.json")  # the metrics cache may appea
 # the world every case starts from
 
 
-def _write_store(folder: Path, rows: list[dict], epochs: int, seed: int, model: str | None = None) -> None:
-    """A store as the recorder writes it: examples, manifest with fingerprints, epochs."""
+def _write_store(folder: Path, rows: list[dict], epochs: int, seed: int, model: str | None = None,
+                 fingerprint: bool = True) -> None:
+    """A store as the recorder writes it: examples, manifest with fingerprints (unless not), epochs."""
     from datacarto.dynamics.store import DynamicsWriter, dataset_fingerprint, example_fingerprints
 
     frame = pd.DataFrame(rows)
@@ -50,8 +51,10 @@ def _write_store(folder: Path, rows: list[dict], epochs: int, seed: int, model: 
     fps = example_fingerprints(frame[cols].assign(__label=labels))
     writer = DynamicsWriter(folder)
     writer.write_examples(np.arange(len(rows)), fps, labels, frame)
-    writer.update_manifest(mode="training_pass", n_examples=len(rows), dataset_fingerprint=dataset_fingerprint(fps),
-                           text_columns=cols, label_names=LABELS, num_labels=3, model=model)
+    writer.update_manifest(mode="training_pass", n_examples=len(rows), text_columns=cols, label_names=LABELS,
+                           num_labels=3, model=model)
+    if fingerprint:
+        writer.update_manifest(dataset_fingerprint=dataset_fingerprint(fps))
     rng = np.random.default_rng(seed)
     for e in range(epochs):
         writer.write_epoch(e, np.arange(len(rows)), labels, rng.normal(size=(len(rows), 3)).astype(np.float32),
@@ -127,6 +130,24 @@ def _manifest(content):
             (w / "run/training_dynamics" / name).unlink()
         _text("run/training_dynamics/manifest.json", content)(w)
     return setup
+
+
+def _manifest_field(**fields):
+    """The run's manifest with ``fields`` set to values of the wrong type (and no metrics cache)."""
+    def setup(w):
+        manifest = json.loads((w / "run/training_dynamics/manifest.json").read_text())
+        _manifest(json.dumps({**manifest, **fields}))(w)
+    return setup
+
+
+def _other_run_without_fingerprint(w):
+    """A run over other rows whose manifest has no dataset_fingerprint (an old or hand-made store)."""
+    _write_store(w / "other" / "training_dynamics", toy_nli(30, seed=9), 3, seed=5, fingerprint=False)
+
+
+def _duplicated_row_ids(w):
+    rows = [{**r, "row_id": i} for i, r in enumerate(toy_nli(30, seed=1)[:12])]
+    write_jsonl(w / "bad.jsonl", rows + [rows[3], rows[7]])
 
 
 def _bad_epoch(w):
@@ -250,6 +271,16 @@ CASES = [
     Case("metrics-manifest-truncated", M, "unreadable manifest", _manifest("{")),
     Case("select-manifest-list", "select {w}/run --region ambiguous --out {w}/s.jsonl", "unreadable manifest",
          _manifest("[1, 2]")),
+    Case("metrics-manifest-num-labels-string", M, "manifest.json: num_labels must be an integer",
+         _manifest_field(num_labels="3")),
+    Case("metrics-manifest-n-examples-float", M, "manifest.json: n_examples must be an integer",
+         _manifest_field(n_examples=29.5)),
+    Case("select-manifest-label-names-string", SEL + " --region ambiguous",
+         "manifest.json: label_names must be a list of strings", _manifest_field(label_names="abc")),
+    Case("map-manifest-label-names-string", "map {w}/run --html {w}/m.html",
+         "manifest.json: label_names must be a list of strings", _manifest_field(label_names="abc")),
+    Case("focus-manifest-text-columns-string", FOCUS, "manifest.json: text_columns must be a list of strings",
+         _manifest_field(text_columns="premise")),
     Case("metrics-run-is-file", "metrics {w}/train.jsonl", "no training dynamics"),
     Case("metrics-empty-run", "metrics {w}/empty", "no training dynamics found", _dir("empty")),
     Case("metrics-out-full-disk", M + " --out {full}/m.parquet", "no space left on device"),
@@ -269,6 +300,13 @@ CASES = [
     Case("select-unknown-metric", SEL + " --metric shininess", "unknown metric 'shininess'"),
     Case("select-both-ends-2", SEL + " --metric aum --fraction 0.5 --both-ends 2", "both_ends must be in [0, 1]"),
     Case("select-min-above-max", SEL + " --min-confidence 0.9 --max-confidence 0.1", "nothing can match"),
+    Case("select-trajectory-clusters-with-metric", SEL + " --method trajectory-clusters --fraction 0.5 --metric aum",
+         "method trajectory-clusters does not rank: metric is for method rules"),
+    Case("select-clusters-without-the-method", SEL + " --region ambiguous --fraction 0.5 --clusters 3",
+         "clusters is for method trajectory-clusters"),
+    Case("select-trajectory-clusters-more-than-the-pool",
+         SEL + " --method trajectory-clusters --fraction 0.5 --clusters 30 --region hard-to-learn",
+         "clusters=30 is more than the"),
     Case("select-control-same-file", "select {w}/run --region ambiguous --out {w}/s.jsonl --control-out {w}/s.jsonl",
          "--control-out must differ"),
     Case("select-disjoint-alone", "select {w}/run --region ambiguous --out {w}/s.jsonl --control-disjoint",
@@ -281,6 +319,8 @@ CASES = [
     Case("map-missing-run", "map {w}/nope --html {w}/m.html", "not found"),
     Case("map-sample-0", "map {w}/run --html {w}/m.html --sample 0", "--sample must be at least 1"),
     Case("map-sample-negative", "map {w}/run --html {w}/m.html --sample -4", "--sample must be at least 1"),
+    Case("map-compare-run-without-fingerprint", "map {w}/run --compare {w}/other --html {w}/c.html",
+         "has no dataset_fingerprint", _other_run_without_fingerprint),
     Case("map-png-format", "map {w}/run --png {w}/m.txt", "unsupported figure format"),
     Case("map-html-is-dir", "map {w}/run --html {w}/d.html", "is a directory", _dir("d.html")),
     Case("map-html-read-only", "map {w}/run --html {ro}/m.html", "read-only file system"),
@@ -306,6 +346,8 @@ CASES = [
          "are not examples of", _rows(lambda r: {**r, "row_id": 1000})),
     Case("focus-subset-none-text", FOCUS.replace("train.jsonl", "bad.jsonl"), "hypothesis",
          _rows(lambda r: {**r, "hypothesis": None})),
+    Case("focus-subset-duplicated-row-ids", FOCUS.replace("train.jsonl", "bad.jsonl"),
+         "2 rows repeat a row_id (first: 3)", _duplicated_row_ids),
     Case("focus-max-length-0", FOCUS + " --max_length 0", "--max-length must be at least 1"),
     Case("focus-negative-gamma", FOCUS + " --loss focal --focal_gamma -1", "--focal-gamma must be >= 0"),
     Case("focus-no-saved-model", FOCUS, "holds no saved model", lambda w: shutil.rmtree(w / "run" / "model")),

@@ -19,7 +19,7 @@ def write_run(folder, seed, *, n=90, fingerprint="same", ids=None):
     ids = np.arange(n, dtype=np.int64) * 2 if ids is None else ids
     gold = np.random.default_rng(0).integers(0, 3, len(ids))
     writer = DynamicsWriter(dynamics_dir(folder))
-    writer.update_manifest(label_names=LABELS, dataset_fingerprint=fingerprint)
+    writer.update_manifest(label_names=LABELS, **({} if fingerprint is None else {"dataset_fingerprint": fingerprint}))
     for t in range(3):
         logits = rng.normal(0, 1, (len(ids), 3)).astype(np.float32)
         logits[np.arange(len(ids)), gold] += rng.normal(1, 2, len(ids)).astype(np.float32)
@@ -95,3 +95,45 @@ def test_cli_compare_writes_the_page_and_says_the_share(tmp_path, capsys):
     for k, col in enumerate(["a", "b"]):
         names = [REGIONS[c] for c in arrays[f"compare:{k}"]]
         assert names == table[col].tolist()
+
+
+def write_examples(run, texts):
+    """The run's recorded rows (row_id, premise) as the recorder writes them; no fingerprint is needed here."""
+    from datacarto.dynamics.store import DynamicsWriter, dynamics_dir, load_dynamics
+
+    dyn = load_dynamics(run)
+    DynamicsWriter(dynamics_dir(run)).write_examples(dyn.ids, np.zeros(len(dyn.ids), np.uint64), dyn.gold,
+                                                     pd.DataFrame({"premise": texts}))
+    return run
+
+
+def test_a_run_without_a_fingerprint_is_compared_only_if_its_rows_match(tmp_path):
+    """No dataset_fingerprint is no proof of the same data: the recorded row texts must match."""
+    from datacarto import compare_runs
+    from datacarto.dynamics.stability import seed_regions
+
+    same = [f"row {i}" for i in range(90)]
+    a = write_examples(write_run(tmp_path / "a", 1), same)
+    other = write_examples(write_run(tmp_path / "other", 2, fingerprint=None), [f"other {i}" for i in range(90)])
+    bare = write_run(tmp_path / "bare", 2, fingerprint=None)  # no fingerprint and no recorded rows
+    twin = write_examples(write_run(tmp_path / "twin", 3, fingerprint=None), same)
+    for runs in ([a, other], [other, a]):
+        with pytest.raises(DatacartoError, match="has no dataset_fingerprint .* rows differ from"):
+            compare_runs(runs)
+        with pytest.raises(DatacartoError, match="has no dataset_fingerprint"):
+            seed_regions(runs)
+    with pytest.raises(DatacartoError, match="bare.*has no dataset_fingerprint and no recorded examples"):
+        compare_runs([a, bare])
+    table = compare_runs([a, twin])  # the same rows: compared
+    assert list(table.columns) == ["a", "twin", "majority", "stable"] and len(table) == 90
+
+
+def test_cli_compare_refuses_a_run_without_fingerprint_in_one_line(tmp_path, capsys):
+    from datacarto.cli import main
+
+    a = write_examples(write_run(tmp_path / "a", 1), [f"row {i}" for i in range(90)])
+    b = write_examples(write_run(tmp_path / "b", 2, fingerprint=None), [f"other {i}" for i in range(90)])
+    assert main(["map", str(a), "--compare", str(b), "--html", str(tmp_path / "c.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no dataset_fingerprint" in err[0], err
+    assert not (tmp_path / "c.html").exists()

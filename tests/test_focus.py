@@ -122,6 +122,20 @@ def test_train_focused_refuses_a_folder_that_is_not_a_run(tmp_path):
         train_focused(tmp_path / "empty", [0], output_dir=tmp_path / "o")
 
 
+def test_a_subset_with_duplicated_row_ids_is_refused(run, tmp_path):
+    """An example listed twice would be trained on twice: refused in one line, whatever form the subset takes."""
+    out, _ = run
+    examples = load_examples(out)
+    rows = [{"premise": examples.loc[i, "premise"], "hypothesis": examples.loc[i, "hypothesis"],
+             "label": int(examples.loc[i, "label"]), "row_id": int(i)} for i in (4, 1, 4, 2, 1, 4)]
+    data = write_jsonl(tmp_path / "s.jsonl", rows)
+    for subset, where in ((data, "s.jsonl"), ([4, 1, 4, 2, 1, 4], "the subset")):
+        with pytest.raises(DatacartoError, match=r"3 rows repeat a row_id \(first: 4\)") as info:
+            train_focused(out, subset, output_dir=tmp_path / "o", training_args=training_args(tmp_path / "o"))
+        assert where in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "o").exists()
+
+
 def test_subset_without_the_text_columns(run, tmp_path):
     out, _ = run
     data = write_jsonl(tmp_path / "s.jsonl", [{"sentence": "a man", "label": 0}])

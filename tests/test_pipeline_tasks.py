@@ -187,9 +187,10 @@ def test_an_s2l_recipe_is_the_select_commands_selection(causal_run, capsys):
 
 
 @pytest.mark.parametrize("recipe,message", [
-    ({"name": "a", "method": "kmeans", "fraction": 0.3}, "recipe 'a' method must be one of"),
-    ({"name": "a", "method": "trajectory-clusters", "clusters": 3}, "takes a fraction and clusters only"),
-    ({"name": "a", "method": "trajectory-clusters", "fraction": 0.3, "region": "ambiguous"}, "(not region)"),
+    ({"name": "a", "method": "kmeans", "fraction": 0.3}, "recipe 'a': method must be one of"),
+    ({"name": "a", "method": "trajectory-clusters", "clusters": 3}, "recipe 'a': method trajectory-clusters needs a "
+                                                                    "fraction"),
+    ({"name": "a", "method": "trajectory-clusters", "fraction": 0.3, "metric": "aum"}, "does not rank: metric is for"),
     ({"name": "a", "method": "trajectory-clusters", "fraction": 0.3, "clusters": 0}, "positive integer"),
     ({"name": "a", "metric": "confidence", "fraction": 0.3, "clusters": 3}, "clusters is for method"),
 ])

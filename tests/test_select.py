@@ -291,11 +291,60 @@ def test_random_control_errors(m):
         (dict(metric="variability", fraction=0.3, order="middle"), "order must be one of"),
         (dict(fraction=0.3, order="easiest"), "order needs a metric"),
         (dict(metric="aum", stratify_by_label=True), "stratify_by_label needs a fraction"),
+        (dict(method="kmeans", fraction=0.3), "method must be one of rules, trajectory-clusters"),
+        (dict(method="trajectory-clusters"), "method trajectory-clusters needs a fraction"),
+        (dict(method="trajectory-clusters", fraction=0.3, metric="aum", order="easiest"),
+         "method trajectory-clusters does not rank: metric, order are for method rules"),
+        (dict(method="trajectory-clusters", fraction=0.3, stratify_by_label=True),
+         "does not rank: stratify_by_label is for method rules"),
+        (dict(method="trajectory-clusters", fraction=0.3, clusters=0), "clusters must be a positive integer"),
+        (dict(method="trajectory-clusters", fraction=0.3, clusters=2.5), "clusters must be a positive integer"),
+        (dict(region="ambiguous", fraction=0.3, clusters=3), "clusters is for method trajectory-clusters"),
+        (dict(method="trajectory-clusters", fraction=0.3), "needs the loss trajectories"),
     ],
 )
 def test_validation_errors(m, kwargs, message):
     with pytest.raises(DatacartoError, match=message):
         select(m, **kwargs)
+
+
+def trajectories_of(m: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Loss trajectories (4 epochs) by row id: three groups that k-means separates."""
+    rng = np.random.default_rng(seed)
+    level = np.asarray(m["confidence"].to_numpy() * 3).round()
+    values = level[:, None] + 0.01 * rng.standard_normal((len(m), 4))
+    return pd.DataFrame(values, index=m.index)
+
+
+@pytest.mark.parametrize("criteria", [dict(region="hard-to-learn"), dict(max_confidence=0.6, min_variability=0.1),
+                                      dict(region=["ambiguous", "easy-to-learn"], min_correctness=0.4)])
+def test_trajectory_clusters_sample_the_pool_that_region_and_bounds_leave(m, criteria):
+    """S2L honours region and bounds: the clusters are of the pool, and fraction x pool size ids come back."""
+    traj = trajectories_of(m)
+    ids = select(m, method="trajectory-clusters", fraction=0.4, clusters=3, trajectories=traj, seed=2, **criteria)
+    pool = select(m, **criteria)
+    assert len(ids) == half_up(0.4 * len(pool)) and set(ids) <= set(pool)
+    assert ids.tolist() == sorted(ids.tolist())
+    np.testing.assert_array_equal(ids, select(m, method="trajectory-clusters", fraction=0.4, clusters=3,
+                                              trajectories=traj, seed=2, **criteria))  # seeded
+    from datacarto.trajectory import trajectory_clusters
+
+    shown = traj.loc[np.sort(pool)]  # the same as clustering the pool's trajectories alone
+    np.testing.assert_array_equal(ids, trajectory_clusters(shown.to_numpy(), shown.index.to_numpy(), fraction=0.4,
+                                                           clusters=3, seed=2))
+
+
+def test_trajectory_clusters_pool_errors_and_empty_pool(m):
+    traj = trajectories_of(m)
+    n_hard = int((m["region"] == "hard-to-learn").sum())
+    with pytest.raises(DatacartoError, match=f"clusters={n_hard + 1} is more than the {n_hard} examples"):
+        select(m, method="trajectory-clusters", fraction=0.5, clusters=n_hard + 1, region="hard-to-learn",
+               trajectories=traj)
+    with pytest.raises(DatacartoError, match="5 row ids of the metrics table have no loss trajectory"):
+        select(m, method="trajectory-clusters", fraction=0.5, trajectories=traj.iloc[5:])
+    with pytest.warns(UserWarning, match="empty selection"):
+        ids = select(m, method="trajectory-clusters", fraction=0.5, min_confidence=2.0, trajectories=traj)
+    assert ids.size == 0
 
 
 def test_missing_column_is_named(m):
@@ -421,13 +470,13 @@ def test_focused_dataset_errors(tmp_path):
 LABEL_NAMES = ["entailment", "neutral", "contradiction"]
 
 
-def make_recorded_run(tmp_path, n: int = 60, epochs: int = 4):
+def make_recorded_run(tmp_path, n: int = 60, epochs: int = 4, name: str = "run"):
     """A run dir with random logits for a few epochs, examples with text columns and label names."""
     from datacarto.dynamics.store import DynamicsWriter, dynamics_dir
 
     rng = np.random.default_rng(0)
     gold = np.arange(n) % 3
-    writer = DynamicsWriter(dynamics_dir(tmp_path / "run"))
+    writer = DynamicsWriter(dynamics_dir(tmp_path / name))
     for e in range(epochs):
         logits = rng.normal(0, 1, (n, 3)).astype(np.float32)
         logits[np.arange(n), gold] += rng.uniform(-1, 3, n) * e  # learned at different speeds
@@ -436,7 +485,7 @@ def make_recorded_run(tmp_path, n: int = 60, epochs: int = 4):
                           "genre": [["fiction", "news"][i % 2] for i in range(n)]})
     writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), gold, texts)
     writer.update_manifest(label_names=LABEL_NAMES)
-    return tmp_path / "run", texts, gold
+    return tmp_path / name, texts, gold
 
 
 def read_jsonl(path) -> pd.DataFrame:
@@ -520,6 +569,80 @@ def test_cli_user_errors_exit_2(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert err.startswith("datacarto: error:") and message in err
     assert not (tmp_path / "s.jsonl").exists()
+
+
+def cli_selection(run, recipe: dict, out, capsys):
+    """``datacarto select`` with a recipe's criteria as flags: the row ids written, or the error line's message."""
+    from datacarto.cli import main
+
+    argv = ["select", str(run), "--out", str(out)]
+    for key, value in recipe.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [] if key == "name" else [flag, str(value)]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    if code == 2:
+        assert len(err) == 1 and not out.exists(), err
+        return err[0].removeprefix("datacarto: error: ")
+    assert code == 0, err
+    return read_jsonl(out)["row_id"].to_numpy()
+
+
+def pipeline_selection(root, recipe: dict):
+    """The select stage of ``datacarto run`` (``root/baseline`` is the run): the row ids written, or the error."""
+    from datacarto.metrics import get_metrics
+    from datacarto.pipeline.config import PipelineConfig
+    from datacarto.pipeline.context import Context
+    from datacarto.pipeline.runner import StageRecord
+    from datacarto.pipeline.stages import select_stage
+
+    try:
+        config = PipelineConfig(model="m", dataset="d.jsonl", validation="v.jsonl", output_dir=str(root),
+                                recipes=[recipe], control=False).validate()
+    except DatacartoError as e:
+        return str(e)
+    ctx = Context(config, force=set(), log=lambda line: None, progress=False)
+    ctx.layout.train_metrics.parent.mkdir(parents=True, exist_ok=True)
+    get_metrics(ctx.layout.baseline_dir).reset_index().to_parquet(ctx.layout.train_metrics)
+    summary = {"task": "sequence-classification", "text_columns": ["premise", "hypothesis"], "label_column": "label",
+               "label_names": LABEL_NAMES}
+    for name, part in (("data", summary), ("metrics", {})):
+        ctx.runner.records[name] = StageRecord(name, name, name, 0.0, 0.0, [], part)
+    try:
+        select_stage(ctx)
+    except DatacartoError as e:
+        return str(e)
+    return read_jsonl(ctx.layout.subset(recipe["name"]))["row_id"].to_numpy()
+
+
+S2L = {"name": "s2l", "method": "trajectory-clusters"}
+
+
+@pytest.mark.parametrize("recipe, honoured", [
+    ({**S2L, "fraction": 0.5, "clusters": 2, "region": "easy-to-learn"}, dict(region="easy-to-learn")),
+    ({**S2L, "fraction": 0.4, "clusters": 3, "max_confidence": 0.6, "min_variability": 0.05},
+     dict(max_confidence=0.6, min_variability=0.05)),
+    ({**S2L, "fraction": 0.5, "metric": "aum"}, None),
+    ({**S2L, "fraction": 0.5, "clusters": 60, "region": "easy-to-learn"}, None),  # refused on the data
+    ({**S2L, "fraction": 0.5, "stratify_by_label": True}, None),
+    ({**S2L, "clusters": 3}, None),
+    ({"name": "amb", "region": "ambiguous", "fraction": 0.3, "clusters": 3}, None),
+])
+def test_select_command_and_pipeline_recipe_follow_one_rule(tmp_path, capsys, recipe, honoured):
+    """The same criteria give the same ids, or the same refusal, in ``datacarto select`` and a ``run`` recipe."""
+    from datacarto.metrics import get_metrics
+
+    run, _, _ = make_recorded_run(tmp_path / "out", name="baseline")
+    cli = cli_selection(run, recipe, tmp_path / "s.jsonl", capsys)
+    piped = pipeline_selection(tmp_path / "out", recipe)
+    if honoured is None:  # refused by both, with one message
+        assert isinstance(cli, str) and piped == f"recipe {recipe['name']!r}: {cli}"
+        return
+    assert not isinstance(cli, str) and not isinstance(piped, str), (cli, piped)
+    np.testing.assert_array_equal(cli, piped)
+    metrics = get_metrics(run)
+    pool = select(metrics, **honoured)
+    assert set(cli) <= set(pool) and len(cli) == half_up(recipe["fraction"] * len(pool)) > 0
 
 
 def test_cli_run_without_dynamics(tmp_path, capsys):

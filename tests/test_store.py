@@ -229,3 +229,33 @@ def test_run_lock_in_two_processes_at_once(tmp_path):
                               text=True, env=env) for _ in range(2)]
     outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outs[0] == "held" and outs[1].startswith("refused") and "in use by process" in outs[1], outs
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("label_names", "abc", "label_names must be a list of strings, got 'abc'"),
+    ("label_names", ["a", 2], "label_names must be a list of strings"),
+    ("text_columns", "premise", "text_columns must be a list of strings, got 'premise'"),
+    ("num_labels", "3", "num_labels must be an integer >= 0, got '3'"),
+    ("num_labels", True, "num_labels must be an integer >= 0, got True"),
+    ("n_examples", 29.5, "n_examples must be an integer >= 0, got 29.5"),
+    ("n_examples", -1, "n_examples must be an integer >= 0, got -1"),
+    ("epochs", "0,1", "epochs must be a list of integers"),
+    ("dataset_fingerprint", 12, "dataset_fingerprint must be a string"),
+    ("snapshots", [1], "snapshots must be a mapping"),
+    ("task", ["causal-lm"], "task must be a string"),
+])
+def test_manifest_fields_are_type_checked_where_they_are_read(tmp_path, field, value, expected):
+    """One reader for everyone: a field of the wrong type is one error naming the manifest file and the field."""
+    from datacarto.dynamics.store import read_manifest
+
+    _write(tmp_path)
+    path = dynamics_dir(tmp_path / "run") / "manifest.json"
+    good = json.loads(path.read_text())
+    good.update(label_names=["a", "b", "c"], num_labels=3, text_columns=["t"], n_examples=7, task="sequence-classification")
+    path.write_text(json.dumps(good))
+    assert read_manifest(path.parent)["label_names"] == ["a", "b", "c"]  # the right types pass
+    path.write_text(json.dumps({**good, field: value}))
+    for read in (lambda: read_manifest(path.parent), lambda: load_dynamics(tmp_path / "run")):
+        with pytest.raises(DatacartoError) as info:
+            read()
+        assert str(info.value).startswith(f"{path}: {expected}") and "\n" not in str(info.value)

@@ -16,6 +16,9 @@ Rules, in short:
   ``round(fraction x N)`` of the whole table's N examples, taken from the region ranked by its
   defining metric (:data:`REGION_RANKING`), capped at the region's size.
 * ``fraction`` with neither ``metric`` nor ``region``: a seeded random ``round(fraction x M)``.
+* ``method="trajectory-clusters"`` (S2L): ``round(fraction x M)`` of the pool, sampled evenly across
+  k-means clusters of the pool's loss trajectories (:mod:`datacarto.trajectory`); it does not rank,
+  so ``metric``, ``order``, ``both_ends`` and ``stratify_by_label`` are refused.
 * Counts round half up (2.5 -> 3), not to even like Python's ``round``.
 """
 
@@ -33,6 +36,7 @@ import pandas as pd
 from ._validation import check_choice, check_fraction, check_int_labels, check_number, round_half_up
 from .errors import DatacartoError
 from .metrics import REGIONS, check_metrics_table, row_ids
+from .trajectory import sample_pool
 
 #: Ranking direction per metric: True = high values are "hardest" (ranked first with
 #: ``order="hardest"``), False = low values are hardest.
@@ -64,6 +68,14 @@ REGION_RANKING: dict[str, tuple[str, str]] = {
 
 #: ``order`` of :func:`select`: the hardest end of the ranking first, or the easiest.
 ORDERS = ("hardest", "easiest")
+#: ``method`` of :func:`select`: the rules above, or S2L's balanced sample across trajectory clusters.
+METHODS = ("rules", "trajectory-clusters")
+RANKING_ONLY = ("metric", "order", "both_ends", "stratify_by_label")  # refused by trajectory-clusters: it samples
+DEFAULT_CLUSTERS = 8
+#: The criteria of :func:`select` (its keyword arguments but ``trajectories`` and ``seed``): what a recipe may set.
+CRITERIA = ("min_confidence", "max_confidence", "min_variability", "max_variability", "min_correctness",
+            "max_correctness", "region", "metric", "fraction", "order", "both_ends", "stratify_by_label", "method",
+            "clusters")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,6 +182,7 @@ class _Criteria:
     rank_metric: str | None  # what the pool is ranked by (None: unranked)
     rank_order: str
     region_mode: bool  # a fraction of the whole table, from one region
+    clusters: int | None = None  # set for method trajectory-clusters (S2L)
 
     def columns(self) -> list[str]:
         needed = list(self.bounds)
@@ -184,7 +197,7 @@ class _Criteria:
         criteria = {f"min_{c}": lo for c, (lo, _) in self.bounds.items()}
         criteria.update({f"max_{c}": hi for c, (_, hi) in self.bounds.items()})
         criteria.update(region=None if self.regions is None else ",".join(self.regions), metric=self.metric,
-                        fraction=self.fraction, both_ends=self.both_ends)
+                        fraction=self.fraction, both_ends=self.both_ends, clusters=self.clusters)
         return describe_criteria(criteria)
 
 
@@ -201,7 +214,27 @@ def _check_bounds(bounds: dict[str, tuple[Any, Any]]) -> dict[str, tuple[float |
     return active
 
 
-def _criteria(bounds, region, metric, fraction, order, both_ends, stratify_by_label) -> _Criteria:
+def _check_method(method: str, clusters: Any, given: dict[str, Any]) -> int | None:
+    """The cluster count of ``method="trajectory-clusters"`` (None for rules); refuses what does not fit."""
+    check_choice(method, METHODS, "method")
+    if method == "rules":
+        if clusters is not None:
+            raise DatacartoError("clusters is for method trajectory-clusters, not rules")
+        return None
+    ranking = [name for name in RANKING_ONLY if given[name] not in (None, False)]
+    if ranking:
+        raise DatacartoError(f"method trajectory-clusters does not rank: {', '.join(ranking)} "
+                             f"{'is' if len(ranking) == 1 else 'are'} for method rules")
+    if given["fraction"] is None:
+        raise DatacartoError("method trajectory-clusters needs a fraction (of the pool that region and bounds leave)")
+    clusters = DEFAULT_CLUSTERS if clusters is None else clusters
+    if isinstance(clusters, bool) or not isinstance(clusters, numbers.Integral) or clusters < 1:
+        raise DatacartoError(f"clusters must be a positive integer, got {clusters!r}")
+    return int(clusters)
+
+
+def _criteria(bounds, region, metric, fraction, order, both_ends, stratify_by_label, method="rules",
+              clusters=None) -> _Criteria:
     """Validate every argument of :func:`select` before the data is touched."""
     active = _check_bounds(bounds)
     regions = normalize_regions(region)
@@ -211,11 +244,13 @@ def _criteria(bounds, region, metric, fraction, order, both_ends, stratify_by_la
         fraction = check_fraction(fraction, "fraction", low_open=True)
     if order is not None:
         check_choice(order, ORDERS, "order")
+    clusters = _check_method(method, clusters, dict(metric=metric, order=order, both_ends=both_ends,
+                                                    stratify_by_label=stratify_by_label, fraction=fraction))
     if both_ends is not None:
         both_ends = check_fraction(both_ends, "both_ends")
         if metric is None or fraction is None:
             raise DatacartoError("both_ends needs a metric and a fraction (e.g. metric='variability', fraction=0.33)")
-    region_mode = fraction is not None and metric is None and regions is not None
+    region_mode = fraction is not None and metric is None and regions is not None and clusters is None
     if region_mode and len(regions) > 1:
         raise DatacartoError(f"a fraction of several regions ({', '.join(regions)}) needs a metric to rank them by")
     if order is not None and metric is None and not region_mode:
@@ -227,7 +262,19 @@ def _criteria(bounds, region, metric, fraction, order, both_ends, stratify_by_la
         rank_metric, natural = REGION_RANKING[regions[0]]
         rank_order = order or natural
     return _Criteria(active, regions, metric, fraction, both_ends, bool(stratify_by_label), rank_metric,
-                     rank_order, region_mode)
+                     rank_order, region_mode, clusters)
+
+
+def check_criteria(**criteria: Any) -> _Criteria:
+    """Validate :func:`select`'s criteria (:data:`CRITERIA`) without data: the one rule of ``datacarto
+    select`` and the pipeline's recipes, with the same one-line DatacartoError wherever they come from."""
+    unknown = sorted(set(criteria) - set(CRITERIA))
+    if unknown:
+        raise DatacartoError(f"unknown selection criteria {', '.join(unknown)} (known: {', '.join(CRITERIA)})")
+    get = criteria.get
+    bounds = {col: (get(f"min_{col}"), get(f"max_{col}")) for col in ("confidence", "variability", "correctness")}
+    return _criteria(bounds, get("region"), get("metric"), get("fraction"), get("order"), get("both_ends"),
+                     get("stratify_by_label", False), get("method", "rules"), get("clusters"))
 
 
 def _pool(metrics: pd.DataFrame, ids: np.ndarray, c: _Criteria) -> np.ndarray:
@@ -265,27 +312,13 @@ def _choose(metrics: pd.DataFrame, ids: np.ndarray, keep: np.ndarray, c: _Criter
     return pool[order][mask]  # ascending ids: order sorts the pool and the mask keeps that order
 
 
-#: the metrics :func:`select` takes ``min_*`` / ``max_*`` bounds on
-BOUNDED = ("confidence", "variability", "correctness")
-
-
-def check_criteria(*, region=None, metric=None, fraction=None, order=None, both_ends=None, stratify_by_label=False,
-                   **bounds) -> _Criteria:
-    """:func:`select`'s arguments (but ``seed``) checked without the data: a recipe is checked before training."""
-    names = [f"{end}_{c}" for c in BOUNDED for end in ("min", "max")]
-    unknown = sorted(set(bounds) - set(names))
-    if unknown:
-        raise DatacartoError(f"unknown selection argument(s) {', '.join(unknown)}")
-    pairs = {c: (bounds.get(f"min_{c}"), bounds.get(f"max_{c}")) for c in BOUNDED}
-    return _criteria(pairs, region, metric, fraction, order, both_ends, stratify_by_label)
-
-
 def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_confidence: float | None = None,
            min_variability: float | None = None, max_variability: float | None = None,
            min_correctness: float | None = None, max_correctness: float | None = None,
            region: str | Iterable[str] | None = None, metric: str | None = None,
            fraction: float | None = None, order: str | None = None, both_ends: float | None = None,
-           stratify_by_label: bool = False, seed: int = 0) -> np.ndarray:
+           stratify_by_label: bool = False, method: str = "rules", clusters: int | None = None,
+           trajectories: pd.DataFrame | None = None, seed: int = 0) -> np.ndarray:
     """Row ids of a focused subset of ``metrics`` (int64).
 
     Bounds are inclusive and, with ``region``, filter first into a pool of M examples; then
@@ -315,8 +348,14 @@ def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_co
     stratify_by_label : bool, default False
         Split k over gold labels in proportion to the pool (largest remainder) and apply the rule
         within each label.
+    method : {"rules", "trajectory-clusters"}, default "rules"
+        ``"trajectory-clusters"`` (S2L): ``round(fraction x M)`` of the pool, balanced across
+        ``clusters`` (default 8) k-means clusters of the pool's ``trajectories`` (loss per epoch
+        by row id, :func:`datacarto.dynamics.generative.run_trajectories`); it does not rank.
+    clusters, trajectories : optional
+        For ``method="trajectory-clusters"`` only.
     seed : int, default 0
-        Seed of the random mode.
+        Seed of the random mode and of the clusters and their sample.
 
     Returns
     -------
@@ -324,14 +363,12 @@ def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_co
         Ranked results in rank order (ties by row id); unranked ones in ascending row id. An
         empty result warns and returns an empty array.
     """
-    c = check_criteria(min_confidence=min_confidence, max_confidence=max_confidence, min_variability=min_variability,
-                       max_variability=max_variability, min_correctness=min_correctness,
-                       max_correctness=max_correctness, region=region, metric=metric, fraction=fraction, order=order,
-                       both_ends=both_ends, stratify_by_label=stratify_by_label)
+    c = check_criteria(**{k: v for k, v in locals().items() if k in CRITERIA})  # first: locals() = the arguments
     check_metrics_table(metrics, c.columns())
     ids = row_ids(metrics)
     keep = _pool(metrics, ids, c)
-    chosen = np.asarray(_choose(metrics, ids, keep, c, seed), dtype=np.int64)
+    chosen = np.asarray(_choose(metrics, ids, keep, c, seed) if c.clusters is None else sample_pool(
+        trajectories, ids[keep], fraction=c.fraction, clusters=c.clusters, seed=seed), dtype=np.int64)
     if chosen.size == 0:
         warnings.warn(f"empty selection: no example of {len(ids)} matches {c.describe()} "
                       f"(pool after bounds and regions: {int(keep.sum())})", stacklevel=2)

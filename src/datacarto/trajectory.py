@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import pandas as pd
 
 from ._validation import check_fraction, round_half_up
 from .errors import DatacartoError
@@ -62,3 +63,27 @@ def trajectory_clusters(trajectories: np.ndarray, ids: np.ndarray, *, fraction: 
     ids = np.asarray(ids, dtype=np.int64)
     labels = cluster_trajectories(trajectories, clusters, seed=seed)
     return np.sort(ids[balanced_sample(labels, round_half_up(fraction, len(ids)), seed=seed)])
+
+
+def sample_pool(trajectories: pd.DataFrame | None, pool: np.ndarray, *, fraction: float, clusters: int,
+                seed: int = 0) -> np.ndarray:
+    """S2L on a pool of row ids (what region and bounds leave): :func:`trajectory_clusters` of their trajectories.
+
+    ``trajectories``: one row per row id (index), one column per epoch. The pool is clustered in
+    ascending row id; an empty pool gives an empty result.
+    """
+    if not isinstance(trajectories, pd.DataFrame):
+        raise DatacartoError("method trajectory-clusters needs the loss trajectories (trajectories=: a DataFrame "
+                             "of one row per row id, one column per epoch)")
+    pool = np.sort(np.asarray(pool, dtype=np.int64))
+    if pool.size == 0:
+        return pool
+    lacking = np.setdiff1d(pool, trajectories.index.to_numpy())
+    if lacking.size:
+        raise DatacartoError(f"{lacking.size} row ids of the metrics table have no loss trajectory, "
+                             f"e.g. {lacking[:5].tolist()}")
+    if clusters > pool.size:
+        raise DatacartoError(f"clusters={clusters} is more than the {pool.size} examples to cluster "
+                             "(the pool that region and bounds leave)")
+    values = trajectories.loc[pool].to_numpy(dtype=np.float64)
+    return trajectory_clusters(values, pool, fraction=fraction, clusters=clusters, seed=seed)

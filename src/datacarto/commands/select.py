@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatacartoError
-from ..selection import ORDERS
+from ..selection import DEFAULT_CLUSTERS, METHODS, ORDERS
 
 EXIT_EMPTY = 1
 
@@ -43,10 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--control-out", help="also write the random control of the same size here")
     p.add_argument("--control-disjoint", action="store_true",
                    help="draw the random control from examples outside the selection")
-    p.add_argument("--method", choices=("rules", "trajectory-clusters"), default="rules",
-                   help="rules: the filters above; trajectory-clusters: S2L, k-means on the per-example loss "
-                        "trajectories and a balanced sample of --fraction across --clusters (docs/generative.md)")
-    p.add_argument("--clusters", type=int, default=8, help="trajectory-clusters: number of k-means clusters")
+    p.add_argument("--method", choices=METHODS, default="rules",
+                   help="rules: the filters above; trajectory-clusters: S2L, k-means on the loss trajectories of "
+                        "the examples that --region and the bounds leave, and a balanced sample of --fraction "
+                        "of them across --clusters (docs/generative.md)")
+    p.add_argument("--clusters", type=int,
+                   help=f"trajectory-clusters: number of k-means clusters (default {DEFAULT_CLUSTERS})")
     p.add_argument("--burn-out", type=int, help="use only the first N epochs for the metrics")
     p.add_argument("--split", default="train", help="which recorded split to select from")
     return p
@@ -78,21 +80,11 @@ def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str
     return "\n".join(lines)
 
 
-def _trajectory_ids(args) -> np.ndarray:
-    """S2L: the loss trajectories of a causal-LM run (stored nll), else -log p(gold) per epoch."""
-    from ..dynamics.generative import select_by_trajectories
-
-    if args.fraction is None:
-        raise DatacartoError("--method trajectory-clusters needs --fraction")
-    return select_by_trajectories(args.run, fraction=args.fraction, clusters=args.clusters, split=args.split,
-                                  burn_out=args.burn_out, seed=args.seed)
-
-
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from ..dynamics.store import dynamics_dir, read_manifest
-    from ..dynamics.subsets import SUBSET_SUFFIXES, export_subset, subset_rows
-    from ..selection import random_control, select
+    from ..dynamics.subsets import SUBSET_SUFFIXES, export_subset, select_from_run, subset_rows
+    from ..selection import random_control
 
     if args.random_control and args.control_out:
         raise DatacartoError("use either --random-control (control to --out) or --control-out, not both")
@@ -114,13 +106,14 @@ def main(argv: list[str]) -> int:
     label_names = read_manifest(dynamics_dir(args.run, args.split)).get("label_names")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ids = _trajectory_ids(args) if args.method == "trajectory-clusters" else select(
-            metrics,
+        ids = select_from_run(
+            args.run, metrics, split=args.split, burn_out=args.burn_out, seed=args.seed,
             min_confidence=args.min_confidence, max_confidence=args.max_confidence,
             min_variability=args.min_variability, max_variability=args.max_variability,
             min_correctness=args.min_correctness, max_correctness=args.max_correctness,
             region=_regions(args.region), metric=args.metric, fraction=args.fraction, order=args.order,
-            both_ends=args.both_ends, stratify_by_label=args.stratify_by_label, seed=args.seed,
+            both_ends=args.both_ends, stratify_by_label=args.stratify_by_label, method=args.method,
+            clusters=args.clusters,
         )
     for w in caught:
         print(f"datacarto: warning: {w.message}", file=sys.stderr)

@@ -4,7 +4,8 @@
 cached metrics, :func:`datacarto.dynamics.cache.get_metrics`), the majority region and whether the
 region is the same in every run. ``transition_matrix(a, b)`` counts examples by their region in
 two runs. The runs must have recorded the same training set: their ``training_dynamics``
-manifests must carry the same ``dataset_fingerprint``.
+manifests must carry the same ``dataset_fingerprint``, and a run without one is compared only when
+its recorded rows (texts and labels by row id) equal the other runs'.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from ..errors import DatacartoError
 from ..metrics import REGIONS
 from .cache import get_metrics
-from .store import dynamics_dir, read_manifest
+from .store import dynamics_dir, load_examples, read_manifest
 
 
 def run_names(runs) -> list[str]:
@@ -37,7 +38,11 @@ def run_names(runs) -> list[str]:
 
 
 def _check_same_data(runs: list[Path], names: list[str]) -> None:
-    """One DatacartoError unless every run recorded the same training set (by fingerprint)."""
+    """One DatacartoError unless every run recorded the same training set.
+
+    By ``dataset_fingerprint``; a run whose manifest has none is the same data only if its recorded
+    rows (row ids, text columns and labels of ``examples.parquet``) equal every other run's.
+    """
     prints = {}
     for run, name in zip(runs, names):
         directory = dynamics_dir(run, "train")
@@ -49,6 +54,37 @@ def _check_same_data(runs: list[Path], names: list[str]) -> None:
         listed = ", ".join(f"{n}: {p}" for n, p in prints.items())
         raise DatacartoError(f"the runs were trained on different data (dataset_fingerprint {listed}): "
                              "compare only runs over the same training set")
+    if None not in prints.values():
+        return
+    rows = {name: _recorded_rows(run) for run, name in zip(runs, names)}
+    bare = next(n for n, p in prints.items() if p is None)  # compared with every other run by its rows
+    for name in names:
+        if name == bare:
+            continue
+        culprit = name if prints[name] is None else bare
+        where = f"{culprit} ({dynamics_dir(runs[names.index(culprit)], 'train') / 'manifest.json'}) has no " \
+                "dataset_fingerprint"
+        lacking = [n for n in (bare, name) if rows[n] is None]
+        if lacking:
+            what = "no recorded examples" if lacking[0] == culprit else f"{lacking[0]} has no recorded examples"
+            raise DatacartoError(f"{where} and {what} to compare: cannot tell whether the runs saw the same "
+                                 "training set")
+        if not rows[name].equals(rows[bare]):
+            other = bare if culprit == name else name
+            raise DatacartoError(f"{where} and its recorded rows differ from {other}'s: compare only runs over "
+                                 "the same training set")
+
+
+def _recorded_rows(run: Path) -> pd.DataFrame | None:
+    """The recorded examples' text columns and label by row id (what a fingerprint hashes), or None."""
+    examples = load_examples(run, "train")
+    if examples is None:
+        return None
+    columns = read_manifest(dynamics_dir(run, "train")).get("text_columns") or [
+        c for c in examples.columns if c not in ("fingerprint", "label")
+        and (examples[c].dtype == object or pd.api.types.is_string_dtype(examples[c]))]
+    columns = [c for c in columns if c in examples.columns] + (["label"] if "label" in examples.columns else [])
+    return examples[columns].astype(str)
 
 
 def _majority(regions: pd.DataFrame) -> pd.Series:

@@ -76,23 +76,16 @@ def with_generative_metrics(metrics: pd.DataFrame, run_dir: str | os.PathLike, s
     return out
 
 
-def select_by_trajectories(run_dir: str | os.PathLike, *, fraction: float, clusters: int = 8, split: str = "train",
-                           burn_out: int | None = None, seed: int = 0) -> np.ndarray:
-    """S2L: row ids of a balanced sample of ``fraction`` across k-means clusters of the loss trajectories.
+def run_trajectories(run_dir: str | os.PathLike, split: str = "train", burn_out: int | None = None) -> pd.DataFrame:
+    """Each example's loss per epoch (columns ``epoch_0`` ...), by ``row_id``: S2L's input.
 
-    The trajectories are a causal-LM run's stored mean NLL per epoch, else -log p(gold) per epoch
-    of a run with one unit per example (:func:`datacarto.trajectory.trajectory_clusters`;
-    ``burn_out``: the first N epochs only). ``datacarto select --method trajectory-clusters`` and
-    the pipeline's ``method: trajectory-clusters`` recipes both call this.
+    A causal-LM run's stored mean token NLL (:func:`loss_trajectories`), else -log p(gold) per
+    epoch of a run with one unit per example; ``burn_out``: the first N epochs only.
     """
-    from ..trajectory import trajectory_clusters
     from .store import load_dynamics
 
-    if fraction is None:
-        raise DatacartoError("trajectory-clusters selection needs a fraction")
     if is_generative(run_dir, split):
         frame = loss_trajectories(run_dir, split)
-        traj, ids = frame.to_numpy(), frame.index.to_numpy()
     else:
         dyn = load_dynamics(run_dir, split)
         if dyn.unit_level:
@@ -100,7 +93,7 @@ def select_by_trajectories(run_dir: str | os.PathLike, *, fraction: float, clust
                                  "causal-LM run), not a multi-label or token-classification run")
         z = dyn.logits.astype(np.float64)
         lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
-        traj, ids = lse - np.take_along_axis(z, dyn.gold[:, None, None].repeat(z.shape[1], 1), -1)[..., 0], dyn.ids
-    if burn_out:
-        traj = traj[:, :burn_out]
-    return trajectory_clusters(traj, ids, fraction=fraction, clusters=clusters, seed=seed)
+        loss = lse - np.take_along_axis(z, dyn.gold[:, None, None].repeat(z.shape[1], 1), -1)[..., 0]
+        frame = pd.DataFrame(loss, index=pd.Index(dyn.ids, name="row_id"),
+                             columns=[f"epoch_{j}" for j in range(loss.shape[1])])
+    return frame.iloc[:, :burn_out] if burn_out else frame

@@ -86,7 +86,32 @@ def list_epoch_files(directory: str | os.PathLike) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+_KINDS = {
+    "a list of strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "a list of integers": lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                for x in v),
+    "an integer >= 0": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "a string": lambda v: isinstance(v, str),
+    "a mapping": lambda v: isinstance(v, dict),
+}
+#: The type of each manifest field a reader relies on (docs/format.md); null counts as absent.
+MANIFEST_FIELDS = {
+    **dict.fromkeys(("label_names", "text_columns"), "a list of strings"),
+    "epochs": "a list of integers",
+    **dict.fromkeys(("num_labels", "n_examples", "n_units", "format_version", "snapshots_per_epoch", "nan_logits"),
+                    "an integer >= 0"),
+    **dict.fromkeys(("dataset_fingerprint", "mode", "model", "split", "task", "unit", "dynamics", "logits_dtype"),
+                    "a string"),
+    **dict.fromkeys(("snapshots", "versions", "task_columns", "crossfit"), "a mapping"),
+}
+
+
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """A split's manifest (``{}`` when there is none), its fields type-checked: the one reader of manifests.
+
+    DatacartoError naming the file (and the field) when it is unreadable, not a JSON object, or a
+    field of :data:`MANIFEST_FIELDS` has the wrong type (``"label_names": "abc"`` is not three labels).
+    """
     path = Path(directory) / MANIFEST
     if not path.is_file():
         return {}
@@ -96,6 +121,12 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         raise DatacartoError(f"unreadable manifest {path}: {e}") from e
     if not isinstance(manifest, dict):
         raise DatacartoError(f"unreadable manifest {path}: expected a JSON object, got {type(manifest).__name__}")
+    for key, kind in MANIFEST_FIELDS.items():
+        value = manifest.get(key)
+        if value is not None and not _KINDS[kind](value):
+            shown = repr(value)
+            raise DatacartoError(f"{path}: {key} must be {kind}, got "
+                                 f"{shown if len(shown) <= 60 else shown[:57] + '...'}")
     return manifest
 
 

@@ -4,7 +4,9 @@
 ``datasets.Dataset`` with every original column, from a run folder or a data set
 (``subset_rows``: the same rows of a run as a pyarrow Table, without importing ``datasets``);
 ``export_subset`` writes one as .jsonl/.csv/.parquet; ``get_focused_sets`` is the seed project's
-one-call filter. The selection rules themselves stay in the pure :mod:`datacarto.selection`.
+one-call filter; ``select_from_run`` is the one selection of ``datacarto select`` and the pipeline's
+recipes; ``read_subset`` is the one reader of a subset to train on (``datacarto focus``, the
+pipeline's focused models). The selection rules themselves stay in the pure :mod:`datacarto.selection`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
-from ..selection import as_row_ids, describe_criteria, select
+from ..selection import as_row_ids, check_criteria, describe_criteria, select
 from .store import EXAMPLES, dynamics_dir
 
 #: File formats of a subset, by extension.
@@ -63,6 +65,23 @@ def subset_rows(run_dir: str | os.PathLike, ids: Iterable[int], *, split: str = 
     return table.select(names + ["row_id"])
 
 
+def select_from_run(run_dir: str | os.PathLike, metrics: pd.DataFrame, *, split: str = "train",
+                    burn_out: int | None = None, seed: int = 0, **criteria: Any) -> np.ndarray:
+    """:func:`~datacarto.selection.select` of ``criteria`` on a run's ``metrics``; S2L reads the run's trajectories.
+
+    The one selection of ``datacarto select`` and of the pipeline's recipes: the same criteria give
+    the same row ids, or the same DatacartoError. ``method="trajectory-clusters"`` clusters the
+    loss trajectories (:func:`~datacarto.dynamics.generative.run_trajectories`) of the pool that
+    region and bounds leave.
+    """
+    trajectories = None
+    if check_criteria(**criteria).clusters is not None:
+        from .generative import run_trajectories
+
+        trajectories = run_trajectories(run_dir, split, burn_out)
+    return select(metrics, trajectories=trajectories, seed=seed, **criteria)
+
+
 def focused_dataset(run_or_dataset: Any, ids: Iterable[int], *, split: str = "train"):
     """A ``datasets.Dataset`` of the rows ``ids`` (in that order) with every original column and ``row_id``.
 
@@ -96,6 +115,60 @@ def focused_dataset(run_or_dataset: Any, ids: Iterable[int], *, split: str = "tr
     raise DatacartoError(
         f"focused_dataset needs a run directory or a datasets.Dataset, got {type(run_or_dataset).__name__}"
     )
+
+
+def read_subset(run_dir: str | os.PathLike, subset: Any):
+    """A subset of the run ``run_dir`` to train on, as ``(Dataset, source, row ids or None)``.
+
+    ``subset``: a .jsonl/.csv/.parquet file (``source`` = its path), a ``datasets.Dataset`` or row
+    ids of the run. Its ``row_id`` column (None without one) must name examples of the run, each
+    once: an empty subset, a repeated row id or an unknown one is a one-line DatacartoError.
+    """
+    import datasets
+
+    from ..data import column_values, load_table
+
+    if isinstance(subset, (str, os.PathLike)):
+        ds, source = load_table(subset), str(subset)
+    elif isinstance(subset, datasets.Dataset):
+        ds, source = subset, None
+    elif isinstance(subset, (list, tuple, np.ndarray, range)):
+        ids = np.asarray(subset)
+        if ids.size == 0:
+            raise DatacartoError("the subset is empty")
+        ds, source = focused_dataset(run_dir, ids), f"{ids.size} row ids of {run_dir}"
+    else:
+        raise DatacartoError(f"subset must be a file, a datasets.Dataset or row ids, got {type(subset).__name__}")
+    if len(ds) == 0:
+        raise DatacartoError("the subset is empty")
+    if "row_id" not in ds.column_names:
+        return ds, source, None
+    ids = np.asarray(column_values(ds, "row_id"), dtype=np.int64)
+    _check_examples_of(run_dir, ids)
+    _check_unique(ids, source)
+    return ds, source, ids
+
+
+def _check_unique(ids: np.ndarray, source: str | None) -> None:
+    """Each example once: a row id listed twice would be trained on twice."""
+    seen = pd.Index(ids).duplicated()
+    if seen.any():
+        raise DatacartoError(f"the subset{' ' + source if source else ''}: {int(seen.sum())} rows repeat a row_id "
+                             f"(first: {int(ids[seen.argmax()])}); each example may appear once")
+
+
+def _check_examples_of(run_dir: str | os.PathLike, ids: np.ndarray) -> None:
+    """The subset's row ids must be examples of the run (a subset of another run would be mislabelled)."""
+    from .store import load_examples
+
+    examples = load_examples(run_dir)
+    if examples is None:
+        return
+    unknown = np.setdiff1d(ids, examples.index.to_numpy())
+    if unknown.size:
+        raise DatacartoError(f"the subset's row ids {unknown[:5].tolist()}{' ...' if unknown.size > 5 else ''} "
+                             f"({unknown.size} of {ids.size}) are not examples of {run_dir} ({len(examples)} "
+                             "examples): was it selected from another run?")
 
 
 def export_subset(dataset_or_frame: Any, path: str | os.PathLike) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import re
 from dataclasses import dataclass, field
@@ -217,19 +216,17 @@ def _declared(annotation):
     return args[0] if len(args) == 1 and isinstance(args[0], type) else None
 
 
-def _select_params() -> set[str]:
-    from ..selection import select
-
-    return {n for n, p in inspect.signature(select).parameters.items() if p.kind is p.KEYWORD_ONLY} - {"seed"}
-
-
 def check_recipes(recipes) -> list[dict[str, Any]]:
-    """Validate focus recipes: unique file-safe names and ``select()`` arguments only."""
+    """Validate focus recipes: unique file-safe names and ``select()`` criteria, checked by ``check_criteria``.
+
+    The criteria pass the same check as ``datacarto select``'s flags (one rule, one message each).
+    """
+    from ..selection import CRITERIA, check_criteria
+
     if isinstance(recipes, dict):
         recipes = [recipes]
     if not isinstance(recipes, (list, tuple)):
         raise DatacartoError(f"config key 'recipes' must be a list of mappings, got {recipes!r}")
-    allowed = _select_params() | {"method", "clusters"}
     names, out = set(), []
     for i, recipe in enumerate(recipes):
         if not isinstance(recipe, dict):
@@ -241,39 +238,15 @@ def check_recipes(recipes) -> list[dict[str, Any]]:
         if name in names:
             raise DatacartoError(f"recipe name {name!r} is used twice")
         names.add(name)
-        unknown = sorted(set(recipe) - allowed - {"name"})
+        unknown = sorted(set(recipe) - set(CRITERIA) - {"name"})
         if unknown:
             raise DatacartoError(f"recipe {name!r}: unknown key(s) {', '.join(unknown)} "
-                                 f"(known: name, {', '.join(sorted(allowed))})")
+                                 f"(known: name, {', '.join(sorted(CRITERIA))})")
         if len(recipe) == 1:
             raise DatacartoError(f"recipe {name!r} selects everything: give a region, metric, fraction or bound")
-        method = recipe.get("method", "rules")
-        check_choice(method, RECIPE_METHODS, f"recipe {name!r} method")
         try:
-            _check_fields(method, recipe)
+            check_criteria(**{k: v for k, v in recipe.items() if k != "name"})
         except DatacartoError as e:
-            raise DatacartoError(f"recipe {name!r}: {e}") from e
+            raise DatacartoError(f"recipe {name!r}: {e}") from None
         out.append(dict(recipe))
     return out
-
-
-#: recipe keys beside select()'s: ``method: trajectory-clusters`` (S2L) with ``fraction`` and ``clusters``
-RECIPE_METHODS = ("rules", "trajectory-clusters")
-
-
-def _check_fields(method: str, recipe: dict[str, Any]) -> None:
-    """Every field of a recipe, for its ``method``: rules (``select``'s arguments, checked as ``select``
-    checks them) or trajectory-clusters (only ``fraction`` and ``clusters``)."""
-    from ..selection import check_criteria
-    from ..trajectory import check_trajectory_selection
-
-    if method == "rules":
-        if "clusters" in recipe:
-            raise DatacartoError("clusters is for method: trajectory-clusters")
-        check_criteria(**{k: v for k, v in recipe.items() if k not in ("name", "method")})
-        return
-    other = sorted(set(recipe) - {"name", "method", "fraction", "clusters"})
-    if other or "fraction" not in recipe:
-        raise DatacartoError("method trajectory-clusters takes a fraction and clusters only"
-                             + (f" (not {', '.join(other)})" if other else ""))
-    check_trajectory_selection(recipe["fraction"], recipe.get("clusters", 8))

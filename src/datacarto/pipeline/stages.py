@@ -212,19 +212,16 @@ def select_stage(ctx: Context) -> StageRecord:
 
 def _select_recipe(ctx: Context, m: pd.DataFrame, recipe: dict) -> dict:
     """Select one recipe's subset (and its random control), write them, and describe them."""
-    from ..dynamics.subsets import export_subset, subset_rows
-    from ..selection import random_control, select
+    from ..dynamics.subsets import export_subset, select_from_run, subset_rows
+    from ..selection import random_control
 
     c, layout, name = ctx.config, ctx.layout, recipe["name"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        if recipe.get("method") == "trajectory-clusters":  # S2L on the map's loss trajectories
-            from ..dynamics.generative import select_by_trajectories
-
-            ids = select_by_trajectories(ctx.map_dir(), fraction=recipe["fraction"],
-                                         clusters=recipe.get("clusters", 8), seed=c.seed)
-        else:
-            ids = select(m, seed=c.seed, **{k: v for k, v in recipe.items() if k not in ("name", "method")})
+        try:  # the selection of `datacarto select` (S2L clusters the map's loss trajectories)
+            ids = select_from_run(ctx.map_dir(), m, seed=c.seed, **{k: v for k, v in recipe.items() if k != "name"})
+        except DatacartoError as e:
+            raise DatacartoError(f"recipe {name!r}: {e}") from None
     if ids.size == 0:
         raise DatacartoError(f"recipe {name!r} selects no example: loosen its criteria")
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from .._validation import check_choice
 from ..data import column_values
 from ..errors import DatacartoError
@@ -58,25 +56,6 @@ def start_model(run_dir: str | os.PathLike, init: str = "baseline", model: str |
     return str(name)
 
 
-def _subset_dataset(run_dir: Path, subset):
-    """A datasets.Dataset from a file, a Dataset, or row ids of the run."""
-    import datasets
-
-    from ..data import load_table
-    from ..dynamics.subsets import focused_dataset
-
-    if isinstance(subset, (str, os.PathLike)):
-        return load_table(subset), str(subset)
-    if isinstance(subset, datasets.Dataset):
-        return subset, None
-    if isinstance(subset, (list, tuple, np.ndarray, range)):
-        ids = np.asarray(subset)
-        if ids.size == 0:
-            raise DatacartoError("the subset is empty")
-        return focused_dataset(run_dir, ids), f"{ids.size} row ids of {run_dir}"
-    raise DatacartoError(f"subset must be a file, a datasets.Dataset or row ids, got {type(subset).__name__}")
-
-
 def _task_options(manifest: dict, text_columns: list[str] | None, label_column: str, columns_of_subset) -> dict:
     """train_baseline's task arguments, from the run's manifest (none for sequence classification).
 
@@ -102,20 +81,6 @@ def _task_options(manifest: dict, text_columns: list[str] | None, label_column: 
                           else label_column)
 
 
-def _check_row_ids(run_dir: Path, ids: np.ndarray) -> None:
-    """The subset's row ids must be examples of the run (a subset of another run would be mislabelled)."""
-    from ..dynamics.store import load_examples
-
-    examples = load_examples(run_dir)
-    if examples is None:
-        return
-    unknown = np.setdiff1d(ids, examples.index.to_numpy())
-    if unknown.size:
-        raise DatacartoError(f"the subset's row ids {unknown[:5].tolist()}{' ...' if unknown.size > 5 else ''} "
-                             f"({unknown.size} of {ids.size}) are not examples of {run_dir} ({len(examples)} "
-                             "examples): was it selected from another run?")
-
-
 def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline", model: str | None = None,
                   output_dir: str | os.PathLike, validation=None, training_args=None, loss=None,
                   label_column: str = "label", max_length: int = 128, dynamics_mode: str = "training_pass",
@@ -131,6 +96,7 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
     each epoch. Writes ``<output_dir>/focus.json`` (what was trained, from where).
     """
     from .._io import write_json_atomic
+    from ..dynamics.subsets import read_subset
     from .losses import WeightedLoss
 
     run_dir = Path(run_dir)
@@ -144,9 +110,7 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
                              "model and dynamics; choose another folder")
     label_names = manifest.get("label_names")
     text_columns = manifest.get("text_columns") or None
-    ds, source = _subset_dataset(run_dir, subset)
-    if len(ds) == 0:
-        raise DatacartoError("the subset is empty")
+    ds, source, source_ids = read_subset(run_dir, subset)
     if text_columns:
         missing = [c for c in text_columns if c not in ds.column_names]
         if missing:
@@ -157,10 +121,7 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
     if task_options.get("task") != "causal-lm" and gold_column not in ds.column_names:
         raise DatacartoError(f"label column {gold_column!r} not in the subset (columns: {ds.column_names})")
 
-    source_ids = None
-    if "row_id" in ds.column_names:
-        source_ids = np.asarray(column_values(ds, "row_id"), dtype=np.int64)
-        _check_row_ids(run_dir, source_ids)
+    if source_ids is not None:
         if SOURCE_ROW_ID in ds.column_names:
             ds = ds.remove_columns(SOURCE_ROW_ID)
         ds = ds.rename_column("row_id", SOURCE_ROW_ID)
