@@ -28,7 +28,7 @@ ROOT = "datacarto"
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check",
              "units", "ensemble_weights", "trajectory"),
-    "data": ("data", "task_data", "task_options"),  # loading tables, labels, tokenizers: below everything that trains or records
+    "data": ("data", "models", "task_data", "task_options"),  # loading tables, labels, tokenizers: below everything that trains or records
     "run folder": ("dynamics",),  # store, cache, subsets, interop
     "recording": ("record", "dynamics.record"),
     "training": ("train", "testing"),

@@ -401,7 +401,6 @@ CASES = [
          _text("bad.jsonl", b'{"premise": "\xff\xfe", "hypothesis": "x", "label": 0}\n')),
     Case("train-duplicate-csv-columns", TRAIN.replace("train.jsonl", "bad.csv"), "duplicate column",
          _text("bad.csv", "premise,premise,label\na,b,0\nc,d,1\ne,f,2\n")),
-    Case("train-empty-data", TRAIN.replace("train.jsonl", "bad.jsonl"), "bad.jsonl", _text("bad.jsonl", "")),
     Case("train-token-word-null", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task token-classification",
          "row 3 of the training set: word 2 of 'tokens' is None", _words(lambda i, w: None if i == 3 else w)),
     Case("train-token-word-int", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task token-classification",

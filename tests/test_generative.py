@@ -399,7 +399,7 @@ def test_truncated_responses_are_counted_and_dropped(lm_dir):
 def test_packed_data_and_non_causal_models_are_refused(tmp_path, lm_dir, tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from datacarto.data import load_model
+    from datacarto.models import load_model
     from datacarto.record import CartographyTrainer
     from datacarto.task_data import collator_for
 

@@ -14,8 +14,8 @@ from transformers import AutoTokenizer, Trainer
 
 from conftest import training_args
 from datacarto import CartographyCallback, CartographyTrainer, load_dynamics, load_examples
-from datacarto.data import load_model
 from datacarto.metrics import compute_metrics
+from datacarto.models import load_model
 from datacarto.task_data import (
     collator_for,
     prepare_multi_label,

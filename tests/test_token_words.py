@@ -18,9 +18,9 @@ from transformers import Trainer
 
 from conftest import training_args
 from datacarto import CartographyCallback, CartographyTrainer, load_dynamics, load_examples
-from datacarto.data import load_model
 from datacarto.dynamics.cache import get_metrics
 from datacarto.errors import DatacartoError
+from datacarto.models import load_model
 from datacarto.task_data import collator_for, prepare_token_classification, tokenize_task
 from datacarto.testing import TOY_TAGS, make_tiny_model_dir, make_tokenizer, toy_task_words, toy_tokens
 from datacarto.units import unit_records

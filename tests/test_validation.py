@@ -167,14 +167,14 @@ def test_pipeline_config_checks_every_key_before_anything_runs(change, needle):
 @pytest.fixture
 def no_model(monkeypatch):
     """Loading a model fails the test: every check must come before it."""
-    import datacarto.data
+    import datacarto.models
     import datacarto.train.baseline
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the request was checked")
 
-    for module, name in ((datacarto.train.baseline, "load_model"), (datacarto.data, "load_model"),
-                         (datacarto.data, "load_causal_lm")):
+    for module, name in ((datacarto.train.baseline, "load_model"), (datacarto.models, "load_model"),
+                         (datacarto.models, "load_causal_lm")):
         monkeypatch.setattr(module, name, refuse)
 
 
@@ -203,25 +203,25 @@ def _sft_rows(path):
     return write_jsonl(path, toy_instructions(6, seed=1))
 
 
-def test_run_pipeline_checks_folds_against_the_classes_before_any_model_loads(tmp_path, no_model):
+def test_run_pipeline_checks_folds_against_the_classes_before_any_model_loads(tmp_path, tiny_model, no_model):
     from datacarto.pipeline import PipelineConfig, run_pipeline
 
     data = _rare_class(tmp_path / "rare.jsonl")
-    config = PipelineConfig(model=str(tmp_path / "model"), dataset=data, validation=data, class_names=LABELS,
+    config = PipelineConfig(model=tiny_model, dataset=data, validation=data, class_names=LABELS,
                             output_dir=str(tmp_path / "run"), folds=3)
     with pytest.raises(DatacartoError, match="class 'contradiction' has 1 example"):
         run_pipeline(config, quiet=True)
     assert not (tmp_path / "run").exists()
 
 
-def test_train_crossfit_names_the_rare_class_and_checks_its_seed(tmp_path, no_model, toy_jsonl):
+def test_train_crossfit_names_the_rare_class_and_checks_its_seed(tmp_path, tiny_model, no_model, toy_jsonl):
     from datacarto.train.crossfit import train_crossfit
 
     data = _rare_class(tmp_path / "rare.jsonl")
     with pytest.raises(DatacartoError, match="class 'contradiction' has 1 example"):
-        train_crossfit(model="m", train=data, folds=3, label_names=LABELS, output_dir=tmp_path / "cf")
+        train_crossfit(model=tiny_model, train=data, folds=3, label_names=LABELS, output_dir=tmp_path / "cf")
     with pytest.raises(DatacartoError, match="seed must be an integer between 0 and"):
-        train_crossfit(model="m", train=str(toy_jsonl), folds=2, seed=-1, output_dir=tmp_path / "cf")
+        train_crossfit(model=tiny_model, train=str(toy_jsonl), folds=2, seed=-1, output_dir=tmp_path / "cf")
     assert not (tmp_path / "cf").exists()
 
 
@@ -256,13 +256,13 @@ def test_run_pipeline_renders_the_chat_template_before_anything_is_written(tmp_p
     assert not (tmp_path / "run").exists()
 
 
-def test_train_baseline_refuses_options_of_another_task_and_a_bad_seed(tmp_path, no_model, toy_jsonl):
+def test_train_baseline_refuses_options_of_another_task_and_a_bad_seed(tmp_path, tiny_model, no_model, toy_jsonl):
     from datacarto.train.baseline import train_baseline
 
     with pytest.raises(DatacartoError, match="choice_columns is an option of multiple-choice, not of "
                                              "token-classification"):
-        train_baseline(model="m", train=str(toy_jsonl), output_dir=tmp_path / "out", task="token-classification",
+        train_baseline(model=tiny_model, train=str(toy_jsonl), output_dir=tmp_path / "out", task="token-classification",
                        choice_columns=["premise", "hypothesis"])
     with pytest.raises(DatacartoError, match="training_args.seed must be an integer between 0 and"):
-        train_baseline(model="m", train=str(toy_jsonl), output_dir=tmp_path / "out", training_args={"seed": -1})
+        train_baseline(model=tiny_model, train=str(toy_jsonl), output_dir=tmp_path / "out", training_args={"seed": -1})
     assert not (tmp_path / "out").exists()

@@ -230,9 +230,10 @@ def run_audit(*, dataset, model: str, output_dir: str | os.PathLike, noise: floa
 
     check_score_names(scores)
     from ._io import write_frame
-    from .data import classifier_head, load_table, prepare_labels
+    from .data import load_table, prepare_labels
     from .dynamics.cache import get_metrics
     from .dynamics.store import load_examples
+    from .models import classifier_head
     from .train.baseline import train_baseline
 
     output_dir = Path(output_dir)

@@ -119,8 +119,9 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     ``task="causal-lm"``: responses swapped instead (:func:`run_generative_audit`; ``generative``
     holds its ``prompt_column`` and ``response_column``).
     """
-    from .data import classifier_head, load_table
+    from .data import load_table
     from .dynamics.cache import get_metrics
+    from .models import classifier_head
     from .task_data import prepare_for_task
 
     if task == "causal-lm":

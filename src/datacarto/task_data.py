@@ -367,7 +367,7 @@ def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_colum
                      warn_absent=False):
     """``(dataset, spec)`` of any task; ``spec`` (the training set's) forces columns and labels.
 
-    ``head``: the model's classes (:func:`datacarto.data.classifier_head`); ``warn_absent``: say
+    ``head``: the model's classes (:func:`datacarto.models.classifier_head`); ``warn_absent``: say
     which classes have no example (the training set).
     """
     from .data import prepare_labels

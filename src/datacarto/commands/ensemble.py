@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import check_model_path
 from ..errors import DatacartoError
+from ..models import check_model_path
 from .train import split_list
 
 

@@ -155,7 +155,7 @@ def predict(trainer, ds, spec, *, max_length: int) -> tuple[np.ndarray, np.ndarr
     """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded."""
     import warnings
 
-    from ..data import effective_max_length
+    from ..models import effective_max_length
     from ..record.predict import predict_split
     from ..task_data import encode
 

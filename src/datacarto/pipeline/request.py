@@ -26,7 +26,8 @@ class CheckedRequest:
 def check_request(config: PipelineConfig) -> CheckedRequest:
     """Load and prepare the training set and check the request against it (DatacartoError: one line)."""
     from .._validation import check_folds
-    from ..data import load_table, load_tokenizer
+    from ..data import load_table
+    from ..models import load_tokenizer
     from ..task_data import TaskSpec, check_chat_template, check_repeats, infer_task
     from ..task_options import check_task_options
     from ..train.baseline import load_split

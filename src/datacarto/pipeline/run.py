@@ -62,7 +62,8 @@ def _forced(force: Iterable[str] | bool | None) -> set[str]:
 
 def _check_local_inputs(config: PipelineConfig) -> None:
     """The local model folder and data files, checked before the run folder is written to: a bad one leaves nothing."""
-    from ..data import DATA_SUFFIXES, check_model_path, load_table
+    from ..data import DATA_SUFFIXES, load_table
+    from ..models import check_model_path
 
     check_model_path(config.model)
     for key in DATA_KEYS:

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from .._io import write_frame
-from ..data import classifier_head
 from ..errors import DatacartoError
 from ..evaluation import accuracy_table
+from ..models import classifier_head
 from ..task_data import SINGLE_LABEL_TASKS
 from .config import PipelineConfig
 from .context import Context, jsonable, label_counts, load_predictions, region_counts, save_prepared

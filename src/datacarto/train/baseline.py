@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from .._validation import check_seed
-from ..data import LabelSpec, classifier_head, effective_max_length, load_model, load_table, load_tokenizer
+from ..data import LabelSpec, load_table
 from ..dynamics.store import DynamicsWriter, dynamics_dir
 from ..errors import DatacartoError
+from ..models import classifier_head, effective_max_length, load_model, load_tokenizer
 from ..task_data import check_chat_template, collator_for, encode, prepare_for_task
 from ..task_options import check_task_options
 

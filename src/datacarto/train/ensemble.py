@@ -140,7 +140,7 @@ class Ensemble:
     def _load_members(self, models, processing_class, names) -> list[_Member]:
         from transformers import AutoConfig
 
-        from ..data import load_model
+        from ..models import load_model
 
         if isinstance(processing_class, (list, tuple)):
             if len(processing_class) != len(models):
