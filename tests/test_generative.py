@@ -263,7 +263,13 @@ def test_statistics_kept_on_the_device_reach_checkpoints_and_epochs(tmp_path, lm
 
 @pytest.fixture(scope="module")
 def learned_run(tmp_path_factory, lm_dir):
-    """A training_pass run on instructions with 15% corrupted responses, long enough to learn the templates."""
+    """A training_pass run on instructions with 15% corrupted responses, long enough to learn each template's format.
+
+    The settings the outcome depends on are explicit, not library defaults. At learning rate 3e-2 with no
+    warm-up the loss spiked mid-run and the AUROC below ranged 0.85-0.99 over training seeds and model
+    initialisations, so an installed package's numerics moved seed 0 from a pass to 0.886; a warmed-up 5e-3
+    on batches of 4 gives 0.96-0.99 over 10 seeds x 2 initialisations (fused AdamW too).
+    """
     from datacarto.train.baseline import train_baseline
 
     rows = toy_instructions(120, seed=0, corrupt=0.15)
@@ -272,9 +278,10 @@ def learned_run(tmp_path_factory, lm_dir):
     dev = write_jsonl(out / "dev.jsonl", toy_instructions(12, seed=5))
     train_baseline(model=lm_dir, train=data, validation=dev, task="causal-lm", prompt_column="prompt",
                    response_column="response", output_dir=out / "run", save_model=False,
-                   training_args={"num_train_epochs": 12, "learning_rate": 3e-2, "per_device_train_batch_size": 8,
-                                  "save_strategy": "no", "logging_strategy": "no", "use_cpu": True,
-                                  "disable_tqdm": True, "seed": 0})
+                   training_args={"num_train_epochs": 12, "learning_rate": 5e-3, "per_device_train_batch_size": 4,
+                                  "optim": "adamw_torch", "lr_scheduler_type": "linear", "warmup_steps": 30,
+                                  "weight_decay": 0.0, "max_grad_norm": 1.0, "save_strategy": "no",
+                                  "logging_strategy": "no", "use_cpu": True, "disable_tqdm": True, "seed": 0})
     return out / "run", rows
 
 
