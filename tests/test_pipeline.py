@@ -21,7 +21,10 @@ RECIPES = [{"name": "hard", "region": "hard-to-learn", "fraction": 0.2},
 FRACTION = {r["name"]: r["fraction"] for r in RECIPES}
 TRAINING = {"num_train_epochs": 3, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
             "learning_rate": 5e-3, "use_cpu": True, "disable_tqdm": True, "save_strategy": "no",
-            "logging_strategy": "no", "report_to": "none"}
+            "logging_strategy": "no", "report_to": "none",
+            # a length-grouped sampler, which transformers also applies to evaluation and prediction: every
+            # stored prediction (validation, test, focused models, ensembles) must still be keyed by its row
+            "train_sampling_strategy": "group_by_length"}
 MARK = "<em>&"  # record text that must come out escaped in the HTML report
 
 
