@@ -24,7 +24,7 @@ from ..errors import DatacartoError
 from ..learning_check import learning_warning
 from ..metrics import COLUMNS, REGIONS
 from ..units import aggregate_units
-from .store import dynamics_dir, list_epoch_files, load_dynamics
+from .store import UNITS, dynamics_dir, list_epoch_files, load_dynamics, open_dynamics
 
 CACHE_FILE = "metrics.parquet"
 CACHE_KEY_FILE = "metrics.json"
@@ -34,11 +34,14 @@ _KEY_METADATA = b"datacarto.metrics_key"
 
 
 def _cache_key(directory: Path, burn_out: int | None) -> dict[str, Any]:
-    """What the cached table depends on: epoch files (name, size, mtime ns), burn_out, versions."""
+    """What the cached table depends on: epoch and units files (name, size, mtime ns), burn_out, versions."""
     from .. import __version__
 
     files = []
-    for path in list_epoch_files(directory).values():
+    paths = list(list_epoch_files(directory).values())
+    if paths and (directory / UNITS).is_file():
+        paths.append(directory / UNITS)
+    for path in paths:
         st = path.stat()
         files.append([path.name, int(st.st_size), int(st.st_mtime_ns)])
     if isinstance(burn_out, np.integer):
@@ -97,7 +100,7 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
     """``compute_metrics`` of a stored run plus a ``region`` column (``assign_regions`` defaults), cached.
 
     Cached as ``metrics.parquet`` plus its key ``metrics.json`` in the split's dynamics folder;
-    recomputed only when the epoch files (names, sizes, mtimes in ns), ``burn_out`` or the
+    recomputed only when the epoch files or units.parquet (names, sizes, mtimes in ns), ``burn_out`` or the
     datacarto version change. The region thresholds are in ``result.attrs``. A run with several
     units per example (multi-label, token classification) gives one row per example with
     ``level="example"`` (:func:`datacarto.units.aggregate_units`) and one per unit with
@@ -115,7 +118,7 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
             cached = _generative(cached, run_dir, split, burn_out)
             _warn_if_barely_learned(cached, split)
             return cached
-    dyn = load_dynamics(run_dir, split)
+    dyn = open_dynamics(run_dir, split)  # the logits are read in blocks of rows: memory stays bounded
     df = _metrics.compute_metrics(dyn, burn_out=burn_out)  # by module: tests count calls
     region = _metrics.assign_regions(df)
     df["region"] = region
