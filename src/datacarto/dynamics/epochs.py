@@ -89,20 +89,25 @@ def _arrow(values: np.ndarray) -> pa.Array:
     return pa.array(values)
 
 
-def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> Path:
-    """Write ``columns`` atomically: floats byte-stream-split, ids delta-coded, gold dictionary-coded, zstd.
+def parquet_options(table: pa.Table) -> dict:
+    """How the store writes ``table``: floats byte-stream-split, ids delta-coded, gold dictionary-coded, zstd.
 
-    Lossless; at 3 classes the logits take about 10.7 bytes per row instead of 12.
+    Lossless; at 3 classes float32 logits take about 10.7 bytes per row instead of 12.
     """
-    table = pa.table({name: _arrow(values) for name, values in columns.items()})
-    floats = [f"{name}.list.element" if name == "logits" else name for name in table.column_names
+    names = table.column_names
+    floats = [f"{name}.list.element" if name == "logits" else name for name in names
               if name == "logits" or pa.types.is_floating(table.schema.field(name).type)]
-    width = table.schema.field("logits").type.list_size if "logits" in table.column_names else 1
-    options = {"compression": "zstd", "use_byte_stream_split": floats, "use_compliant_nested_type": True,
-               "use_dictionary": [n for n in ("gold",) if n in table.column_names],
-               "column_encoding": {n: "DELTA_BINARY_PACKED" for n in ("row_id", "sub_id") if n in table.column_names},
-               "row_group_size": max(1024, BLOCK_LOGITS // width)}
-    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, **options))
+    width = table.schema.field("logits").type.list_size if "logits" in names else 1
+    return {"compression": "zstd", "use_byte_stream_split": floats, "use_compliant_nested_type": True,
+            "use_dictionary": [n for n in ("gold",) if n in names],
+            "column_encoding": {n: "DELTA_BINARY_PACKED" for n in ("row_id", "sub_id") if n in names},
+            "row_group_size": max(1024, BLOCK_LOGITS // max(width, 1))}
+
+
+def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> Path:
+    """Write ``columns`` atomically with :func:`parquet_options` ((N, C) arrays as float32 logits)."""
+    table = pa.table({name: _arrow(values) for name, values in columns.items()})
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, **parquet_options(table)))
 
 
 def write_epoch_file(directory: Path, index: int, keys: dict[str, np.ndarray], columns: dict[str, np.ndarray], *,
