@@ -121,8 +121,7 @@ def test_two_processes_record_each_unit_once(tmp_path, task):
 @pytest.mark.distributed
 def test_two_processes_record_each_causal_lm_example_once(tmp_path):
     """Causal LM (SFT) under torchrun (CLI): every example once per epoch, train and validation, token counts right."""
-    import pyarrow.parquet as pq
-
+    from datacarto.dynamics.store import load_epoch_columns
     from datacarto.testing import make_tiny_causal_lm_dir, toy_instruction_words, toy_instructions
 
     rows = [{"prompt": r["prompt"], "response": r["response"]} for r in toy_instructions(N, seed=3)]
@@ -143,7 +142,7 @@ def test_two_processes_record_each_causal_lm_example_once(tmp_path):
     assert dyn.epochs == [0, 1] and dyn.manifest["task"] == "causal-lm"
     np.testing.assert_array_equal(dyn.ids, np.arange(N))
     assert np.isfinite(dyn.logits).all()
-    n_tokens = pq.read_table(out / "training_dynamics" / "epoch_001.parquet").to_pandas().sort_values("row_id")
+    n_tokens = load_epoch_columns(out, 1)
     want = [len(r["response"].split()) + 1 for r in rows]  # the response's words and the end token
     np.testing.assert_array_equal(n_tokens["n_tokens"], want)
     validation = load_dynamics(out, "validation")

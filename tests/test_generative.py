@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -48,8 +47,10 @@ def recomputed_nll(model, ds):
     return np.array(out)
 
 
-def epoch_stats(run, index):
-    return pq.read_table(f"{run}/training_dynamics/epoch_{index:03d}.parquet").to_pandas().set_index("row_id")
+def epoch_stats(run, index, split="train"):
+    from datacarto.dynamics.store import load_epoch_columns
+
+    return load_epoch_columns(run, index, split)
 
 
 def test_token_stats_match_a_per_row_loop():
@@ -122,8 +123,8 @@ def test_each_example_once_per_epoch_with_its_exact_nll(tmp_path, lm_dir, mode):
     assert list(examples["response"]) == [r["response"] for r in rows]  # records keep prompt and response
     validation = load_dynamics(tmp_path, "validation")  # evaluation dynamics: eval mode, reduced on the device
     assert validation.logits.shape == (8, 2, 2)
-    stats = pq.read_table(tmp_path / "training_dynamics/eval/validation/epoch_001.parquet").to_pandas()
-    np.testing.assert_allclose(stats.sort_values("row_id")["nll"], want[:8], atol=1e-5, rtol=0)
+    stats = epoch_stats(tmp_path, 1, "validation")
+    np.testing.assert_allclose(stats["nll"], want[:8], atol=1e-5, rtol=0)
 
 
 def test_per_token_loss_replaces_only_the_default_loss_and_restores_it(lm_dir):

@@ -108,7 +108,7 @@ def test_nan_logits_are_recorded_warned_and_counted(tmp_path):
 def test_writes_leave_no_temporary_files(tmp_path):
     _write(tmp_path)
     names = sorted(p.name for p in dynamics_dir(tmp_path / "run").iterdir())
-    assert names == ["epoch_000.parquet", "epoch_001.parquet", "epoch_002.parquet", "manifest.json"]
+    assert names == ["epoch_000.parquet", "epoch_001.parquet", "epoch_002.parquet", "manifest.json", "units.parquet"]
 
 
 def test_written_files_get_the_umask_mode_not_a_private_one(tmp_path):

@@ -20,6 +20,8 @@ _EXPORTS = {
     "Dynamics": "datacarto.dynamics.store",
     "DynamicsWriter": "datacarto.dynamics.store",
     "load_dynamics": "datacarto.dynamics.store",
+    "open_dynamics": "datacarto.dynamics.store",
+    "load_epoch_columns": "datacarto.dynamics.store",
     "load_examples": "datacarto.dynamics.store",
     "import_allenai": "datacarto.dynamics.interop",
     # comparing runs

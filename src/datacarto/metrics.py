@@ -52,7 +52,8 @@ def _unpack(dynamics: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise DatacartoError(
             f"compute_metrics expects a Dynamics or a tuple (ids, gold, logits), got {type(dynamics).__name__}"
         )
-    ids, gold, logits = np.asarray(ids), np.asarray(gold), np.asarray(logits)
+    ids, gold = np.asarray(ids), np.asarray(gold)
+    logits = logits if hasattr(logits, "blocks") else np.asarray(logits)  # a stored run's StoredLogits: streamed
     if logits.ndim != 3:
         hint = "; for a single epoch use logits[:, None, :]" if logits.ndim == 2 else ""
         raise DatacartoError(
@@ -126,7 +127,8 @@ def compute_metrics(dynamics: Any, burn_out: int | None = None, el2n_epoch: int 
     end). Columns: ``COLUMNS``, defined in docs/metrics.md; floats are float64, counts int32,
     ``gold`` int64. Math runs in float32 (float64 for float64 logits) with a max-subtracted softmax,
     means over epochs accumulated in float64: within about 1e-7 (relative) of float64 math.
-    Examples are processed in chunks, so peak memory is the result table plus a few MB.
+    Examples are processed in chunks, so peak memory is the result table plus a few MB; a stored
+    run opened with ``datacarto.dynamics.store.open_dynamics`` is read from disk in blocks of rows.
 
     ``variability_ci`` is the paper's ``include_ci`` variant ``sqrt(var + var**2 / (E - 1))``; with a
     single usable epoch it is 0 (var is 0), where the paper's code divides 0 by 0.
@@ -143,8 +145,8 @@ def compute_metrics(dynamics: Any, burn_out: int | None = None, el2n_epoch: int 
             raise DatacartoError(f"burn_out must be a whole number of epochs, got {burn_out!r}")
         if not 1 <= burn_out <= e_total:
             raise DatacartoError(f"burn_out must be between 1 and {e_total} (the recorded epochs), got {burn_out}")
-        logits = logits[:, : int(burn_out)]
     n, e, c = logits.shape
+    e = e if burn_out is None else int(burn_out)
     if isinstance(el2n_epoch, bool) or not isinstance(el2n_epoch, (int, np.integer)) or not -e <= el2n_epoch < e:
         raise DatacartoError(f"el2n_epoch must be an epoch index in {-e}..{e - 1}, got {el2n_epoch!r}")
     index = pd.Index(ids, name="row_id", copy=False)
@@ -158,9 +160,9 @@ def compute_metrics(dynamics: Any, burn_out: int | None = None, el2n_epoch: int 
     out["never_learned"] = np.empty(n, dtype=bool)
     step = max(1, _CHUNK_LOGITS // (e * c))
     bad_epochs = bad_examples = empty_examples = 0
-    for start in range(0, n, step):
-        sl = slice(start, min(n, start + step))
-        counts = _chunk_metrics(logits[sl], gold[sl], int(el2n_epoch), work, {k: v[sl] for k, v in out.items()})
+    for start, chunk in _chunks(logits, step, e):
+        sl = slice(start, start + chunk.shape[0])
+        counts = _chunk_metrics(chunk, gold[sl], int(el2n_epoch), work, {k: v[sl] for k, v in out.items()})
         bad_epochs += counts[0]
         bad_examples += counts[1]
         empty_examples += counts[2]
@@ -177,6 +179,18 @@ def compute_metrics(dynamics: Any, burn_out: int | None = None, el2n_epoch: int 
     table = {k: out[k] for k in COLUMNS}
     # copy=False keeps one block per column: no consolidation copy of the whole table.
     return pd.DataFrame(table, index=index, copy=False)
+
+
+def _chunks(logits, step: int, e: int):
+    """(first row, (m <= step, e, C) logits) over the rows: slices of an array, or the blocks of a
+    stored run (``datacarto.dynamics.store.StoredLogits``) read from disk one at a time."""
+    if isinstance(logits, np.ndarray):
+        for start in range(0, logits.shape[0], step):
+            yield start, logits[start:start + step, :e]
+        return
+    for first, block in logits.blocks(epochs=e):
+        for start in range(0, block.shape[0], step):
+            yield first + start, block[start:start + step]
 
 
 def _class_stats(X: np.ndarray, gold: np.ndarray):

@@ -24,7 +24,7 @@ from ..errors import DatacartoError
 from ..learning_check import learning_warning
 from ..metrics import COLUMNS, REGIONS
 from ..units import aggregate_units
-from .store import dynamics_dir, list_epoch_files, load_dynamics
+from .store import UNITS, dynamics_dir, list_epoch_files, load_dynamics, open_dynamics
 
 CACHE_FILE = "metrics.parquet"
 CACHE_KEY_FILE = "metrics.json"
@@ -34,11 +34,14 @@ _KEY_METADATA = b"datacarto.metrics_key"
 
 
 def _cache_key(directory: Path, burn_out: int | None) -> dict[str, Any]:
-    """What the cached table depends on: epoch files (name, size, mtime ns), burn_out, versions."""
+    """What the cached table depends on: epoch and units files (name, size, mtime ns), burn_out, versions."""
     from .. import __version__
 
     files = []
-    for path in list_epoch_files(directory).values():
+    paths = list(list_epoch_files(directory).values())
+    if paths and (directory / UNITS).is_file():
+        paths.append(directory / UNITS)
+    for path in paths:
         st = path.stat()
         files.append([path.name, int(st.st_size), int(st.st_mtime_ns)])
     if isinstance(burn_out, np.integer):
@@ -85,8 +88,11 @@ def _write_cache(directory: Path, key: dict[str, Any], df: pd.DataFrame) -> None
     table = pa.Table.from_pandas(df.reset_index(), preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), _KEY_METADATA: digest.encode()})
     try:
-        # Uncompressed: metric floats barely compress, and reading back is then about 2x faster.
-        atomic_write(directory / CACHE_FILE, lambda tmp: pq.write_table(table, tmp, compression="none"))
+        # Uncompressed: metric floats barely compress, and reading back is then about 2x faster. No
+        # dictionary for float columns: distinct values overflow it (half the write time at 1M rows, wasted).
+        dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+        atomic_write(directory / CACHE_FILE,
+                     lambda tmp: pq.write_table(table, tmp, compression="none", use_dictionary=dictionary))
         write_json_atomic(directory / CACHE_KEY_FILE, {"key": key, "digest": digest, "attrs": dict(df.attrs)})
     except OSError as e:  # e.g. a read-only run dir: the result is still good, only not cached
         warnings.warn(f"could not cache the metrics in {directory}: {e}", stacklevel=3)
@@ -97,7 +103,7 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
     """``compute_metrics`` of a stored run plus a ``region`` column (``assign_regions`` defaults), cached.
 
     Cached as ``metrics.parquet`` plus its key ``metrics.json`` in the split's dynamics folder;
-    recomputed only when the epoch files (names, sizes, mtimes in ns), ``burn_out`` or the
+    recomputed only when the epoch files or units.parquet (names, sizes, mtimes in ns), ``burn_out`` or the
     datacarto version change. The region thresholds are in ``result.attrs``. A run with several
     units per example (multi-label, token classification) gives one row per example with
     ``level="example"`` (:func:`datacarto.units.aggregate_units`) and one per unit with
@@ -115,7 +121,7 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
             cached = _generative(cached, run_dir, split, burn_out)
             _warn_if_barely_learned(cached, split)
             return cached
-    dyn = load_dynamics(run_dir, split)
+    dyn = open_dynamics(run_dir, split)  # the logits are read in blocks of rows: memory stays bounded
     df = _metrics.compute_metrics(dyn, burn_out=burn_out)  # by module: tests count calls
     region = _metrics.assign_regions(df)
     df["region"] = region

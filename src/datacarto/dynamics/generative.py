@@ -2,7 +2,7 @@
 
 Epoch files of a ``task: causal-lm`` run carry ``nll`` (mean token NLL of the response),
 ``token_accuracy`` and ``n_tokens`` per example (docs/format.md, docs/generative.md).
-``load_dynamics`` ignores them; :func:`load_token_stats` reads them, sorted by row id.
+``load_dynamics`` ignores them; :func:`load_token_stats` reads them, sorted by row id (format 1 or 2).
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import os
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..errors import DatacartoError
-from .store import dynamics_dir, list_epoch_files, read_manifest
+from .store import dynamics_dir, open_dynamics, read_manifest
 
 STATS = ("nll", "token_accuracy", "n_tokens")
 
@@ -25,28 +24,15 @@ def is_generative(run_dir: str | os.PathLike, split: str = "train") -> bool:
 
 def load_token_stats(run_dir: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(row ids (N,), {"nll", "token_accuracy", "n_tokens"}: (N, E) float64) of a causal-LM run."""
-    directory = dynamics_dir(run_dir, split)
-    files = list_epoch_files(directory)
-    if not files:
-        raise DatacartoError(f"no recorded epochs in {directory}")
-    ids, out = None, {name: [] for name in STATS}
-    for index in sorted(files):
-        table = pq.read_table(files[index], columns=["row_id", *STATS]) if _has_stats(files[index]) else None
-        if table is None:
-            raise DatacartoError(f"{files[index]} holds no per-token statistics (nll, token_accuracy, n_tokens): "
+    dyn = open_dynamics(run_dir, split)  # the epochs' keys checked once, logits not read
+    out = {name: [] for name in STATS}
+    for j, path in enumerate(dyn.logits.files.values()):
+        if not set(STATS) <= set(dyn.logits.columns(j)):
+            raise DatacartoError(f"{path} holds no per-token statistics (nll, token_accuracy, n_tokens): "
                                  "not a causal-LM run")
-        order = np.argsort(table.column("row_id").to_numpy(), kind="stable")
-        rows = table.column("row_id").to_numpy()[order]
-        if ids is not None and not np.array_equal(ids, rows):
-            raise DatacartoError(f"{files[index]}: its row ids differ from the first epoch's")
-        ids = rows
         for name in STATS:
-            out[name].append(table.column(name).to_numpy().astype(np.float64)[order])
-    return ids, {name: np.stack(values, axis=1) for name, values in out.items()}
-
-
-def _has_stats(path) -> bool:
-    return set(STATS) <= set(pq.read_schema(path).names)
+            out[name].append(dyn.logits.column(j, name).astype(np.float64))
+    return dyn.ids, {name: np.stack(values, axis=1) for name, values in out.items()}
 
 
 def loss_trajectories(run_dir: str | os.PathLike, split: str = "train") -> pd.DataFrame:

@@ -1,13 +1,16 @@
-"""On-disk store of training dynamics: one Parquet file per epoch, examples, manifest.
+"""On-disk store of training dynamics: units once, one Parquet file of logits per epoch, examples, manifest.
 
 Layout under ``<output_dir>/training_dynamics/`` (see docs/format.md)::
 
     manifest.json            what was recorded: model, data, labels, mode, epochs, versions
     examples.parquet         row_id, fingerprint, label and the text columns (for tooltips)
-    epoch_000.parquet ...    row_id (int64), gold (int32), logits (fixed_size_list<float32>[C])
+    units.parquet            row_id (int64), gold (int32) [, sub_id]: the split's units, once, sorted
+    epoch_000.parquet ...    logits (fixed_size_list<float32>[C]) in the order of units.parquet
+                             [, filled, a causal LM's nll, token_accuracy, n_tokens]
     eval/<split>/...         the same files for each evaluation split (validation, test, ...)
 
-Every file is written atomically, so a crash leaves the finished epochs intact.
+Format-1 runs (every epoch file holding row_id and gold) still load (:mod:`.epochs`). Every file is
+written atomically, so a crash leaves the finished epochs intact.
 """
 
 from __future__ import annotations
@@ -25,18 +28,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .._io import write_json_atomic, write_table_atomic
 from ..errors import DatacartoError
+from .epochs import (
+    FORMAT_VERSION,
+    LOGITS_DTYPE,
+    SUB_BITS,
+    UNITS,
+    StoredLogits,
+    epoch_path,
+    list_epoch_files,
+    read_table,
+    write_epoch_file,
+)
+
+__all__ = ["DYNAMICS_DIRNAME", "EXAMPLES", "FORMAT_VERSION", "LOGITS_DTYPE", "MANIFEST", "UNITS", "Dynamics",
+           "DynamicsWriter", "StoredLogits", "check_split_name", "dataset_fingerprint", "dynamics_dir", "epoch_path",
+           "example_fingerprints", "list_epoch_files", "load_dynamics", "load_epoch_columns", "load_examples",
+           "open_dynamics", "package_versions", "read_manifest"]
 
 DYNAMICS_DIRNAME = "training_dynamics"
 MANIFEST = "manifest.json"
 EXAMPLES = "examples.parquet"
-FORMAT_VERSION = 1
-LOGITS_DTYPE = np.float32
-_SUB_BITS = 24  # a unit's key while loading: row_id << 24 | sub_id (up to 16M units per example)
-_EPOCH_RE = re.compile(r"epoch_(\d+)\.parquet")
 _SPLIT_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -67,23 +81,6 @@ def dynamics_dir(run_dir: str | os.PathLike, split: str = "train") -> Path:
     if split in ("train", None):
         return base
     return base / "eval" / split
-
-
-def epoch_path(directory: Path, index: int) -> Path:
-    return Path(directory) / f"epoch_{int(index):03d}.parquet"
-
-
-def list_epoch_files(directory: str | os.PathLike) -> dict[int, Path]:
-    """Map epoch (snapshot) index -> file, for the epoch files present in ``directory``."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return {}
-    found = {}
-    for p in directory.iterdir():
-        m = _EPOCH_RE.fullmatch(p.name)
-        if m:
-            found[int(m.group(1))] = p
-    return dict(sorted(found.items()))
 
 
 _KINDS = {
@@ -170,11 +167,6 @@ def _label_array(labels) -> pa.Array:
     return pa.array(np.asarray(labels, dtype=np.int64))
 
 
-def _logits_array(logits: np.ndarray) -> pa.FixedSizeListArray:
-    logits = np.ascontiguousarray(logits, dtype=LOGITS_DTYPE)
-    return pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), logits.shape[1])
-
-
 class DynamicsWriter:
     """Writes one split's dynamics; the recorder and the importers both use it."""
 
@@ -185,9 +177,18 @@ class DynamicsWriter:
     def manifest(self) -> dict[str, Any]:
         return read_manifest(self.directory)
 
+    def store_format(self) -> int:
+        """The folder's format: its manifest's; else 1 if it holds epochs without units.parquet; else 2."""
+        version = self.manifest.get("format_version")
+        if version is not None:
+            return int(version)
+        old = list_epoch_files(self.directory) and not (self.directory / UNITS).is_file()
+        return 1 if old else FORMAT_VERSION
+
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         manifest = self.manifest
-        manifest.setdefault("format_version", FORMAT_VERSION)
+        if "format_version" not in manifest:
+            manifest["format_version"] = self.store_format()
         manifest.setdefault("logits_dtype", np.dtype(LOGITS_DTYPE).name)
         manifest.update(fields)
         write_json_atomic(self.directory / MANIFEST, manifest)
@@ -228,6 +229,9 @@ class DynamicsWriter:
         ``sub_ids``: with several units per example (labels, words), each unit's index in its
         example; units are then keyed by ``(row_id, sub_id)``. ``extra``: more float32 columns by
         name (a causal LM's ``nll``, ``token_accuracy``, ``n_tokens``; docs/format.md).
+        A format-2 store keeps the keys (row_id, gold, sub_id) in units.parquet, written with the first
+        epoch, and stores the columns of an epoch over the same units in their order; a format-1 store
+        (a resumed old run) keeps writing keys into every epoch file.
         """
         row_ids = np.asarray(row_ids, dtype=np.int64)
         gold = np.asarray(gold, dtype=np.int32)
@@ -239,16 +243,17 @@ class DynamicsWriter:
         nan_rows = int(np.isnan(logits).any(axis=1).sum())
         if nan_rows:
             warnings.warn(f"epoch {index}: {nan_rows} examples have NaN logits (recorded as NaN)", stacklevel=2)
-        columns = {"row_id": row_ids, "gold": gold, "logits": _logits_array(logits)}
+        keys = {"row_id": row_ids, "gold": gold}
         if sub_ids is not None:
-            columns["sub_id"] = pa.array(np.asarray(sub_ids, dtype=np.int32))
+            keys["sub_id"] = np.asarray(sub_ids, dtype=np.int32)
+        columns = {"logits": logits}
         for name, values in (extra or {}).items():
-            columns[name] = pa.array(np.asarray(values, dtype=np.float32))
+            columns[name] = np.asarray(values, dtype=np.float32)
         n_filled = 0
         if filled is not None and np.any(filled):
-            columns["filled"] = pa.array(np.asarray(filled, dtype=bool))
+            columns["filled"] = np.asarray(filled, dtype=bool)
             n_filled = int(np.sum(filled))
-        write_table_atomic(epoch_path(self.directory, index), pa.table(columns))
+        write_epoch_file(self.directory, index, keys, columns, shared=self.store_format() >= 2)
         manifest = self.manifest
         snapshots = manifest.get("snapshots", {})
         snapshots[str(int(index))] = {
@@ -274,11 +279,12 @@ class Dynamics:
     Rows are sorted by row id. Unpacks as ``ids, gold, logits = load_dynamics(run)``. A task with
     several units per example (multi-label, token classification) has one row per unit: ``ids``
     are unit ids 0..U-1 in ``(row_id, sub_id)`` order, and ``row_ids``/``sub_ids`` say which.
+    ``logits`` is an array from ``load_dynamics`` and a :class:`StoredLogits` from ``open_dynamics``.
     """
 
     ids: np.ndarray
     gold: np.ndarray
-    logits: np.ndarray
+    logits: np.ndarray | StoredLogits
     manifest: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
     epochs: list[int] = field(default_factory=list)
@@ -317,42 +323,15 @@ class Dynamics:
         return _read_examples(self.directory / EXAMPLES)
 
 
-def _read_table(path: Path) -> pa.Table:
-    try:
-        return pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise DatacartoError(f"unreadable or partial dynamics file {path}: {e}") from e
-
-
-def _read_epoch(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    table = _read_table(path)
-    missing = {"row_id", "gold", "logits"} - set(table.column_names)
-    if missing:
-        raise DatacartoError(f"{path} is not a datacarto epoch file: missing columns {sorted(missing)}")
-    col = table.column("logits").combine_chunks()
-    if not pa.types.is_fixed_size_list(col.type):
-        raise DatacartoError(f"{path}: column 'logits' must be a fixed-size list, got {col.type}")
-    c = col.type.list_size
-    logits = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, c)
-    ids = table.column("row_id").to_numpy()
-    if "sub_id" in table.column_names:  # units: one key per (row_id, sub_id), ordered like the pair
-        ids = (ids.astype(np.int64) << _SUB_BITS) | table.column("sub_id").to_numpy().astype(np.int64)
-    gold = table.column("gold").to_numpy()
-    return ids, gold, logits
-
-
-def load_dynamics(run_dir: str | os.PathLike, split: str = "train", *,
-                  epochs: list[int] | None = None) -> Dynamics:
-    """Load every recorded epoch of ``split`` as arrays sorted by row id.
-
-    Raises DatacartoError when nothing is recorded, a file is unreadable, or epochs cover
-    different examples.
-    """
-    directory = dynamics_dir(run_dir, split)
+def _epoch_files(directory: Path, manifest: dict[str, Any], epochs: list[int] | None) -> dict[int, Path]:
+    """The epoch files to load: every one recorded, or ``epochs``; DatacartoError if any is missing."""
     files = list_epoch_files(directory)
-    manifest = read_manifest(directory)
     if not files:
         raise DatacartoError(f"no training dynamics found in {directory} (expected epoch_*.parquet files)")
+    version = manifest.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DatacartoError(f"{directory / MANIFEST}: format_version {version!r}: written by a newer datacarto "
+                             f"(this one reads formats 1 to {FORMAT_VERSION}); upgrade datacarto")
     listed = manifest.get("epochs")
     if listed:
         lost = sorted(set(int(e) for e in listed) - set(files))
@@ -363,41 +342,55 @@ def load_dynamics(run_dir: str | os.PathLike, split: str = "train", *,
         if unknown:
             raise DatacartoError(f"{directory}: no recorded epochs {unknown}; recorded: {sorted(files)}")
         files = {e: files[e] for e in sorted(epochs)}
+    return files
 
-    first = None  # (index, sorted ids, gold sorted by id)
-    out = None
-    for j, (index, path) in enumerate(files.items()):
-        ids, g, logits = _read_epoch(path)
-        order = None if ids.size < 2 or bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
-        if order is not None:  # the recorder writes sorted ids; other writers may not
-            ids, g = ids[order], g[order]
-        if first is None:
-            if ids.size and np.any(ids[1:] == ids[:-1]):
-                raise DatacartoError(f"{path}: duplicate row ids")
-            first = (index, ids, g)
-            out = np.empty((ids.shape[0], len(files), logits.shape[1]), dtype=LOGITS_DTYPE)
-        else:
-            if logits.shape[1] != out.shape[2]:
-                raise DatacartoError(f"{path}: {logits.shape[1]} classes, epoch {first[0]} has {out.shape[2]}")
-            if not np.array_equal(ids, first[1]):
-                raise DatacartoError(
-                    f"epoch {index} covers {ids.shape[0]} examples and epoch {first[0]} covers "
-                    f"{first[1].shape[0]}, not the same row ids: epochs must cover the same examples"
-                )
-            if not np.array_equal(g, first[2]):
-                raise DatacartoError(f"epoch {index}: gold labels differ from epoch {first[0]}")
-        out[:, j, :] = logits if order is None else logits[order]
-    first_ids, gold = first[1], first[2]
-    units = {}
-    if "sub_id" in pq.read_schema(next(iter(files.values()))).names:
-        units = {"row_ids": first_ids >> _SUB_BITS, "sub_ids": first_ids & ((1 << _SUB_BITS) - 1)}
-        first_ids = np.arange(first_ids.shape[0], dtype=np.int64)
-    return Dynamics(ids=first_ids, gold=gold.astype(np.int64), logits=out, manifest=manifest,
+
+def open_dynamics(run_dir: str | os.PathLike, split: str = "train", *,
+                  epochs: list[int] | None = None) -> Dynamics:
+    """``load_dynamics`` without reading the logits: ``logits`` is a :class:`StoredLogits`.
+
+    Its ``blocks()`` read the epochs in blocks of rows, so :func:`datacarto.metrics.compute_metrics`
+    of it holds one block at a time, never the (N, E, C) array. The same checks as ``load_dynamics``.
+    """
+    directory = dynamics_dir(run_dir, split)
+    manifest = read_manifest(directory)
+    files = _epoch_files(directory, manifest, epochs)
+    stored = StoredLogits(directory, files)
+    ids, units = stored.keys, {}
+    if stored.unit_level:  # units: one key per (row_id, sub_id), ordered like the pair
+        units = {"row_ids": ids >> SUB_BITS, "sub_ids": ids & ((1 << SUB_BITS) - 1)}
+        ids = np.arange(ids.shape[0], dtype=np.int64)
+    return Dynamics(ids=ids, gold=stored.gold.astype(np.int64), logits=stored, manifest=manifest,
                     directory=directory, epochs=list(files), **units)
 
 
+def load_dynamics(run_dir: str | os.PathLike, split: str = "train", *,
+                  epochs: list[int] | None = None) -> Dynamics:
+    """Load every recorded epoch of ``split`` as arrays sorted by row id.
+
+    Raises DatacartoError when nothing is recorded, a file is unreadable, or epochs cover
+    different examples. Reads format 1 (keys in every epoch file) and format 2 (units.parquet).
+    """
+    dyn = open_dynamics(run_dir, split, epochs=epochs)
+    dyn.logits = dyn.logits.read()
+    return dyn
+
+
+def load_epoch_columns(run_dir: str | os.PathLike, index: int, split: str = "train") -> pd.DataFrame:
+    """One snapshot's per-row columns besides the logits (gold, ``filled``, a causal LM's ``nll``, ...).
+
+    Indexed by ``row_id`` in key order; a run with several units per example adds ``sub_id``.
+    """
+    dyn = open_dynamics(run_dir, split, epochs=[index])
+    frame = {"gold": dyn.gold}
+    if dyn.unit_level:
+        frame["sub_id"] = dyn.sub_ids
+    frame.update({name: dyn.logits.column(0, name) for name in dyn.logits.columns(0)})
+    return pd.DataFrame(frame, index=pd.Index(dyn.row_ids if dyn.unit_level else dyn.ids, name="row_id"))
+
+
 def _read_examples(path: Path) -> pd.DataFrame:
-    df = _read_table(path).to_pandas()
+    df = read_table(path).to_pandas()
     if "row_id" not in df.columns:
         raise DatacartoError(f"{path}: no row_id column")
     return df.set_index("row_id").sort_index()

@@ -153,7 +153,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
 def merge_folds(out: Path, fold_of: np.ndarray, fold_dirs: list[Path], *, dynamics: str = "out-of-sample",
                 meta: dict | None = None) -> None:
     """Merge the fold runs under ``out``: the out-of-sample and the in-sample store."""
-    from ..dynamics.store import DYNAMICS_DIRNAME
+    from ..dynamics.store import DYNAMICS_DIRNAME, UNITS
 
     main = Path(out) / DYNAMICS_DIRNAME
     places = {"out-of-sample": main, "in-sample": main / "eval" / "insample"}
@@ -164,7 +164,8 @@ def merge_folds(out: Path, fold_of: np.ndarray, fold_dirs: list[Path], *, dynami
             shutil.rmtree(path)
     if main.is_dir():  # an earlier merge: its files go, other eval splits stay
         for path in [*main.glob("epoch_*.parquet"), *(main / n for n in ("metrics.parquet", "metrics.json",
-                                                                          "manifest.json", "examples.parquet"))]:
+                                                                          "manifest.json", "examples.parquet",
+                                                                          UNITS))]:
             path.unlink(missing_ok=True)
     held = [_held_rows(fold_of, k) for k in range(len(fold_dirs))]
     trained = [np.load(d / "train_rows.npy") for d in fold_dirs]
