@@ -75,7 +75,7 @@ def build_world(w: Path, tiny_model: str) -> Path:
     _write_store(w / "run" / "training_dynamics" / "eval" / "validation", val, 2, seed=1)
     shutil.copytree(tiny_model, w / "run" / "model")
     export_allenai(w / "run", w / "paper")
-    from datacarto.metrics import get_metrics
+    from datacarto.dynamics.cache import get_metrics
 
     for split in ("train", "validation"):  # the metrics cache exists: a command must keep it as it is
         get_metrics(w / "run", split)

@@ -409,16 +409,3 @@ def assign_regions(
                        name="region")
     region.attrs.update(attrs)
     return region
-
-
-# ----------------------------------------------------------------------------------------------
-# the cached metrics of a run moved to datacarto.dynamics.cache (this module stays free of the store)
-
-
-def __getattr__(name: str):
-    """``datacarto.metrics.get_metrics`` keeps working (lazy re-export of the run-folder cache)."""
-    if name in ("get_metrics", "CACHE_FILE", "CACHE_KEY_FILE", "CACHE_SCHEMA"):
-        from .dynamics import cache
-
-        return getattr(cache, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

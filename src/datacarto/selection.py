@@ -396,18 +396,3 @@ def random_control(n_or_ids: int | Iterable[int], metrics: pd.DataFrame, *, matc
         parts.append(rng.choice(members, quotas[label], replace=False))
     out = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     return np.sort(out).astype(np.int64)
-
-
-# ----------------------------------------------------------------------------------------------
-# run-folder I/O, moved to datacarto.dynamics.subsets (this module stays free of the store)
-
-_MOVED = ("focused_dataset", "export_subset", "get_focused_sets", "get_focussed_sets")
-
-
-def __getattr__(name: str):
-    """``datacarto.selection.focused_dataset`` and the other moved names keep working (lazy re-export)."""
-    if name in _MOVED:
-        from .dynamics import subsets
-
-        return getattr(subsets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

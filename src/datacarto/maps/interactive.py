@@ -236,7 +236,7 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
     check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
     if color_by == "region" and "region" not in metrics.columns:
         raise DatacartoError("color_by='region' needs a 'region' column in the metrics table "
-                             "(datacarto.metrics.get_metrics or assign_regions adds it)")
+                             "(datacarto.get_metrics or assign_regions adds it)")
     n_total = len(metrics)
     positions = subsample(n_total, max_points, seed)
     table = metrics.iloc[positions] if positions.size < n_total else metrics
