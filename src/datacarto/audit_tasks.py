@@ -19,14 +19,12 @@ import pandas as pd
 
 from .audit import AuditResult, audit_frame
 from .errors import DatacartoError
+from .metrics import score_directions
 from .noise import check_score_names, inject_label_noise
 from .task_options import task_arguments
 
 FLAGS = "noisy_units"  # per example: one bool per unit (the labels or words that were changed)
 CORRUPTED = "corrupted"  # causal LM: the response is another example's
-#: the scores of a causal-LM audit and which end is suspicious (nll: mean token NLL over epochs)
-GENERATIVE_SCORES = {"confidence": "low", "correctness": "low", "nll": "high", "last_loss": "high",
-                     "variability": "high", "aum": "low"}
 
 
 def corrupt_responses(responses: list, share: float, *, seed: int = 0) -> tuple[list, np.ndarray]:
@@ -78,7 +76,7 @@ def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1,
     truth = pd.Series(frame[CORRUPTED].to_numpy()[metrics.index.to_numpy()], index=metrics.index)
     config = {"task": "causal-lm", "model": str(model), "noise": float(noise), "seed": int(seed), "unit": "example",
               "noise_kind": "swapped responses", "noisy_train": str(noisy_file)}
-    chosen = {k: v for k, v in GENERATIVE_SCORES.items() if scores is None or k in scores}
+    chosen = {k: v for k, v in score_directions("responses").items() if scores is None or k in scores}
     return audit_frame(metrics, truth, result.output_dir, scores=chosen, config=config)
 
 
