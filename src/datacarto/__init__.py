@@ -33,6 +33,9 @@ _EXPORTS = {
     "assign_regions": "datacarto.metrics",
     "get_metrics": "datacarto.dynamics.cache",
     "REGIONS": "datacarto.metrics",
+    "SCORES": "datacarto.metrics",
+    "Score": "datacarto.metrics",
+    "register_score": "datacarto.metrics",
     # selection
     "select": "datacarto.selection",
     "random_control": "datacarto.selection",
