@@ -91,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(ns.threads)
 
     from datacarto.data import load_table
-    from datacarto.evaluation import eval_regions, evaluate_by_region
-    from datacarto.metrics import get_metrics
+    from datacarto.dynamics.cache import eval_regions, get_metrics
+    from datacarto.evaluation import evaluate_by_region
     from datacarto.selection import random_control, select
     from datacarto.train.baseline import train_baseline
-    from datacarto.train.ensemble import EnsembleTrainer
+    from datacarto.train.ensemble import Ensemble
     from datacarto.train.focused import train_focused
 
     data = Path(ns.data_dir)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     kw = {"text_columns": ["premise", "hypothesis"], "label_names": LABELS, "max_length": ns.max_length,
           "args": args, "cache": cache}
     dirs = {"baseline": base.model_dir, "focused": runs["focused"].model_dir, "random": runs["random"].model_dir}
-    members = EnsembleTrainer(list(dirs.values()), names=list(dirs), **kw)
+    members = Ensemble(list(dirs.values()), names=list(dirs), **kw)
     val_logits = members.member_predictions(validation)
     test_logits = members.member_predictions(test)
     rows = []
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"model": name, "weights": "", "tuned_on": ""})
     for other in ("focused", "random"):
         for tuned in (True, False):
-            ens = EnsembleTrainer([dirs["baseline"], dirs[other]], weights=None if tuned else [0.5, 0.5],
+            ens = Ensemble([dirs["baseline"], dirs[other]], weights=None if tuned else [0.5, 0.5],
                                   names=["baseline", other], **kw)
             if tuned:
                 ens.tune(validation, step=0.05)

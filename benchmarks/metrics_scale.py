@@ -28,8 +28,9 @@ import tracemalloc
 
 import numpy as np
 
+from datacarto.dynamics.cache import get_metrics
 from datacarto.dynamics.store import DynamicsWriter, dynamics_dir, load_dynamics
-from datacarto.metrics import assign_regions, compute_metrics, get_metrics
+from datacarto.metrics import assign_regions, compute_metrics
 
 
 def synthetic_dynamics(n: int, epochs: int, classes: int, seed: int = 0):

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from datacarto.audit import (
-    SCORE_DIRECTIONS,
     audit_scores,
     chance_level,
     inject_label_noise,
@@ -20,6 +19,9 @@ from datacarto.audit import (
     precision_recall_at_k,
 )
 from datacarto.errors import DatacartoError
+from datacarto.metrics import score_directions
+
+SCORE_DIRECTIONS = score_directions("labels")  # what a label audit ranks by default
 
 # ----------------------------------------------------------------------------------------------
 # noise injection

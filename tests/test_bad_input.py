@@ -78,7 +78,7 @@ def build_world(w: Path, tiny_model: str) -> Path:
     _write_store(w / "run" / "training_dynamics" / "eval" / "validation", val, 2, seed=1)
     shutil.copytree(tiny_model, w / "run" / "model")
     export_allenai(w / "run", w / "paper")
-    from datacarto.metrics import get_metrics
+    from datacarto.dynamics.cache import get_metrics
 
     for split in ("train", "validation"):  # the metrics cache exists: a command must keep it as it is
         get_metrics(w / "run", split)
@@ -196,7 +196,7 @@ RAISES = "{{ raise_exception('this template takes no user turn') }}"
 UNSAFE = "{{ messages.__class__.__mro__ }}"  # jinja's sandbox stops it
 
 
-def _chat_lm(template: str):
+def _chat_lm(template: str | None):
     """lm/: a tiny causal LM whose tokenizer has ``template`` as its chat template; sft.jsonl: prompt/response rows."""
     def setup(w):
         from transformers import AutoTokenizer
@@ -204,10 +204,13 @@ def _chat_lm(template: str):
         from datacarto.testing import make_tiny_causal_lm_dir, toy_instruction_words, toy_instructions
 
         make_tiny_causal_lm_dir(w / "lm", toy_instruction_words())
-        tokenizer = AutoTokenizer.from_pretrained(w / "lm")
-        tokenizer.chat_template = template
-        tokenizer.save_pretrained(w / "lm")
+        if template is not None:
+            tokenizer = AutoTokenizer.from_pretrained(w / "lm")
+            tokenizer.chat_template = template
+            tokenizer.save_pretrained(w / "lm")
         write_jsonl(w / "sft.jsonl", toy_instructions(12, seed=1))
+        write_jsonl(w / "sft_clean.jsonl", [{k: r[k] for k in ("prompt", "response")}
+                                            for r in toy_instructions(12, seed=1)])
     return setup
 
 
@@ -434,6 +437,9 @@ CASES = [
          lambda w: _noisy_run(w, flags=[i % 5 == 0 for i in range(30)])),
     Case("audit-train-unknown-score", f"audit --model {{w}}/model --dataset {{w}}/train.jsonl --scores shininess "
          f"--output-dir {{w}}/a {FAST}", "shininess"),  # trains first, then refuses
+    Case("audit-causal-lm-unknown-score", f"audit --model {{w}}/lm --dataset {{w}}/sft_clean.jsonl --task causal-lm "
+         f"--prompt-column prompt --response-column response --scores shininess --output-dir {{w}}/a {FAST}",
+         "unknown score(s) ['shininess']", _chat_lm(None)),
     Case("audit-missing-run", "audit --run {w}/nope", "not found"),
     Case("audit-split-escapes", "audit --run {w}/run --split ../x", "invalid split name"),
     Case("audit-non-numeric-noisy-column", "audit --run {w}/nrun --noisy-column is_flipped", "is_flipped",

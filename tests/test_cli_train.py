@@ -41,8 +41,8 @@ def test_train_records_with_every_training_arguments_flag(tmp_path, tiny_model, 
 
 def test_train_with_a_test_set_records_it_every_epoch(tmp_path, tiny_model, toy_rows, capsys):
     """--test: predicted at each epoch end, so test examples get dynamics (and regions) too."""
-    from datacarto.evaluation import eval_regions
-    from datacarto.train.ensemble import EnsembleTrainer
+    from datacarto.dynamics.cache import eval_regions
+    from datacarto.train.ensemble import Ensemble
 
     train = write_jsonl(tmp_path / "train.jsonl", toy_rows[:40])
     test = write_jsonl(tmp_path / "test.jsonl", toy_rows[40:])
@@ -56,7 +56,7 @@ def test_train_with_a_test_set_records_it_every_epoch(tmp_path, tiny_model, toy_
     np.testing.assert_array_equal(dyn.gold, [r["label"] for r in toy_rows[40:]])
     assert load_examples(out, "test")["hypothesis"].tolist() == [r["hypothesis"] for r in toy_rows[40:]]
     # the last snapshot is the final model's prediction
-    fresh = EnsembleTrainer([str(out / "model")], text_columns=["premise", "hypothesis"],
+    fresh = Ensemble([str(out / "model")], text_columns=["premise", "hypothesis"],
                             args={"use_cpu": True}).member_logits(test, split="test")[0]
     np.testing.assert_allclose(dyn.logits[:, -1, :], fresh, rtol=1e-4, atol=1e-4)
     assert len(eval_regions(out, "test")) == 20

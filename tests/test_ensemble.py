@@ -1,4 +1,4 @@
-"""EnsembleTrainer and `datacarto ensemble`: exact weights, tuning on validation only, caching, probs mode."""
+"""Ensemble and `datacarto ensemble`: exact weights, tuning on validation only, caching, probs mode."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import torch
 
 from conftest import cli_fails, training_args, write_jsonl
 from datacarto.cli import main
+from datacarto.ensemble_weights import combine_logits, simplex_grid, tune_weights
 from datacarto.errors import DatacartoError
 from datacarto.testing import make_tiny_model_dir, toy_nli
-from datacarto.train.ensemble import EnsembleTrainer, combine_logits, simplex_grid, tune_weights
+from datacarto.train.ensemble import Ensemble
 
 
 def _own_predictions(model_dir, data_file, batch_size=64):
-    """A model's logits through the standard Trainer.predict path, independent of EnsembleTrainer."""
+    """A model's logits through the standard Trainer.predict path, independent of Ensemble."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -81,7 +82,7 @@ def setup(tmp_path_factory, toy_rows):
 
 
 def test_weights_one_zero_reproduce_model_a_exactly(setup):
-    ens = EnsembleTrainer([setup["a"], setup["b"]], weights=[1, 0])
+    ens = Ensemble([setup["a"], setup["b"]], weights=[1, 0])
     out = ens.predict(setup["test"])
     own = _own_predictions(setup["a"], setup["test"])
     assert out.predictions.dtype == own.dtype
@@ -99,7 +100,7 @@ def test_weights_one_zero_reproduce_model_a_exactly(setup):
 
 
 def test_tuning_never_reads_the_test_split(setup):
-    ens = EnsembleTrainer([setup["a"], setup["b"]])
+    ens = Ensemble([setup["a"], setup["b"]])
     val_fp, test_fp = ens.fingerprint(setup["val_a"]), ens.fingerprint(setup["test_b"])
     weights = ens.tune(setup["val_a"], step=0.1)
     np.testing.assert_array_equal(weights, [1.0, 0.0])
@@ -120,7 +121,7 @@ def test_tuning_never_reads_the_test_split(setup):
 def test_tuning_then_evaluating_costs_no_extra_forward_pass(setup):
     from datacarto.data import load_table
 
-    ens = EnsembleTrainer([setup["a"], setup["b"]])
+    ens = Ensemble([setup["a"], setup["b"]])
     ens.tune(setup["val"])
     assert ens.forward_passes == [1, 1]
     with pytest.warns(UserWarning, match="optimistic"):
@@ -137,7 +138,7 @@ def test_members_with_their_own_tokenizers(setup, toy_rows):
     # C: a different vocabulary (extra words first), so token ids differ from A's tokenizer
     texts = ["zebra quartz " * 3] + [r["premise"] + " " + r["hypothesis"] for r in toy_rows]
     c = make_tiny_model_dir(setup["start"] + "-other-vocab", texts, dropout=0.0, seed=3)
-    ens = EnsembleTrainer([setup["a"], c], weights=[0.5, 0.5])
+    ens = Ensemble([setup["a"], c], weights=[0.5, 0.5])
     members = ens.member_logits(setup["test"])
     np.testing.assert_array_equal(members[1], _own_predictions(c, setup["test"]))
     np.testing.assert_array_equal(members[0], _own_predictions(setup["a"], setup["test"]))
@@ -146,7 +147,7 @@ def test_members_with_their_own_tokenizers(setup, toy_rows):
 
 
 def test_probs_mode(setup):
-    ens = EnsembleTrainer([setup["a"], setup["b"]], weights=[3, 1], combine="probs")
+    ens = Ensemble([setup["a"], setup["b"]], weights=[3, 1], combine="probs")
     out = ens.predict(setup["test"])
     la, lb = ens.member_logits(setup["test"])
     mixed = 0.75 * torch.softmax(torch.tensor(la, dtype=torch.float64), -1) + \
@@ -160,7 +161,7 @@ def test_probs_mode(setup):
 
 
 def test_three_real_members_tuned_never_worse_than_the_best_member_on_validation(setup):
-    ens = EnsembleTrainer([setup["b"], setup["start"], setup["a"]])
+    ens = Ensemble([setup["b"], setup["start"], setup["a"]])
     ens.tune(setup["val"], step=0.1)
     members = ens.member_logits(setup["val"])
     with pytest.warns(UserWarning, match="optimistic"):
@@ -325,7 +326,7 @@ def test_option_checks_run_before_any_model_loads(tmp_path, capsys, monkeypatch,
     def no_models(*a, **k):
         raise AssertionError("a model was loaded before the options were checked")
 
-    monkeypatch.setattr(ensemble.EnsembleTrainer, "_load_members", no_models)
+    monkeypatch.setattr(ensemble.Ensemble, "_load_members", no_models)
     data = write_jsonl(tmp_path / "d.jsonl", toy_nli(6))
     argv = ["ensemble", "--models", "m1", "m2", "--dataset", data, *extra]
     if "--weights" not in extra:

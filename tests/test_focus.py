@@ -11,8 +11,9 @@ import pytest
 from conftest import cli_fails, training_args, write_jsonl
 from datacarto import load_dynamics, load_examples
 from datacarto.cli import main
+from datacarto.dynamics.cache import eval_regions
 from datacarto.errors import DatacartoError
-from datacarto.evaluation import eval_regions, evaluate_by_region
+from datacarto.evaluation import evaluate_by_region
 from datacarto.testing import toy_nli
 from datacarto.train.focused import start_model, train_focused
 from datacarto.train.losses import weighted_loss
@@ -85,7 +86,7 @@ def test_focused_run_records_its_subset_and_keeps_baseline_row_ids(run, tmp_path
 
 
 def test_subset_file_from_select_and_weighted_loss_is_reindexed(run, tmp_path):
-    from datacarto.selection import export_subset, focused_dataset
+    from datacarto.dynamics.subsets import export_subset, focused_dataset
 
     out, _ = run
     ids = np.arange(30, 60)  # none of positions 0..29

@@ -15,9 +15,10 @@ import pytest
 
 from datacarto import metrics as M
 from datacarto.cli import main as cli_main
+from datacarto.dynamics.cache import get_metrics
 from datacarto.dynamics.store import DynamicsWriter, dynamics_dir, list_epoch_files
 from datacarto.errors import DatacartoError
-from datacarto.metrics import REGIONS, assign_regions, compute_metrics, get_metrics
+from datacarto.metrics import REGIONS, assign_regions, compute_metrics
 
 FLOAT_COLUMNS = ["confidence", "variability", "variability_ci", "correctness", "threshold_closeness", "aum",
                  "aleatoric", "el2n", "el2n_mean", "entropy", "last_prob", "last_loss", "self_confidence"]

@@ -13,7 +13,7 @@ from datacarto.cli import main as cli_main
 from datacarto.demo_data import LABEL_NAMES, write_demo_dataset
 from datacarto.errors import DatacartoError
 from datacarto.pipeline import STAGES, PipelineConfig, load_predictions, run_pipeline
-from datacarto.report import pct
+from datacarto.pipeline.report import pct
 
 # not in alphabetical order: results keep the config's order although stored records sort their keys
 RECIPES = [{"name": "hard", "region": "hard-to-learn", "fraction": 0.2},
@@ -112,18 +112,18 @@ def test_dynamics_and_metrics(first_run):
 def test_baseline_validation_logits_are_the_final_models(first_run, data_files):
     """The baseline's validation predictions reuse its last evaluation: check them against a fresh pass."""
     from datacarto.dynamics.store import load_dynamics
-    from datacarto.train.ensemble import EnsembleTrainer
+    from datacarto.train.ensemble import Ensemble
 
     stored = load_predictions(first_run.output_dir / "predictions" / "baseline.npz")["validation"]
     last_eval = load_dynamics(first_run.baseline_dir, "validation").logits[:, -1, :]
     np.testing.assert_array_equal(stored, last_eval)
     stored_test = load_predictions(first_run.output_dir / "predictions" / "baseline.npz")["test"]
     np.testing.assert_array_equal(stored_test, load_dynamics(first_run.baseline_dir, "test").logits[:, -1, :])
-    fresh_test = EnsembleTrainer([first_run.models["baseline"]], text_columns=["premise", "hypothesis"],
+    fresh_test = Ensemble([first_run.models["baseline"]], text_columns=["premise", "hypothesis"],
                                  max_length=48, args={"use_cpu": True}).member_logits(
         str(data_files["test"]), split="test")[0]
     np.testing.assert_allclose(stored_test, fresh_test, rtol=1e-4, atol=1e-4)
-    fresh = EnsembleTrainer([first_run.models["baseline"]], text_columns=["premise", "hypothesis"], max_length=48,
+    fresh = Ensemble([first_run.models["baseline"]], text_columns=["premise", "hypothesis"], max_length=48,
                             args={"use_cpu": True}).member_logits(str(data_files["validation"]), split="validation")[0]
     np.testing.assert_allclose(stored, fresh, rtol=1e-4, atol=1e-4)
 
@@ -170,7 +170,7 @@ def test_focused_and_control_models_with_predictions(first_run, data_files):
 
 
 def test_ensembles(first_run):
-    from datacarto.train.ensemble import combine_logits
+    from datacarto.ensemble_weights import combine_logits
 
     out = first_run.output_dir
     ens = json.loads((out / "ensembles.json").read_text())

@@ -49,10 +49,8 @@ def test_vague_pairs_are_counted_like_the_flipped_labels(metrics):
     assert vs["auroc"]["confidence"] == pytest.approx(roc_auc_score(vague, -metrics["confidence"]))
 
 
-def test_the_old_report_path_is_the_same_function():
+def test_the_package_exports_the_report_function():
     import datacarto
-    from datacarto import report
-    from datacarto.pipeline import report as new
+    from datacarto.pipeline import report
 
-    assert report.write_report is new.write_report is datacarto.write_report
-    assert report.noise_summary is new.noise_summary and report.pct(0.853) == "85.3%"
+    assert report.write_report is datacarto.write_report and report.pct(0.853) == "85.3%"

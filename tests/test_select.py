@@ -10,14 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from datacarto.dynamics.subsets import export_subset, focused_dataset
 from datacarto.errors import DatacartoError
-from datacarto.selection import (
-    REGIONS,
-    export_subset,
-    focused_dataset,
-    random_control,
-    select,
-)
+from datacarto.selection import REGIONS, random_control, select
 
 
 def half_up(x: float) -> int:
@@ -495,7 +490,7 @@ def read_jsonl(path) -> pd.DataFrame:
 def test_cli_writes_selection_and_control(tmp_path, capsys):
     pytest.importorskip("datacarto.metrics")
     from datacarto.cli import main
-    from datacarto.metrics import get_metrics
+    from datacarto.dynamics.cache import get_metrics
 
     run, texts, gold = make_recorded_run(tmp_path)
     out, ctrl = tmp_path / "amb.jsonl", tmp_path / "ctrl.csv"
@@ -523,7 +518,7 @@ def test_cli_writes_selection_and_control(tmp_path, capsys):
 def test_cli_random_control_and_both_ends(tmp_path, capsys):
     pytest.importorskip("datacarto.metrics")
     from datacarto.cli import main
-    from datacarto.metrics import get_metrics
+    from datacarto.dynamics.cache import get_metrics
 
     run, _, _ = make_recorded_run(tmp_path)
     out = tmp_path / "mix.parquet"
@@ -658,8 +653,8 @@ def test_get_focused_sets_seed_api(tmp_path):
     pytest.importorskip("datacarto.metrics")
     import datasets
 
-    from datacarto.metrics import get_metrics
-    from datacarto.selection import get_focused_sets, get_focussed_sets
+    from datacarto.dynamics.cache import get_metrics
+    from datacarto.dynamics.subsets import get_focused_sets
 
     run, texts, gold = make_recorded_run(tmp_path)
     metrics = get_metrics(run)
@@ -671,7 +666,6 @@ def test_get_focused_sets_seed_api(tmp_path):
     assert sets["premise"] == texts["premise"].iloc[keep].tolist()
     assert sets["label"] == gold[keep].tolist()
     assert len(datasets.Dataset.from_dict(sets)) == len(keep)
-    assert get_focussed_sets is get_focused_sets
 
 
 def test_package_level_select_is_the_function_whatever_was_imported_before():

@@ -35,6 +35,9 @@ _EXPORTS = {
     "assign_regions": "datacarto.metrics",
     "get_metrics": "datacarto.dynamics.cache",
     "REGIONS": "datacarto.metrics",
+    "SCORES": "datacarto.metrics",
+    "Score": "datacarto.metrics",
+    "register_score": "datacarto.metrics",
     # selection
     "select": "datacarto.selection",
     "random_control": "datacarto.selection",
@@ -44,18 +47,15 @@ _EXPORTS = {
     "focused_dataset": "datacarto.dynamics.subsets",
     "export_subset": "datacarto.dynamics.subsets",
     "get_focused_sets": "datacarto.dynamics.subsets",
-    "get_focussed_sets": "datacarto.dynamics.subsets",
     # maps
     "plot_data_map": "datacarto.maps.static",
     "interactive_map": "datacarto.maps.interactive",
     # focused training and ensembles
     "Ensemble": "datacarto.train.ensemble",
-    "EnsembleTrainer": "datacarto.train.ensemble",
     "train_focused": "datacarto.train.focused",
-    "finetune": "datacarto.train.baseline",
     "train_baseline": "datacarto.train.baseline",
     "evaluate_by_region": "datacarto.evaluation",
-    "write_report": "datacarto.report",
+    "write_report": "datacarto.pipeline.report",
     "make_demo_dataset": "datacarto.demo_data",
     # audit
     "audit_scores": "datacarto.noise",

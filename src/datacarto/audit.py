@@ -26,7 +26,6 @@ from .errors import DatacartoError
 from .noise import (
     AUDIT_COLUMNS,
     NOISE_KINDS,
-    SCORE_DIRECTIONS,
     audit_scores,
     chance_level,
     format_regions,
@@ -292,6 +291,6 @@ def run_audit(*, dataset, model: str, output_dir: str | os.PathLike, noise: floa
     return audit
 
 
-__all__ = ["AUDIT_COLUMNS", "NOISE_KINDS", "SCORE_DIRECTIONS", "AuditResult", "audit_frame", "audit_run",
+__all__ = ["AUDIT_COLUMNS", "NOISE_KINDS", "AuditResult", "audit_frame", "audit_run",
            "audit_scores", "chance_level", "format_regions", "format_table", "inject_label_noise", "n_flips",
            "next_class_matrix", "noise_by_region", "plot_roc_curves", "precision_recall_at_k", "run_audit"]

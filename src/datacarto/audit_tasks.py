@@ -19,14 +19,12 @@ import pandas as pd
 
 from .audit import AuditResult, audit_frame
 from .errors import DatacartoError
+from .metrics import score_directions
 from .noise import check_score_names, inject_label_noise
 from .task_options import task_arguments
 
 FLAGS = "noisy_units"  # per example: one bool per unit (the labels or words that were changed)
 CORRUPTED = "corrupted"  # causal LM: the response is another example's
-#: the scores of a causal-LM audit and which end is suspicious (nll: mean token NLL over epochs)
-GENERATIVE_SCORES = {"confidence": "low", "correctness": "low", "nll": "high", "last_loss": "high",
-                     "variability": "high", "aum": "low"}
 
 
 def corrupt_responses(responses: list, share: float, *, seed: int = 0) -> tuple[list, np.ndarray]:
@@ -54,11 +52,16 @@ def corrupt_responses(responses: list, share: float, *, seed: int = 0) -> tuple[
 def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1, seed: int = 0,
                          prompt_column: str = "prompt", response_column: str = "response", training_args=None,
                          dynamics_mode: str = "training_pass", max_length: int = 128, scores=None):
-    """Swap a share of the responses, fine-tune the causal LM on it, audit the generative scores."""
+    """Swap a share of the responses, fine-tune the causal LM on it, audit the scores.
+
+    ``scores``: None (the scores the registry marks for the "responses" audit), or names of
+    :data:`~datacarto.metrics.SCORES` (checked before anything trains).
+    """
     from .data import load_table
     from .dynamics.cache import get_metrics
     from .task_data import prepare_for_task
 
+    check_score_names(scores)
     output_dir = Path(output_dir)
     ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
     ds, _ = prepare_for_task(ds, "causal-lm", prompt_column=prompt_column, response_column=response_column,
@@ -78,7 +81,7 @@ def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1,
     truth = pd.Series(frame[CORRUPTED].to_numpy()[metrics.index.to_numpy()], index=metrics.index)
     config = {"task": "causal-lm", "model": str(model), "noise": float(noise), "seed": int(seed), "unit": "example",
               "noise_kind": "swapped responses", "noisy_train": str(noisy_file)}
-    chosen = {k: v for k, v in GENERATIVE_SCORES.items() if scores is None or k in scores}
+    chosen = score_directions("responses") if scores is None else scores
     return audit_frame(metrics, truth, result.output_dir, scores=chosen, config=config)
 
 

@@ -210,12 +210,3 @@ def accuracy_table(validation: Mapping[str, np.ndarray], gold, regions=None, *,
                 table[f"{split}_{region}_n"] = frame[f"{region}_n"]
     table.index.name = "model"
     return table
-
-
-def __getattr__(name: str):
-    """``datacarto.evaluation.eval_regions`` keeps working (lazy re-export: it reads a run folder)."""
-    if name == "eval_regions":
-        from .dynamics.cache import eval_regions
-
-        return eval_regions
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

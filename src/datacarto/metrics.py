@@ -6,7 +6,10 @@ correctness), the baselines their code reports (forgetfulness, threshold closene
 other per-example scores (AUM, Data-IQ aleatoric uncertainty, EL2N, entropy, last-epoch values).
 Everything is vectorized over the whole array: no per-example Python loop.
 ``assign_regions`` splits examples into easy-to-learn / ambiguous / hard-to-learn, and
-``get_metrics`` caches both next to the stored dynamics. Definitions: docs/metrics.md.
+``datacarto.dynamics.cache.get_metrics`` caches both next to the stored dynamics. Definitions:
+docs/metrics.md. :data:`SCORES` is the one registry of the per-example scores: selection, the
+audit, the maps and the report read a score's direction from it; a score with a function is
+computed after the fused pass (:mod:`datacarto.metrics_fused`), so adding one is one entry.
 
 This module must import neither torch nor transformers (tests check ``sys.modules``).
 """
@@ -14,6 +17,8 @@ This module must import neither torch nor transformers (tests check ``sys.module
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +26,7 @@ import pandas as pd
 
 from ._validation import check_choice, check_int_labels
 from .errors import DatacartoError
+from .metrics_fused import FLOAT_COLUMNS, INT_COLUMNS, chunk_metrics
 
 REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
 #: ``method`` of :func:`assign_regions`.
@@ -36,6 +42,93 @@ COLUMNS = (
 DEFAULT_VARIABILITY_THRESHOLD = 0.2
 DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 
+#: ``Score.level``: "unit" = from each unit's logits (multi-label pairs and tagged words are units;
+#: an example table holds the mean over its units), "example" = per example only.
+LEVELS = ("unit", "example")
+#: ``Score.audits``: "labels" = flipped labels (every classifier task), "responses" = a causal LM's
+#: swapped responses.
+AUDITS = ("labels", "responses")
+
+
+@dataclass(frozen=True)
+class Score:
+    """A per-example score: its column, which end is hard, where it is defined, one line of meaning.
+
+    ``direction`` ("high" or "low") is the hard end: ranked first by ``select(order="hardest")``,
+    suspect in a label-noise audit. ``audits``: the audits that rank it by default. ``map``: a
+    column of the interactive map's table (hover, colour) by default. ``compute``: None for the
+    columns of the fused pass or of the run folder (``nll``); otherwise
+    ``compute(logits (m, E, C), gold (m,), columns) -> (m,)`` values, run chunk by chunk after the
+    fused pass (``columns``: that chunk's fused columns by name).
+    """
+
+    name: str
+    direction: str
+    level: str
+    doc: str
+    audits: tuple[str, ...] = ("labels",)
+    map: bool = False
+    compute: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None
+
+    def __post_init__(self):
+        check_choice(self.direction, ("high", "low"), f"direction of score {self.name!r}")
+        check_choice(self.level, LEVELS, f"level of score {self.name!r}")
+        for audit in self.audits:
+            check_choice(audit, AUDITS, f"audit of score {self.name!r}")
+        if self.compute is not None and self.level != "unit":
+            raise DatacartoError(f"score {self.name!r} is computed from the logits, so its level is 'unit'")
+
+
+_BOTH = ("labels", "responses")
+#: every per-example score by name (the order in which lists and tables show them)
+SCORES: dict[str, Score] = {s.name: s for s in (
+    Score("confidence", "low", "unit", "mean p(gold) over epochs (the map's y axis)", _BOTH),
+    Score("variability", "high", "unit", "standard deviation of p(gold) over epochs (the map's x axis)", _BOTH),
+    Score("variability_ci", "high", "unit", "variability with the paper's include_ci correction", ()),
+    Score("correctness", "low", "unit", "share of epochs predicted right (causal LM: token accuracy)", _BOTH),
+    Score("correct_count", "low", "unit", "epochs predicted right", ()),
+    Score("forgetfulness", "high", "unit", "learned-then-forgotten events; E when never learned", map=True),
+    Score("threshold_closeness", "high", "unit", "confidence x (1 - confidence), highest at 0.5", ()),
+    Score("aum", "low", "unit", "mean margin of the gold logit over the largest other (AUM)", _BOTH, map=True),
+    Score("aleatoric", "high", "unit", "mean p(gold) (1 - p(gold)) over epochs (Data-IQ)"),
+    Score("el2n", "high", "unit", "L2 distance of the prediction from one-hot gold at one epoch", map=True),
+    Score("el2n_mean", "high", "unit", "el2n averaged over epochs"),
+    Score("entropy", "high", "unit", "entropy of the mean predicted distribution", ()),
+    Score("last_loss", "high", "unit", "cross-entropy of the gold label at the last epoch", _BOTH),
+    Score("self_confidence", "low", "unit", "p(gold) of the mean predicted distribution (cleanlab)"),
+    Score("nll", "high", "example", "a causal LM's mean token NLL of the response (from the run folder)",
+          ("responses",)),
+)}
+
+
+def register_score(score: Score) -> Score:
+    """Add ``score`` to :data:`SCORES`; one with ``compute`` becomes a column of :func:`compute_metrics`."""
+    if not isinstance(score, Score):
+        raise DatacartoError(f"register_score expects a Score, got {type(score).__name__}")
+    if score.name in SCORES or score.name in COLUMNS or score.name == "region":
+        raise DatacartoError(f"score {score.name!r} exists already")
+    SCORES[score.name] = score
+    return score
+
+
+def computed_scores() -> list[Score]:
+    """The scores computed after the fused pass, in registry order."""
+    return [s for s in SCORES.values() if s.compute is not None]
+
+
+def metric_columns() -> tuple[str, ...]:
+    """The columns of :func:`compute_metrics`: :data:`COLUMNS`, then each computed score."""
+    return (*COLUMNS, *(s.name for s in computed_scores()))
+
+
+def score_directions(audit: str | None = None) -> dict[str, str]:
+    """Score name -> its hard (suspect) end, "high" or "low": every score, or those ``audit`` ranks."""
+    return {n: s.direction for n, s in SCORES.items() if audit is None or audit in s.audits}
+
+
+def map_scores() -> list[str]:
+    """The scores the interactive map's table shows besides confidence, variability and correctness."""
+    return [n for n, s in SCORES.items() if s.map]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -89,16 +182,6 @@ def _unpack(dynamics: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # Examples are processed in chunks of about this many logits, so the work arrays stay small and in
 # cache: peak memory is the output table plus a few MB, whatever N is.
 _CHUNK_LOGITS = 1 << 19
-# Up to this many classes, argmax / gold logit / runner-up are found with one elementwise pass per
-# class; above it, with reductions over the class axis (a Python loop per class would dominate).
-_CLASS_LOOP_MAX = 16
-
-_FLOAT_COLUMNS = (
-    "confidence", "variability", "variability_ci", "correctness", "threshold_closeness", "aum",
-    "aleatoric", "el2n", "el2n_mean", "entropy", "last_prob", "last_loss", "self_confidence",
-)
-_INT_COLUMNS = ("correct_count", "forgetfulness", "last_pred", "n_epochs_used")
-
 
 def check_metrics_table(metrics: Any, columns, why: str = "") -> pd.DataFrame:
     """Raise DatacartoError unless ``metrics`` is a DataFrame holding ``columns`` (``why``: what needs them)."""
@@ -124,7 +207,8 @@ def compute_metrics(dynamics: Any, burn_out: int | None = None, el2n_epoch: int 
     ``dynamics``: a :class:`~datacarto.dynamics.store.Dynamics` or a tuple ``(ids, gold, logits)``
     of shapes (N,), (N,), (N, E, C). ``burn_out=k`` uses only the first k epochs (the paper's
     ``--burn_out``). ``el2n_epoch`` picks the epoch of ``el2n`` (0 = first; negative counts from the
-    end). Columns: ``COLUMNS``, defined in docs/metrics.md; floats are float64, counts int32,
+    end). Columns: :func:`metric_columns` (``COLUMNS``, defined in docs/metrics.md, then the scores
+    of :data:`SCORES` that have a ``compute`` function, float64); floats are float64, counts int32,
     ``gold`` int64. Math runs in float32 (float64 for float64 logits) with a max-subtracted softmax,
     means over epochs accumulated in float64: within about 1e-7 (relative) of float64 math.
     Examples are processed in chunks, so peak memory is the result table plus a few MB; a stored
@@ -155,14 +239,19 @@ def compute_metrics(dynamics: Any, burn_out: int | None = None, el2n_epoch: int 
 
     work = np.float64 if logits.dtype == np.float64 else np.float32
     out: dict[str, np.ndarray] = {"gold": gold}
-    out.update({k: np.empty(n, dtype=np.float64) for k in _FLOAT_COLUMNS})
-    out.update({k: np.empty(n, dtype=np.int32) for k in _INT_COLUMNS})
+    out.update({k: np.empty(n, dtype=np.float64) for k in FLOAT_COLUMNS})
+    out.update({k: np.empty(n, dtype=np.int32) for k in INT_COLUMNS})
     out["never_learned"] = np.empty(n, dtype=bool)
+    extra = computed_scores()
+    out.update({s.name: np.empty(n, dtype=np.float64) for s in extra})
     step = max(1, _CHUNK_LOGITS // (e * c))
     bad_epochs = bad_examples = empty_examples = 0
-    for start, chunk in _chunks(logits, step, e):
-        sl = slice(start, start + chunk.shape[0])
-        counts = _chunk_metrics(chunk, gold[sl], int(el2n_epoch), work, {k: v[sl] for k, v in out.items()})
+    for start, block in _chunks(logits, step, e):
+        sl = slice(start, start + block.shape[0])
+        chunk = {k: v[sl] for k, v in out.items()}
+        counts = chunk_metrics(block, gold[sl], int(el2n_epoch), work, chunk)
+        for score in extra:
+            chunk[score.name][:] = score.compute(block, gold[sl], chunk)
         bad_epochs += counts[0]
         bad_examples += counts[1]
         empty_examples += counts[2]
@@ -176,7 +265,7 @@ def compute_metrics(dynamics: Any, burn_out: int | None = None, el2n_epoch: int 
         warnings.warn(
             f"{empty_examples} examples have no epoch with finite logits: their metrics are NaN", stacklevel=2
         )
-    table = {k: out[k] for k in COLUMNS}
+    table = {k: out[k] for k in (*COLUMNS, *(s.name for s in extra))}
     # copy=False keeps one block per column: no consolidation copy of the whole table.
     return pd.DataFrame(table, index=index, copy=False)
 
@@ -191,161 +280,6 @@ def _chunks(logits, step: int, e: int):
     for first, block in logits.blocks(epochs=e):
         for start in range(0, block.shape[0], step):
             yield first + start, block[start:start + step]
-
-
-def _class_stats(X: np.ndarray, gold: np.ndarray):
-    """Per (epoch, example) of X (C, E, m): max, runner-up (2nd largest value, ties counted),
-    gold logit and argmax (first index on ties, as np.argmax in the paper's code)."""
-    c = X.shape[0]
-    if c > _CLASS_LOOP_MAX:
-        top = X.max(axis=0)
-        second = np.partition(X, c - 2, axis=0)[c - 2]
-        pred = X.argmax(axis=0)
-        gold_logit = np.take_along_axis(X, gold[None, None, :], axis=0)[0]
-        return top, second, gold_logit, pred
-    # One elementwise pass per class, arithmetic instead of masked assignment (np.where and
-    # copyto(where=) are several times slower here).
-    top = X[0].copy()
-    second = np.full_like(top, -np.inf)
-    pred = np.zeros(top.shape, dtype=np.int8)
-    gold_logit = X[0] * (gold == 0)
-    for j in range(1, c):
-        xj = X[j]
-        gold_logit += xj * (gold == j)  # exact: adds the gold logit to zeros
-        np.maximum(second, xj, out=second)
-        np.minimum(second, top, out=second)  # new runner-up = min(max(second, x), old top)
-        better = xj > top  # strict: the first index keeps ties
-        pred += (np.int8(j) - pred) * better
-        np.maximum(top, xj, out=top)
-    return top, second, gold_logit, pred
-
-
-# Long on purpose (tests/test_architecture.py allow-lists it): one fused pass over a chunk of
-# logits that reuses the work arrays in place; split into functions it would need extra passes.
-def _chunk_metrics(L: np.ndarray, gold: np.ndarray, el2n_epoch: int, work, out: dict[str, np.ndarray]):
-    """Fill ``out`` (views of the result columns) for one chunk of logits L (m, E, C).
-
-    Returns (unusable example-epochs, examples with one, examples with none).
-    """
-    m, e, c = L.shape
-    # Class-major copy (C, E, m): each class is a contiguous (E, m) plane, so reductions over classes
-    # and epochs are elementwise passes (NumPy reduces a short innermost axis several times slower).
-    X = np.empty((c, e, m), dtype=work)
-    np.copyto(X, L.transpose(2, 1, 0), casting="unsafe")
-    # A NaN or inf anywhere makes the plain sum non-finite (so does an overflowing sum of huge
-    # logits, which merely takes the exact path): one read of X instead of an isfinite pass.
-    with np.errstate(over="ignore", invalid="ignore"):
-        masked = not np.isfinite(np.sum(X))
-    valid = np.isfinite(X).all(axis=0) if masked else None  # (E, m): epoch usable for this example
-    if masked:
-        X[:, ~valid] = 0  # finite stand-in; weight 0 below
-        weight = valid.astype(work)
-        n_used = valid.sum(axis=0)
-    else:
-        weight = None
-        n_used = np.full(m, e)
-    with np.errstate(divide="ignore"):
-        inv_n = 1.0 / n_used  # inf where no epoch is usable: those means come out NaN
-
-    def emean(x: np.ndarray) -> np.ndarray:
-        """Mean over usable epochs of an (E, m) array, accumulated in float64."""
-        if weight is not None:
-            x = x * weight
-        with np.errstate(invalid="ignore"):
-            return np.sum(x, axis=0, dtype=np.float64) * inv_n
-
-    top, second, gold_logit, pred = _class_stats(X, gold)
-    correct = pred == gold
-    if masked:
-        correct &= valid
-    # AUM margin: gold logit - largest other logit. Where gold is the argmax that is
-    # top - runner-up (and gold - top = 0); elsewhere gold - top. In float64: exact differences
-    # of float32 logits, whatever their magnitude.
-    margin = gold_logit.astype(np.float64) - top
-    margin += correct * (top.astype(np.float64) - second)
-    out["aum"][:] = emean(margin)
-    del margin, second
-    # Last usable epoch: the predicted label's probability is exp(0) / s, and the loss is
-    # log(s) - (gold logit - max), exact where p(gold) underflows to 0.
-    if masked:
-        last = (e - 1 - np.argmax(valid[::-1], axis=0), np.arange(m))
-        g_last, t_last, out["last_pred"][:] = gold_logit[last], top[last], pred[last]
-    else:
-        g_last, t_last, out["last_pred"][:] = gold_logit[-1], top[-1], pred[-1]
-    g_last = g_last.astype(np.float64) - t_last
-
-    # Softmax, max-subtracted, in place: X becomes the probabilities.
-    with np.errstate(over="ignore"):  # a gap beyond float range is -inf, exp -> 0: right
-        X -= top
-    np.exp(X, out=X)
-    s = X.sum(axis=0)  # >= 1: the top class contributes exp(0)
-    X /= s
-    gold_logit -= top  # <= 0
-    p_gold = np.exp(gold_logit) / s
-    s_last = (s[last] if masked else s[-1]).astype(np.float64)
-    out["last_prob"][:] = 1.0 / s_last
-    out["last_loss"][:] = np.log(s_last) - g_last
-
-    confidence = emean(p_gold)
-    out["confidence"][:] = confidence
-    out["threshold_closeness"][:] = confidence * (1 - confidence)
-    dev = p_gold - confidence.astype(work)
-    variance = emean(dev * dev)
-    out["variability"][:] = np.sqrt(variance)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["variability_ci"][:] = np.where(n_used > 1, np.sqrt(variance + variance * variance / (n_used - 1)),
-                                            variance)
-    out["aleatoric"][:] = emean(p_gold * (1 - p_gold))
-
-    # Mean predicted distribution (C, m), in the work precision (a float64 log costs several times
-    # more): entropy and its p(gold). 0 log 0 = 0: the log's argument is floored at the smallest
-    # normal number, which leaves every other term as it is.
-    if masked:
-        X *= weight
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_dist = np.sum(X, axis=1) * inv_n.astype(work)
-        plogp = mean_dist * np.log(np.maximum(mean_dist, np.finfo(work).tiny))
-        out["entropy"][:] = -np.sum(plogp, axis=0, dtype=np.float64)
-    out["self_confidence"][:] = np.take_along_axis(mean_dist, gold[None, :], axis=0)[0]
-
-    # EL2N per epoch: ||p - onehot(gold)||_2.
-    if c > _CLASS_LOOP_MAX:
-        g_idx = gold[None, None, :]
-        np.put_along_axis(X, g_idx, np.take_along_axis(X, g_idx, axis=0) - 1, axis=0)
-    else:
-        for j in range(c):
-            X[j] -= gold == j
-    np.square(X, out=X)
-    el2n = np.sqrt(X.sum(axis=0))
-    out["el2n_mean"][:] = emean(el2n)
-    out["el2n"][:] = np.where(valid[el2n_epoch], el2n[el2n_epoch], np.nan) if masked else el2n[el2n_epoch]
-
-    # Correctness and forgetting events (learned at t-1, wrong at t, over usable epochs).
-    correct_count = np.sum(correct.view(np.uint8), axis=0, dtype=np.int64)
-    never = correct_count == 0
-    if masked:
-        prev = np.zeros(m, dtype=bool)  # correctness at the last usable epoch so far
-        forgotten = np.zeros(m, dtype=np.int64)
-        for t in range(e):
-            cur = np.where(valid[t], correct[t], prev)
-            forgotten += prev & ~cur
-            prev = cur
-    else:
-        forgotten = np.sum((correct[:-1] & ~correct[1:]).view(np.uint8), axis=0, dtype=np.int64)
-    out["correct_count"][:] = correct_count
-    out["never_learned"][:] = never
-    out["forgetfulness"][:] = np.where(never, n_used, forgotten)
-    with np.errstate(invalid="ignore"):
-        out["correctness"][:] = correct_count * inv_n
-    out["n_epochs_used"][:] = n_used
-    if not masked:
-        return 0, 0, 0
-    empty = n_used == 0
-    out["last_prob"][empty] = np.nan
-    out["last_loss"][empty] = np.nan
-    out["last_pred"][empty] = -1
-    out["entropy"][empty] = np.nan
-    return int((~valid).sum()), int((n_used < e).sum()), int(empty.sum())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -423,16 +357,3 @@ def assign_regions(
                        name="region")
     region.attrs.update(attrs)
     return region
-
-
-# ----------------------------------------------------------------------------------------------
-# the cached metrics of a run moved to datacarto.dynamics.cache (this module stays free of the store)
-
-
-def __getattr__(name: str):
-    """``datacarto.metrics.get_metrics`` keeps working (lazy re-export of the run-folder cache)."""
-    if name in ("get_metrics", "CACHE_FILE", "CACHE_KEY_FILE", "CACHE_SCHEMA"):
-        from .dynamics import cache
-
-        return getattr(cache, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,9 +17,11 @@ import pandas as pd
 
 from ._validation import check_choice, check_fraction, check_int_labels, round_half_up
 from .errors import DatacartoError
-from .metrics import REGIONS
+from .metrics import REGIONS, SCORES, score_directions
 
-#: Which end of each score is suspicious (more likely a wrong label): "low" or "high".
+#: The audits rank each score by the end :data:`datacarto.metrics.SCORES` declares hard ("low" or
+#: "high"), the suspicious end (more likely a wrong label); a label audit ranks by default the
+#: scores whose ``audits`` hold "labels" (:func:`datacarto.metrics.score_directions`).
 #:
 #: * low ``confidence`` / ``aum`` / ``correctness`` / ``self_confidence``: the model keeps giving
 #:   the (possibly wrong) gold label little probability or margin.
@@ -31,19 +33,6 @@ from .metrics import REGIONS
 #:   hence LOW variability and aleatoric, like an easy example; one it memorises late has high
 #:   variability. So expect these two to be weak detectors; an AUROC below 0.5 means the low end
 #:   holds more of the noise.
-SCORE_DIRECTIONS: dict[str, str] = {
-    "confidence": "low",
-    "aum": "low",
-    "correctness": "low",
-    "self_confidence": "low",
-    "forgetfulness": "high",
-    "el2n": "high",
-    "el2n_mean": "high",
-    "last_loss": "high",
-    "variability": "high",
-    "aleatoric": "high",
-}
-
 NOISE_KINDS = ("uniform", "class-conditional")
 AUDIT_COLUMNS = ("score", "direction", "auroc", "average_precision", "precision_at_k", "recall_at_k", "n")
 
@@ -209,17 +198,18 @@ def check_score_names(scores) -> None:
     """Unknown score names fail at once, before anything trains (a mapping may name custom columns)."""
     if scores is None or isinstance(scores, Mapping):
         return
-    unknown = [s for s in ([scores] if isinstance(scores, str) else scores) if s not in SCORE_DIRECTIONS]
+    unknown = [s for s in ([scores] if isinstance(scores, str) else scores) if s not in SCORES]
     if unknown:
-        raise DatacartoError(f"unknown score(s) {unknown}: known scores are {list(SCORE_DIRECTIONS)}")
+        raise DatacartoError(f"unknown score(s) {unknown}: known scores are {list(SCORES)}")
 
 
 def _resolve_scores(metrics: pd.DataFrame, scores) -> dict[str, str]:
-    """Score name -> direction. None: every known score present in ``metrics``."""
+    """Score name -> direction. None: every score of the label audit present in ``metrics``."""
     if scores is None:
-        chosen = {s: d for s, d in SCORE_DIRECTIONS.items() if s in metrics.columns}
+        default = score_directions("labels")
+        chosen = {s: d for s, d in default.items() if s in metrics.columns}
         if not chosen:
-            raise DatacartoError(f"the metrics hold none of the scores {list(SCORE_DIRECTIONS)} "
+            raise DatacartoError(f"the metrics hold none of the scores {list(default)} "
                                  f"(columns: {list(metrics.columns)})")
         return chosen
     if isinstance(scores, str):
@@ -227,13 +217,13 @@ def _resolve_scores(metrics: pd.DataFrame, scores) -> dict[str, str]:
     if isinstance(scores, Mapping):
         items = list(scores.items())
     else:
-        items = [(s, SCORE_DIRECTIONS.get(s)) for s in scores]
+        items = [(s, SCORES[s].direction if s in SCORES else None) for s in scores]
     if not items:
         raise DatacartoError("no scores given")
     chosen = {}
     for name, direction in items:
         if direction is None:
-            raise DatacartoError(f"unknown score {name!r}: known scores are {list(SCORE_DIRECTIONS)}; "
+            raise DatacartoError(f"unknown score {name!r}: known scores are {list(SCORES)}; "
                                  "give a custom one as {name: 'low' | 'high'}")
         if direction not in ("low", "high"):
             raise DatacartoError(f"direction of score {name!r} must be 'low' or 'high', got {direction!r}")
@@ -274,7 +264,8 @@ def audit_scores(metrics: pd.DataFrame, is_noisy, *, scores=None) -> pd.DataFram
     """How well each score ranks the noisy examples first; one row per score, best AUROC first.
 
     ``is_noisy``: bools aligned with the metrics rows (a Series is aligned by row id). ``scores``:
-    None (every score of ``SCORE_DIRECTIONS`` present), a list of known names, or a mapping
+    None (every score of the label audit present: ``score_directions("labels")``), a list of names
+    of :data:`~datacarto.metrics.SCORES`, or a mapping
     ``{name: "low" | "high"}`` (which end is suspicious) for any numeric column.
 
     Columns: ``score``, ``direction``, ``auroc`` (chance 0.5), ``average_precision`` (chance =

@@ -11,7 +11,8 @@ Rules, in short:
   never satisfy a bound.
 * Bounds and ``region`` filter first, giving a pool of M examples.
 * ``metric`` + ``fraction``: exactly ``round(fraction x M)`` examples of the pool, ranked by the metric
-  (``order="hardest"`` by default, see :data:`HARDEST_FIRST`); ties by ascending row id.
+  (``order="hardest"`` by default: the end :data:`datacarto.metrics.SCORES` declares hard); ties by
+  ascending row id.
 * ``region`` (one) + ``fraction`` without ``metric`` ("region mode", the paper's "33% ambiguous"):
   ``round(fraction x N)`` of the whole table's N examples, taken from the region ranked by its
   defining metric (:data:`REGION_RANKING`), capped at the region's size.
@@ -35,29 +36,8 @@ import pandas as pd
 
 from ._validation import check_choice, check_fraction, check_int_labels, check_number, round_half_up
 from .errors import DatacartoError
-from .metrics import REGIONS, check_metrics_table, row_ids
+from .metrics import REGIONS, SCORES, check_metrics_table, row_ids
 from .trajectory import sample_pool
-
-#: Ranking direction per metric: True = high values are "hardest" (ranked first with
-#: ``order="hardest"``), False = low values are hardest.
-HARDEST_FIRST: dict[str, bool] = {
-    # low = hard: the model rarely or weakly gets the gold label
-    "confidence": False,
-    "correctness": False,
-    "correct_count": False,
-    "aum": False,
-    "self_confidence": False,
-    # high = hard (or ambiguous): unstable, forgotten, large error or uncertain
-    "variability": True,
-    "variability_ci": True,
-    "forgetfulness": True,
-    "el2n": True,
-    "el2n_mean": True,
-    "aleatoric": True,
-    "threshold_closeness": True,
-    "entropy": True,
-    "last_loss": True,
-}
 
 #: Region mode: (defining metric, order) used to rank a region's examples.
 REGION_RANKING: dict[str, tuple[str, str]] = {
@@ -119,14 +99,19 @@ def normalize_regions(region: str | Iterable[str] | None) -> list[str] | None:
 
 
 def _check_metric(metric: str) -> str:
-    if metric not in HARDEST_FIRST:
-        raise DatacartoError(f"unknown metric {metric!r}; valid metrics: {', '.join(HARDEST_FIRST)}")
+    if metric not in SCORES:
+        raise DatacartoError(f"unknown metric {metric!r}; valid metrics: {', '.join(SCORES)}")
     return metric
+
+
+def ranks_descending(metric: str, order: str) -> bool:
+    """Whether ``order`` ("hardest" or "easiest") of ``metric`` puts its high values first."""
+    return (SCORES[_check_metric(metric)].direction == "high") == (order == "hardest")
 
 
 def _rank(values: np.ndarray, ids: np.ndarray, metric: str, order: str) -> np.ndarray:
     """Positions that sort ``ids`` by ``values`` in ``order`` of the metric's hardness; ties by ascending id."""
-    descending = HARDEST_FIRST[metric] == (order == "hardest")
+    descending = ranks_descending(metric, order)
     key = values.astype(np.float64)
     return np.lexsort((ids, -key if descending else key))
 
@@ -333,7 +318,7 @@ def select(metrics: pd.DataFrame, *, min_confidence: float | None = None, max_co
     region : str or list of str, optional
         Keep these regions (``hard_to_learn`` and ``Hard to learn`` are accepted).
     metric : str, optional
-        Rank the pool by this metric (:data:`HARDEST_FIRST` gives its direction).
+        Rank the pool by this score (its direction: :data:`datacarto.metrics.SCORES`).
     fraction : float in (0, 1], optional
         With ``metric``: ``round(fraction x M)`` pool examples in rank order. With one ``region``
         and no ``metric``: ``round(fraction x N)`` (N = rows of ``metrics``), capped at the pool
@@ -433,18 +418,3 @@ def random_control(n_or_ids: int | Iterable[int], metrics: pd.DataFrame, *, matc
         parts.append(rng.choice(members, quotas[label], replace=False))
     out = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     return np.sort(out).astype(np.int64)
-
-
-# ----------------------------------------------------------------------------------------------
-# run-folder I/O, moved to datacarto.dynamics.subsets (this module stays free of the store)
-
-_MOVED = ("focused_dataset", "export_subset", "get_focused_sets", "get_focussed_sets")
-
-
-def __getattr__(name: str):
-    """``datacarto.selection.focused_dataset`` and the other moved names keep working (lazy re-export)."""
-    if name in _MOVED:
-        from .dynamics import subsets
-
-        return getattr(subsets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DatacartoError
-from .metrics import COLUMNS, REGIONS, assign_regions
+from .metrics import REGIONS, assign_regions, metric_columns
 
 #: columns of the example table beyond the metric means
 EXTRA_COLUMNS = ("confidence_min", "hard_share", "ambiguous_share", "hardest_unit", "n_units")
@@ -30,7 +30,7 @@ def aggregate_units(unit_metrics: pd.DataFrame, row_ids: np.ndarray, sub_ids: np
     Returns
     -------
     DataFrame
-        Indexed by ``row_id``: every metric of :data:`~datacarto.metrics.COLUMNS` averaged over the
+        Indexed by ``row_id``: every metric of :func:`~datacarto.metrics.metric_columns` averaged over the
         example's units (``gold``, ``last_pred`` and ``last_prob`` are the hardest unit's, i.e. the
         one of lowest confidence; ``never_learned`` is True when some unit was never learned),
         ``confidence_min``, ``hard_share`` and ``ambiguous_share`` (shares of the units in those
@@ -42,7 +42,8 @@ def aggregate_units(unit_metrics: pd.DataFrame, row_ids: np.ndarray, sub_ids: np
         raise DatacartoError(f"{len(unit_metrics)} unit metrics but {len(row_ids)} row ids and {len(sub_ids)} sub ids")
     frame = unit_metrics.reset_index(drop=True).assign(row_id=row_ids, sub_id=sub_ids)
     groups = frame.groupby("row_id", sort=True)
-    numeric = [c for c in COLUMNS if c not in ("gold", "last_pred", "last_prob", "never_learned")]
+    columns = metric_columns()
+    numeric = [c for c in columns if c not in ("gold", "last_pred", "last_prob", "never_learned")]
     out = groups[numeric].mean()
     hardest = frame.loc[groups["confidence"].idxmin().to_numpy()].set_index("row_id")
     for c in ("gold", "last_pred", "last_prob"):
@@ -54,7 +55,7 @@ def aggregate_units(unit_metrics: pd.DataFrame, row_ids: np.ndarray, sub_ids: np
     out["ambiguous_share"] = (region == "ambiguous").groupby(frame["row_id"]).mean()
     out["hardest_unit"] = hardest["sub_id"].astype(np.int64)
     out["n_units"] = groups.size()
-    out = out[[*COLUMNS, *EXTRA_COLUMNS]]
+    out = out[[*columns, *EXTRA_COLUMNS]]
     out.index.name = "row_id"
     regions = assign_regions(out)
     out["region"] = regions

@@ -57,7 +57,7 @@ def _same_source(a: str, b: str, split_a: str, split_b: str) -> bool:
 
 def _check_options(args) -> None:
     """Every check that needs neither the data nor a model: before anything loads."""
-    from ..train.ensemble import check_weights, simplex_grid
+    from ..ensemble_weights import check_weights, simplex_grid
 
     if args.weights is not None:
         if len(args.weights) != len(args.models):
@@ -139,12 +139,12 @@ def main(argv: list[str]) -> int:
     import torch
 
     from ..data import load_table
-    from ..train.ensemble import EnsembleTrainer
+    from ..train.ensemble import Ensemble
 
     # the data first: a wrong path fails before N models are loaded
     data = load_table(args.dataset, args.split)
     validation = load_table(args.validation, "validation") if args.tune_on else None
-    trainer = EnsembleTrainer(
+    trainer = Ensemble(
         args.models, weights=args.weights, combine=args.combine,
         args={"per_device_eval_batch_size": args.batch_size, "use_cpu": not torch.cuda.is_available()},
         text_columns=split_list(args.text_columns), label_column=args.label_column,
@@ -185,7 +185,8 @@ def _report(args, trainer, members, out) -> int:
           f"macro-F1 {results['macro_f1']:.4f}")
     print(f"weights ({source[trainer.weights_source]}): " + " ".join(f"{w:.3f}" for w in weights))
     if args.regions_from:
-        from ..evaluation import eval_regions, evaluate_by_region
+        from ..dynamics.cache import eval_regions
+        from ..evaluation import evaluate_by_region
 
         regions = eval_regions(args.regions_from, args.split)
         preds = {m.name: L for m, L in zip(trainer.members, members)}

@@ -1,1 +1,1 @@
-"""Recording, storing and converting training dynamics."""
+"""The run folder: storing, caching, subsetting, comparing and converting training dynamics."""

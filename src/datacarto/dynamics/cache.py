@@ -22,7 +22,7 @@ from .. import metrics as _metrics
 from .._io import atomic_write, write_json_atomic
 from ..errors import DatacartoError
 from ..learning_check import learning_warning
-from ..metrics import COLUMNS, REGIONS
+from ..metrics import REGIONS, metric_columns
 from ..units import aggregate_units
 from .store import UNITS, dynamics_dir, list_epoch_files, load_dynamics, open_dynamics
 
@@ -71,7 +71,7 @@ def _read_cache(directory: Path, key: dict[str, Any]) -> pd.DataFrame | None:
     if (table.schema.metadata or {}).get(_KEY_METADATA, b"").decode() != _key_digest(key):
         return None  # another process rewrote the table for other dynamics in between
     df = table.to_pandas().set_index("row_id")
-    if list(df.columns) != [*COLUMNS, "region"]:
+    if list(df.columns) != [*metric_columns(), "region"]:  # a score registered since: recompute
         return None
     region = df["region"]
     if not (isinstance(region.dtype, pd.CategoricalDtype) and list(region.cat.categories) == list(REGIONS)):

@@ -231,6 +231,3 @@ def get_focused_sets(checkpoint_dir: str | os.PathLike, min_confidence: float | 
                       min_correctness=min_correctness, max_correctness=max_correctness)
         warnings.warn(f"empty selection: no example matches {describe_criteria(bounds)}", stacklevel=2)
     return focused_dataset(checkpoint_dir, ids).remove_columns("row_id").to_dict()
-
-
-get_focussed_sets = get_focused_sets

@@ -42,7 +42,7 @@ import pandas as pd
 
 from .._io import write_text_atomic
 from ..errors import DatacartoError
-from ..metrics import row_ids
+from ..metrics import map_scores, row_ids
 from . import (
     REGION_COLORS,
     REGIONS,
@@ -65,9 +65,9 @@ SCRIPTS = ("explorer.js", "details.js", "levels.js", "compare.js")  # our own pa
 DECODER = "decode.js"  # the payload decoder (a worker, or the page without one), its own script after the app
 _PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|EXPLORERJS|DECODEJS)@\*/")
 _SKIP_COLUMNS = {"row_id", "fingerprint"}
-#: scores the table shows besides confidence, variability and correctness, when the metrics hold them
-#: (each costs about 1.4 MB of HTML at 550k rows, stored to 1/65534 of its range)
-TABLE_SCORES = ("forgetfulness", "aum", "el2n")
+# The table shows besides confidence, variability and correctness the scores of SCORES declared with
+# map=True (metrics.map_scores) that the metrics hold: each costs about 1.4 MB of HTML at 550k rows,
+# stored to 1/65534 of its range.
 
 
 def _holds_text(series: pd.Series) -> bool:
@@ -148,7 +148,7 @@ def _score_codes(values) -> tuple[np.ndarray, float, float]:
 
 def _table_scores(table: pd.DataFrame, scores) -> list[str]:
     if scores is None:
-        return [c for c in TABLE_SCORES if c in table.columns]
+        return [c for c in map_scores() if c in table.columns]
     scores = [scores] if isinstance(scores, str) else list(scores)
     missing = [c for c in scores if c not in table.columns]
     if missing:
@@ -236,7 +236,7 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
     check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
     if color_by == "region" and "region" not in metrics.columns:
         raise DatacartoError("color_by='region' needs a 'region' column in the metrics table "
-                             "(datacarto.metrics.get_metrics or assign_regions adds it)")
+                             "(datacarto.get_metrics or assign_regions adds it)")
     n_total = len(metrics)
     positions = subsample(n_total, max_points, seed)
     table = metrics.iloc[positions] if positions.size < n_total else metrics
@@ -328,7 +328,7 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
         Keep a seeded (``seed``) random subset of that many examples (and, with ``units``, their units).
     scores : list of str, optional
         Metric columns the table shows besides confidence, variability and correctness
-        (default :data:`TABLE_SCORES`).
+        (default: the scores of :data:`datacarto.metrics.SCORES` declared with ``map=True``).
     compare : DataFrame, optional
         A :func:`datacarto.compare_runs` table (first run = the mapped one): the region transition
         matrix and the "transition" colouring (example level).

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._validation import check_choice, check_folds, check_seed, check_seeds
+from ..ensemble_weights import COMBINES
 from ..errors import DatacartoError
 from ..maps import COLOR_MODES
 from ..task_data import TASKS
 from ..task_options import TASK_OPTIONS, check_task_options
 from ..train.crossfit import DYNAMICS_CHOICES
-from ..train.ensemble import COMBINES
 from ..train.focused import INITS as FOCUS_INITS
 from .hashing import describe_data
 
@@ -22,7 +22,7 @@ DEFAULT_RECIPES = (
     {"name": "ambiguous-33", "region": "ambiguous", "fraction": 0.33},
     {"name": "hard-10", "region": "hard-to-learn", "fraction": 0.10},
 )
-#: The recording modes of datacarto.dynamics.record (not imported from there: it imports torch).
+#: The recording modes of datacarto.record (not imported from there: it imports torch).
 DYNAMICS_MODES = ("training_pass", "epoch_end")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # used with fullmatch: "$" would accept a trailing newline
 #: The data inputs: described (path, size, mtime) rather than dumped in config.json and the hashes.

@@ -268,7 +268,7 @@ def ensemble_stage(ctx: Context) -> StageRecord:
 
 
 def _combine(ctx: Context):
-    from ..train.ensemble import combine_logits, tune_weights
+    from ..ensemble_weights import combine_logits, tune_weights
 
     c, layout = ctx.config, ctx.layout
     gold = ctx.gold("validation")

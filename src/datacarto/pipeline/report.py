@@ -22,6 +22,7 @@ from .._io import write_text_atomic
 from ..errors import DatacartoError
 from ..learning_check import learning_warning
 from ..metrics import REGIONS
+from ..selection import REGION_RANKING, ranks_descending
 from ..task_data import SINGLE_LABEL_TASKS
 from ..units import words_column
 from .document import Document, fmt_float, pct, share
@@ -34,10 +35,6 @@ REGION_HELP = {
     "ambiguous": "high variability: the model keeps changing its mind about these",
     "hard-to-learn": "low confidence, low variability: the model rarely gives the gold label (often label errors)",
 }
-# which examples a region shows first (as select's region ranking): (metric, ascending)
-_REGION_ORDER = {"easy-to-learn": ("confidence", False), "ambiguous": ("variability", False),
-                 "hard-to-learn": ("confidence", True)}
-
 
 _LABEL_WORD = {"multiple-choice": "Choices", "token-classification": "Tags"}
 _UNIT_HELP = {
@@ -235,8 +232,9 @@ def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_exam
                    "causal-lm": "mean NLL"}.get(run.task, "gold label")
     for r in REGIONS:
         doc.h(3, f"Examples: {r}")
-        metric, ascending = _REGION_ORDER[r]
-        members = metrics[region == r].sort_values([metric], ascending=ascending, kind="stable").head(n_examples)
+        metric, order = REGION_RANKING[r]  # first the examples select's region mode takes first
+        members = metrics[region == r].sort_values([metric], ascending=not ranks_descending(metric, order),
+                                                   kind="stable").head(n_examples)
         if members.empty:
             doc.p("No example in this region.")
             continue

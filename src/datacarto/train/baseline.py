@@ -179,8 +179,3 @@ def _write_task_columns(out: Path, spec, task: str, tokenized_columns: list[str]
         "prompt_column": getattr(spec, "prompt_column", None),
         "response_column": getattr(spec, "response_column", None),
         "chat_template": bool(getattr(spec, "chat_template", False))})
-
-
-#: the one fine-tuning routine under a name that says what it does: it trains the baseline, the focused
-#: and control models and the audit's model alike (``train_baseline`` is its first name)
-finetune = train_baseline

@@ -1,7 +1,6 @@
 """N-model ensembles: a weighted mean of the members' logits (or probabilities), weights tuned on validation.
 
-``Ensemble`` (also importable as ``EnsembleTrainer``, its first name: it trains nothing) has the
-``evaluate()`` / ``predict()`` interface of a ``transformers.Trainer``.
+``Ensemble`` (it trains nothing) has the ``evaluate()`` / ``predict()`` interface of a ``transformers.Trainer``.
 Each member predicts over a data set once: its logits are cached by the data set's content
 fingerprint, so tuning on validation and then evaluating costs one forward pass per member and data
 set. Members may have different tokenizers: each tokenizes the raw text columns itself.
@@ -24,18 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..data import column_values
-from ..ensemble_weights import (  # noqa: F401  (the numeric core; these names were importable from here)
-    COMBINES,
-    GRID_MAX_MEMBERS,
-    OBJECTIVES,
-    _log_softmax,
-    _softmax,
-    check_weights,
-    combine_logits,
-    log_loss_of,
-    simplex_grid,
-    tune_weights,
-)
+from ..ensemble_weights import COMBINES, check_weights, combine_logits, log_loss_of, tune_weights
 from ..errors import DatacartoError
 
 _NO_LABEL = "__datacarto_no_label"
@@ -349,7 +337,3 @@ class Ensemble:
         w = [round(float(x), 4) for x in self.current_weights]
         return f"Ensemble({[m.name for m in self.members]}, weights={w} ({self.weights_source}), " \
                f"combine={self.combine!r})"
-
-
-#: the first name of :class:`Ensemble` (it trains nothing; kept for existing code)
-EnsembleTrainer = Ensemble

@@ -3,7 +3,7 @@
 ``train_focused`` takes the run's label names and text columns from its manifest and hands the
 training itself to :func:`~datacarto.train.baseline.train_baseline` (which also records the focused
 run's own dynamics). Compare the result with a random control of the same size
-(``random_control``) and with the baseline, and try the ensemble of both (``EnsembleTrainer``).
+(``random_control``) and with the baseline, and try the ensemble of both (``Ensemble``).
 """
 
 from __future__ import annotations
