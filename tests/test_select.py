@@ -585,7 +585,7 @@ def cli_selection(run, recipe: dict, out, capsys):
 
 def pipeline_selection(root, recipe: dict):
     """The select stage of ``datacarto run`` (``root/baseline`` is the run): the row ids written, or the error."""
-    from datacarto.metrics import get_metrics
+    from datacarto.dynamics.cache import get_metrics
     from datacarto.pipeline.config import PipelineConfig
     from datacarto.pipeline.context import Context
     from datacarto.pipeline.runner import StageRecord
@@ -625,7 +625,7 @@ S2L = {"name": "s2l", "method": "trajectory-clusters"}
 ])
 def test_select_command_and_pipeline_recipe_follow_one_rule(tmp_path, capsys, recipe, honoured):
     """The same criteria give the same ids, or the same refusal, in ``datacarto select`` and a ``run`` recipe."""
-    from datacarto.metrics import get_metrics
+    from datacarto.dynamics.cache import get_metrics
 
     run, _, _ = make_recorded_run(tmp_path / "out", name="baseline")
     cli = cli_selection(run, recipe, tmp_path / "s.jsonl", capsys)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from datacarto.dynamics import epochs as epochs_module
+from datacarto.dynamics.cache import get_metrics
 from datacarto.dynamics.generative import load_token_stats
 from datacarto.dynamics.store import (
     DynamicsWriter,
@@ -23,7 +24,7 @@ from datacarto.dynamics.store import (
     open_dynamics,
 )
 from datacarto.errors import DatacartoError
-from datacarto.metrics import compute_metrics, get_metrics
+from datacarto.metrics import compute_metrics
 
 FORMAT1 = Path(__file__).parent / "data" / "format1"
 
