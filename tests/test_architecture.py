@@ -27,7 +27,7 @@ ROOT = "datacarto"
 #: Layers, lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check",
-             "units", "ensemble_weights", "trajectory"),
+             "units", "ensemble_weights", "trajectory", "label_errors"),
     "data": ("data", "task_data", "task_options"),  # loading tables, labels, tokenizers: below everything that trains or records
     "run folder": ("dynamics",),  # store, cache, subsets, interop
     "recording": ("record", "dynamics.record"),
@@ -37,7 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "cli": ("cli", "commands"),
 }
 PURE = ("errors", "_io", "_validation", "metrics", "selection", "evaluation", "noise", "learning_check", "units",
-        "ensemble_weights", "trajectory")
+        "ensemble_weights", "trajectory", "label_errors")
 HEAVY = ("torch", "transformers")
 
 #: module -> modules its ``__getattr__`` re-exports from (old import paths of moved names).
