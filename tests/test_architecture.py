@@ -28,7 +28,7 @@ ROOT = "datacarto"
 #: Layers, lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
-             "learning_check", "units", "ensemble_weights", "trajectory"),
+             "learning_check", "units", "ensemble_weights", "trajectory", "label_errors"),
     "data": ("data", "models", "task_data", "task_options"),  # loading tables, labels, tokenizers: below everything that trains or records
     "run folder": ("dynamics",),  # store, cache, subsets, interop
     "recording": ("record",),
@@ -38,7 +38,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "cli": ("cli", "commands"),
 }
 PURE = ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
-        "learning_check", "units", "ensemble_weights", "trajectory")
+        "learning_check", "units", "ensemble_weights", "trajectory", "label_errors")
 HEAVY = ("torch", "transformers")
 
 MAX_FILE_LINES = 450

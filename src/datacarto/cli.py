@@ -21,6 +21,8 @@ COMMANDS = {
     "focus": ("datacarto.commands.focus", "fine-tune on a focused subset"),
     "ensemble": ("datacarto.commands.ensemble", "combine N models by weighted mean logits"),
     "audit": ("datacarto.commands.audit", "inject label noise and measure how well each score finds it"),
+    "label-errors": ("datacarto.commands.label_errors", "estimate how many labels are wrong, flag them, write a review queue"),
+    "apply-corrections": ("datacarto.commands.apply_corrections", "write a run's data with reviewed labels corrected"),
     "run": ("datacarto.commands.run", "run the whole pipeline and write a report"),
     "demo": ("datacarto.commands.demo", "run the whole pipeline on a built-in data set, offline"),
     "import-allenai": ("datacarto.commands.interop", "import allenai/cartography training dynamics"),

@@ -18,6 +18,19 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
                      what: str = "training set") -> str | None:
     """One line when the model barely learned the training set, else None.
 
+    The verdict of :func:`barely_learned`, followed by what it means for the map.
+    """
+    verdict = barely_learned(metrics, regions=regions, what=what)
+    if verdict is None or "n_units" in metrics.columns:  # the units' line is already whole
+        return verdict
+    return (f"{verdict}: regions are relative to a model that knows little; train longer, or with a higher "
+            "learning rate, before reading the map")
+
+
+def barely_learned(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
+                   what: str = "training set") -> str | None:
+    """"the model barely learned the <what> (figures)" when it did, else None.
+
     Parameters
     ----------
     metrics : DataFrame
@@ -55,5 +68,4 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
     detail = f"last-epoch accuracy {accuracy:.2f}, chance (majority class) {chance:.2f}"
     if easy_wrong is not None:
         detail += f"; {easy_wrong:.0%} of easy-to-learn examples were never predicted correctly"
-    return (f"the model barely learned the {what} ({detail}): regions are relative to a model that "
-            "knows little; train longer, or with a higher learning rate, before reading the map")
+    return f"the model barely learned the {what} ({detail})"
