@@ -28,7 +28,7 @@ ROOT = "datacarto"
 #: Layers, lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
-             "learning_check", "units", "ensemble_weights", "trajectory", "label_errors"),
+             "learning_check", "units", "ensemble_weights", "trajectory", "label_errors", "significance"),
     "data": ("data", "models", "task_data", "task_options"),  # loading tables, labels, tokenizers: below everything that trains or records
     "run folder": ("dynamics",),  # store, cache, subsets, interop
     "recording": ("record",),
@@ -38,7 +38,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "cli": ("cli", "commands"),
 }
 PURE = ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
-        "learning_check", "units", "ensemble_weights", "trajectory", "label_errors")
+        "learning_check", "units", "ensemble_weights", "trajectory", "label_errors", "significance")
 HEAVY = ("torch", "transformers")
 
 MAX_FILE_LINES = 450
@@ -234,7 +234,8 @@ def test_lazy_exports_name_the_defining_module():
     assert not bad, "\n".join(bad)
 
 
-REPORT_MODULES = {"datacarto.pipeline.report", "datacarto.pipeline.report_state", "datacarto.pipeline.report_results"}
+REPORT_MODULES = {"datacarto.pipeline.report", "datacarto.pipeline.report_state", "datacarto.pipeline.report_results",
+                  "datacarto.pipeline.report_cleaning"}
 
 
 def test_the_report_reads_a_layout_and_never_imports_the_orchestrator():

@@ -478,6 +478,17 @@ CASES = [
          _config(task="token-classification", choice_columns=["premise", "hypothesis"])),
     Case("run-chat-template-raises", "run --config {w}/bad.yaml", "the chat template fails on the first row of the "
          "training set: TemplateError", _config(_chat_lm(RAISES), **SFT_RUN)),
+    Case("run-clean-recipe-unknown-action", "run --config {w}/bad.yaml",
+         "recipe 'fix': action must be one of drop, relabel, got 'burn'",
+         _config(recipes=[{"name": "fix", "action": "burn"}])),
+    Case("run-clean-recipe-one-epoch", "run --config {w}/bad.yaml --num_train_epochs 1",
+         "recipe 'fix' (action drop) needs a label-error estimate, and in-sample dynamics of 1 epoch cannot "
+         "support one", _config(recipes=[{"name": "fix", "action": "drop"}])),
+    Case("run-clean-recipe-multi-label", "run --config {w}/bad.yaml",
+         "recipe 'fix': cleaning recipes (action drop or relabel) retrain on corrected example labels, which a "
+         "multi-label run does not have", _config(_rows(lambda r: {**r, "label": [r["label"]]}),
+                                                   dataset="{w}/bad.jsonl",
+                                                   recipes=[{"name": "fix", "action": "relabel"}])),
     Case("run-model-path-not-found", "run --config {w}/run.yaml --model no/such/folder",
          "model folder not found: no/such/folder"),
     Case("run-empty-data", "run --config {w}/run.yaml --dataset {w}/bad.jsonl", "{w}/bad.jsonl is empty",

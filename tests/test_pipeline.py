@@ -282,7 +282,7 @@ def test_resume_skips_everything_then_redoes_only_what_a_recipe_change_touches(f
     recipes = [{**RECIPES[0], "fraction": 0.3}, dict(RECIPES[1])]
     changed = run_pipeline(make_config(data_files, out, recipes=recipes), quiet=True)
     assert changed.ran == ["select", "focus", "ensemble", "evaluate", "report"]
-    assert changed.skipped == ["data", "baseline", "metrics", "maps"]
+    assert changed.skipped == ["data", "baseline", "metrics", "maps", "clean"]
     for name in ("data", "baseline", "metrics", "maps"):
         assert (out / "stages" / f"{name}.json").read_bytes() == records[name]
     # only the changed recipe's models were retrained
@@ -469,6 +469,13 @@ def test_demo_command(data_files, tmp_path, capsys, monkeypatch):
     md = (out / "report.md").read_text()
     assert "## Label noise" in md and "4 of 45 training labels are known to be wrong" in md
     assert "flipped labels in hard-to-learn: " in printed
+    # the report's first section, printed: the estimate and the flags, then each cleaning recipe
+    assert md.index("## Label errors and retraining") < md.index("## Data map")
+    from datacarto.pipeline.report import label_error_lines
+
+    lines = label_error_lines(out)
+    assert lines and lines[0].startswith("Label errors: ") and all(line in printed for line in lines)
+    assert all(line in md for line in lines)
     assert sorted(p.name for p in (out / "demo_data").iterdir()) == ["test.jsonl", "train.jsonl", "validation.jsonl"]
 
 

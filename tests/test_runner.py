@@ -29,11 +29,11 @@ def runner(tmp_path, force=(), log=None):
 def test_a_stage_is_skipped_while_its_inputs_and_outputs_are_unchanged(tmp_path):
     body, lines = Body(RunLayout(tmp_path)), []
     first = runner(tmp_path, log=lines.append).run("data", {"a": 1}, body)
-    assert first.ran and body.calls == 1 and lines[0] == "[1/9] data ... (first run)"
+    assert first.ran and body.calls == 1 and lines[0] == "[1/10] data ... (first run)"
     assert StageRecord.read(RunLayout(tmp_path).stage_record("data")).digest == first.digest
     again = runner(tmp_path, log=lines.append).run("data", {"a": 1}, body)
     assert not again.ran and body.calls == 1 and again.digest == first.digest
-    assert lines[-1].startswith("[1/9] data: up to date")
+    assert lines[-1].startswith("[1/10] data: up to date")
     changed = runner(tmp_path, log=lines.append).run("data", {"a": 2}, body)
     assert changed.ran and body.calls == 2 and changed.digest != first.digest
     assert "(inputs changed)" in lines[-2]

@@ -30,7 +30,8 @@ CONFIG_FLAG_HELP = {
     "max_length": "tokenizer truncation length",
     "dynamics_mode": "how the baseline records training dynamics",
     "recipes": "focus recipes: 'NAME:key=value,key=value;NAME2:...' (keys of datacarto select, e.g. "
-               "'ambiguous-33:region=ambiguous,fraction=0.33') or a JSON/YAML list",
+               "'ambiguous-33:region=ambiguous,fraction=0.33'; or cleaning recipes, 'drop-flagged:action=drop', "
+               "action drop or relabel) or a JSON/YAML list",
     "focus_init": "what focused models start from",
     "focus_training_args": "TrainingArguments overrides for focused and control models, as a JSON/YAML mapping",
     "control": "train a random control per recipe",

@@ -1,6 +1,6 @@
 """The whole datacarto workflow in one call: ``run_pipeline(PipelineConfig(...))``.
 
-Stages, in order (each prints ``[i/9] name ...``)::
+Stages, in order (each prints ``[i/10] name ...``)::
 
     data      load and validate train/validation/test; prepared copies in data/*.parquet
     baseline  fine-tune the model on all training data, recording dynamics (train, validation, test)
@@ -8,13 +8,15 @@ Stages, in order (each prints ``[i/9] name ...``)::
     maps      data map PNG and the interactive HTML map
     select    one focused subset per recipe, plus a random control of the same size and label mix
     focus     fine-tune one model per subset (focused and control)
+    clean     with cleaning recipes: drop or relabel the flagged labels, retrain from the pretrained
+              model beside a random-drop control (pipeline.cleaning)
     ensemble  baseline + each focused (and each control) model, weights tuned on validation
     evaluate  accuracy on test overall and on validation overall and per region, for every model
     report    report.html and report.md
 
 Modules: :mod:`.config` (PipelineConfig and its checks), :mod:`.layout` (RunLayout: every path of
 the run folder, and STAGES), :mod:`.runner` (the one resume mechanism: stage and unit records),
-:mod:`.stages` and :mod:`.models` (the stages, dispatched by ``STAGE_FUNCTIONS``), :mod:`.report`
+:mod:`.stages`, :mod:`.models` and :mod:`.cleaning` (the stages, dispatched by ``STAGE_FUNCTIONS``), :mod:`.report`
 (reads a run folder through a RunLayout; imports no other part of the pipeline). See
 docs/pipeline.md and docs/architecture.md.
 """

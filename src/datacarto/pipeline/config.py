@@ -27,9 +27,15 @@ DYNAMICS_MODES = ("training_pass", "epoch_end")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # used with fullmatch: "$" would accept a trailing newline
 #: The data inputs: described (path, size, mtime) rather than dumped in config.json and the hashes.
 DATA_KEYS = ("dataset", "validation", "test")
+#: ``action`` of a cleaning recipe: what happens to the rows the label-error estimate flags before the
+#: model is trained again (the apply-corrections decisions that change the data)
+CLEAN_ACTIONS = ("drop", "relabel")
+#: the keys of a cleaning recipe (``score``: the label-quality score that ranks the flagged rows)
+CLEAN_KEYS = ("name", "action", "score")
 
-__all__ = ["COMBINES", "COLOR_MODES", "DATA_KEYS", "DEFAULT_RECIPES", "DYNAMICS_CHOICES", "DYNAMICS_MODES", "FOCUS_INITS",
-           "PipelineConfig", "check_recipes", "check_training_args", "training_arg_names"]
+__all__ = ["CLEAN_ACTIONS", "COMBINES", "COLOR_MODES", "DATA_KEYS", "DEFAULT_RECIPES", "DYNAMICS_CHOICES", "DYNAMICS_MODES", "FOCUS_INITS",
+           "PipelineConfig", "check_recipes", "check_training_args", "cleaning_recipes", "selection_recipes",
+           "training_arg_names"]
 
 
 @dataclass
@@ -118,7 +124,17 @@ class PipelineConfig:
                                      "recorded dynamics and predictions must come from the final model)")
         self.recipes = check_recipes(self.recipes)
         self._check_repeats()
+        self._check_cleaning()
         return self
+
+    def _check_cleaning(self) -> None:
+        """Cleaning recipes need a label-error estimate: in-sample dynamics of one epoch cannot give one."""
+        epochs = self.training_args.get("num_train_epochs")
+        cleaning = cleaning_recipes(self.recipes)
+        if cleaning and not self.folds and isinstance(epochs, (int, float)) and epochs < 2:
+            raise DatacartoError(f"recipe {cleaning[0]['name']!r} (action {cleaning[0]['action']}) needs a "
+                                 f"label-error estimate, and in-sample dynamics of {epochs:g} epoch cannot support "
+                                 "one: train 2 or more epochs, or cross-fit (folds: K)")
 
     def _check_repeats(self) -> None:
         """``folds`` (cross-fitting; against the class counts in pipeline.request), ``dynamics`` and ``seeds``."""
@@ -238,10 +254,13 @@ def check_recipes(recipes) -> list[dict[str, Any]]:
         if name in names:
             raise DatacartoError(f"recipe name {name!r} is used twice")
         names.add(name)
+        if "action" in recipe:
+            out.append(_check_cleaning_recipe(name, recipe))
+            continue
         unknown = sorted(set(recipe) - set(CRITERIA) - {"name"})
         if unknown:
             raise DatacartoError(f"recipe {name!r}: unknown key(s) {', '.join(unknown)} "
-                                 f"(known: name, {', '.join(sorted(CRITERIA))})")
+                                 f"(known: name, {', '.join(sorted(CRITERIA))}; or action, score)")
         if len(recipe) == 1:
             raise DatacartoError(f"recipe {name!r} selects everything: give a region, metric, fraction or bound")
         try:
@@ -250,3 +269,27 @@ def check_recipes(recipes) -> list[dict[str, Any]]:
             raise DatacartoError(f"recipe {name!r}: {e}") from None
         out.append(dict(recipe))
     return out
+
+
+def _check_cleaning_recipe(name: str, recipe: dict) -> dict[str, Any]:
+    """A cleaning recipe: ``{name, action: drop | relabel, score?}`` (docs/pipeline.md, "Cleaning recipes")."""
+    from ..label_errors import SCORES
+
+    unknown = sorted(set(recipe) - set(CLEAN_KEYS))
+    if unknown:
+        raise DatacartoError(f"recipe {name!r}: unknown key(s) {', '.join(unknown)} for a cleaning recipe "
+                             f"(known: {', '.join(CLEAN_KEYS)})")
+    check_choice(recipe["action"], CLEAN_ACTIONS, f"recipe {name!r}: action")
+    if "score" in recipe:
+        check_choice(recipe["score"], SCORES, f"recipe {name!r}: score")
+    return dict(recipe)
+
+
+def cleaning_recipes(recipes) -> list[dict[str, Any]]:
+    """The recipes with an ``action`` (drop or relabel the flagged rows, then retrain), in config order."""
+    return [r for r in recipes or [] if isinstance(r, dict) and "action" in r]
+
+
+def selection_recipes(recipes) -> list[dict[str, Any]]:
+    """The recipes that select a subset for a focused model (every one without an ``action``)."""
+    return [r for r in recipes or [] if isinstance(r, dict) and "action" not in r]

@@ -17,7 +17,9 @@ a run-folder path. The layout knows nothing of how the files are made (no stage,
     metrics/seed_stability.parquet   with ``seeds``: region per seed, majority, stable
     maps/data_map.png, maps/data_map_regions.png, maps/data_map.html
     subsets/<recipe>.jsonl, subsets/<recipe>.control.jsonl
-    models/<kind>/<recipe>/          focused and control models (model/ inside)
+    models/<kind>/<recipe>/          focused and control models (model/ inside), cleaned/ and random-drop/ models
+    cleaning/<recipe>.corrections.csv  a cleaning recipe's flagged rows with its decision (apply-corrections' input)
+    cleaning/<recipe>.jsonl, cleaning/<recipe>.control.jsonl  the corrected training data and its random-drop control
     predictions/<model>.npz          validation (and test) logits of every model and ensemble, per unit
     predictions/gold.npz             the gold label of each of those units (an example, a label, a word)
     ensembles.json                   members, weights and tuning of every ensemble
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STAGES = ("data", "baseline", "metrics", "maps", "select", "focus", "ensemble", "evaluate", "report")
+STAGES = ("data", "baseline", "metrics", "maps", "select", "focus", "clean", "ensemble", "evaluate", "report")
 SPLITS = ("train", "validation", "test")
 
 
@@ -116,6 +118,14 @@ class RunLayout:
     # -- subsets, models, predictions
     def subset(self, recipe: str, *, control: bool = False) -> Path:
         return self.root / "subsets" / f"{recipe}{'.control' if control else ''}.jsonl"
+
+    def cleaning_corrections(self, recipe: str) -> Path:
+        """A cleaning recipe's flagged rows, its decision and the suggested labels (a corrections file)."""
+        return self.root / "cleaning" / f"{recipe}.corrections.csv"
+
+    def cleaning_data(self, recipe: str, *, control: bool = False) -> Path:
+        """The training data a cleaning recipe (or its random-drop control) retrains on."""
+        return self.root / "cleaning" / f"{recipe}{'.control' if control else ''}.jsonl"
 
     def model_dir(self, model_name: str) -> Path:
         """Where a model's run goes: ``baseline/`` for the baseline, ``models/<name>/`` otherwise."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._io import write_json_atomic
 from ..errors import DatacartoError
+from .config import selection_recipes
 from .context import Context, jsonable, load_predictions, predict, save_predictions, seed_everything
 from .hashing import describe_model, digest
 from .layout import read_json
@@ -30,7 +31,7 @@ def units(ctx: Context) -> list[Unit]:
     """Every focused and control model, in config order (stored records sort their keys)."""
     out = []
     subsets = ctx.rec("select").summary["subsets"]
-    for name in (r["name"] for r in ctx.config.recipes):
+    for name in (r["name"] for r in selection_recipes(ctx.config.recipes)):
         entry = subsets[name]
         out.append(Unit(f"focused/{name}", "focused", name, entry["digest"]))
         if "control" in entry:
@@ -245,14 +246,19 @@ def _train_focused(ctx: Context, u: Unit) -> dict[str, Any]:
     result = train_focused(layout.baseline_dir, layout.root / part["path"], init=c.focus_init,
                            model=c.model if c.focus_init == "pretrained" else None, output_dir=directory,
                            training_args=args, label_column="label", max_length=c.max_length)
+    save_model_predictions(ctx, result.trainer, u.model_name)
+    return {"n": part["n"]}
+
+
+def save_model_predictions(ctx: Context, trainer, model_name: str) -> None:
+    """A trained model's validation (and test) logits, on the same units as the baseline's, to its predictions file."""
     logits = {}
     for split in ("validation", *(["test"] if ctx.has_test() else [])):
-        gold, logits[split] = predict(result.trainer, ctx.split(split), ctx.spec, max_length=c.max_length)
+        gold, logits[split] = predict(trainer, ctx.split(split), ctx.spec, max_length=ctx.config.max_length)
         if not np.array_equal(gold, ctx.gold(split)):  # the same units as the baseline's, or no comparison
-            raise DatacartoError(f"{u.model_name} predicted {len(gold)} units of the {split} set, the baseline "
+            raise DatacartoError(f"{model_name} predicted {len(gold)} units of the {split} set, the baseline "
                                  f"{len(ctx.gold(split))}: were they tokenized alike?")
-    save_predictions(layout.predictions(u.model_name), **logits)
-    return {"n": part["n"]}
+    save_predictions(ctx.layout.predictions(model_name), **logits)
 
 
 # ----------------------------------------------------------------------------------------------

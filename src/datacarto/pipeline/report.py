@@ -3,7 +3,8 @@
 ``write_report(output_dir)`` reads the run folder through a :class:`~.layout.RunLayout` (config.json,
 stages/*.json, metrics/, evaluation/, ensembles.json, maps/ and the baseline's recorded examples),
 so a finished run can be reported again without training; it imports no other part of the
-pipeline. Both files hold the same sections: data map, regions (counts, label mix, examples),
+pipeline. Both files hold the same sections: with cleaning recipes first label errors and retraining
+(:mod:`.report_cleaning`), then data map, regions (counts, label mix, examples),
 label noise (when a column marks known wrong labels, as in the demo), focused subsets, accuracy,
 time per stage, config and versions. The HTML page is self-contained and escapes all record text.
 """
@@ -27,6 +28,7 @@ from ..task_data import SINGLE_LABEL_TASKS
 from ..units import words_column
 from .document import Document, fmt_float, pct, share
 from .layout import RunLayout
+from .report_cleaning import cleaning_lines, cleaning_results, cleaning_section
 from .report_results import configuration_section, scores_section, subsets_section, times_section
 from .report_state import RunState, fold, read_run, read_train_metrics
 
@@ -316,6 +318,7 @@ def write_report(output_dir: str | os.PathLike | RunLayout, *, title: str | None
     noise_col = _noise_column(run.examples, noise_column)
     doc = Document()
     _intro(doc, run, title)
+    cleaning_section(doc, run, noise_col)  # with cleaning recipes: the first section
     _data_map(doc, run)
     _regions(doc, run)
     _crossfit(doc, run)
@@ -334,4 +337,12 @@ def write_report(output_dir: str | os.PathLike | RunLayout, *, title: str | None
     return html_path, md_path
 
 
-__all__ = ["RunState", "noise_summary", "planted_summary", "vague_summary", "pct", "read_run", "read_train_metrics", "write_report"]
+def label_error_lines(output_dir: str | os.PathLike | RunLayout, *, noise_column: str | None = None) -> list[str]:
+    """The lead lines of the report's "Label errors and retraining" section (none without a cleaning recipe)."""
+    layout = output_dir if isinstance(output_dir, RunLayout) else RunLayout(output_dir)
+    run = read_run(layout)
+    results = cleaning_results(run, _noise_column(run.examples, noise_column or run.config.get("noise_column")))
+    return cleaning_lines(results) if results is not None else []
+
+
+__all__ = ["RunState", "label_error_lines", "noise_summary", "planted_summary", "vague_summary", "pct", "read_run", "read_train_metrics", "write_report"]

@@ -3,7 +3,7 @@
 ``PipelineConfig.validate`` checks every key on its own (seeds, recipes, a given task's options);
 :func:`check_request` then reads the training set once and checks what depends on it: the task it
 implies and that task's options, the folds against the class counts, and the chat template rendered
-on the first row. The data stage reuses the prepared training split it returns.
+on the first row, and that cleaning recipes have one label per example to correct. The data stage reuses the prepared training split it returns.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import PipelineConfig
+from ..errors import DatacartoError
+from ..task_data import SINGLE_LABEL_TASKS
+from .config import PipelineConfig, cleaning_recipes
 
 
 @dataclass
@@ -46,4 +48,9 @@ def check_request(config: PipelineConfig) -> CheckedRequest:
         check_folds(c.folds, train[spec.label_column], label_names=spec.label_names, name="config key 'folds'")
     if spec.chat_template:
         check_chat_template(load_tokenizer(c.model), spec, train)
+    cleaning = cleaning_recipes(c.recipes)
+    if cleaning and spec.task not in SINGLE_LABEL_TASKS:
+        raise DatacartoError(f"recipe {cleaning[0]['name']!r}: cleaning recipes (action drop or relabel) retrain "
+                             f"on corrected example labels, which a {spec.task} run does not have; use "
+                             "datacarto label-errors and apply-corrections on its units")
     return CheckedRequest(train=train, spec=spec, why=why)

@@ -14,7 +14,7 @@ import pandas as pd
 from .._io import run_lock, write_json_atomic
 from .._validation import fmt_seconds
 from ..errors import DatacartoError
-from .config import DATA_KEYS, PipelineConfig
+from .config import DATA_KEYS, PipelineConfig, selection_recipes
 from .context import Context
 from .layout import STAGES
 from .models import ensemble_plans, model_names
@@ -38,6 +38,7 @@ class PipelineResult:
     subsets: dict[str, dict[str, Any]]
     ensembles: dict[str, dict[str, Any]]
     seconds: float = 0.0
+    cleaning: dict[str, Any] | None = None  # the clean stage's summary (None without a cleaning recipe)
 
     @property
     def ran(self) -> list[str]:
@@ -117,6 +118,7 @@ def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool |
         output_dir=layout.root, config=config, stages=dict(ctx.runner.records),
         accuracy=pd.read_csv(layout.accuracy_csv).set_index("model"),
         report_html=layout.report_html, report_md=layout.report_md, baseline_dir=layout.baseline_dir,
-        models=models, subsets={r["name"]: stored[r["name"]] for r in config.recipes}, seconds=seconds,
+        models=models, subsets={r["name"]: stored[r["name"]] for r in selection_recipes(config.recipes)}, seconds=seconds,
         ensembles={n: ctx.rec("ensemble").summary["ensembles"][n] for n in ensemble_plans(ctx)},
+        cleaning=ctx.rec("clean").summary or None,
     )

@@ -1,4 +1,4 @@
-"""The nine stages of the pipeline, as functions ``stage(ctx) -> StageRecord``, and their table.
+"""The ten stages of the pipeline, as functions ``stage(ctx) -> StageRecord``, and their table.
 
 Each function states the inputs its resume key hashes and hands a body to the runner; the body
 returns (outputs, summary, content digest). :data:`STAGE_FUNCTIONS` maps every name of
@@ -18,7 +18,8 @@ from ..errors import DatacartoError
 from ..evaluation import accuracy_table
 from ..models import classifier_head
 from ..task_data import SINGLE_LABEL_TASKS
-from .config import PipelineConfig
+from .cleaning import clean_stage, cleaning_model_names
+from .config import PipelineConfig, cleaning_recipes, selection_recipes
 from .context import Context, jsonable, label_counts, load_predictions, region_counts, save_prepared
 from .hashing import describe_data, digest, frame_digest, ids_digest
 from .layout import STAGES
@@ -197,12 +198,13 @@ def maps_stage(ctx: Context) -> StageRecord:
 def select_stage(ctx: Context) -> StageRecord:
     """One subset per recipe, plus its random control (digest: the chosen row ids)."""
     c = ctx.config
-    inputs = {"metrics": ctx.rec("metrics").digest, "recipes": c.recipes, "control": c.control, "seed": c.seed}
+    recipes = selection_recipes(c.recipes)  # cleaning recipes: the clean stage
+    inputs = {"metrics": ctx.rec("metrics").digest, "recipes": recipes, "control": c.control, "seed": c.seed}
 
     def body():
         m = ctx.train_metrics()
         subsets, outputs = {}, []
-        for recipe in ctx.bar(c.recipes, "selecting"):
+        for recipe in ctx.bar(recipes, "selecting"):
             subsets[recipe["name"]] = entry = _select_recipe(ctx, m, recipe)
             outputs += [entry["path"]] + ([entry["control"]["path"]] if "control" in entry else [])
         return outputs, {"subsets": subsets}, digest(subsets)
@@ -247,10 +249,13 @@ def evaluate_stage(ctx: Context) -> StageRecord:
     """The task's scores (accuracy, macro-F1, ...) of every model and ensemble, overall and per region."""
     inputs = {"ensemble": ctx.rec("ensemble").digest, "focus": ctx.rec("focus").digest,
               "baseline": ctx.rec("baseline").digest, "metrics": ctx.rec("metrics").digest}
+    if cleaning_recipes(ctx.config.recipes):  # absent without one: the hashes of runs from before hold
+        inputs["clean"] = ctx.rec("clean").digest
 
     def body():
         layout = ctx.layout
-        preds = {n: load_predictions(layout.predictions(n)) for n in prediction_names(ctx)}
+        names = [*prediction_names(ctx), *cleaning_model_names(ctx)]
+        preds = {n: load_predictions(layout.predictions(n)) for n in names}
         test_gold = test_regions = None
         if all("test" in p for p in preds.values()) and layout.data_split("test").is_file():
             test_gold = ctx.gold("test")
@@ -301,7 +306,7 @@ def report_stage(ctx: Context) -> StageRecord:
 #: Stage name -> its function, in the order they run (the keys are :data:`STAGES`).
 STAGE_FUNCTIONS: dict[str, Callable[[Context], StageRecord]] = {
     "data": data_stage, "baseline": baseline_stage, "metrics": metrics_stage, "maps": maps_stage,
-    "select": select_stage, "focus": focus_stage, "ensemble": ensemble_stage, "evaluate": evaluate_stage,
-    "report": report_stage,
+    "select": select_stage, "focus": focus_stage, "clean": clean_stage, "ensemble": ensemble_stage,
+    "evaluate": evaluate_stage, "report": report_stage,
 }
 assert tuple(STAGE_FUNCTIONS) == STAGES

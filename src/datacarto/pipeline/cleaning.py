@@ -1,0 +1,216 @@
+"""The clean stage: retrain without (or with corrected) flagged labels, beside a random-drop control.
+
+A cleaning recipe ``{name, action: drop | relabel, score?}`` (docs/pipeline.md, "Cleaning recipes"):
+
+1. the label-error estimate of the baseline's training data (:func:`~datacarto.dynamics.label_errors.run_label_errors`):
+   on the cross-fitted run's out-of-sample dynamics when the run has ``folds``, else on the
+   baseline's in-sample dynamics; a run that cannot support an estimate is recorded as refused;
+2. its flagged rows, with the recipe's decision and the suggested label, as a corrections file
+   (``cleaning/<recipe>.corrections.csv``), applied by :func:`~datacarto.dynamics.corrections.apply_corrections`
+   (the one code path of ``datacarto apply-corrections``) into ``cleaning/<recipe>.jsonl``;
+3. with ``control``, a random control of the same size and label mix (``random_control``, the
+   run's ``seed``) dropped instead (``cleaning/<recipe>.control.jsonl``);
+4. one model per training set, from the pretrained model with the baseline's training arguments
+   (without its per-epoch evaluation and checkpoints), each a unit of the runner keyed by its
+   training rows and labels; identical training sets (the controls of a drop and a relabel recipe
+   of the same flags) train once. Only the predictions are kept, not the weights.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DatacartoError
+from .config import cleaning_recipes
+from .context import Context, jsonable, load_predictions, save_predictions, seed_everything
+from .hashing import describe_model, digest, ids_digest
+from .models import save_model_predictions
+from .runner import StageRecord
+
+#: the model kinds of the clean stage: ``cleaned/<recipe>`` and ``random-drop/<recipe>``
+CLEANED, CONTROL = "cleaned", "random-drop"
+DEFAULT_SCORE = "self_confidence"
+
+
+class CleanUnit(NamedTuple):
+    """One retrained model: its name, recipe, training file, rows and the digest of its rows and labels."""
+
+    model_name: str
+    recipe: str
+    path: str  # relative to the run folder
+    n: int
+    data: str
+
+
+def estimate_source(ctx: Context) -> tuple[Path, str, str]:
+    """(run folder, split, method) of the label-error estimate: cross-fitted with ``folds``, else the baseline."""
+    c, layout = ctx.config, ctx.layout
+    if c.folds:
+        return layout.crossfit_dir, "train" if c.dynamics == "out-of-sample" else "oos", "out-of-sample"
+    return layout.baseline_dir, "train", "auto"
+
+
+def cleaning_model_names(ctx: Context) -> list[str]:
+    """The clean stage's models with predictions, in config order (none when the estimate was refused)."""
+    summary = ctx.rec("clean").summary
+    names = []
+    for recipe in cleaning_recipes(ctx.config.recipes):
+        entry = summary.get("recipes", {}).get(recipe["name"])
+        if entry and entry["model"]:
+            names += [entry["model"], *([entry["control"]["model"]] if entry.get("control") else [])]
+    return names
+
+
+def retrain_args(ctx: Context) -> dict[str, Any]:
+    """The baseline's training arguments, without its per-epoch evaluation and checkpoints."""
+    return {**ctx.training_args(), "eval_strategy": "no", "save_strategy": "no"}
+
+
+def clean_stage(ctx: Context) -> StageRecord:
+    """The cleaning recipes' corrected training data and models (nothing without a cleaning recipe)."""
+    c = ctx.config
+    recipes = cleaning_recipes(c.recipes)
+    if not recipes:
+        return ctx.runner.run("clean", {}, lambda: ([], {}, digest("no cleaning recipe")))
+    inputs = {"baseline": ctx.rec("baseline").digest, "data": ctx.rec("data").digest, "recipes": recipes,
+              "control": c.control, "seed": c.seed, "model": describe_model(c.model), "max_length": c.max_length,
+              "training_args": retrain_args(ctx)}
+    return ctx.runner.run("clean", inputs, lambda: _clean(ctx, recipes))
+
+
+def _clean(ctx: Context, recipes: list[dict]):
+    from ..dynamics.label_errors import run_label_errors
+
+    source, split, method = estimate_source(ctx)
+    found = {}
+    try:
+        for score in dict.fromkeys(r.get("score", DEFAULT_SCORE) for r in recipes):
+            found[score] = run_label_errors(source, split=split, method=method, score=score)
+    except DatacartoError as e:  # e.g. a model that barely learned: said in the log and the report
+        ctx.log(f"      no label-error estimate, nothing retrained: {e}")
+        return [], {"refused": str(e), "recipes": {}}, None
+    first = found[recipes[0].get("score", DEFAULT_SCORE)]
+    ctx.log(f"      estimated wrong labels: {first.total} of {first.n} ({first.info['dynamics']} dynamics)")
+    entries, units, outputs = {}, [], []
+    for recipe in recipes:
+        entry, recipe_units = _prepare(ctx, recipe, found[recipe.get("score", DEFAULT_SCORE)], source, split)
+        entries[recipe["name"]] = entry
+        units += recipe_units
+        outputs += [entry[k] for k in ("corrections", "data") if k in entry]
+        outputs += [entry["control"]["data"]] if "control" in entry else []
+    models = _train_units(ctx, units)
+    outputs += [ctx.layout.rel(ctx.layout.predictions(u.model_name)) for u in units]
+    summary = {"refused": None, "source": {"run": ctx.layout.rel(source), "split": split, **_info(first)},
+               "estimate": _estimate(first), "recipes": entries, "models": models}
+    return outputs, jsonable(summary), digest({k: v["token"] for k, v in models.items()})
+
+
+def _info(found) -> dict[str, Any]:
+    return {k: found.info.get(k) for k in ("dynamics", "epochs", "n_epochs", "method", "warning")}
+
+
+def _estimate(found) -> dict[str, Any]:
+    per_class = found.per_class
+    return {"total": found.total, "n": found.n,
+            "per_class": {str(k): {"n": int(row["n"]), "estimated_errors": int(row["estimated_errors"])}
+                          for k, row in per_class.iterrows()}}
+
+
+def _prepare(ctx: Context, recipe: dict, found, source: Path, split: str) -> tuple[dict, list[CleanUnit]]:
+    """Write one recipe's corrections, corrected data and control data; its entry and its models."""
+    from ..dynamics.corrections import apply_corrections, write_corrected
+    from ..dynamics.label_errors import review_queue
+    from ..dynamics.review import write_review_queue
+
+    c, layout, name, action = ctx.config, ctx.layout, recipe["name"], recipe["action"]
+    queue = review_queue(source, found, split=split)
+    if queue.empty:  # nothing flagged: the corrected data would be the baseline's
+        return {"action": action, "score": found.score, "flagged": 0, "model": None}, []
+    queue["decision"] = action
+    queue["new_label"] = queue["suggested_label"] if action == "relabel" else ""
+    write_review_queue(queue, layout.cleaning_corrections(name), fmt="csv")
+    corrected, counts = apply_corrections(source, queue, split=split)
+    write_corrected(_decided(corrected), layout.cleaning_data(name))
+    flagged = queue["row_id"].to_numpy(dtype=np.int64)
+    changed = int((corrected["label"] != corrected["original_label"]).sum()) if action == "relabel" else 0
+    units = [_unit(ctx, f"{CLEANED}/{name}", name, layout.cleaning_data(name), corrected)]
+    entry = {"action": action, "score": found.score, "flagged": int(flagged.size), "model": units[0].model_name,
+             "corrections": layout.rel(layout.cleaning_corrections(name)), "data": units[0].path,
+             "n_train": int(len(corrected)), "relabelled": changed, "dropped": counts["dropped_rows"]}
+    if c.control:
+        drop = _control_ids(ctx, source, split, flagged)
+        kept, _ = apply_corrections(source, pd.DataFrame({"row_id": drop, "decision": "drop"}), split=split)
+        write_corrected(_decided(kept), layout.cleaning_data(name, control=True))
+        units.append(_unit(ctx, f"{CONTROL}/{name}", name, layout.cleaning_data(name, control=True), kept))
+        entry["control"] = {"model": units[1].model_name, "data": units[1].path, "n_train": int(len(kept)),
+                            "dropped": int(drop.size)}
+    return entry, units
+
+
+def _decided(frame: pd.DataFrame) -> pd.DataFrame:
+    """The corrected records with ``decision`` "" on the rows left as they were (a text column without nulls)."""
+    return frame.assign(decision=frame["decision"].fillna(""))
+
+
+def _control_ids(ctx: Context, source: Path, split: str, flagged: np.ndarray) -> np.ndarray:
+    """As many random rows as were flagged, with the same given labels, drawn with the run's seed."""
+    from ..dynamics.store import load_examples
+    from ..selection import random_control
+
+    examples = load_examples(source, split)
+    gold = pd.DataFrame({"gold": examples["label"].to_numpy(dtype=np.int64)}, index=examples.index)
+    return random_control(flagged, gold, match_labels=True, seed=ctx.config.seed)
+
+
+def _unit(ctx: Context, model_name: str, recipe: str, path: Path, frame: pd.DataFrame) -> CleanUnit:
+    rows = frame["row_id"].to_numpy(dtype=np.int64)
+    labels = frame["label"].to_numpy(dtype=np.int64)
+    return CleanUnit(model_name, recipe, ctx.layout.rel(path), int(len(frame)),
+                     digest([ids_digest(rows), ids_digest(labels)]))
+
+
+def _train_units(ctx: Context, units: list[CleanUnit]) -> dict[str, dict]:
+    """Each unit through the runner; a training set met before in this stage copies that model's predictions."""
+    c, layout = ctx.config, ctx.layout
+    common = {"data_stage": ctx.rec("data").digest, "model": describe_model(c.model), "max_length": c.max_length,
+              "training_args": retrain_args(ctx)}
+    first_of: dict[str, str] = {}
+    done = {}
+    for u in units:
+        twin = first_of.setdefault(u.data, u.model_name)
+
+        def body(u=u, twin=twin):
+            if twin != u.model_name:
+                save_predictions(layout.predictions(u.model_name), **load_predictions(layout.predictions(twin)))
+                return {"n": u.n, "same_as": twin}
+            return _retrain(ctx, u)
+
+        record = ctx.runner.run_unit("clean", u.model_name, {**common, "data": u.data},
+                                     [layout.rel(layout.predictions(u.model_name))], body)
+        done[u.model_name] = {"token": record.token, "seconds": record.seconds, "ran": record.ran, "n": u.n,
+                              **({"same_as": record.summary["same_as"]} if "same_as" in record.summary else {})}
+    return done
+
+
+def _retrain(ctx: Context, u: CleanUnit) -> dict[str, Any]:
+    """Train one model from the pretrained model on ``u``'s data; save its validation (and test) logits."""
+    from ..train.focused import train_focused
+
+    c, layout = ctx.config, ctx.layout
+    ctx.log(f"      {u.model_name}: training on {u.n} examples (from {c.model})")
+    directory = layout.model_dir(u.model_name)
+    if directory.exists():
+        shutil.rmtree(directory)
+    args = retrain_args(ctx)
+    seed_everything(args.get("seed", c.seed))
+    # the weights are not kept: the report and the evaluation read the predictions
+    result = train_focused(layout.baseline_dir, layout.root / u.path, init="pretrained", model=c.model,
+                           output_dir=directory, training_args=args, label_column="label",
+                           max_length=c.max_length, dynamics_mode=c.dynamics_mode, save_model=False)
+    save_model_predictions(ctx, result.trainer, u.model_name)
+    return {"n": u.n}
