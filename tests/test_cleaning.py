@@ -173,8 +173,11 @@ def test_the_report_opens_with_the_estimate_the_flags_and_the_paired_tests(clean
     assert f"test accuracy on 90 rows with 95% intervals: cleaned {acc('cleaned/drop')}, baseline " \
            f"{acc('baseline')}, random-drop control {acc('random-drop/drop')}" in line
     assert f"({b} rows only cleaned gets right, {c} only control)" in line
-    assert f"McNemar p = {'< 0.001' if p < 0.001 else f'{p:.3f}'} ({b} rows" in line
+    assert f"McNemar p {'< 0.001' if p < 0.001 else f'= {p:.3f}'} ({b} rows" in line
     assert "| given label | examples | estimated wrong | share |" in md
+    per_class = cleaned.cleaning["estimate"]["per_class"]
+    rows = [f"| {name} | {per_class[name]['n']} | {per_class[name]['estimated_errors']} |" for name in NAMES]
+    assert [md.index(row) for row in rows] == sorted(md.index(row) for row in rows)  # in the classes' order
     assert "| drop | cleaned: cleaned/drop | " in md and "| drop | random-drop control: random-drop/drop | " in md
 
 

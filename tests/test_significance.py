@@ -77,6 +77,8 @@ def test_compare_paired_and_its_line():
     assert line.startswith("cleaned - control: +10.0 points (95% interval +")
     assert line.endswith("McNemar p = 0.002 (10 rows only cleaned gets right, 0 only control)")
     assert fmt_p(0.0004) == "< 0.001" and fmt_p(0.5) == "0.500"
+    strong = compare_paired(answers(100, 100), answers(50, 100)).describe()
+    assert "McNemar p < 0.001 (50 rows only a gets right, 0 only b)" in strong
 
 
 def test_flag_precision_recall():

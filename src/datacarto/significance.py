@@ -110,8 +110,10 @@ class PairedComparison:
     def describe(self, name_a: str = "a", name_b: str = "b") -> str:
         """One line: ``a - b: +1.3 points (95% interval -0.2 to +2.9), McNemar p = 0.081 (12 vs 5 rows)``."""
         d, low, high = (100 * x for x in self.difference)
-        return (f"{name_a} - {name_b}: {d:+.1f} points (95% interval {low:+.1f} to {high:+.1f}), McNemar p = "
-                f"{fmt_p(self.p_value)} ({self.only_a} rows only {name_a} gets right, {self.only_b} only {name_b})")
+        p = fmt_p(self.p_value)
+        return (f"{name_a} - {name_b}: {d:+.1f} points (95% interval {low:+.1f} to {high:+.1f}), McNemar p "
+                f"{p if p.startswith('<') else '= ' + p} ({self.only_a} rows only {name_a} gets right, "
+                f"{self.only_b} only {name_b})")
 
 
 def compare_paired(correct_a, correct_b, *, confidence: float = CONFIDENCE, resamples: int = 10_000,

@@ -123,9 +123,11 @@ def cleaning_section(doc: Document, run: RunState, noise_col: str | None) -> Non
     s = results["summary"]
     if s["source"].get("warning"):
         doc.p(f"Warning: {s['source']['warning']}.")
+    per_class = s["estimate"]["per_class"]  # stored records sort their keys: back to the classes' order
+    order = [*[n for n in run.label_names if n in per_class], *[n for n in per_class if n not in run.label_names]]
     doc.table(["given label", "examples", "estimated wrong", "share"],
-              [[k, v["n"], v["estimated_errors"], pct(v["estimated_errors"] / max(v["n"], 1))]
-               for k, v in s["estimate"]["per_class"].items()])
+              [[k, per_class[k]["n"], per_class[k]["estimated_errors"],
+                pct(per_class[k]["estimated_errors"] / max(per_class[k]["n"], 1))] for k in order])
     rows = []
     for name, r in results["recipes"].items():
         e = r["entry"]
