@@ -81,6 +81,14 @@ def test_compare_paired_and_its_line():
     assert "McNemar p < 0.001 (50 rows only a gets right, 0 only b)" in strong
 
 
+def test_the_package_exports_them():
+    import datacarto
+    from datacarto import significance
+
+    for name in ("accuracy_interval", "compare_paired", "mcnemar_test", "paired_bootstrap"):
+        assert getattr(datacarto, name) is getattr(significance, name)
+
+
 def test_flag_precision_recall():
     noisy = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
     flagged = np.array([1, 1, 1, 0, 1, 0, 0, 0, 0, 0], bool)
