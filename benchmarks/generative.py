@@ -38,11 +38,11 @@ def _instruction_data(model_dir, rows, max_length=64):
     import datasets
     from transformers import AutoTokenizer
 
-    from datacarto.task_data import prepare_for_task, tokenize_task
+    from datacarto.tasks import TaskSpec, prepare_for_task, tokenize_task
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    ds, spec = prepare_for_task(datasets.Dataset.from_list(rows), "causal-lm", prompt_column="prompt",
-                                response_column="response")
+    ds, spec = prepare_for_task(datasets.Dataset.from_list(rows), TaskSpec(task="causal-lm", prompt_column="prompt",
+                                                                          response_column="response"))
     return tok, tokenize_task(ds, tok, spec, max_length=max_length)
 
 
@@ -147,7 +147,7 @@ def audit_auroc(lm_dir, *, n, epochs, tmp):
 def _held_out_loss(lm_dir, train_rows, test_rows, *, epochs, tmp, seed):
     from transformers import AutoModelForCausalLM, Trainer
 
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     tok, train = _instruction_data(lm_dir, train_rows)
     _, test = _instruction_data(lm_dir, test_rows)
@@ -203,7 +203,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging
 
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
     from datacarto.testing import make_tiny_causal_lm_dir, toy_instruction_words, toy_instructions
 
     logging.set_verbosity_error()

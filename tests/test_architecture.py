@@ -29,7 +29,8 @@ ROOT = "datacarto"
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
              "learning_check", "units", "ensemble_weights", "trajectory"),
-    "data": ("data", "models", "task_data", "task_options"),  # loading tables, labels, tokenizers: below everything that trains or records
+    # loading tables, labels, tokenizers, the task registry: below everything that trains or records
+    "data": ("data", "models", "task_data", "tasks"),
     "run folder": ("dynamics",),  # store, cache, subsets, interop
     "recording": ("record",),
     "training": ("train", "testing"),

@@ -101,7 +101,7 @@ def _run(task, models, tmp_path_factory):
 def test_every_stage_and_the_units_of_each_split(task_run):
     task, splits, out, _ = task_run
     stages = {p.stem: json.loads(p.read_text()) for p in (out / "stages").glob("*.json")}
-    assert stages["data"]["summary"]["task"] == task  # inferred from the columns (no --task given)
+    assert stages["data"]["summary"]["task_spec"]["task"] == task  # inferred from the columns (no --task given)
     with np.load(out / "predictions" / "gold.npz") as gold:
         for split in ("validation", "test"):
             np.testing.assert_array_equal(gold[split], expected_gold(task, splits[split]))

@@ -182,13 +182,13 @@ def test_gold_that_differs_from_the_data_stops_the_write(tmp_path):
 
 def test_pipeline_prediction_caps_max_length_as_training_does(tmp_path, tiny_model, toy_rows):
     """A max_length beyond the model's 64 positions: training caps it, and so does the pipeline's prediction."""
-    from datacarto.data import LabelSpec
     from datacarto.pipeline.context import predict
+    from datacarto.tasks import TaskSpec
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
     long_rows = [dict(r, premise=" ".join([r["premise"]] * 40)) for r in toy_rows[:4]]
-    spec = LabelSpec(text_columns=["premise", "hypothesis"], label_column="label", label_names=list("abc"))
+    spec = TaskSpec(text_columns=["premise", "hypothesis"], label_column="label", label_names=list("abc"))
     trainer = Trainer(model=model, args=training_args(tmp_path), processing_class=tok)
     gold, logits = predict(trainer, Dataset.from_list(long_rows), spec, max_length=512)
     assert gold.tolist() == [r["label"] for r in long_rows] and logits.shape == (4, 3)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .data import ClassifierHead, first_line
 from .errors import DatacartoError
+from .tasks import DEFAULT_TASK, TASK_TYPES, task_type
 
 
 def looks_local(name_or_dir: str) -> bool:
@@ -42,15 +43,15 @@ def _load_error(name_or_dir, e: BaseException) -> DatacartoError:
 
 
 def _has_head(config, task: str | None) -> bool:
-    """The config's architecture has ``task``'s head (None: a classification head of any task)."""
-    heads = [_HEADS[task]] if task else ["ForSequenceClassification", "ForTokenClassification"]
+    """The config's architecture has ``task``'s head (None: a head with classes of any task)."""
+    heads = task_type(task).heads[:1] if task else [t.heads[0] for t in TASK_TYPES.values() if t.head_classes]
     return any(a.endswith(tuple(heads)) for a in (getattr(config, "architectures", None) or []))
 
 
-def classifier_head(name_or_dir, task: str | None = "sequence-classification") -> ClassifierHead | None:
+def classifier_head(name_or_dir, task: str | None = DEFAULT_TASK) -> ClassifierHead | None:
     """The classes of the model's head for ``task`` (None: a base model, another task's head, no classes)."""
     check_model_path(name_or_dir)
-    if task in ("multiple-choice", "causal-lm"):
+    if task is not None and not task_type(task).head_classes:
         return None
     from transformers import AutoConfig
 
@@ -80,9 +81,6 @@ def effective_max_length(tokenizer, model, requested: int) -> int:
     return requested
 
 
-_HEADS = {"sequence-classification": "ForSequenceClassification", "multi-label": "ForSequenceClassification",
-          "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification",
-          "causal-lm": "ForCausalLM"}
 _NOT_CAUSAL = ("ForSequenceClassification", "ForTokenClassification", "ForMultipleChoice", "ForQuestionAnswering",
                "ForMaskedLM", "ForConditionalGeneration")
 
@@ -123,25 +121,26 @@ def load_causal_lm(name_or_dir: str):
 
 
 def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None = None, *,
-               task: str = "sequence-classification"):
+               task: str = DEFAULT_TASK):
     """Tokenizer and model of ``task``'s head from a hub name or a local folder (same path)."""
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
     check_model_path(name_or_dir)
-    if task == "causal-lm":
+    entry = task_type(task)
+    if entry.generative:
         return load_causal_lm(name_or_dir)
-    auto = getattr(transformers, "AutoModel" + _HEADS[task])
-    kwargs = {} if task == "multiple-choice" else {"num_labels": num_labels}
-    if label_names and task != "multiple-choice":
+    auto = getattr(transformers, "AutoModel" + entry.heads[0])
+    kwargs = {"num_labels": num_labels} if entry.head_classes else {}
+    if label_names and entry.head_classes:
         kwargs["id2label"] = dict(enumerate(label_names))
         kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
-    if task == "multi-label":
-        kwargs["problem_type"] = "multi_label_classification"
+    if entry.problem_type:
+        kwargs["problem_type"] = entry.problem_type
     try:
         config = AutoConfig.from_pretrained(name_or_dir)
         head = _has_head(config, task)
-        if head and task != "multiple-choice" and config.num_labels != num_labels:
+        if head and entry.head_classes and config.num_labels != num_labels:
             raise DatacartoError(f"model {name_or_dir!r} is a classifier with {config.num_labels} labels, not "
                                  f"{num_labels}: use a model with {num_labels} labels or its pretrained base")
         if not head:  # a base model, or another task's head: this task's head starts fresh
@@ -154,7 +153,7 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
         raise _load_error(name_or_dir, e) from e
     except (ValueError, RuntimeError) as e:
         raise DatacartoError(f"model {name_or_dir!r} does not fit {num_labels} labels: {first_line(e)}") from e
-    if task != "multiple-choice" and getattr(model.config, "num_labels", num_labels) != num_labels:
+    if entry.head_classes and getattr(model.config, "num_labels", num_labels) != num_labels:
         raise DatacartoError(
             f"model {name_or_dir!r} has {model.config.num_labels} labels but the data has {num_labels}"
         )

@@ -136,11 +136,12 @@ def toy_task_words() -> list[str]:
     return [" ".join(_FILLER + _PLACES_NE + _PEOPLE_NE + _WEATHER + list(_CHOICE_CUES))]
 
 
-def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classification", epochs: int = 4,
+def write_toy_unit_run(run_dir, n: int = 60, *, task: str | None = None, epochs: int = 4,
                        seed: int = 0, words: tuple[int, int] = (3, 8), vocabulary=None):
     """Record synthetic unit dynamics of ``n`` examples into ``run_dir`` (no model is trained).
 
-    Token classification: each example has ``words`` (min, max) words of the toy vocabulary tagged
+    ``task``: a registered task whose units are words or labels (None: the first with words).
+    Token classification (units are words): each example has ``words`` (min, max) words of the toy vocabulary tagged
     with :data:`TOY_TAGS` (a "tokens" column; units are words); multi-label: a "text" column and three
     weather labels (units are labels). Each unit's p(gold) drifts from its own random start toward a
     random end over the epochs, so every region is populated. ``vocabulary``: more words to draw
@@ -150,17 +151,19 @@ def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classificatio
     import pandas as pd
 
     from .dynamics.store import DynamicsWriter, dynamics_dir
+    from .tasks import TASK_TYPES, task_type
 
+    entry = task_type(task) if task is not None else next(t for t in TASK_TYPES.values() if t.unit == "word")
     rng = np.random.default_rng(seed)
     vocab = np.array(_FILLER + _PLACES_NE + _PEOPLE_NE + list(vocabulary or []), dtype=object)
-    if task == "token-classification":
+    if entry.unit == "word":
         lengths = rng.integers(words[0], words[1] + 1, n)
         tokens = vocab[rng.integers(0, len(vocab), int(lengths.sum()))]
         gold = np.where(np.isin(tokens, _PLACES_NE), 1, np.where(np.isin(tokens, _PEOPLE_NE), 2, 0))
         cuts = np.cumsum(lengths)[:-1]
         texts = pd.DataFrame({"tokens": [list(t) for t in np.split(tokens, cuts)]})
         labels, names, unit, classes = [g.tolist() for g in np.split(gold, cuts)], TOY_TAGS, "word", 3
-    elif task == "multi-label":
+    elif entry.unit == "label":
         lengths = np.full(n, 3)
         hot = rng.random((n, 3)) < 0.4
         texts = pd.DataFrame({"text": [" ".join(list(rng.choice(_FILLER, 4)) + [_WEATHER[j] for j in np.flatnonzero(h)])
@@ -168,12 +171,12 @@ def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classificatio
         gold, labels = hot.reshape(-1).astype(np.int64), [np.flatnonzero(h).tolist() for h in hot]
         names, unit, classes = list(_WEATHER), "label", 2
     else:
-        raise ValueError(f"task must be token-classification or multi-label, got {task!r}")
+        raise ValueError(f"task must be one whose units are words or labels, got {entry.name!r}")
     rows = np.repeat(np.arange(n), lengths)
     subs = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     writer = DynamicsWriter(dynamics_dir(run_dir))
     writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), labels, texts)
-    writer.update_manifest(task=task, unit=unit, label_names=list(names), n_examples=n, n_units=int(rows.size),
+    writer.update_manifest(task=entry.name, unit=unit, label_names=list(names), n_examples=n, n_units=int(rows.size),
                            mode="training_pass", text_columns=list(texts.columns))
     start, end = rng.normal(0, 2, rows.size), rng.normal(2.5, 2.5, rows.size)
     for e in range(epochs):

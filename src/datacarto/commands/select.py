@@ -123,10 +123,10 @@ def main(argv: list[str]) -> int:
 
     control = None
     if args.random_control or args.control_out:
-        from ..task_data import SINGLE_LABEL_TASKS
+        from ..tasks import task_type
 
-        task = read_manifest(dynamics_dir(args.run, args.split)).get("task", "sequence-classification")
-        control = random_control(ids, metrics, match_labels=task in SINGLE_LABEL_TASKS, seed=args.seed,
+        task = task_type(read_manifest(dynamics_dir(args.run, args.split)).get("task"))
+        control = random_control(ids, metrics, match_labels=task.single_label, seed=args.seed,
                                  exclude=ids if args.control_disjoint else None)
 
     if args.random_control:

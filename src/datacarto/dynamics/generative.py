@@ -13,13 +13,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
+from ..tasks import DEFAULT_TASK, TASK_TYPES
 from .store import dynamics_dir, open_dynamics, read_manifest
 
 STATS = ("nll", "token_accuracy", "n_tokens")
 
 
 def is_generative(run_dir: str | os.PathLike, split: str = "train") -> bool:
-    return read_manifest(dynamics_dir(run_dir, split)).get("task") == "causal-lm"
+    """The run's task is generative (its registry entry's ``generative``; a task not registered here: no)."""
+    entry = TASK_TYPES.get(read_manifest(dynamics_dir(run_dir, split)).get("task") or DEFAULT_TASK)
+    return entry is not None and entry.generative
 
 
 def load_token_stats(run_dir: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -99,7 +99,7 @@ MANIFEST_FIELDS = {
                     "an integer >= 0"),
     **dict.fromkeys(("dataset_fingerprint", "mode", "model", "split", "task", "unit", "dynamics", "logits_dtype"),
                     "a string"),
-    **dict.fromkeys(("snapshots", "versions", "task_columns", "crossfit"), "a mapping"),
+    **dict.fromkeys(("snapshots", "versions", "task_columns", "task_spec", "crossfit"), "a mapping"),
 }
 
 

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
+from ..tasks import task_type
 from . import inferred_thresholds, subsample
 
 LEVELS = ("example", "unit")
-_UNIT_KIND = {"token-classification": "word", "multi-label": "label"}
 
 
 @dataclass
@@ -142,15 +142,15 @@ def run_levels(run_dir: str | os.PathLike, split: str = "train") -> tuple[_Level
         return _Level(_thresholds(table), _aligned(probs, dyn.ids, table.index, run_dir, split),
                       _example_records(records), names), None
     manifest = read_manifest(dynamics_dir(run_dir, split))
-    task = manifest.get("task", "")
+    task = task_type(manifest.get("task"))
     rows, subs = table["row_id"].to_numpy(), table["sub_id"].to_numpy()
     per_example = aggregate_units(table.drop(columns=["row_id", "sub_id"]), rows, subs)
     example_probs = pd.DataFrame(probs).groupby(dyn.row_ids).mean().reindex(per_example.index).to_numpy()
-    unit_texts = None if records is None else unit_records(records, table, task=task, label_names=names)
-    map_names = ["no", "yes"] if task == "multi-label" else names  # a unit is a yes/no decision about a label
-    examples = _Level(_thresholds(per_example), example_probs, _example_records(records, task, names), map_names)
+    unit_texts = None if records is None else unit_records(records, table, unit=task.unit, label_names=names)
+    map_names = ["no", "yes"] if task.unit == "label" else names  # a unit is a yes/no decision about a label
+    examples = _Level(_thresholds(per_example), example_probs, _example_records(records, task.unit, names), map_names)
     units = _Level(_thresholds(table), _aligned(probs, dyn.ids, table.index, run_dir, split), unit_texts, map_names,
-                   kind=manifest.get("unit") or _UNIT_KIND.get(task, "unit"))
+                   kind=manifest.get("unit") or task.unit)
     return examples, units
 
 
@@ -170,7 +170,7 @@ def _thresholds(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics
 
 
-def _example_records(records: pd.DataFrame | None, task: str = "", names=None) -> pd.DataFrame | None:
+def _example_records(records: pd.DataFrame | None, unit: str = "example", names=None) -> pd.DataFrame | None:
     """Records as the page shows them: lists (a sentence's words, its tags) as space-joined text."""
     if records is None:
         return None
@@ -179,7 +179,7 @@ def _example_records(records: pd.DataFrame | None, task: str = "", names=None) -
         values = out[col]
         if col != "label" and len(values) and isinstance(values.iloc[0], (list, tuple, np.ndarray)):
             out[col] = [" ".join(map(str, v)) for v in values]
-    if task == "multi-label" and "label" in out.columns and names is not None:
+    if unit == "label" and "label" in out.columns and names is not None:  # the names of each example's labels
         named = np.asarray(names, dtype=object)
         out["gold labels"] = [", ".join(named[list(v)]) for v in records["label"]]
     return out

@@ -12,8 +12,7 @@ from .._validation import check_choice, check_folds, check_seed, check_seeds
 from ..ensemble_weights import COMBINES
 from ..errors import DatacartoError
 from ..maps import COLOR_MODES
-from ..task_data import TASKS
-from ..task_options import TASK_OPTIONS, check_task_options
+from ..tasks import check_task_options, option_owners, task_names
 from ..train.crossfit import DYNAMICS_CHOICES
 from ..train.focused import INITS as FOCUS_INITS
 from .hashing import describe_data
@@ -94,7 +93,7 @@ class PipelineConfig:
         self.class_names = _str_list(self.class_names, "class_names")
         self.choice_columns = _str_list(self.choice_columns, "choice_columns")
         if self.task is not None:  # an inferred task is checked with the data (pipeline.request)
-            check_choice(self.task, TASKS, "config key 'task'")
+            check_choice(self.task, task_names(), "config key 'task'")
             check_task_options(self.task, **self.task_options())
         for key in ("tokens_column", "tags_column", "prompt_column", "response_column"):
             value = getattr(self, key)
@@ -130,7 +129,7 @@ class PipelineConfig:
 
     def task_options(self) -> dict[str, Any]:
         """The task options (``choice_columns``, ``tokens_column``, ...) as this config sets them."""
-        return {name: getattr(self, name) for name in TASK_OPTIONS}
+        return {name: getattr(self, name) for name in option_owners()}
 
     def _check_required(self) -> None:
         if not self.model:

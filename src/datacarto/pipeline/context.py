@@ -50,18 +50,15 @@ class Context:
 
     @property
     def task(self) -> str:
-        """The task type the data stage resolved (runs from before tasks: sequence classification)."""
-        return self.rec("data").summary.get("task", "sequence-classification")
+        """The task type the data stage resolved (its TaskSpec's)."""
+        return self.spec.task
 
     @property
     def spec(self):
         """The TaskSpec (task, text and label columns, label names, task columns) the data stage resolved."""
-        from ..task_data import TaskSpec
+        from ..tasks import TaskSpec
 
-        summary = self.rec("data").summary
-        columns = summary.get("task_columns") or {}
-        return TaskSpec(text_columns=list(summary["text_columns"]), label_column=summary["label_column"],
-                        label_names=list(summary["label_names"]), task=self.task, **columns)
+        return TaskSpec.from_manifest(self.rec("data").summary)
 
     def gold(self, split: str) -> np.ndarray:
         """The gold label of every unit of ``split`` (an example, a label, a word), as the baseline predicted it."""
@@ -157,12 +154,13 @@ def predict(trainer, ds, spec, *, max_length: int) -> tuple[np.ndarray, np.ndarr
 
     from ..models import effective_max_length
     from ..record.predict import predict_split
-    from ..task_data import encode
+    from ..tasks import tokenize_task
 
     with warnings.catch_warnings():  # training said it once already
         warnings.simplefilter("ignore")
         max_length = effective_max_length(trainer.processing_class, trainer.model, max_length)  # training's cap
-    return predict_split(trainer, encode(ds, trainer.processing_class, spec, max_length=max_length))
+    return predict_split(trainer, tokenize_task(ds, trainer.processing_class, spec, max_length=max_length),
+                         task=spec.task)
 
 
 def seed_everything(seed: int) -> None:

@@ -46,7 +46,7 @@ def model_names(ctx: Context) -> list[str]:
 def ensemble_plans(ctx: Context) -> dict[str, list[str]]:
     """Ensemble name -> member model names: baseline + each focused / control model, + all focused."""
     plans = {}
-    if ctx.task == "causal-lm":  # the predictions keep per-example token statistics: nothing to average
+    if ctx.spec.type.generative:  # the predictions keep per-example token statistics: nothing to average
         return plans
     for u in units(ctx):
         prefix = "ensemble" if u.kind == "focused" else "ensemble-control"
@@ -110,10 +110,9 @@ def _train_baseline(ctx: Context, key: str):
     seed_everything(args.get("seed", c.seed))  # the new classifier head is drawn before the Trainer seeds
     # with a test set, the baseline predicts it at each epoch end: test dynamics give test regions
     result = train_baseline(
-        model=c.model, train=ctx.split("train"), validation=splits["validation"], text_columns=spec.text_columns,
-        label_column=spec.label_column, label_names=spec.label_names, output_dir=layout.baseline_dir,
-        training_args=args, dynamics_mode=c.dynamics_mode, max_length=c.max_length,
-        resume_from_checkpoint=resume, test=splits.get("test"), **spec_options(spec))
+        model=c.model, train=ctx.split("train"), validation=splits["validation"], task_spec=spec,
+        output_dir=layout.baseline_dir, training_args=args, dynamics_mode=c.dynamics_mode, max_length=c.max_length,
+        resume_from_checkpoint=resume, test=splits.get("test"))
     # the epochs the Trainer ran with, from its resolved arguments (not guessed from defaults)
     epochs = float(result.trainer.args.num_train_epochs)
     gold, logits = {}, {}
@@ -136,18 +135,6 @@ def _train_baseline(ctx: Context, key: str):
     return outputs, summary, None
 
 
-def spec_options(spec) -> dict[str, Any]:
-    """``train_baseline``'s task arguments from the data stage's TaskSpec (none for sequence classification)."""
-    from ..task_options import task_arguments
-
-    if spec.task == "sequence-classification":
-        return {}
-    return task_arguments(spec.task, choice_columns=spec.choice_columns or None,
-                          tokens_column=spec.tokens_column or "tokens", tags_column=spec.label_column,
-                          prompt_column=spec.prompt_column, response_column=spec.response_column,
-                          chat_template=spec.chat_template)
-
-
 def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:
     """With ``folds``: the cross-fitted run; with ``seeds``: one run per other seed (recording only).
 
@@ -159,8 +146,7 @@ def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:
 
     c, layout, spec = ctx.config, ctx.layout, ctx.spec
     quiet = {**args, "eval_strategy": "no", "save_strategy": "no"}
-    common = dict(model=c.model, train=ctx.split("train"), text_columns=spec.text_columns,
-                  label_column=spec.label_column, label_names=spec.label_names, dynamics_mode=c.dynamics_mode,
+    common = dict(model=c.model, train=ctx.split("train"), task_spec=spec, dynamics_mode=c.dynamics_mode,
                   max_length=c.max_length, overwrite_dynamics=True)
     own_seed, done = args.get("seed", c.seed), []
     if c.folds:

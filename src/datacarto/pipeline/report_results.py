@@ -8,9 +8,7 @@ import json
 import pandas as pd
 
 from .._validation import fmt_seconds
-from ..evaluation import TASK_SCORES
 from ..metrics import REGIONS
-from ..task_data import SINGLE_LABEL_TASKS
 from .document import Document, fmt_float, mix, pct
 from .layout import read_json
 from .report_state import RunState
@@ -27,7 +25,7 @@ def subsets_section(doc: Document, run: RunState) -> None:
         recipe = ", ".join(f"{k}={v}" for k, v in s["recipe"].items() if k != "name")
         for kind, part in (("focused", s), ("random control", s.get("control"))):
             if part is not None:
-                control = "same size and label mix, random" if run.task in SINGLE_LABEL_TASKS else "same size, random"
+                control = "same size and label mix, random" if run.task_type.single_label else "same size, random"
                 rows.append([name, kind, recipe if kind == "focused" else control,
                              part["n"], mix(part["regions"]), mix(part["labels"]), part["path"]])
     doc.table(["recipe", "subset", "selection", "examples", "regions", "labels", "file"], rows)
@@ -37,7 +35,7 @@ def scores_section(doc: Document, run: RunState) -> None:
     if not run.layout.accuracy_csv.is_file():
         return
     acc = pd.read_csv(run.layout.accuracy_csv).set_index("model")
-    scores = [s for s in TASK_SCORES.get(run.task, TASK_SCORES["sequence-classification"])
+    scores = [s for s in run.task_type.scores
               if f"validation_{s}" in acc and s != "macro_f1"]  # macro-F1 is in accuracy.csv
     if not scores:
         return
@@ -63,9 +61,8 @@ def scores_section(doc: Document, run: RunState) -> None:
     if head == "loss":
         doc.p("Loss: the mean negative log-likelihood per response token of the held-out set (lower is better); "
               "compare each focused model with its random control of the same size.")
-    elif head != "accuracy":
-        doc.p(f"Scores per {'(example, label) decision' if run.task == 'multi-label' else 'word'}: "
-              + SCORE_HELP[run.task])
+    elif head != "accuracy" and run.task_type.score_help:
+        doc.p(run.task_type.score_help)
     if by_split["validation"] or by_split["test"]:
         doc.p("Regions of validation and test examples come from the baseline's own predictions on them at "
               "each epoch end, so the baseline's per-region scores are biased by construction (easy-to-learn "
@@ -77,13 +74,6 @@ def scores_section(doc: Document, run: RunState) -> None:
 SCORE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "micro_ap": "micro AP",
                 "tag_f1": "tag F1",
                 "loss": "loss", "token_accuracy": "token accuracy"}
-SCORE_HELP = {
-    "multi-label": "micro-F1 of the labels that apply; micro AP, the average precision of all the decisions ranked "
-                   "by the model's logit (threshold-free: it tells models apart even when none predicts a label "
-                   "above 1/2); accuracy of the yes/no decisions.",
-    "token-classification": "accuracy of the words' tags; tag F1 is the micro-F1 of the tags other than O "
-                            "(word level, not entity spans).",
-}
 
 
 def _ensembles(doc: Document, run: RunState, order: list[str]) -> None:

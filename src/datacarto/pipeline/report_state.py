@@ -39,8 +39,20 @@ class RunState:
         return self.summary("data").get("label_names") or []
 
     @property
+    def spec(self):
+        """The run's TaskSpec, as the data stage resolved it."""
+        from ..tasks import TaskSpec
+
+        return TaskSpec.from_manifest(self.summary("data"))
+
+    @property
     def task(self) -> str:
-        return self.summary("data").get("task", "sequence-classification")
+        return self.spec.task
+
+    @property
+    def task_type(self):
+        """The run's task type (its registry entry, :mod:`datacarto.tasks`)."""
+        return self.spec.type
 
     @property
     def recipe_order(self) -> list[str]:

@@ -28,20 +28,18 @@ def check_request(config: PipelineConfig) -> CheckedRequest:
     from .._validation import check_folds
     from ..data import load_table
     from ..models import load_tokenizer
-    from ..task_data import TaskSpec, check_chat_template, check_repeats, infer_task
-    from ..task_options import check_task_options
+    from ..task_data import check_chat_template
+    from ..tasks import TaskSpec, check_repeats, infer_task
     from ..train.baseline import load_split
 
     c = config
     table = load_table(c.dataset, "train")
     task, why = infer_task(table, task=c.task, label_column=c.label_column, choice_columns=c.choice_columns,
                            tokens_column=c.tokens_column, tags_column=c.tags_column, prompt_column=c.prompt_column)
-    check_task_options(task, **c.task_options())
+    spec = TaskSpec.from_options(task, text_columns=c.text_columns, label_column=c.label_column,
+                                 label_names=c.class_names, **c.task_options())
     check_repeats(task, folds=c.folds, seeds=c.seeds)
-    train, spec = load_split(table, split="train", text_columns=c.text_columns, label_column=c.label_column,
-                             label_names=c.class_names, task=task, model=c.model, **c.task_options())
-    if not hasattr(spec, "task"):  # sequence classification: a LabelSpec; every stage reads a TaskSpec
-        spec = TaskSpec(text_columns=spec.text_columns, label_column=spec.label_column, label_names=spec.label_names)
+    train, spec = load_split(table, spec, split="train", model=c.model)
     if c.folds is not None:
         check_folds(c.folds, train[spec.label_column], label_names=spec.label_names, name="config key 'folds'")
     if spec.chat_template:

@@ -17,7 +17,7 @@ from .._io import write_frame
 from ..errors import DatacartoError
 from ..evaluation import accuracy_table
 from ..models import classifier_head
-from ..task_data import SINGLE_LABEL_TASKS
+from ..tasks import DEFAULT_TASK, task_type
 from .config import PipelineConfig
 from .context import Context, jsonable, label_counts, load_predictions, region_counts, save_prepared
 from .hashing import describe_data, digest, frame_digest, ids_digest
@@ -38,7 +38,7 @@ def data_stage(ctx: Context) -> StageRecord:
               "class_names": c.class_names}
     defaults = task_options(PipelineConfig())
     inputs.update({k: v for k, v in task_options(c).items() if v != defaults[k]})  # defaults absent: old hashes hold
-    head = classifier_head(c.model, None) if c.task != "causal-lm" else None
+    head = classifier_head(c.model, None) if c.task is None or not task_type(c.task).generative else None
     if head is not None:  # a classifier's classes are the run's (a base model's come from the data)
         inputs["model_classes"] = head.labels
 
@@ -47,10 +47,9 @@ def data_stage(ctx: Context) -> StageRecord:
 
         train, spec = _load_train(ctx)
         splits = {"train": train}
-        splits["validation"], _ = load_split(c.validation, split="validation", spec=spec, what="validation set",
-                                             task=spec.task)
+        splits["validation"], _ = load_split(c.validation, spec, split="validation", what="validation set")
         if c.test is not None:
-            splits["test"], _ = load_split(c.test, split="test", spec=spec, what="test set", task=spec.task)
+            splits["test"], _ = load_split(c.test, spec, split="test", what="test set")
         outputs, rows, digests = [], {}, {}
         for name, ds in splits.items():
             save_prepared(ds, ctx.layout.data_split(name))
@@ -59,15 +58,10 @@ def data_stage(ctx: Context) -> StageRecord:
             digests[name] = frame_digest(ds.to_pandas())
         summary = {"rows": rows, "digests": digests, "text_columns": spec.text_columns,
                    "label_column": spec.label_column, "label_names": spec.label_names,
-                   "columns": train.column_names, "task": spec.task,
-                   "task_columns": {k: getattr(spec, k) for k in TASK_SPEC_COLUMNS}}
+                   "columns": train.column_names, "task_spec": spec.to_dict()}
         return outputs, summary, digest([digests, summary["label_names"], summary["text_columns"]])
 
     return ctx.runner.run("data", inputs, body)
-
-
-#: the TaskSpec fields a prepared run keeps (besides text columns, label column and names)
-TASK_SPEC_COLUMNS = ("choice_columns", "tokens_column", "prompt_column", "response_column", "chat_template")
 
 
 def task_options(c) -> dict:
@@ -81,7 +75,7 @@ def _load_train(ctx: Context):
     ``run_pipeline`` prepared and checked it before anything was written (:func:`check_request`).
     """
     checked = ctx.checked or check_request(ctx.config)
-    if checked.spec.task != "sequence-classification":
+    if checked.spec.task != DEFAULT_TASK:
         ctx.log(f"      task: {checked.spec.task} ({checked.why})")
     return checked.train, checked.spec
 
@@ -116,7 +110,7 @@ def metrics_stage(ctx: Context) -> StageRecord:
         outputs = [layout.rel(layout.train_metrics)]
         summary = {"regions": region_counts(m["region"]), "attrs": jsonable(dict(m.attrs)), "n": int(len(m))}
         outputs += _repeat_metrics(ctx, m, summary)
-        if ctx.task in ("multi-label", "token-classification"):
+        if ctx.spec.type.per_row:
             summary["by_label"] = _by_label(ctx)
         for split in ("validation", "test"):
             regions = regions_from_dynamics(layout.baseline_dir, split)
@@ -137,7 +131,7 @@ def _by_label(ctx: Context) -> list[dict]:
     with warnings.catch_warnings():  # said once for the example table
         warnings.simplefilter("ignore", UserWarning)
         unit_metrics = get_metrics(ctx.map_dir(), level="unit")
-    groups = unit_metrics["sub_id" if ctx.task == "multi-label" else "gold"].to_numpy()
+    groups = unit_metrics["sub_id" if ctx.spec.type.unit == "label" else "gold"].to_numpy()  # the label, or the tag
     table = summary_by(unit_metrics, groups, ctx.spec.label_names)
     return jsonable(table.reset_index().to_dict("records"))
 
@@ -232,7 +226,7 @@ def _select_recipe(ctx: Context, m: pd.DataFrame, recipe: dict) -> dict:
         return {"n": int(chosen.size), "digest": ids_digest(chosen), "path": layout.rel(path),
                 "regions": region_counts(m.loc[chosen, "region"]), "labels": labels}
 
-    single = ctx.task in SINGLE_LABEL_TASKS  # an example has one gold label to count and match
+    single = ctx.spec.type.single_label  # an example has one gold label to count and match
     entry = {"recipe": recipe, **part(ids, control=False)}
     if c.control:
         entry["control"] = part(random_control(ids, m, match_labels=single, seed=c.seed), control=True)
@@ -262,7 +256,7 @@ def evaluate_stage(ctx: Context) -> StageRecord:
             val_regions = None
         table = accuracy_table({n: p["validation"] for n, p in preds.items()}, val_gold, val_regions,
                                test={n: p["test"] for n, p in preds.items()} if test_gold is not None else None,
-                               test_gold=test_gold, test_regions=test_regions, task=ctx.task,
+                               test_gold=test_gold, test_regions=test_regions, scores=ctx.spec.type.scores,
                                outside=outside_tag(ctx.spec.label_names))
         write_frame(table, layout.accuracy_csv, index=True)
         return [layout.rel(layout.accuracy_csv)], {"accuracy": jsonable(table.reset_index().to_dict("records"))}, None

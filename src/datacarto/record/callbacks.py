@@ -72,7 +72,9 @@ class _Recording(TrainerCallback):
     mode = "epoch_end"
 
     def __init__(self, *, records=None, label_names=None, text_columns=None, dataset_name=None,
-                 output_dir=None, overwrite: bool = False, eval_dynamics: bool = True, snapshots_per_epoch: int = 1):
+                 output_dir=None, overwrite: bool = False, eval_dynamics: bool = True, snapshots_per_epoch: int = 1,
+                 task_spec=None):
+        self.task_spec = task_spec  # a datacarto.tasks.TaskSpec: the task checked against the head, in the manifest
         self.records = records
         self.label_names = label_names
         self.text_columns = text_columns
@@ -99,7 +101,7 @@ class _Recording(TrainerCallback):
                        **kwargs):
         train_set = getattr(train_dataloader, "dataset", None)
         check_map_style(train_set)
-        self.task = task_of(model)
+        self.task = task_of(model, getattr(self.task_spec, "task", None))
         check_not_packed(self.task, train_set)
         records = self.records if self.records is not None else train_set
         check_map_style(records, "records data set")
@@ -114,7 +116,8 @@ class _Recording(TrainerCallback):
         self.n_examples = self.units.n
         self.recorder = SplitRecorder(dynamics_dir(self.run_dir(args)), mode=self.mode, meta={
             "model": model_name(model), "dataset": self.dataset_name, "split": "train",
-            "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit},
+            "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit,
+            "task_spec": self.task_spec.to_dict() if self.task_spec is not None else None},
             extra_columns=self.task.extra_columns)
         self.recorder.expect(self.units.gold)
         resume = self.resume_index(state)
@@ -180,7 +183,7 @@ def check_not_packed(task, dataset) -> None:
     """Packed sequences (several examples in one row) cannot be recorded per example: refused."""
     columns = getattr(dataset, "column_names", None) or []
     packed = [c for c in _PACKING_COLUMNS if c in columns]
-    if task.name == "causal-lm" and packed:
+    if task.entry.generative and packed:
         raise DatacartoError(f"the training set looks packed (column {packed[0]!r}): datacarto records one unit "
                              "per example and refuses packed sequences; train with packing off (TRL: packing=False)")
 
@@ -215,7 +218,7 @@ class CartographyCallback(_Recording):
     def __init__(self, mode: str = "epoch_end", *, snapshots_per_epoch: int = 1, eval_dynamics: bool = True,
                  dataset=None, label_names: list[str] | None = None, text_columns: list[str] | None = None,
                  dataset_name: str | None = None, output_dir: str | os.PathLike | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, task_spec=None):
         if mode != "epoch_end":
             raise DatacartoError(
                 f"CartographyCallback records in mode 'epoch_end'; got {mode!r}. For 'training_pass' "
@@ -224,7 +227,7 @@ class CartographyCallback(_Recording):
             raise DatacartoError(f"snapshots_per_epoch must be >= 1, got {snapshots_per_epoch}")
         super().__init__(records=dataset, label_names=label_names, text_columns=text_columns,
                          dataset_name=dataset_name, output_dir=output_dir, overwrite=overwrite,
-                         eval_dynamics=eval_dynamics, snapshots_per_epoch=snapshots_per_epoch)
+                         eval_dynamics=eval_dynamics, snapshots_per_epoch=snapshots_per_epoch, task_spec=task_spec)
         self._done = 0
 
     def start(self, args, state, model) -> None:

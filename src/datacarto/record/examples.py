@@ -60,16 +60,6 @@ def read_labels(dataset, label_names: tuple[str, ...] = LABEL_KEYS) -> tuple[obj
     return values, column
 
 
-def num_classes(task, model, dataset) -> int | None:
-    """Classes of the task's decision: the model's labels, or the number of choices of an example."""
-    if task.name == "causal-lm":
-        return None
-    if task.name == "multiple-choice":
-        first = dataset[0].get("input_ids") if len(dataset) else None
-        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "shape") else None
-    return getattr(getattr(model, "config", None), "num_labels", None)
-
-
 def units_of(task, dataset, model, what: str = "training set", *, label_keys: tuple[str, ...] = LABEL_KEYS,
              records=None):
     """(example labels, Units, label column) of a (tokenized) data set, validated for ``task``.
@@ -78,7 +68,7 @@ def units_of(task, dataset, model, what: str = "training set", *, label_keys: tu
     Trainer removes the columns the model does not take before callbacks see the data set).
     """
     raw, column = read_labels(dataset, label_keys)
-    labels = task_labels(task, raw, column, num_classes(task, model, dataset), what)
+    labels = task_labels(task, raw, column, task.num_classes(model, dataset), what)
     return labels, task.units(labels, unit_words(dataset, records)), column
 
 
@@ -95,17 +85,16 @@ def unit_words(*datasets) -> list | None:
 
 
 def task_labels(task, raw, column: str, num_classes: int | None, what: str = "training set"):
-    """Validated labels for ``task.units``: class ids, multi-hot rows, or tag lists (with -100)."""
+    """Validated labels for ``task.units`` (as its ``label_form`` says): class ids, multi-hot rows, tag
+    lists (with -100), or a causal LM's target tokens."""
     if len(raw) == 0:
         raise DatacartoError(f"the {what} is empty")
     first = next((v for v in raw if v is not None), None)
     listed = isinstance(first, (list, tuple, np.ndarray))
-    if task.name == "multi-label":
-        return _multi_hot(raw, column, num_classes, listed, what)
-    if task.name == "token-classification":
-        return _tag_lists(raw, column, num_classes, listed, what)
-    if task.name == "causal-lm":
-        return _target_tokens(raw, column, listed, what)
+    return _LABEL_FORMS[task.label_form](raw, column, num_classes, listed, what)
+
+
+def _class_ids(raw, column, num_classes, listed, what):
     if listed:
         raise DatacartoError(
             f"the {what}'s label column {column!r} holds a list per row, not one class id: for multi-label data "
@@ -142,7 +131,7 @@ def _tag_lists(raw, column, num_classes, listed, what):
     return tags
 
 
-def _target_tokens(raw, column, listed, what):
+def _target_tokens(raw, column, num_classes, listed, what):
     """A causal LM's labels: token ids with -100 on the prompt; every row needs a target token."""
     if not listed:
         raise DatacartoError(f"the {what}'s label column {column!r} holds one value per row, but the model is a "
@@ -153,6 +142,9 @@ def _target_tokens(raw, column, listed, what):
                              "every label is -100, e.g. the response was truncated away): drop them or raise "
                              "max_length")
     return raw
+
+
+_LABEL_FORMS = {"classes": _class_ids, "multi_hot": _multi_hot, "tags": _tag_lists, "tokens": _target_tokens}
 
 
 def validate_labels(raw: np.ndarray, column: str, what: str = "training set") -> np.ndarray:

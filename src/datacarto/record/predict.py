@@ -79,7 +79,8 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
             np.concatenate(out_logits))
 
 
-def predict_split(trainer, dataset, *, what: str = "evaluation set") -> tuple[np.ndarray, np.ndarray]:
+def predict_split(trainer, dataset, *, what: str = "evaluation set",
+                  task: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(gold, logits) of every unit of a tokenized labelled ``dataset``, in unit order, with ``trainer.model``.
 
     The one prediction of the pipeline, for every task: examples (sequence classification,
@@ -87,11 +88,12 @@ def predict_split(trainer, dataset, *, what: str = "evaluation set") -> tuple[np
     statistics (:mod:`datacarto.record.tasks`). It goes through the trainer's own test data loader
     (its collator and column removal) and the recorder's :func:`predict_logits`, so the units are
     those the recorded evaluation dynamics hold. Single process: every row is predicted here.
+    ``task``: the registered task (checked against the model's head; None: the head says it).
     """
     from .tasks import task_of
 
     model = trainer.model
-    task = task_of(model)
+    task = task_of(model, task)
     loader = trainer.get_test_dataloader(dataset)
     _, units, _ = units_of(task, loader.dataset, model, what)
     ids, gold, logits = predict_logits(model, loader.dataset, loader.collate_fn,

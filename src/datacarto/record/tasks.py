@@ -12,6 +12,9 @@
 
 Every metric is then computed per unit by the code that exists; per-example scores aggregate the
 units (:mod:`datacarto.units`). The store keys units by ``(row_id, sub_id)`` (docs/format.md).
+
+Which class records a task is its registry entry's ``recorder`` (:mod:`datacarto.tasks`): a task
+is looked up by name (:func:`get_task`) and checked against the model's head (:func:`task_of`).
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ import numpy as np
 
 from ..dynamics.generative import STATS
 from ..errors import DatacartoError
-from ..task_data import IGNORE, TASKS, UNIT_WORDS  # noqa: F401  (TASKS: the names, owned by the data layer)
+from ..task_data import IGNORE, UNIT_WORDS
+from ..tasks import TASK_TYPES, TaskType, head_task, task_type
 
 _UNSUPPORTED_HEADS = {
     "ForMaskedLM": "masked language modelling",
     "ForQuestionAnswering": "question answering", "ForConditionalGeneration": "sequence-to-sequence",
     "ForSeq2SeqLM": "sequence-to-sequence",
 }
-SUPPORTED = "sequence classification, multiple choice, multi-label and token classification, causal LM"
 
 
 @dataclass
@@ -50,11 +53,30 @@ class Units:
 
 
 class Task:
-    """Sequence classification (and the base): one unit per example."""
+    """Sequence classification (and the base): one unit per example, one class id per example."""
 
-    name = "sequence-classification"
-    unit = "example"
-    per_row = False  # True: several units per row, stored with a sub_id
+    #: how the labels of a batch are checked (:func:`datacarto.record.examples.task_labels`)
+    label_form = "classes"
+
+    def __init__(self, entry: TaskType):
+        self.entry = entry
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def unit(self) -> str:
+        return self.entry.unit
+
+    @property
+    def per_row(self) -> bool:
+        """Several units per row, stored with a sub_id."""
+        return self.entry.per_row
+
+    def num_classes(self, model, dataset) -> int | None:
+        """Classes of the task's decision: the model's labels."""
+        return getattr(getattr(model, "config", None), "num_labels", None)
 
     def units(self, labels, words=None) -> Units:
         """The units of a data set's labels (``words``: token classification's units' word indices)."""
@@ -92,13 +114,18 @@ class Task:
 
 
 class MultipleChoice(Task):
-    name = "multiple-choice"
+    """One unit per example; its classes are the choices."""
+
+    def num_classes(self, model, dataset) -> int | None:
+        """The number of choices of an example."""
+        first = dataset[0].get("input_ids") if len(dataset) else None
+        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "shape") else None
 
 
 class MultiLabel(Task):
-    name = "multi-label"
-    unit = "label"
-    per_row = True
+    """One unit per (example, label): a yes/no decision."""
+
+    label_form = "multi_hot"
 
     def units(self, labels, words=None) -> Units:
         hot = np.asarray(labels, dtype=np.float64)
@@ -122,9 +149,9 @@ class MultiLabel(Task):
 
 
 class TokenClassification(Task):
-    name = "token-classification"
-    unit = "word"
-    per_row = True
+    """One unit per (example, word): the first sub-token of the word."""
+
+    label_form = "tags"
 
     def units(self, labels, words=None) -> Units:
         """One unit per tagged token; its sub id is its word's index (``words``), else its place among them."""
@@ -167,9 +194,12 @@ def _word_subs(words, counts: np.ndarray, dtype) -> np.ndarray:
 class CausalLM(Task):
     """Causal language modelling: one unit per example, its response tokens reduced on the device."""
 
-    name = "causal-lm"
+    label_form = "tokens"
     extra_columns = STATS  # the epoch-file columns nll, token_accuracy, n_tokens (docs/format.md)
     label_names = ["other", "response"]
+
+    def num_classes(self, model, dataset) -> None:
+        return None
 
     def units(self, labels, words=None) -> Units:
         return super().units(np.ones(len(labels), dtype=np.int64))
@@ -204,32 +234,42 @@ class CausalLM(Task):
         return rows, np.ones(len(rows), np.int64), pseudo_logits(logits)
 
 
-_BY_NAME = {t.name: t for t in (Task, MultipleChoice, MultiLabel, TokenClassification, CausalLM)}
-_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+_CLASSES = {c.__name__: c for c in (Task, MultipleChoice, MultiLabel, TokenClassification, CausalLM)}
 
 
-def get_task(name: str) -> Task:
-    if name not in _BY_NAME:
-        raise DatacartoError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
-    return _BY_NAME[name]()
+def get_task(name: str | None = None) -> Task:
+    """The recorder's unit class of the registered task ``name`` (None: the default task)."""
+    entry = task_type(name)
+    if entry.recorder not in _CLASSES:
+        raise DatacartoError(f"task {entry.name!r}: no recorder class {entry.recorder!r}; classes: "
+                             f"{', '.join(_CLASSES)}")
+    return _CLASSES[entry.recorder](entry)
 
 
-def task_of(model) -> Task:
-    """The task of a model, from its head and config; one line for what is not supported."""
+def _supported() -> str:
+    return ", ".join(name.replace("-", " ") for name in TASK_TYPES)
+
+
+def task_of(model, task: str | None = None) -> Task:
+    """The task of a model: ``task`` (a registered name) checked against the model's head, else the
+    task its head and config say; one line for what is not supported."""
     name = type(model).__name__
-    if name.endswith(_CAUSAL_SUFFIXES) and not getattr(getattr(model, "config", None), "is_encoder_decoder", False):
-        return CausalLM()
-    for suffix, what in _UNSUPPORTED_HEADS.items():
-        if name.endswith(suffix):
-            raise DatacartoError(f"{name} is a {what} model: datacarto records {SUPPORTED} so far")
     config = getattr(model, "config", None)
-    if name.endswith("ForTokenClassification"):
-        return TokenClassification()
-    if name.endswith("ForMultipleChoice"):
-        return MultipleChoice()
-    problem = getattr(config, "problem_type", None)
-    if problem == "multi_label_classification":
-        return MultiLabel()
-    if problem == "regression" or getattr(config, "num_labels", 2) == 1:
-        raise DatacartoError(f"regression (num_labels=1) is not supported: datacarto records {SUPPORTED}")
-    return Task()
+    found = head_task(name, config)
+    if found is not None and found.generative and getattr(config, "is_encoder_decoder", False):
+        found = None
+    if found is None:
+        for suffix, what in _UNSUPPORTED_HEADS.items():
+            if name.endswith(suffix):
+                raise DatacartoError(f"{name} is a {what} model: datacarto records {_supported()} so far")
+        found = task_type(None)  # a model of no known head: recorded as the default task
+    if found.head_classes and found.single_label and (
+            getattr(config, "problem_type", None) == "regression" or getattr(config, "num_labels", 2) == 1):
+        raise DatacartoError(f"regression (num_labels=1) is not supported: datacarto records {_supported()}")
+    if task is None:
+        return get_task(found.name)
+    entry = task_type(task)
+    if (entry.heads, entry.problem_type) != (found.heads, found.problem_type):
+        raise DatacartoError(f"the task is {entry.name}, but the model {name} has a {found.name} head "
+                             f"({found.heads[0]}{f', problem_type {found.problem_type}' if found.problem_type else ''})")
+    return get_task(entry.name)

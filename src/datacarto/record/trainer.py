@@ -34,6 +34,8 @@ class CartographyMixin:
       (see :mod:`datacarto.train.losses`).
     * ``label_names``, ``text_columns``, ``dataset_name``: stored in the manifest and records.
     * ``overwrite_dynamics``: start a new store where an earlier run recorded epochs (else refused).
+    * ``task_spec``: the run's :class:`~datacarto.tasks.TaskSpec`; its task is checked against the
+      model's head (else the head says the task) and it is written whole into the manifest.
 
     The training set may keep its raw text columns: they go to ``examples.parquet`` for
     tooltips and are kept away from the collator.
@@ -51,7 +53,7 @@ class CartographyMixin:
     def __init__(self, *args, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
                  eval_dynamics: bool = True, loss: Callable | None = None, label_names: list[str] | None = None,
                  text_columns: list[str] | None = None, dataset_name: str | None = None,
-                 record: bool = True, overwrite_dynamics: bool = False, **kwargs):
+                 record: bool = True, overwrite_dynamics: bool = False, task_spec=None, **kwargs):
         if dynamics_mode not in MODES:
             raise DatacartoError(f"dynamics_mode must be one of {MODES}, got {dynamics_mode!r}")
         if dynamics_mode == "training_pass" and snapshots_per_epoch != 1:
@@ -75,7 +77,7 @@ class CartographyMixin:
         self.cartography: _Recording | None = None
         if record:
             options = dict(label_names=label_names, text_columns=text_columns, dataset_name=dataset_name,
-                           overwrite=overwrite_dynamics)
+                           overwrite=overwrite_dynamics, task_spec=task_spec)
             if dynamics_mode == "epoch_end":  # the mixin records evaluations itself, from the evaluation pass
                 self.cartography = CartographyCallback(snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=False,
                                                        dataset=records, **options)
