@@ -9,7 +9,8 @@ misses). Rules (docs/architecture.md draws them):
 * layers: no module imports a module of a higher layer;
 * no shims: no module-level ``__getattr__`` but the root package's lazy exports, no module that
   only re-exports another's names, and every lazy export names the module that defines it;
-* no file over 450 lines, no function over 80 lines.
+* no file over 450 lines, no function over 80 lines;
+* no task name as a string literal outside the task registry (``datacarto.tasks``).
 
 There are no exceptions: every import counts.
 """
@@ -294,3 +295,26 @@ def test_the_architecture_page_is_drawn_from_the_code():
     listed = {f for f in files if f.startswith("commands/") or (f.endswith("__init__.py") and f != "__init__.py")}
     missing = sorted(f for f in files - listed if f not in named and f.rsplit("/", 1)[-1] not in named)
     assert not missing, f"the page leaves out: {missing}"
+
+
+#: the one module that names the task types (its tests name them too)
+TASK_REGISTRY = "datacarto.tasks"
+
+
+def test_no_task_name_literal_outside_the_registry():
+    """A task is one registry entry: every other module reads its properties, none branches on its name."""
+    from datacarto.tasks import task_names
+
+    names = set(task_names())
+    bad = [f"{MODULES[m].relative_to(SRC.parent)}:{node.lineno} {node.value!r}"
+           for m, tree in TREES.items() if m != TASK_REGISTRY
+           for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value in names]
+    assert not bad, "task names outside the registry:\n" + "\n".join(bad)
+
+
+def test_the_literal_check_sees_a_task_name():
+    """The check above finds a literal where one is (a branch on a name, as main had about 115 of)."""
+    from datacarto.tasks import DEFAULT_TASK
+
+    tree = ast.parse(f"if task.name == {DEFAULT_TASK!r}:\n    pass\n")
+    assert [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)] == [DEFAULT_TASK]

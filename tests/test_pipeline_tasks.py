@@ -102,6 +102,10 @@ def test_every_stage_and_the_units_of_each_split(task_run):
     task, splits, out, _ = task_run
     stages = {p.stem: json.loads(p.read_text()) for p in (out / "stages").glob("*.json")}
     assert stages["data"]["summary"]["task_spec"]["task"] == task  # inferred from the columns (no --task given)
+    from datacarto.dynamics.store import dynamics_dir, read_manifest
+
+    # the one TaskSpec: resolved by the data stage, written whole into the baseline's manifest at its start
+    assert read_manifest(dynamics_dir(out / "baseline"))["task_spec"] == stages["data"]["summary"]["task_spec"]
     with np.load(out / "predictions" / "gold.npz") as gold:
         for split in ("validation", "test"):
             np.testing.assert_array_equal(gold[split], expected_gold(task, splits[split]))
