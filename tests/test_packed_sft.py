@@ -223,6 +223,21 @@ def test_padding_free_collator_of_transformers(tmp_path, lm_dir, mode):
     np.testing.assert_allclose(frame.sort_values("row_id")["nll"], want[:8, 0], atol=1e-5, rtol=0)
 
 
+def test_a_plain_callback_records_trls_padding_free_training(tmp_path, lm_dir):
+    """TRL ``padding_free=True`` with a plain ``CartographyCallback``: its rows are the examples, each predicted alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from datacarto.record import CartographyCallback
+
+    trainer = trl.SFTTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir),
+                             args=sft_config(tmp_path, padding_free=True, max_length=None), train_dataset=sft_rows(),
+                             processing_class=AutoTokenizer.from_pretrained(lm_dir),
+                             callbacks=[CartographyCallback(dataset=sft_rows())])
+    trainer.train()
+    want = unpacked(AutoModelForCausalLM.from_pretrained(lm_dir), trainer.train_dataset)  # row i: example i
+    assert_each_example_once_with(tmp_path, want)
+
+
 @pytest.mark.parametrize("options", [dict(packing=True), dict(packing=True, packing_strategy="wrapped")])
 def test_a_plain_callback_refuses_packing_in_one_line(tmp_path, lm_dir, options):
     from transformers import AutoModelForCausalLM, AutoTokenizer
