@@ -8,8 +8,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from .causal_lm import Segments
 from .distributed import rank_world
-from .examples import LABEL_KEYS, ROW_ID, IndexedDataset, RowIdCollator, units_of
+from .examples import LABEL_KEYS, ROW_ID, SEGMENTS, IndexedDataset, RowIdCollator, units_of
 
 
 @contextmanager
@@ -56,11 +57,13 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
             for batch in loader:
                 batch = dict(batch)
                 batch_rows = batch.pop(ROW_ID).numpy()
+                segments = batch.pop(SEGMENTS, None)
                 gold = next((batch.pop(k) for k in LABEL_KEYS if k in batch), None)
                 batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
                 logits = model(**batch).logits
                 if task is not None and gold is not None:
-                    gold, logits = task.reduce(gold, logits)  # a causal LM's (B, T, V) stays on the device
+                    segments = None if segments is None else Segments(segments, len(batch_rows))
+                    gold, logits = task.reduce(gold, logits, segments)  # a causal LM's (B, T, V) stays on the device
                 else:
                     gold = None if gold is None else gold.cpu().numpy()
                     logits = logits.float().cpu().numpy()
