@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import training_args
-from datacarto.dynamics.store import load_dynamics
+from datacarto.dynamics.store import load_dynamics, load_epoch_columns
 from datacarto.errors import DatacartoError
 from datacarto.testing import make_tiny_causal_lm_dir, toy_instruction_words, toy_instructions
 
@@ -75,7 +75,7 @@ def unpacked(model, examples):
 
 
 def recorded(run, epoch):
-    frame = pq.read_table(f"{run}/training_dynamics/epoch_{epoch:03d}.parquet").to_pandas()
+    frame = load_epoch_columns(run, epoch).reset_index()
     assert "filled" not in frame or not frame["filled"].any()
     return frame.sort_values("row_id")
 
@@ -185,7 +185,7 @@ def test_packed_evaluation_set_is_recorded_per_example(tmp_path, lm_dir):
                           eval_dataset=sft_rows(10, seed=5), processing_class=AutoTokenizer.from_pretrained(lm_dir))
     trainer.train()
     assert "seq_lengths" in trainer.eval_dataset.column_names  # TRL evaluates packed (eval_packing)
-    frame = pq.read_table(tmp_path / "training_dynamics/eval/validation/epoch_000.parquet").to_pandas()
+    frame = load_epoch_columns(tmp_path, 0, "validation").reset_index()
     frame = frame.sort_values("row_id")
     packed = trainer._dc_packed[id(trainer.eval_dataset)]
     want = unpacked(AutoModelForCausalLM.from_pretrained(lm_dir), packed.examples)
@@ -219,7 +219,7 @@ def test_padding_free_collator_of_transformers(tmp_path, lm_dir, mode):
     trainer.train()
     want = unpacked(AutoModelForCausalLM.from_pretrained(lm_dir), ds)
     assert_each_example_once_with(tmp_path, want)
-    frame = pq.read_table(tmp_path / "training_dynamics/eval/validation/epoch_001.parquet").to_pandas()
+    frame = load_epoch_columns(tmp_path, 1, "validation").reset_index()
     np.testing.assert_allclose(frame.sort_values("row_id")["nll"], want[:8, 0], atol=1e-5, rtol=0)
 
 
