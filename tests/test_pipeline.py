@@ -513,3 +513,16 @@ def test_recipe_names_are_names(data_files, tmp_path):
         with pytest.raises(DatacartoError, match="name"):
             make_config(data_files, tmp_path / "x", recipes=[{"name": bad, "region": "ambiguous", "fraction": 0.3}]
                         ).validate()
+
+
+def test_run_pipeline_takes_dataset_objects(data_files, tmp_path):
+    """``dataset=`` / ``validation=`` as ``datasets.Dataset`` objects, as the docs say (not their printout)."""
+    from datacarto.data import load_table
+
+    splits = {s: load_table(str(data_files[s])) for s in ("train", "validation")}
+    config = make_config(data_files, tmp_path / "objects", dataset=splits["train"], validation=splits["validation"],
+                         test=None, control=False, recipes=[dict(RECIPES[1])],
+                         training_args={**TRAINING, "num_train_epochs": 2})
+    result = run_pipeline(config, quiet=True)
+    assert list(result.accuracy.index) == ["baseline", "focused/amb", "ensemble/amb"]
+    assert json.loads((result.output_dir / "config.json").read_text())["dataset"]["in_memory"] == 60

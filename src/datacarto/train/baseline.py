@@ -76,7 +76,7 @@ def load_split(data, *, split: str, spec: LabelSpec | None = None, text_columns=
 
     ``task_columns``: ``choice_columns``, ``tokens_column``, ``tags_column`` of the other task types.
     """
-    ds = load_table(data, split) if isinstance(data, (str, os.PathLike)) else data
+    ds = load_table(data, split)
     if spec is not None:
         return prepare_for_task(ds, task, spec=spec, num_labels=spec.num_labels, what=what)
     return prepare_for_task(ds, task, text_columns=text_columns, label_column=label_column, label_names=label_names,
