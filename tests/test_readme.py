@@ -99,3 +99,14 @@ def test_generative_quick_start_runs_as_written(tmp_path):
     assert load_dynamics(tmp_path / "sft-run").logits.shape == (120, 12, 2)
     assert sum(1 for _ in (tmp_path / "sft-s2l.jsonl").open()) == 36
     assert (tmp_path / "sft-map.html").is_file() and (tmp_path / "sft-metrics.csv").is_file()
+
+
+def test_readme_refusals_leave_out_what_is_recorded():
+    """Multi-label labels (a list per row) and the other task heads are recorded (tests/test_tasks.py):
+    the README's list of refused set-ups must not name them."""
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    paragraph = text.split("Recording either stores", 1)[1].split("The table of set-ups", 1)[0]
+    refused = paragraph.split("refuses before training with one line", 1)[1].split(". ", 1)[0]
+    for recorded in ("multi-label", "a head other than sequence classification"):
+        assert recorded not in refused, refused
+    assert "multi-label" in paragraph and "recorded per" in paragraph
