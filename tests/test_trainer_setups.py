@@ -242,9 +242,14 @@ def test_a_second_run_never_mixes_with_the_first(tmp_path, tiny_model, toy, toy_
     tok, raw, data = toy
     _trainer(mode, tiny_model, tok, data, tmp_path, num_train_epochs=3).train()
     before = {p.name: p.read_bytes() for p in dynamics_dir(tmp_path).glob("*.parquet")}
-    with pytest.raises(DatacartoError, match="already holds 3 recorded epoch"):
+    with pytest.raises(DatacartoError, match="already holds 3 recorded epoch") as refused:
         _trainer(mode, tiny_model, tok, data, tmp_path, num_train_epochs=2).train()
     assert {p.name: p.read_bytes() for p in dynamics_dir(tmp_path).glob("*.parquet")} == before
+    # the refusal names this entry point's own option (transformers 5 has no --overwrite_output_dir)
+    named, other = (("overwrite_dynamics=True", "CartographyCallback(") if mode == "training_pass"
+                    else ("CartographyCallback(overwrite=True)", "overwrite_dynamics"))
+    assert named in str(refused.value) and other not in str(refused.value)
+    assert "--overwrite_output_dir" not in str(refused.value) and "resume_from_checkpoint=" in str(refused.value)
     options = ({"trainer_options": {"overwrite_dynamics": True}} if mode == "training_pass"
                else {"callback_options": {"overwrite": True}})
     _trainer(mode, tiny_model, tok, data, tmp_path, num_train_epochs=2, **options).train()

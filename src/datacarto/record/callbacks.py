@@ -70,6 +70,8 @@ class _Recording(TrainerCallback):
     """The start-of-training checks and the evaluation snapshots that both modes share."""
 
     mode = "epoch_end"
+    #: whose options a refusal to mix runs names (record.recorder.STORE_OPTIONS); the mixin sets "trainer"
+    entry = "callback"
 
     def __init__(self, *, records=None, label_names=None, text_columns=None, dataset_name=None,
                  output_dir=None, overwrite: bool = False, eval_dynamics: bool = True, snapshots_per_epoch: int = 1):
@@ -120,7 +122,8 @@ class _Recording(TrainerCallback):
         resume = self.resume_index(state)
         self.label_names = self.task.label_names or label_names_of(model, records, self.label_names, column)
         self.recorder.begin(frame, self.task.example_labels(labels), self.label_names, self.text_columns or text,
-                            resume_from=resume, overwrite=self.overwrite, units=self.task.keyed(self.units))
+                            resume_from=resume, overwrite=self.overwrite, units=self.task.keyed(self.units),
+                            entry=self.entry)
         if resume is not None:
             self._drop_later_evaluations(args, state.global_step)
         self.start(args, state, model)

@@ -81,6 +81,7 @@ class CartographyMixin:
                                                        dataset=records, **options)
             else:
                 self.cartography = TrainingPassCallback(records=records, **options)
+            self.cartography.entry = "trainer"  # a refusal names overwrite_dynamics=True, this class's option
             self.add_callback(self.cartography)
 
     # -- columns: keep our row id through the Trainer's column filter
