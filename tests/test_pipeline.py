@@ -526,3 +526,17 @@ def test_run_pipeline_takes_dataset_objects(data_files, tmp_path):
     result = run_pipeline(config, quiet=True)
     assert list(result.accuracy.index) == ["baseline", "focused/amb", "ensemble/amb"]
     assert json.loads((result.output_dir / "config.json").read_text())["dataset"]["in_memory"] == 60
+
+
+def test_a_warning_about_the_settings_is_said_once_per_run_not_per_model(data_files, tmp_path):
+    """max_length beyond the model's 64 positions: one warning for the run, not one per focused model."""
+    import warnings
+
+    config = make_config(data_files, tmp_path / "long", max_length=100, test=None, recipes=[dict(RECIPES[1])],
+                         training_args={**TRAINING, "num_train_epochs": 2})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # what a Python session shows: once per source line
+        result = run_pipeline(config, quiet=True)
+    said = [str(w.message) for w in caught if "longer than the model's" in str(w.message)]
+    assert said == ["--max-length 100 is longer than the model's 64 positions: using 64"], said
+    assert set(result.models) == {"baseline", "focused/amb", "control/amb"}

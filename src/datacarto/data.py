@@ -211,11 +211,14 @@ def looks_local(name_or_dir: str) -> bool:
 
 
 def effective_max_length(tokenizer, model, requested: int) -> int:
-    """``requested`` capped at what the model can embed (as the official run_glue script does)."""
+    """``requested`` capped at what the model can embed (as the official run_glue script does).
+
+    ``model``: the model or its config. A cap is said in one warning."""
+    config = getattr(model, "config", model)
     limits = [n for n in (getattr(tokenizer, "model_max_length", None),
-                          getattr(getattr(model, "config", None), "max_position_embeddings", None))
+                          getattr(config, "max_position_embeddings", None))
               if isinstance(n, int) and 0 < n < 1_000_000]
-    if getattr(getattr(model, "config", None), "model_type", "") in ("roberta", "xlm-roberta", "camembert") \
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") \
             and len(limits) == 2:
         limits = limits[:1]  # their position table holds 2 offsets beyond the tokenizer's limit
     cap = min(limits) if limits else requested
@@ -224,6 +227,19 @@ def effective_max_length(tokenizer, model, requested: int) -> int:
                       stacklevel=2)
         return cap
     return requested
+
+
+def capped_max_length(name_or_dir: str, requested: int) -> int:
+    """:func:`effective_max_length` from the model's tokenizer and config alone (no weights loaded):
+    a workflow that trains several models from one start caps (and warns) once."""
+    from transformers import AutoConfig
+
+    tokenizer = load_tokenizer(name_or_dir)
+    try:
+        config = AutoConfig.from_pretrained(name_or_dir)
+    except (OSError, ValueError) as e:
+        raise DatacartoError(f"cannot load the config of model {name_or_dir!r}: {' '.join(str(e).split())}") from e
+    return effective_max_length(tokenizer, config, requested)
 
 
 _HEADS = {"sequence-classification": "ForSequenceClassification", "multi-label": "ForSequenceClassification",
