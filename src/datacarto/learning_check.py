@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .metrics import labelled
+
 #: last-epoch training accuracy within this many points of the chance rate counts as "barely learned"
 MARGIN = 0.10
 #: ... or more than this share of easy-to-learn examples never predicted correctly
@@ -34,7 +36,7 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
     str or None
         "the model barely learned ..." naming the figures, or None when it learned.
     """
-    if "nll" in metrics.columns:  # a causal LM: p(gold) > 1/2 is no accuracy; the check does not apply
+    if not labelled(metrics):  # a causal LM: p(gold) > 1/2 is no accuracy; the check does not apply
         return None
     if "n_units" in metrics.columns:  # examples aggregated from units: the units' verdict, if it was judged
         return metrics.attrs.get("learning_warning")
