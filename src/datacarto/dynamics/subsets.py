@@ -20,7 +20,8 @@ import pandas as pd
 
 from ..errors import DatacartoError
 from ..selection import as_row_ids, describe_criteria, select
-from .store import EXAMPLES, dynamics_dir, read_manifest
+from .generative import is_generative
+from .store import EXAMPLES, dynamics_dir
 
 #: File formats of a subset, by extension.
 SUBSET_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -61,7 +62,7 @@ def subset_rows(run_dir: str | os.PathLike, ids: Iterable[int], *, split: str = 
         raise DatacartoError(f"{missing.size} row ids are not in the run's examples, e.g. {missing[:5].tolist()}")
     table = table.take(sorter[slot] if len(ids) else np.empty(0, dtype=np.int64))
     dropped = ["row_id", "fingerprint"]
-    if read_manifest(dynamics_dir(run_dir, split)).get("task") == "causal-lm":
+    if is_generative(run_dir, split):
         dropped.append("label")  # the recorder's placeholder gold, "response"
     names = [c for c in table.column_names if c not in dropped]
     return table.select(names + ["row_id"])
