@@ -66,6 +66,20 @@ def check_plan(args, state, train_dataloader) -> None:
         warn_once(partial_epoch_message(full, planned=True))
 
 
+def best_model_note(args, state) -> str | None:
+    """One line when ``load_best_model_at_end`` left an earlier epoch's model than the last one recorded."""
+    checkpoint = state.best_model_checkpoint
+    if not args.load_best_model_at_end or not checkpoint or not state.epoch:
+        return None
+    step = state.best_global_step or int(str(checkpoint).rstrip("/").rsplit("-", 1)[-1] or 0)
+    epochs = [h["epoch"] for h in state.log_history if h.get("step") == step and "epoch" in h]
+    if not epochs or abs(epochs[0] - state.epoch) < 1e-6:
+        return None
+    return (f"load_best_model_at_end: the model at the end of training is epoch {epochs[0]:g}'s ({Path(checkpoint).name}"
+            f", the best {args.metric_for_best_model or 'loss'}); the dynamics record every epoch up to {state.epoch:g}, "
+            "whose predictions are not this model's")
+
+
 class _Recording(TrainerCallback):
     """The start-of-training checks and the evaluation snapshots that both modes share."""
 
@@ -139,6 +153,11 @@ class _Recording(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         if state.epoch and not at_epoch_boundary(state.epoch) and state.global_step != self._planned_stop:
             warn_once(partial_epoch_message(int(state.epoch), planned=False))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        note = best_model_note(args, state)  # the Trainer has loaded the best model by now
+        if note:
+            warn_once(note)
 
     # -- evaluation snapshots (both modes)
     def _drop_later_evaluations(self, args, global_step: int) -> None:
