@@ -76,8 +76,8 @@ def best_model_note(args, state) -> str | None:
     if not epochs or abs(epochs[0] - state.epoch) < 1e-6:
         return None
     return (f"load_best_model_at_end: the model at the end of training is epoch {epochs[0]:g}'s ({Path(checkpoint).name}"
-            f", the best {args.metric_for_best_model or 'loss'}); the dynamics record every epoch up to {state.epoch:g}, "
-            "whose predictions are not this model's")
+            f", the best {args.metric_for_best_model or 'loss'}), while the dynamics record every epoch up to "
+            f"{state.epoch:g}: the later epochs' predictions are not this model's")
 
 
 class _Recording(TrainerCallback):
