@@ -14,11 +14,15 @@ from .metrics import labelled
 MARGIN = 0.10
 #: ... or more than this share of easy-to-learn examples never predicted correctly
 EASY_NEVER_RIGHT = 0.25
+#: a model that learned, whose 90th percentile of confidence stays within this of chance (1/C):
+#: its probabilities are near uniform, so the map's confidence axis is a narrow band
+COMPRESSED_SPAN = 0.25
 
 
 def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
                      what: str = "training set") -> str | None:
-    """One line when the model barely learned the training set, else None.
+    """One line when the model barely learned the training set, or learned it with probabilities
+    still near uniform (compressed confidences), else None.
 
     Parameters
     ----------
@@ -34,7 +38,8 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
     Returns
     -------
     str or None
-        "the model barely learned ..." naming the figures, or None when it learned.
+        "the model barely learned ..." or "the confidences are compressed ..." naming the figures,
+        or None when it learned and its confidences spread.
     """
     if not labelled(metrics):  # a causal LM: p(gold) > 1/2 is no accuracy; the check does not apply
         return None
@@ -53,9 +58,21 @@ def learning_warning(metrics: pd.DataFrame, *, regions: pd.Series | None = None,
         if easy.any():
             easy_wrong = float(metrics["never_learned"].to_numpy()[easy].mean())
     if accuracy >= chance + MARGIN and (easy_wrong is None or easy_wrong <= EASY_NEVER_RIGHT):
-        return None
+        return _compressed(metrics, accuracy, what, classes=max(len(counts), 2))
     detail = f"last-epoch accuracy {accuracy:.2f}, chance (majority class) {chance:.2f}"
     if easy_wrong is not None:
         detail += f"; {easy_wrong:.0%} of easy-to-learn examples were never predicted correctly"
     return (f"the model barely learned the {what} ({detail}): regions are relative to a model that "
             "knows little; train longer, or with a higher learning rate, before reading the map")
+
+
+def _compressed(metrics: pd.DataFrame, accuracy: float, what: str, *, classes: int) -> str | None:
+    """The line for a model that learned but whose p(gold) stays near uniform (1/C), else None."""
+    uniform = 1.0 / classes
+    top = float(np.nanquantile(metrics["confidence"].to_numpy(dtype=float), 0.9))
+    if not top < uniform + COMPRESSED_SPAN:
+        return None
+    return (f"the confidences are compressed: 90% of the {what} has p(gold) below {top:.2f} (chance {uniform:.2f}) "
+            f"although the last-epoch accuracy is {accuracy:.2f}: the model ranks the classes but its probabilities "
+            "are still near uniform, so the regions split a narrow band; train longer, or with a higher learning "
+            "rate, before reading the map")
