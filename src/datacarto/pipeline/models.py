@@ -213,12 +213,14 @@ def focus_stage(ctx: Context) -> StageRecord:
     source = ctx.rec("baseline").digest if c.focus_init == "baseline" else describe_model(c.model)
     common = {"init": c.focus_init, "source": source, "training_args": ctx.training_args(focus=True),
               "max_length": c.max_length, "data": ctx.rec("data").digest}
+    if c.save_focused_models:  # absent when off: the hashes of runs from before the key hold
+        common["save_focused_models"] = True
 
     def body():
         done, outputs = {}, []
         for u in units(ctx):
-            unit_outputs = [ctx.layout.rel(ctx.layout.model_dir(u.model_name) / "model"),
-                            ctx.layout.rel(ctx.layout.predictions(u.model_name))]
+            weights = [ctx.layout.rel(ctx.layout.model_dir(u.model_name) / "model")] if c.save_focused_models else []
+            unit_outputs = [*weights, ctx.layout.rel(ctx.layout.predictions(u.model_name))]
             record = ctx.runner.run_unit("focus", u.model_name, {**common, "subset": u.subset_digest}, unit_outputs,
                                          lambda u=u: _train_focused(ctx, u))
             done[u.model_name] = {"token": record.token, "seconds": record.seconds, "n": record.summary["n"],
@@ -244,7 +246,8 @@ def _train_focused(ctx: Context, u: Unit) -> dict[str, Any]:
     seed_everything(args.get("seed", c.seed))
     result = train_focused(layout.baseline_dir, layout.root / part["path"], init=c.focus_init,
                            model=c.model if c.focus_init == "pretrained" else None, output_dir=directory,
-                           training_args=args, label_column="label", max_length=ctx.max_length)
+                           training_args=args, label_column="label", max_length=ctx.max_length,
+                           save_model=c.save_focused_models)
     logits = {}
     for split in ("validation", *(["test"] if ctx.has_test() else [])):
         gold, logits[split] = predict(result.trainer, ctx.split(split), ctx.spec, max_length=ctx.max_length)
