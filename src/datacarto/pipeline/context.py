@@ -163,10 +163,17 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
 def predict(trainer, ds, spec, *, max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded.
 
-    ``max_length``: the run's cap (:attr:`Context.max_length`), as in training."""
+    ``max_length``: the run's cap (:attr:`Context.max_length`), as in training; a longer one is capped
+    here too, silently (the run said it once)."""
+    import warnings
+
+    from ..data import effective_max_length
     from ..record.predict import predict_split
     from ..task_data import encode
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        max_length = effective_max_length(trainer.processing_class, trainer.model, max_length)
     return predict_split(trainer, encode(ds, trainer.processing_class, spec, max_length=max_length))
 
 
