@@ -135,7 +135,7 @@ def test_two_processes_record_each_causal_lm_example_once(tmp_path):
            "--model", model, "--dataset", str(data), "--validation", str(dev), "--task", "causal-lm",
            "--prompt-column", "prompt", "--response-column", "response", "--output-dir", str(out),
            "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu",
-           "--disable_tqdm", "true", "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0"]
+           "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0"]  # progress lines, as a user sees
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dyn = load_dynamics(out)
@@ -148,3 +148,9 @@ def test_two_processes_record_each_causal_lm_example_once(tmp_path):
     validation = load_dynamics(out, "validation")
     np.testing.assert_array_equal(validation.ids, np.arange(11))
     assert validation.n_epochs == 2
+    # rank 0 alone speaks: each line once; and a causal LM's evaluation has no class accuracy to report
+    said = proc.stdout + proc.stderr
+    for line in ("task: causal-lm", "datacarto: warning: --max-length 128", "training: ", "evaluation at epoch 1.00",
+                 "evaluation at epoch 2.00", "training dynamics: "):
+        assert said.count(line) == 1, (line, said[-3000:])
+    assert "accuracy" not in said and "macro-F1" not in said

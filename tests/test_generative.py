@@ -339,6 +339,8 @@ def test_cli_select_trajectory_clusters_and_metrics(learned_run, tmp_path, capsy
                  "--out", str(out)]) == 0
     subset = pd.read_json(out, lines=True)
     assert len(subset) == 36 and {"prompt", "response", "row_id"} <= set(subset.columns)
+    # a causal LM has no classes: no label column in the subset, no count by label in the summary
+    assert "label" not in subset.columns and "by label" not in capsys.readouterr().out
     focused = tmp_path / "focused"  # continue SFT on the S2L subset (from the run's model: here the start point)
     assert main(["focus", str(run), "--subset", str(out), "--init", "pretrained", "--output-dir", str(focused),
                  "--num_train_epochs", "1", "--use_cpu", "--disable_tqdm", "true", "--save_strategy", "no",

@@ -157,8 +157,9 @@ def test_output_dir_with_dynamics_of_another_data_set(tmp_path, tiny_model, toy_
     CartographyTrainer(model=model, args=args, train_dataset=data, processing_class=tok).train()
     other = data.select(range(30))
     trainer = CartographyTrainer(model=model, args=args, train_dataset=other, processing_class=tok)
-    with pytest.raises(DatacartoError, match="different data set"):
+    with pytest.raises(DatacartoError, match="different data set") as refused:
         trainer.train()
+    assert "overwrite_dynamics=True" in str(refused.value) and "--overwrite_output_dir" not in str(refused.value)
     assert load_dynamics(tmp_path).n_examples == len(toy_rows)  # nothing already written was lost
 
 

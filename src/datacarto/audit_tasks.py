@@ -63,7 +63,7 @@ def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1,
 
     check_score_names(scores)
     output_dir = Path(output_dir)
-    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
+    ds = load_table(dataset)
     ds, _ = prepare_for_task(ds, "causal-lm", prompt_column=prompt_column, response_column=response_column,
                              what="training set")
     if CORRUPTED in ds.column_names:
@@ -133,7 +133,7 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
                                     scores=scores, **(generative or {}))
     check_score_names(scores)
     output_dir = Path(output_dir)
-    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
+    ds = load_table(dataset)
     ds, spec = prepare_for_task(ds, task, text_columns=text_columns, label_column=label_column,
                                 label_names=label_names, choice_columns=choice_columns,
                                 tokens_column=tokens_column, tags_column=tags_column, what="training set",

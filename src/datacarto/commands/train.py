@@ -165,6 +165,13 @@ def main(argv: list[str]) -> int:
     task = check_request(data, repeat, args, argv)
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
+    from ..record.recorder import entry_point
+
+    with entry_point("cli"):  # a refusal to mix runs names this command's flags
+        return _train(data, test, repeat, args, task)
+
+
+def _train(data, test, repeat, args, task: str) -> int:
     if not repeat.seeds:
         _train_one(data, test, repeat, args, task=task)
         return 0

@@ -7,6 +7,7 @@ the metrics table; and predict with a trained model.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -44,6 +45,14 @@ class Context:
     def split(self, name: str):
         """A prepared split written by the data stage, as a ``datasets.Dataset``."""
         return load_prepared(self.layout.data_split(name))
+
+    @functools.cached_property
+    def max_length(self) -> int:
+        """The config's ``max_length`` capped at the model's positions: derived, and warned about, once per run
+        (every model of a run starts from the same model, so none of them warns again)."""
+        from ..models import capped_max_length
+
+        return capped_max_length(self.config.model, self.config.max_length)
 
     def has_test(self) -> bool:
         return self.layout.data_split("test").is_file() and "test" in self.rec("data").summary["rows"]
@@ -152,16 +161,19 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
 
 
 def predict(trainer, ds, spec, *, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded."""
+    """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded.
+
+    ``max_length``: the run's cap (:attr:`Context.max_length`), as in training; a longer one is capped
+    here too, silently (the run said it once)."""
     import warnings
 
     from ..models import effective_max_length
     from ..record.predict import predict_split
     from ..task_data import encode
 
-    with warnings.catch_warnings():  # training said it once already
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        max_length = effective_max_length(trainer.processing_class, trainer.model, max_length)  # training's cap
+        max_length = effective_max_length(trainer.processing_class, trainer.model, max_length)
     return predict_split(trainer, encode(ds, trainer.processing_class, spec, max_length=max_length))
 
 

@@ -112,7 +112,7 @@ def _train_baseline(ctx: Context, key: str):
     result = train_baseline(
         model=c.model, train=ctx.split("train"), validation=splits["validation"], text_columns=spec.text_columns,
         label_column=spec.label_column, label_names=spec.label_names, output_dir=layout.baseline_dir,
-        training_args=args, dynamics_mode=c.dynamics_mode, max_length=c.max_length,
+        training_args=args, dynamics_mode=c.dynamics_mode, max_length=ctx.max_length,
         resume_from_checkpoint=resume, test=splits.get("test"), **spec_options(spec))
     # the epochs the Trainer ran with, from its resolved arguments (not guessed from defaults)
     epochs = float(result.trainer.args.num_train_epochs)
@@ -121,7 +121,7 @@ def _train_baseline(ctx: Context, key: str):
         recorded = None
         if resume is None and (split == "test" or str(args.get("eval_strategy")) == "epoch"):
             recorded = _final_eval_logits(layout.baseline_dir, split, len(ds), epochs)
-        gold[split], logits[split] = recorded or predict(result.trainer, ds, spec, max_length=c.max_length)
+        gold[split], logits[split] = recorded or predict(result.trainer, ds, spec, max_length=ctx.max_length)
     save_predictions(layout.unit_gold, **gold)
     save_predictions(layout.predictions("baseline"), **logits)
     repeats = _train_repeats(ctx, args)
@@ -161,7 +161,7 @@ def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:
     quiet = {**args, "eval_strategy": "no", "save_strategy": "no"}
     common = dict(model=c.model, train=ctx.split("train"), text_columns=spec.text_columns,
                   label_column=spec.label_column, label_names=spec.label_names, dynamics_mode=c.dynamics_mode,
-                  max_length=c.max_length, overwrite_dynamics=True)
+                  max_length=ctx.max_length, overwrite_dynamics=True)
     own_seed, done = args.get("seed", c.seed), []
     if c.folds:
         ctx.log(f"      cross-fitting: {c.folds} fold models")
@@ -213,12 +213,14 @@ def focus_stage(ctx: Context) -> StageRecord:
     source = ctx.rec("baseline").digest if c.focus_init == "baseline" else describe_model(c.model)
     common = {"init": c.focus_init, "source": source, "training_args": ctx.training_args(focus=True),
               "max_length": c.max_length, "data": ctx.rec("data").digest}
+    if c.save_focused_models:  # absent when off: the hashes of runs from before the key hold
+        common["save_focused_models"] = True
 
     def body():
         done, outputs = {}, []
         for u in units(ctx):
-            unit_outputs = [ctx.layout.rel(ctx.layout.model_dir(u.model_name) / "model"),
-                            ctx.layout.rel(ctx.layout.predictions(u.model_name))]
+            weights = [ctx.layout.rel(ctx.layout.model_dir(u.model_name) / "model")] if c.save_focused_models else []
+            unit_outputs = [*weights, ctx.layout.rel(ctx.layout.predictions(u.model_name))]
             record = ctx.runner.run_unit("focus", u.model_name, {**common, "subset": u.subset_digest}, unit_outputs,
                                          lambda u=u: _train_focused(ctx, u))
             done[u.model_name] = {"token": record.token, "seconds": record.seconds, "n": record.summary["n"],
@@ -244,10 +246,11 @@ def _train_focused(ctx: Context, u: Unit) -> dict[str, Any]:
     seed_everything(args.get("seed", c.seed))
     result = train_focused(layout.baseline_dir, layout.root / part["path"], init=c.focus_init,
                            model=c.model if c.focus_init == "pretrained" else None, output_dir=directory,
-                           training_args=args, label_column="label", max_length=c.max_length)
+                           training_args=args, label_column="label", max_length=ctx.max_length,
+                           save_model=c.save_focused_models)
     logits = {}
     for split in ("validation", *(["test"] if ctx.has_test() else [])):
-        gold, logits[split] = predict(result.trainer, ctx.split(split), ctx.spec, max_length=c.max_length)
+        gold, logits[split] = predict(result.trainer, ctx.split(split), ctx.spec, max_length=ctx.max_length)
         if not np.array_equal(gold, ctx.gold(split)):  # the same units as the baseline's, or no comparison
             raise DatacartoError(f"{u.model_name} predicted {len(gold)} units of the {split} set, the baseline "
                                  f"{len(ctx.gold(split))}: were they tokenized alike?")

@@ -25,7 +25,11 @@ from .stages import STAGE_FUNCTIONS
 
 @dataclass
 class PipelineResult:
-    """What a pipeline run produced; every path lies under ``output_dir``."""
+    """What a pipeline run produced; every path lies under ``output_dir``.
+
+    ``models``: the saved model folders by name: the baseline's, and the focused and control
+    models' only with ``save_focused_models`` (their predictions are under ``predictions/`` always).
+    """
 
     output_dir: Path
     config: PipelineConfig
@@ -113,6 +117,7 @@ def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool |
     log(f"done in {fmt_seconds(seconds)} ({len(ran)} of {len(STAGES)} stages ran); report: {layout.report_html}")
     stored = ctx.rec("select").summary["subsets"]
     models = {name: layout.model_dir(name) / "model" for name in model_names(ctx)}
+    models = {name: path for name, path in models.items() if path.is_dir()}  # focused: save_focused_models
     return PipelineResult(
         output_dir=layout.root, config=config, stages=dict(ctx.runner.records),
         accuracy=pd.read_csv(layout.accuracy_csv).set_index("model"),

@@ -68,10 +68,26 @@ def check_plan(args, state, train_dataloader) -> None:
         warn_once(partial_epoch_message(full, planned=True))
 
 
+def best_model_note(args, state) -> str | None:
+    """One line when ``load_best_model_at_end`` left an earlier epoch's model than the last one recorded."""
+    checkpoint = state.best_model_checkpoint
+    if not args.load_best_model_at_end or not checkpoint or not state.epoch:
+        return None
+    step = state.best_global_step or int(str(checkpoint).rstrip("/").rsplit("-", 1)[-1] or 0)
+    epochs = [h["epoch"] for h in state.log_history if h.get("step") == step and "epoch" in h]
+    if not epochs or abs(epochs[0] - state.epoch) < 1e-6:
+        return None
+    return (f"load_best_model_at_end: the model at the end of training is epoch {epochs[0]:g}'s ({Path(checkpoint).name}"
+            f", the best {args.metric_for_best_model or 'loss'}), while the dynamics record every epoch up to "
+            f"{state.epoch:g}: the later epochs' predictions are not this model's")
+
+
 class _Recording(TrainerCallback):
     """The start-of-training checks and the evaluation snapshots that both modes share."""
 
     mode = "epoch_end"
+    #: whose options a refusal to mix runs names (record.recorder.STORE_OPTIONS); the mixin sets "trainer"
+    entry = "callback"
 
     def __init__(self, *, records=None, label_names=None, text_columns=None, dataset_name=None,
                  output_dir=None, overwrite: bool = False, eval_dynamics: bool = True, snapshots_per_epoch: int = 1):
@@ -125,7 +141,8 @@ class _Recording(TrainerCallback):
         resume = self.resume_index(state)
         self.label_names = self.task.label_names or label_names_of(model, records, self.label_names, column)
         self.recorder.begin(frame, self.task.example_labels(labels), self.label_names, self.text_columns or text,
-                            resume_from=resume, overwrite=self.overwrite, units=self.task.keyed(self.units))
+                            resume_from=resume, overwrite=self.overwrite, units=self.task.keyed(self.units),
+                            entry=self.entry)
         if resume is not None:
             self._drop_later_evaluations(args, state.global_step)
         self.start(args, state, model)
@@ -141,6 +158,11 @@ class _Recording(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         if state.epoch and not at_epoch_boundary(state.epoch) and state.global_step != self._planned_stop:
             warn_once(partial_epoch_message(int(state.epoch), planned=False))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        note = best_model_note(args, state)  # the Trainer has loaded the best model by now
+        if note:
+            warn_once(note)
 
     # -- evaluation snapshots (both modes)
     def _drop_later_evaluations(self, args, global_step: int) -> None:

@@ -80,7 +80,7 @@ def load_split(data, *, split: str, spec: LabelSpec | None = None, text_columns=
     classes without an example are said in one warning. ``task_columns``: ``choice_columns``,
     ``tokens_column``, ``tags_column`` of the other task types.
     """
-    ds = load_table(data, split) if isinstance(data, (str, os.PathLike)) else data
+    ds = load_table(data, split)
     head = classifier_head(model, task) if model is not None and spec is None else None
     if spec is not None:
         return prepare_for_task(ds, task, spec=spec, num_labels=spec.num_labels, what=what)
