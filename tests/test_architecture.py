@@ -238,12 +238,16 @@ REPORT_MODULES = {"datacarto.pipeline.report", "datacarto.pipeline.report_state"
 
 
 def test_the_report_reads_a_layout_and_never_imports_the_orchestrator():
-    """The report's modules import the layout, the document and each other: no stage, runner or context."""
+    """The report's modules import the layout, the document, the stage summaries and each other: no stage,
+    runner or context; the summaries import no other part of the pipeline."""
     inside = set()
     for module in REPORT_MODULES:
         pipeline = {_internal(t) for t, _ in IMPORTS[module]} - {None}
         inside |= {t for t in pipeline if t.startswith("datacarto.pipeline")}
-    assert inside - REPORT_MODULES == {"datacarto.pipeline.layout", "datacarto.pipeline.document"}
+    assert inside - REPORT_MODULES == {"datacarto.pipeline.layout", "datacarto.pipeline.document",
+                                       "datacarto.pipeline.summaries"}
+    summaries = {_internal(t) for t, _ in IMPORTS["datacarto.pipeline.summaries"]} - {None}
+    assert not {t for t in summaries if t.startswith("datacarto.pipeline")}
 
 
 def test_the_audit_scoring_and_the_pipeline_config_stay_light():

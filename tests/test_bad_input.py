@@ -487,6 +487,10 @@ CASES = [
          _text("bad.jsonl", "")),
     Case("run-jsonl-not-json", "run --config {w}/run.yaml --dataset {w}/bad.jsonl",
          "{w}/bad.jsonl, line 3: not valid JSON", _text("bad.jsonl", ROW + ROW + '{"premise": oops}\n')),
+    Case("run-records-of-an-earlier-version", "run --config {w}/run.yaml", "the records of stage(s) data were "
+         "written by another datacarto version, whose resume keys this one cannot check: rerun with --force data",
+         _text("out/stages/data.json", '{"name": "data", "key": "k", "digest": "d", "seconds": 1.0, '
+               '"finished_at": 0.0, "outputs": [], "summary": {}}')),
     # -- demo
     Case("demo-n-train-0", "demo --output-dir {w}/demo --n-train 0", "n_train must be at least 1"),
     Case("demo-flip-1.5", "demo --output-dir {w}/demo --flip 1.5", "flip must be in [0, 1]"),

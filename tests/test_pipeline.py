@@ -101,11 +101,11 @@ def test_dynamics_and_metrics(first_run):
     assert len(m) == 60 and set(m["region"]) == set(REGIONS)
     assert np.array_equal(m["gold"].to_numpy(), dyn.gold)
     counts = m["region"].value_counts().to_dict()
-    assert first_run.stages["metrics"].summary["regions"] == {r: counts[r] for r in REGIONS}
+    assert first_run.stages["metrics"].summary.regions == {r: counts[r] for r in REGIONS}
     for split in ("validation", "test"):
         regions = pd.read_parquet(first_run.output_dir / "metrics" / f"{split}_regions.parquet")
         assert len(regions) == 30 and set(regions["region"]) <= set(REGIONS)
-        assert first_run.stages["metrics"].summary[f"{split}_regions"] == {
+        assert getattr(first_run.stages["metrics"].summary, f"{split}_regions") == {
             r: int((regions["region"] == r).sum()) for r in REGIONS}
 
 
@@ -141,13 +141,13 @@ def test_subsets_and_controls(first_run):
     m = pd.read_parquet(out / "metrics" / "train.parquet").set_index("row_id")
     for recipe, region in (("amb", "ambiguous"), ("hard", "hard-to-learn")):
         entry = first_run.subsets[recipe]
-        focused = pd.read_json(out / entry["path"], lines=True)
-        control = pd.read_json(out / entry["control"]["path"], lines=True)
-        assert len(focused) == entry["n"] == len(control) == entry["control"]["n"] > 0
+        focused = pd.read_json(out / entry.path, lines=True)
+        control = pd.read_json(out / entry.control.path, lines=True)
+        assert len(focused) == entry.n == len(control) == entry.control.n > 0
         assert (m.loc[focused["row_id"], "region"] == region).all()
         # paper's region mode: round(fraction x N), capped at the region
         n_region = int((m["region"] == region).sum())
-        assert entry["n"] == min(int(np.floor(FRACTION[recipe] * 60 + 0.5)), n_region)
+        assert entry.n == min(int(np.floor(FRACTION[recipe] * 60 + 0.5)), n_region)
         # the control matches the label mix of the focused subset
         assert sorted(focused["label"]) == sorted(control["label"])
         assert {"premise", "hypothesis", "is_flipped"} <= set(focused.columns)
@@ -167,7 +167,7 @@ def test_focused_and_control_models_with_predictions(first_run, data_files):
         assert first_run.accuracy.loc[name, "validation_accuracy"] == pytest.approx(
             (pred["validation"].argmax(1) == val_gold).mean())
     focus = json.loads((out / "models" / "focused" / "amb" / "focus.json").read_text())
-    assert focus["init"] == "baseline" and focus["n_examples"] == first_run.subsets["amb"]["n"]
+    assert focus["init"] == "baseline" and focus["n_examples"] == first_run.subsets["amb"].n
 
 
 def test_ensembles(first_run):
@@ -287,12 +287,12 @@ def test_resume_skips_everything_then_redoes_only_what_a_recipe_change_touches(f
     for name in ("data", "baseline", "metrics", "maps"):
         assert (out / "stages" / f"{name}.json").read_bytes() == records[name]
     # only the changed recipe's models were retrained
-    models = changed.stages["focus"].summary["models"]
-    assert {n: m["ran"] for n, m in models.items()} == {"focused/amb": False, "control/amb": False,
+    models = changed.stages["focus"].summary.models
+    assert {n: m.ran for n, m in models.items()} == {"focused/amb": False, "control/amb": False,
                                                          "focused/hard": True, "control/hard": True}
     for name in ("focused/amb", "control/amb"):
         assert (out / "stages" / "focus" / f"{name.replace('/', '__')}.json").read_text() == units[name]
-    assert changed.subsets["hard"]["n"] >= first_run.subsets["hard"]["n"]
+    assert changed.subsets["hard"].n >= first_run.subsets["hard"].n
     assert changed.accuracy.loc["focused/amb", "test_accuracy"] == first_run.accuracy.loc["focused/amb",
                                                                                          "test_accuracy"]
     assert "fraction=0.3, region=hard-to-learn" in (out / "report.md").read_text()
@@ -448,8 +448,8 @@ def test_other_options_without_a_test_set(data_files, tmp_path):
     assert list(result.accuracy.index) == ["baseline", "focused/lowconf", "ensemble/lowconf"]
     assert result.accuracy["test_accuracy"].isna().all()
     assert set(load_predictions(out / "predictions" / "baseline.npz")) == {"validation"}
-    assert result.ensembles["ensemble/lowconf"]["weights"] == [0.5, 0.5]
-    assert result.stages["baseline"].summary["output_dir"] == "baseline"
+    assert result.ensembles["ensemble/lowconf"].weights == [0.5, 0.5]
+    assert result.stages["baseline"].summary.output_dir == "baseline"
     assert json.loads((result.models["focused/lowconf"].parent / "focus.json").read_text())["init"] == "pretrained"
     assert any(result.models["focused/lowconf"].glob("*.safetensors"))  # kept: save_focused_models
     m = pd.read_parquet(out / "metrics" / "train.parquet").set_index("row_id")

@@ -26,9 +26,26 @@ class CheckedRequest:
 def check_request(config: PipelineConfig) -> CheckedRequest:
     """Load and prepare the training set and check the request against it (DatacartoError: one line)."""
     from .._validation import check_folds
+    from ..task_data import check_repeats
+
+    c = config
+    checked = prepare_request(config)
+    check_repeats(checked.spec.task, folds=c.folds, seeds=c.seeds)
+    if c.folds is not None:
+        check_folds(c.folds, checked.train[checked.spec.label_column], label_names=checked.spec.label_names,
+                    name="config key 'folds'")
+    return checked
+
+
+def prepare_request(config: PipelineConfig) -> CheckedRequest:
+    """The training split prepared for the task given or inferred, its TaskSpec, and the chat template checked.
+
+    What the data stage makes of the config (:func:`check_request` adds the checks of ``folds`` and
+    ``seeds`` against it).
+    """
     from ..data import load_table
     from ..models import load_tokenizer
-    from ..task_data import TaskSpec, check_chat_template, check_repeats, infer_task
+    from ..task_data import TaskSpec, check_chat_template, infer_task
     from ..task_options import check_task_options
     from ..train.baseline import load_split
 
@@ -37,13 +54,10 @@ def check_request(config: PipelineConfig) -> CheckedRequest:
     task, why = infer_task(table, task=c.task, label_column=c.label_column, choice_columns=c.choice_columns,
                            tokens_column=c.tokens_column, tags_column=c.tags_column, prompt_column=c.prompt_column)
     check_task_options(task, **c.task_options())
-    check_repeats(task, folds=c.folds, seeds=c.seeds)
     train, spec = load_split(table, split="train", text_columns=c.text_columns, label_column=c.label_column,
                              label_names=c.class_names, task=task, model=c.model, **c.task_options())
     if not hasattr(spec, "task"):  # sequence classification: a LabelSpec; every stage reads a TaskSpec
         spec = TaskSpec(text_columns=spec.text_columns, label_column=spec.label_column, label_names=spec.label_names)
-    if c.folds is not None:
-        check_folds(c.folds, train[spec.label_column], label_names=spec.label_names, name="config key 'folds'")
     if spec.chat_template:
         check_chat_template(load_tokenizer(c.model), spec, train)
     return CheckedRequest(train=train, spec=spec, why=why)
