@@ -10,7 +10,6 @@ and predict with a trained model.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -43,6 +42,7 @@ class Context:
         self.progress = progress
         self.stage: Stage | None = None  # in a stage's body: that stage (what it may read)
         self.key: str | None = None  # in a stage's body: its resume key
+        self.derived: dict = {}  # values worked out once per run, shared by every stage's view (a shallow copy)
 
     def run(self, stage: Stage) -> StageRecord:
         """Run (or skip) ``stage`` through the runner; its body sees this context as the stage declares it."""
@@ -63,13 +63,17 @@ class Context:
         """A prepared split written by the data stage, as a ``datasets.Dataset``."""
         return load_prepared(self.layout.data_split(name))
 
-    @functools.cached_property
+    @property
     def max_length(self) -> int:
         """The config's ``max_length`` capped at the model's positions: derived, and warned about, once per run
-        (every model of a run starts from the same model, so none of them warns again)."""
+        (every model of a run starts from the same model, so none of them warns again; the stages' views of
+        this context share the value)."""
         from ..models import capped_max_length
 
-        return capped_max_length(self.config.model, self.config.max_length)
+        key = ("max_length", self.config.model, self.config.max_length)  # read through this stage's view
+        if key not in self.derived:
+            self.derived[key] = capped_max_length(self.config.model, self.config.max_length)
+        return self.derived[key]
 
     def has_test(self) -> bool:
         return self.layout.data_split("test").is_file() and "test" in self.rec("data").summary.rows
