@@ -29,7 +29,7 @@ ROOT = "datacarto"
 #: Layers, lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
-             "learning_check", "units", "ensemble_weights", "trajectory"),
+             "learning_check", "units", "ensemble_weights", "trajectory", "label_errors"),
     # loading tables, labels, tokenizers, the task registry: below everything that trains or records
     "data": ("data", "models", "task_data", "tasks"),
     "run folder": ("dynamics",),  # store, cache, subsets, interop
@@ -40,7 +40,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "cli": ("cli", "commands"),
 }
 PURE = ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
-        "learning_check", "units", "ensemble_weights", "trajectory")
+        "learning_check", "units", "ensemble_weights", "trajectory", "label_errors")
 HEAVY = ("torch", "transformers")
 
 MAX_FILE_LINES = 450
@@ -240,12 +240,16 @@ REPORT_MODULES = {"datacarto.pipeline.report", "datacarto.pipeline.report_state"
 
 
 def test_the_report_reads_a_layout_and_never_imports_the_orchestrator():
-    """The report's modules import the layout, the document and each other: no stage, runner or context."""
+    """The report's modules import the layout, the document, the stage summaries and each other: no stage,
+    runner or context; the summaries import no other part of the pipeline."""
     inside = set()
     for module in REPORT_MODULES:
         pipeline = {_internal(t) for t, _ in IMPORTS[module]} - {None}
         inside |= {t for t in pipeline if t.startswith("datacarto.pipeline")}
-    assert inside - REPORT_MODULES == {"datacarto.pipeline.layout", "datacarto.pipeline.document"}
+    assert inside - REPORT_MODULES == {"datacarto.pipeline.layout", "datacarto.pipeline.document",
+                                       "datacarto.pipeline.summaries"}
+    summaries = {_internal(t) for t, _ in IMPORTS["datacarto.pipeline.summaries"]} - {None}
+    assert not {t for t in summaries if t.startswith("datacarto.pipeline")}
 
 
 def test_the_audit_scoring_and_the_pipeline_config_stay_light():

@@ -249,6 +249,8 @@ ENS = "ensemble --models {w}/model --weights 1 --dataset {w}/test.jsonl"
 FOCUS = f"focus {{w}}/run --subset {{w}}/train.jsonl --output-dir {{w}}/f {FAST}"
 TRAIN = f"train --model {{w}}/model --dataset {{w}}/train.jsonl --output-dir {{w}}/t {FAST}"
 IMP = "import-allenai {w}/paper {w}/imported"
+LE = "label-errors {w}/run"
+AC = "apply-corrections {w}/run --corrections {w}/c.jsonl --out {w}/fixed.jsonl"
 SFT = (f"train --model {{w}}/lm --dataset {{w}}/sft.jsonl --task causal-lm --prompt_column prompt "
        f"--response_column response --chat_template true --output-dir {{w}}/t {FAST}")
 SFT_RUN = dict(model="{w}/lm", dataset="{w}/sft.jsonl", validation="{w}/sft.jsonl", task="causal-lm",
@@ -336,6 +338,9 @@ CASES = [
     Case("focus-region-weight-no-value", FOCUS + " --region_weight ambiguous", "REGION=WEIGHT"),
     Case("focus-region-weight-unknown", FOCUS + " --region_weight sideways=2", "unknown region 'sideways'"),
     Case("focus-region-weight-nan", FOCUS + " --region_weight ambiguous=nan", "must be a number >= 0, got nan"),
+    Case("focus-into-a-run", f"focus {{w}}/run --subset {{w}}/train.jsonl --output-dir {{w}}/nrun {FAST}",
+         "of this data set: use another output folder, so two runs are never mixed",
+         lambda w: _noisy_run(w, [False] * 30)),
     Case("focus-not-a-run", f"focus {{w}} --subset {{w}}/train.jsonl --output-dir {{w}}/f {FAST}", "not a datacarto run"),
     Case("focus-output-is-run", f"focus {{w}}/run --subset {{w}}/train.jsonl --output-dir {{w}}/run {FAST}",
          "the baseline run itself"),
@@ -482,6 +487,10 @@ CASES = [
          _text("bad.jsonl", "")),
     Case("run-jsonl-not-json", "run --config {w}/run.yaml --dataset {w}/bad.jsonl",
          "{w}/bad.jsonl, line 3: not valid JSON", _text("bad.jsonl", ROW + ROW + '{"premise": oops}\n')),
+    Case("run-records-of-an-earlier-version", "run --config {w}/run.yaml", "the records of stage(s) data were "
+         "written by another datacarto version, whose resume keys this one cannot check: rerun with --force data",
+         _text("out/stages/data.json", '{"name": "data", "key": "k", "digest": "d", "seconds": 1.0, '
+               '"finished_at": 0.0, "outputs": [], "summary": {}}')),
     # -- demo
     Case("demo-n-train-0", "demo --output-dir {w}/demo --n-train 0", "n_train must be at least 1"),
     Case("demo-flip-1.5", "demo --output-dir {w}/demo --flip 1.5", "flip must be in [0, 1]"),
@@ -510,6 +519,58 @@ CASES = [
     Case("export-out-is-file", "export-allenai {w}/run {w}/train.jsonl", "is a file"),
     Case("export-read-only", "export-allenai {w}/run {ro}/e", "read-only file system"),
     Case("export-full-disk", "export-allenai {w}/run {full}/e", "no space left on device"),
+    # -- label-errors (the world's run has random logits: a model that learned nothing)
+    Case("label-errors-missing-run", "label-errors {w}/nope", "run directory {w}/nope not found"),
+    Case("label-errors-barely-learned", LE, "cannot estimate label errors: the model barely learned the training set"),
+    Case("label-errors-one-epoch", "label-errors {w}/one", "holds one epoch of in-sample dynamics",
+         lambda w: _write_store(w / "one" / "training_dynamics", toy_nli(30, seed=1), 1, seed=0)),
+    Case("label-errors-needs-out-of-sample", LE + " --method out-of-sample", "needs out-of-sample dynamics"),
+    Case("label-errors-unknown-method", LE + " --method sometimes", "method must be one of"),
+    Case("label-errors-causal-lm", "label-errors {w}/lm", "is a causal-LM run",
+         _text("lm/training_dynamics/manifest.json", '{"task": "causal-lm"}')),
+    Case("label-errors-split-escapes", LE + " --split ../x", "invalid split name"),
+    Case("label-errors-out-format", LE + " --out {w}/q.txt", "cannot tell the queue format of {w}/q.txt"),
+    Case("label-errors-unknown-format", LE + " --out {w}/q.json --format xml", "--format must be one of"),
+    Case("label-errors-format-suffix", LE + " --out {w}/q.csv --format label-studio", "unsupported output format"),
+    Case("label-errors-format-no-out", LE + " --format csv", "--format needs --out"),
+    Case("label-errors-unknown-score", LE + " --score loss", "--score must be one of"),
+    Case("label-errors-unknown-epochs", LE + " --epochs best", "--epochs must be one of"),
+    Case("label-errors-out-is-dir", LE + " --out {w}/d.csv", "--out {w}/d.csv is a directory", _dir("d.csv")),
+    # -- apply-corrections (row 0 of the world's run: label 0, entailment)
+    Case("apply-corrections-missing-file", AC, "corrections file not found: {w}/c.jsonl"),
+    Case("apply-corrections-missing-run", AC.replace("{w}/run", "{w}/nope"), "run directory {w}/nope not found"),
+    Case("apply-corrections-row-outside", AC, "1 row ids are not in the run's 30 records",
+         _jsonl("c.jsonl", [{"row_id": 30, "decision": "drop"}])),
+    Case("apply-corrections-fingerprint", AC, "is a corrections file of other data: its dataset fingerprint",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop", "dataset_fingerprint": "0" * 32}])),
+    Case("apply-corrections-text-differs", AC, "the 'premise' text of row_id 0 differs from the run's record",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop", "premise": "a cat is here"}])),
+    Case("apply-corrections-given-label-differs", AC, "given_label 'neutral' is not the run's label 'entailment'",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "keep", "given_label": "neutral"}])),
+    Case("apply-corrections-unknown-decision", AC, "unknown decision 'fix'",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "fix"}])),
+    Case("apply-corrections-relabel-no-label", AC, "relabel needs a new_label",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "relabel"}])),
+    Case("apply-corrections-unknown-label", AC, "unknown label 'maybe'",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "relabel", "new_label": "maybe"}])),
+    Case("apply-corrections-label-id-out-of-range", AC, "unknown label 3",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "relabel", "new_label": 3}])),
+    Case("apply-corrections-twice", AC, "row_id 0 appears twice",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}, {"row_id": 0, "decision": "keep"}])),
+    Case("apply-corrections-no-decision", AC, "has no column(s) ['decision']", _jsonl("c.jsonl", [{"row_id": 0}])),
+    Case("apply-corrections-empty", AC, "corrections file {w}/c.jsonl is empty", _text("c.jsonl", "")),
+    Case("apply-corrections-not-json", AC, "{w}/c.jsonl, line 1: not valid JSON", _text("c.jsonl", "{oops\n")),
+    Case("apply-corrections-not-utf8", AC, "{w}/c.jsonl is not UTF-8", _text("c.jsonl", b'{"row_id": "\xff"}\n')),
+    Case("apply-corrections-csv-row-id", AC.replace("c.jsonl", "c.csv"), "row_id 'first' is not an integer",
+         _text("c.csv", "row_id,decision\nfirst,drop\n")),
+    Case("apply-corrections-format", AC.replace("c.jsonl", "c.txt"), "unsupported corrections file",
+         _text("c.txt", "row_id,decision\n0,drop\n")),
+    Case("apply-corrections-out-is-input", AC.replace("{w}/fixed.jsonl", "{w}/c.jsonl"), "is an input",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}])),
+    Case("apply-corrections-out-format", AC.replace("fixed.jsonl", "fixed.txt"), "unsupported output format",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}])),
+    Case("apply-corrections-out-read-only", AC.replace("{w}/fixed.jsonl", "{ro}/fixed.jsonl"), "read-only file system",
+         _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}])),
 ]
 
 
@@ -604,5 +665,5 @@ def test_the_table_is_big_enough():
     assert len({c.id for c in CASES}) == len(CASES)
     commands = {(c.argv.split()[0] if isinstance(c.argv, str) else c.argv[0]) for c in CASES}
     assert commands == {"train", "metrics", "map", "select", "focus", "ensemble", "audit", "run",
-                        "import-allenai", "export-allenai", "demo"}
+                        "import-allenai", "export-allenai", "demo", "label-errors", "apply-corrections"}
 

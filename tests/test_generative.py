@@ -339,6 +339,8 @@ def test_cli_select_trajectory_clusters_and_metrics(learned_run, tmp_path, capsy
                  "--out", str(out)]) == 0
     subset = pd.read_json(out, lines=True)
     assert len(subset) == 36 and {"prompt", "response", "row_id"} <= set(subset.columns)
+    # a causal LM has no classes: no label column in the subset, no count by label in the summary
+    assert "label" not in subset.columns and "by label" not in capsys.readouterr().out
     focused = tmp_path / "focused"  # continue SFT on the S2L subset (from the run's model: here the start point)
     assert main(["focus", str(run), "--subset", str(out), "--init", "pretrained", "--output-dir", str(focused),
                  "--num_train_epochs", "1", "--use_cpu", "--disable_tqdm", "true", "--save_strategy", "no",
@@ -416,7 +418,7 @@ def test_packed_data_and_non_causal_models_are_refused(tmp_path, lm_dir, tiny_mo
     trainer = CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir), args=training_args(tmp_path),
                                  train_dataset=packed,
                                  data_collator=collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir)))
-    with pytest.raises(DatacartoError, match="refuses packed sequences"):
+    with pytest.raises(DatacartoError, match=r"looks packed \(column 'position_ids'\) and carries no row id per token"):
         trainer.train()
     with pytest.raises(DatacartoError, match="is not a causal language model"):
         load_model(tiny_model, 2, task="causal-lm")
@@ -492,12 +494,7 @@ def test_trl_sft_trainer_through_the_mixin(tmp_path, lm_dir):
             want.append(torch.nn.functional.cross_entropy(logits, target, ignore_index=-100).item())
     np.testing.assert_allclose(epoch_stats(tmp_path, 1)["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
 
-    packed = SFT(model=AutoModelForCausalLM.from_pretrained(lm_dir), train_dataset=datasets.Dataset.from_list(rows),
-                 args=trl.SFTConfig(str(tmp_path / "packed"), packing=True, max_length=32, use_cpu=True, bf16=False,
-                                    report_to="none", save_strategy="no", disable_tqdm=True),
-                 processing_class=AutoTokenizer.from_pretrained(lm_dir))
-    with pytest.raises(DatacartoError, match=r"looks packed \(column 'seq_lengths'\).*packing=False"):
-        packed.train()
+    # packing=True, packing_strategy="wrapped" and padding_free=True: tests/test_packed_sft.py
 
 
 class warnings_as_errors:

@@ -254,3 +254,30 @@ def test_a_second_run_of_a_task_config_reuses_every_stage(causal_run):
     again = run_pipeline(result.config, quiet=True)
     assert [name for name, record in again.stages.items() if record.ran] == []
     pd.testing.assert_frame_equal(again.accuracy, result.accuracy)
+
+
+
+def test_a_changed_task_option_redoes_the_baseline_stage(models, tmp_path):
+    """``chat_template`` prepares the same rows but trains on other tokens: the baseline must not be reused.
+
+    The data stage's digest covers what later stages read of it (its summary: the task columns),
+    not only the prepared rows.
+    """
+    import dataclasses
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(models["gpt"], tmp_path / "lm")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "lm")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+    tokenizer.save_pretrained(tmp_path / "lm")
+    rows = toy_instructions(24)
+    files = {s: write_jsonl(tmp_path / f"{s}.jsonl", r) for s, r in (("train", rows[:16]), ("validation", rows[16:]))}
+    config = PipelineConfig(model=str(tmp_path / "lm"), dataset=files["train"], validation=files["validation"],
+                            output_dir=str(tmp_path / "run"), training_args={**TRAINING, "num_train_epochs": 1},
+                            focus_training_args={"num_train_epochs": 1}, recipes=[dict(r) for r in RECIPE],
+                            control=False, prompt_column="prompt", response_column="response")
+    run_pipeline(config, quiet=True)
+    again = run_pipeline(dataclasses.replace(config, chat_template=True), quiet=True)
+    assert [name for name, record in again.stages.items() if record.ran][:2] == ["data", "baseline"]

@@ -94,8 +94,21 @@ def test_generative_quick_start_runs_as_written(tmp_path):
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    said = done.stdout + done.stderr  # clean: no warning about the README's own settings, no library bars
+    assert "warning" not in said.lower() and "Writing model shards" not in said, said[-3000:]
     from datacarto import load_dynamics
 
     assert load_dynamics(tmp_path / "sft-run").logits.shape == (120, 12, 2)
     assert sum(1 for _ in (tmp_path / "sft-s2l.jsonl").open()) == 36
     assert (tmp_path / "sft-map.html").is_file() and (tmp_path / "sft-metrics.csv").is_file()
+
+
+def test_readme_refusals_leave_out_what_is_recorded():
+    """Multi-label labels (a list per row) and the other task heads are recorded (tests/test_tasks.py):
+    the README's list of refused set-ups must not name them."""
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    paragraph = text.split("Recording either stores", 1)[1].split("The table of set-ups", 1)[0]
+    refused = paragraph.split("refuses before training with one line", 1)[1].split(". ", 1)[0]
+    for recorded in ("multi-label", "a head other than sequence classification"):
+        assert recorded not in refused, refused
+    assert "multi-label" in paragraph and "recorded per" in paragraph

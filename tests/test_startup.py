@@ -32,9 +32,9 @@ print(json.dumps({{"code": code, "heavy": heavy}}))
 """
 
 
-def _write_store(folder: Path, n: int, epochs: int, seed: int) -> None:
+def _write_store(folder: Path, n: int, epochs: int, seed: int, learned: bool = False) -> None:
     """A classification run's store as the recorder writes it (examples, manifest, epochs); ``seed`` seeds
-    the logits only, so two stores hold the same training data."""
+    the logits only, so two stores hold the same training data. ``learned``: logits favour the labels."""
     from datacarto.dynamics.store import DynamicsWriter, dataset_fingerprint, example_fingerprints
 
     frame = pd.DataFrame({"text": [f"example {i}" for i in range(n)], "label": np.arange(n) % 3})
@@ -46,7 +46,8 @@ def _write_store(folder: Path, n: int, epochs: int, seed: int) -> None:
                            text_columns=["text"], label_names=["a", "b", "c"], num_labels=3)
     rng = np.random.default_rng(seed)
     for e in range(epochs):
-        writer.write_epoch(e, np.arange(n), labels, rng.normal(size=(n, 3)).astype(np.float32), epoch=e + 1.0)
+        logits = rng.normal(size=(n, 3)) + (3.0 * np.eye(3)[labels] if learned else 0.0)
+        writer.write_epoch(e, np.arange(n), labels, logits.astype(np.float32), epoch=e + 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,8 @@ def runs(tmp_path_factory):
     from datacarto.dynamics.interop import export_allenai
 
     export_allenai(root / "run", root / "paper")  # what import-allenai reads
+    _write_store(root / "learned" / "training_dynamics", 40, 3, 2, learned=True)  # what label-errors can read
+    (root / "corrections.jsonl").write_text(json.dumps({"row_id": 0, "decision": "relabel", "new_label": "b"}) + "\n")
     return root
 
 
@@ -78,6 +81,9 @@ WORK = [
      "--control-out", "control.jsonl"],
     ["export-allenai", "run", "exported"],
     ["import-allenai", "paper", "imported"],
+    ["label-errors", "learned", "--out", "queue.jsonl"],
+    ["label-errors", "learned", "--out", "queue.json", "--format", "label-studio"],
+    ["apply-corrections", "learned", "--corrections", "corrections.jsonl", "--out", "corrected.jsonl"],
 ]
 HELP = [[name, "--help"] for name in COMMANDS] + [["--help"], ["--version"], ["audit", "--run", "x", "--help"]]
 

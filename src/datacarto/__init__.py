@@ -60,6 +60,12 @@ _EXPORTS = {
     # audit
     "audit_scores": "datacarto.noise",
     "inject_label_noise": "datacarto.noise",
+    # label errors: how many, which, what they should be; corrections
+    "find_label_errors": "datacarto.label_errors",
+    "run_label_errors": "datacarto.dynamics.label_errors",
+    "review_queue": "datacarto.dynamics.label_errors",
+    "write_review_queue": "datacarto.dynamics.review",
+    "apply_corrections": "datacarto.dynamics.corrections",
     # pipeline
     "run_pipeline": "datacarto.pipeline",
     "DatacartoError": "datacarto.errors",

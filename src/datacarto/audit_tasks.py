@@ -63,7 +63,7 @@ def run_generative_audit(*, task: str, dataset, model: str, output_dir, noise: f
 
     check_score_names(scores)
     output_dir = Path(output_dir)
-    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
+    ds = load_table(dataset)
     spec = TaskSpec(task=task, prompt_column=prompt_column, response_column=response_column)
     ds, spec = prepare_for_task(ds, spec, what="training set")
     if CORRUPTED in ds.column_names:
@@ -133,7 +133,7 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
                                     max_length=max_length, scores=scores, **(generative or {}))
     check_score_names(scores)
     output_dir = Path(output_dir)
-    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
+    ds = load_table(dataset)
     spec = TaskSpec.from_options(task, text_columns=text_columns, label_column=label_column, label_names=label_names,
                                  choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column)
     ds, spec = prepare_for_task(ds, spec, what="training set", head=classifier_head(model, task))

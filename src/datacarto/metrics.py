@@ -193,6 +193,12 @@ def check_metrics_table(metrics: Any, columns, why: str = "") -> pd.DataFrame:
     return metrics
 
 
+def labelled(metrics: pd.DataFrame) -> bool:
+    """Whether the table's ``gold`` is a class: False for a causal LM's (per-token statistics, ``nll``),
+    whose gold "response" is a placeholder. Maps, summaries and subset files show labels only when True."""
+    return "nll" not in metrics.columns
+
+
 def row_ids(metrics: pd.DataFrame) -> np.ndarray:
     """The index of a metrics table as int64 row ids (a clear error if it is not integer)."""
     try:

@@ -60,6 +60,21 @@ def make_tokenizer(texts):
                                    model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
+def save_quietly(model, tokenizer, path: Path) -> None:
+    """``save_pretrained`` both, without transformers' "Writing model shards" bar (a helper's output
+    is the folder; the caller's own progress-bar setting is put back)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 32, layers: int = 2,
                         seed: int = 0, dropout: float = 0.1, label_names: list[str] | None = None,
                         token_classifier: bool = False) -> str:
@@ -79,8 +94,8 @@ def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 
                         num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=64,
                         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **names)
     torch.manual_seed(seed)
-    (BertForTokenClassification if token_classifier else BertForSequenceClassification)(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_quietly((BertForTokenClassification if token_classifier else BertForSequenceClassification)(config),
+                 tokenizer, path)
     return str(path)
 
 
@@ -249,6 +264,5 @@ def make_tiny_causal_lm_dir(path, texts, *, n_embd: int = 64, layers: int = 2, s
                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                         bos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_quietly(GPT2LMHeadModel(config), tokenizer, path)
     return str(path)

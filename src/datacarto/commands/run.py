@@ -34,6 +34,8 @@ CONFIG_FLAG_HELP = {
     "focus_init": "what focused models start from",
     "focus_training_args": "TrainingArguments overrides for focused and control models, as a JSON/YAML mapping",
     "control": "train a random control per recipe",
+    "save_focused_models": "keep the weights of every focused and control model under models/ (off: their "
+                           "predictions, metrics and dynamics are kept, which is what the report needs)",
     "ensemble_combine": "what the ensembles average",
     "ensemble_tune": "tune ensemble weights on validation",
     "map_color_by": "hue of the data map",

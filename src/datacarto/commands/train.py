@@ -166,6 +166,13 @@ def main(argv: list[str]) -> int:
     spec = check_request(data, repeat, args, argv)
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
+    from ..record.recorder import entry_point
+
+    with entry_point("cli"):  # a refusal to mix runs names this command's flags
+        return _train(data, test, repeat, args, spec)
+
+
+def _train(data, test, repeat, args, spec) -> int:
     if not repeat.seeds:
         _train_one(data, test, repeat, args, spec)
         return 0

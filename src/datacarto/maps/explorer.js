@@ -37,8 +37,8 @@
     if (text) text.columns.forEach(function (c, k) {
       out.push({ name: c, kind: 'text', col: k, width: 260, get: function (i) { var v = text.value(k, i); return v === null ? '' : v; } });
     });
-    out.push({ name: 'gold_label', kind: 'label', width: 110, codes: function () { return A.gold; }, names: meta.label_names,
-               get: function (i) { return labelName(A.gold[i]) || ''; } });
+    if (labelled()) out.push({ name: 'gold_label', kind: 'label', width: 110, codes: function () { return A.gold; },
+                               names: meta.label_names, get: function (i) { return labelName(A.gold[i]) || ''; } });
     if (meta.has_pred) out.push({ name: 'last_pred_label', kind: 'label', width: 110, codes: function () { return A.last_pred; },
                                   names: meta.label_names, get: function (i) { return labelName(A.last_pred[i]) || ''; } });
     if (meta.has_region) out.push({ name: 'region', kind: 'label', width: 110, codes: function () { return A.region; },

@@ -42,7 +42,7 @@ import pandas as pd
 
 from .._io import write_text_atomic
 from ..errors import DatacartoError
-from ..metrics import map_scores, row_ids
+from ..metrics import labelled, map_scores, row_ids
 from . import (
     REGION_COLORS,
     REGIONS,
@@ -218,7 +218,7 @@ def _arrays(table: pd.DataFrame, ids: np.ndarray, gold: np.ndarray, n_labels: in
         arrays["region"] = np.where(codes < 0, 255, codes).astype(np.uint8)
     info = {"n_epochs": int(n_epochs), "missing_label": int(missing_label), "row_id_delta": row_id_delta,
             "correctness_from_level": bool(from_level), "has_region": "region" in table.columns,
-            "has_pred": "last_pred" in table.columns}
+            "has_labels": labelled(table), "has_pred": "last_pred" in table.columns and labelled(table)}
     return arrays, info
 
 

@@ -189,8 +189,10 @@ def _title(run_dir, split: str, title: str | None, judged: _Level, n: int, sampl
     from ..learning_check import learning_warning
 
     title = title or f"{Path(run_dir).resolve().name} ({split})"
-    if learning_warning(judged.metrics) is not None:  # get_metrics says it on stderr; the map says it too
-        title += " - the model barely learned: regions are relative"
+    warning = learning_warning(judged.metrics)
+    if warning is not None:  # get_metrics says it on stderr; the map says its head too
+        head = "the model barely learned" if warning.startswith("the model barely") else warning.split(":")[0]
+        title += f" - {head}: regions are relative"
     if sample is not None and sample < n:
         title += f", random sample of {sample:,} of {n:,}"
     return title

@@ -56,6 +56,7 @@ class PipelineConfig:
     recipes: list[dict[str, Any]] = field(default_factory=lambda: [dict(r) for r in DEFAULT_RECIPES])
     focus_init: str = "baseline"
     control: bool = True
+    save_focused_models: bool = False
     ensemble_combine: str = "logits"
     ensemble_tune: bool = True
     map_color_by: str = "correctness"
@@ -104,7 +105,7 @@ class PipelineConfig:
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
             raise DatacartoError(f"config key 'max_length' must be a positive integer, got {self.max_length!r}")
         check_seed(self.seed, "config key 'seed'")
-        for key in ("control", "ensemble_tune", "chat_template"):
+        for key in ("control", "ensemble_tune", "chat_template", "save_focused_models"):
             if not isinstance(getattr(self, key), bool):
                 raise DatacartoError(f"config key {key!r} must be true or false, got {getattr(self, key)!r}")
         for key, choices in (("dynamics_mode", DYNAMICS_MODES), ("focus_init", FOCUS_INITS),

@@ -2,8 +2,8 @@
 
 ``write_report(output_dir)`` reads the run folder through a :class:`~.layout.RunLayout` (config.json,
 stages/*.json, metrics/, evaluation/, ensembles.json, maps/ and the baseline's recorded examples),
-so a finished run can be reported again without training; it imports no other part of the
-pipeline. Both files hold the same sections: data map, regions (counts, label mix, examples),
+so a finished run can be reported again without training; of the pipeline it imports only the
+layout and the stage summaries. Both files hold the same sections: data map, regions (counts, label mix, examples),
 label noise (when a column marks known wrong labels, as in the demo), focused subsets, accuracy,
 time per stage, config and versions. The HTML page is self-contained and escapes all record text.
 """
@@ -92,7 +92,7 @@ def _noise_column(examples: pd.DataFrame | None, name: str | None) -> str | None
 
 def _intro(doc: Document, run: RunState, title: str) -> None:
     doc.h(1, title)
-    rows = run.summary("data").get("rows", {})
+    rows = run.summary("data").rows
     word = run.task_type.label_word  # the task's wording (datacarto.tasks)
     labels = "" if word is None else f" {word}: {', '.join(run.label_names)}."
     doc.p(f"Model: {run.config.get('model')}. Task: {run.task}. Training examples: "
@@ -132,7 +132,7 @@ def _regions(doc: Document, run: RunState) -> None:
         table.append([r, int(members.sum()), share(members.sum(), len(metrics)), *[int(c) for c in counts],
                       REGION_HELP[r]])
     doc.table(["region", "examples", "share", *[f"label: {n}" for n in names], "meaning"], table)
-    thresholds = run.summary("metrics").get("attrs", {})
+    thresholds = run.summary("metrics").attrs
     if thresholds.get("variability_threshold") is not None:
         doc.p(f"Thresholds ({thresholds.get('method', 'quantile')}): ambiguous when variability > "
               f"{thresholds['variability_threshold']:.3f}; otherwise hard-to-learn when confidence <= "
@@ -142,7 +142,7 @@ def _regions(doc: Document, run: RunState) -> None:
 
 def _by_label(doc: Document, run: RunState) -> None:
     """Multi-label: which labels are hard or ambiguous; token classification: which tags."""
-    rows = run.summary("metrics").get("by_label")
+    rows = run.summary("metrics").by_label
     if not rows:
         return
     what = "label" if run.task_type.unit == "label" else "gold tag"  # grouped by the label, or by the gold tag
@@ -153,22 +153,22 @@ def _by_label(doc: Document, run: RunState) -> None:
 
 
 def _crossfit(doc: Document, run: RunState) -> None:
-    info = run.summary("metrics").get("crossfit")
-    if not info:
+    info = run.summary("metrics").crossfit
+    if info is None:
         return
-    shown = info.get("map", "out-of-sample")
+    shown = info.map
     other = "in-sample (the baseline)" if shown == "out-of-sample" else "out-of-sample (cross-fitted)"
     doc.h(2, "Cross-fitted dynamics")
-    doc.p(f"{info['folds']} fold models, each trained on {info['folds'] - 1} of {info['folds']} folds (stratified "
+    doc.p(f"{info.folds} fold models, each trained on {info.folds - 1} of {info.folds} folds (stratified "
           f"by label) and predicting its held-out fold at every epoch end. The map, the regions and the subsets "
-          f"use the {shown} dynamics; {pct(info['same_region_share'])} of the examples fall in the same region "
+          f"use the {shown} dynamics; {pct(info.same_region_share)} of the examples fall in the same region "
           f"with the {other} dynamics, whose regions are:")
-    counts = info.get("other_regions", {})
+    counts = info.other_regions
     doc.table(["region", "examples"], [[r, int(counts.get(r, 0))] for r in REGIONS])
 
 
 def _seed_stability(doc: Document, run: RunState, n_examples: int) -> None:
-    info = run.summary("metrics").get("seed_stability")
+    info = run.summary("metrics").seed_stability
     if not info:
         return
     doc.h(2, "Seed stability")
@@ -183,7 +183,7 @@ def _seed_stability(doc: Document, run: RunState, n_examples: int) -> None:
         else None
     if table is not None and info["unstable"]:
         unstable = table[~table["stable"]].head(n_examples)
-        text_columns = run.summary("data").get("text_columns") or []
+        text_columns = run.summary("data").text_columns
         rows = []
         for rid, row in unstable.iterrows():
             ex = run.examples.loc[rid] if run.examples is not None and rid in run.examples.index else None
@@ -214,7 +214,7 @@ def _gold_cell(run: RunState, ex, row) -> str:
 def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_examples: int) -> None:
     metrics, examples = run.metrics, run.examples
     data = run.summary("data")
-    text_columns = [*(data.get("text_columns") or []), *run.spec.choice_columns]
+    text_columns = [*data.text_columns, *run.spec.choice_columns]
     extra = [c for c in (noise_col, "is_ambiguous") if c and examples is not None and c in examples.columns]
     region = metrics["region"].astype(object)
     gold_header = run.task_type.gold_header

@@ -10,24 +10,22 @@ import pandas as pd
 from .._validation import fmt_seconds
 from ..metrics import REGIONS
 from .document import Document, fmt_float, mix, pct
-from .layout import read_json
 from .report_state import RunState
 
 
 def subsets_section(doc: Document, run: RunState) -> None:
-    subsets = run.summary("select").get("subsets", {})
-    subsets = {n: subsets[n] for n in [*run.recipe_order, *subsets] if n in subsets}  # config order
+    subsets = run.summary("select").in_order(run.recipe_order)
     if not subsets:
         return
     doc.h(2, "Focused subsets")
     rows = []
     for name, s in subsets.items():
-        recipe = ", ".join(f"{k}={v}" for k, v in s["recipe"].items() if k != "name")
-        for kind, part in (("focused", s), ("random control", s.get("control"))):
+        recipe = ", ".join(f"{k}={v}" for k, v in s.recipe.items() if k != "name")
+        for kind, part in (("focused", s), ("random control", s.control)):
             if part is not None:
                 control = "same size and label mix, random" if run.task_type.single_label else "same size, random"
                 rows.append([name, kind, recipe if kind == "focused" else control,
-                             part["n"], mix(part["regions"]), mix(part["labels"]), part["path"]])
+                             part.n, mix(part.regions), mix(part.labels), part.path])
     doc.table(["recipe", "subset", "selection", "examples", "regions", "labels", "file"], rows)
 
 
@@ -77,17 +75,17 @@ SCORE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "mic
 
 
 def _ensembles(doc: Document, run: RunState, order: list[str]) -> None:
-    ensembles = read_json(run.layout.ensembles_json, {})
+    ensembles = run.summary("ensemble").ensembles
     ensembles = {n: ensembles[n] for n in [*order, *ensembles] if n in ensembles}
     if not ensembles:
         return
     first = next(iter(ensembles.values()))
-    how = "weighted mean of logits" if first["combine"] == "logits" else "weighted mean of probabilities"
+    how = "weighted mean of logits" if first.combine == "logits" else "weighted mean of probabilities"
     doc.p(f"Ensembles: {how}, " + (
         "weights tuned on the validation set (so their validation accuracy is optimistic; compare them "
-        "on test):" if first.get("tuned") else "equal weights:"))
+        "on test):" if first.tuned else "equal weights:"))
     doc.table(["ensemble", "members", "weights"],
-              [[n, " + ".join(e["members"]), " / ".join(f"{w:.2f}" for w in e["weights"])]
+              [[n, " + ".join(e.members), " / ".join(f"{w:.2f}" for w in e.weights)]
                for n, e in ensembles.items()])
 
 
@@ -102,12 +100,12 @@ def times_section(doc: Document, run: RunState) -> None:
         rows.append([name, fmt_seconds(float(rec.get("seconds", 0.0))), finished])
     rows.append(["total (without the report)", fmt_seconds(total), ""])
     doc.table(["stage", "time", "finished"], rows)
-    models = run.summary("focus").get("models", {})
+    models = run.summary("focus").models
     if models:
-        order = [f"{k}/{r}" for r in run.recipe_order for k in ("focused", "control")]
+        order = [f"{k}/{r}" for r in run.summary("select").in_order(run.recipe_order) for k in ("focused", "control")]
         models = {n: models[n] for n in [*order, *models] if n in models}
         doc.table(["model", "training examples", "time (training and prediction)"],
-                  [[n, m["n"], fmt_seconds(m["seconds"])] for n, m in models.items()])
+                  [[n, m.n, fmt_seconds(m.seconds)] for n, m in models.items()])
 
 
 def configuration_section(doc: Document, run: RunState) -> None:

@@ -26,10 +26,27 @@ class CheckedRequest:
 def check_request(config: PipelineConfig) -> CheckedRequest:
     """Load and prepare the training set and check the request against it (DatacartoError: one line)."""
     from .._validation import check_folds
+    from ..tasks import check_repeats
+
+    c = config
+    checked = prepare_request(config)
+    check_repeats(checked.spec.task, folds=c.folds, seeds=c.seeds)
+    if c.folds is not None:
+        check_folds(c.folds, checked.train[checked.spec.label_column], label_names=checked.spec.label_names,
+                    name="config key 'folds'")
+    return checked
+
+
+def prepare_request(config: PipelineConfig) -> CheckedRequest:
+    """The training split prepared for the task given or inferred, its TaskSpec, and the chat template checked.
+
+    What the data stage makes of the config (:func:`check_request` adds the checks of ``folds`` and
+    ``seeds`` against it).
+    """
     from ..data import load_table
     from ..models import load_tokenizer
     from ..task_data import check_chat_template
-    from ..tasks import TaskSpec, check_repeats, infer_task
+    from ..tasks import TaskSpec, infer_task
     from ..train.baseline import load_split
 
     c = config
@@ -38,10 +55,7 @@ def check_request(config: PipelineConfig) -> CheckedRequest:
                            tokens_column=c.tokens_column, tags_column=c.tags_column, prompt_column=c.prompt_column)
     spec = TaskSpec.from_options(task, text_columns=c.text_columns, label_column=c.label_column,
                                  label_names=c.class_names, **c.task_options())
-    check_repeats(task, folds=c.folds, seeds=c.seeds)
     train, spec = load_split(table, spec, split="train", model=c.model)
-    if c.folds is not None:
-        check_folds(c.folds, train[spec.label_column], label_names=spec.label_names, name="config key 'folds'")
     if spec.chat_template:
         check_chat_template(load_tokenizer(c.model), spec, train)
     return CheckedRequest(train=train, spec=spec, why=why)

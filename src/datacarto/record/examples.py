@@ -18,8 +18,9 @@ from ..errors import DatacartoError
 from ..task_data import UNIT_WORDS
 
 ROW_ID = "datacarto_row_id"
+SEGMENTS = "datacarto_segments"  # a packed or padding-free batch: each position's target segment (record/segments.py)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "label_ids", ROW_ID,
-                UNIT_WORDS)
+                UNIT_WORDS, "seq_lengths")
 LABEL_KEYS = ("labels", "label", "label_ids")
 
 
@@ -223,7 +224,12 @@ def split_name(metric_key_prefix: str) -> str:
 
 
 class RowIdCollator:
-    """Wraps a data collator: drops text fields, collates the rest, adds the row ids as a tensor."""
+    """Wraps a data collator: drops text fields, collates the rest, adds the row ids as a tensor.
+
+    A batch whose rows hold several examples (packed rows, whose row id is a list with one per
+    token, or a padding-free collator's one flattened row) gets the row id of each segment and
+    :data:`SEGMENTS`, the segment of each position's target (:func:`~datacarto.record.segments.segment_batch`).
+    """
 
     def __init__(self, inner: Callable):
         self.inner = inner
@@ -242,8 +248,18 @@ class RowIdCollator:
             for f in features:
                 for k in text:
                     f.pop(k, None)
+        tokens = [f.get("input_ids") for f in features]
         batch = self.inner(features)
-        if row_ids and row_ids[0] is not None:
+        if not row_ids or row_ids[0] is None:
+            return batch
+        ids = batch.get("input_ids") if hasattr(batch, "get") else None
+        packed = np.ndim(row_ids[0]) > 0
+        if packed or (ids is not None and ids.ndim == 2 and ids.shape[0] != len(features)):
+            from .segments import segment_batch
+
+            rows, segments = segment_batch(row_ids, tokens, ids)
+            batch[ROW_ID], batch[SEGMENTS] = torch.as_tensor(rows), torch.as_tensor(segments)
+        else:
             batch[ROW_ID] = torch.as_tensor(row_ids, dtype=torch.long)
         return batch
 

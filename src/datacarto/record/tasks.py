@@ -107,8 +107,11 @@ class Task:
         """(unit ids, gold, logits (k, C)) of a batch of ``rows``."""
         return np.asarray(rows, np.int64), np.asarray(labels, np.int64), np.asarray(logits, np.float32)
 
-    def reduce(self, labels, logits):
+    def reduce(self, labels, logits, segments=None):
         """A batch's labels and logits (tensors) as NumPy arrays for :meth:`to_units`, on the host."""
+        if segments is not None:
+            raise DatacartoError(f"a packed or padding-free batch (several examples in one row) is recorded for "
+                                 f"causal LMs only, not for {self.name}: use a collator that pads")
         labels = None if labels is None else labels.detach().cpu().numpy()
         return labels, logits.detach().float().cpu().numpy()
 
@@ -187,7 +190,7 @@ def _word_subs(words, counts: np.ndarray, dtype) -> np.ndarray:
     for r, (w, k) in enumerate(zip(words, counts)):
         if len(w) != k or np.any(np.diff(w) <= 0) or (k and w[0] < 0):
             raise DatacartoError(f"row {r}: the {UNIT_WORDS!r} column lists {len(w)} increasing word indices for "
-                                 f"{k} tagged tokens; tokenize with datacarto.task_data.tokenize_task again")
+                                 f"{k} tagged tokens; tokenize with datacarto.tasks.tokenize_task again")
     return np.concatenate([np.asarray(w, dtype=dtype) for w in words]) if len(words) else np.empty(0, dtype)
 
 
@@ -207,24 +210,28 @@ class CausalLM(Task):
     def example_labels(self, labels):
         return np.ones(len(labels), dtype=np.int64)
 
-    def reduce(self, labels, logits):
+    def reduce(self, labels, logits, segments=None):
+        """(gold, (k, 3) statistics) of a batch: per row, or per segment of a packed or padding-free batch."""
         from .causal_lm import token_stats
 
-        return np.ones(len(labels), np.int64), token_stats(labels, logits.detach()).cpu().numpy()
+        stats = token_stats(labels, logits.detach(), segments=segments).cpu().numpy()
+        return np.ones(len(stats), np.int64), stats
 
-    def device_stats(self, labels, outputs):
+    def device_stats(self, labels, outputs, segments=None):
         """(B, 3) statistics tensor, on the device, of a step's loss or outputs (see :meth:`reduce`).
 
         ``outputs``: a :class:`~datacarto.record.causal_lm.TokenLoss` (the training loss's own
         per-token NLL), or the model's output (a fused LM head's per-token log-probs, else the logits).
+        ``segments`` (:class:`~datacarto.record.causal_lm.Segments`): (S, 3), one row per segment.
         """
         from .causal_lm import TokenLoss, fused_stats, token_stats
 
         if isinstance(outputs, TokenLoss):
-            return outputs.stats()
-        stats = fused_stats(outputs)
+            return outputs.stats(segments)
+        stats = fused_stats(outputs, segments)
         if stats is None:
-            stats = token_stats(labels, (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).detach())
+            logits = (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).detach()
+            stats = token_stats(labels, logits, segments=segments)
         return stats
 
     def to_units(self, rows, labels, logits, units):

@@ -99,7 +99,7 @@ def load_split(data, spec: TaskSpec, *, split: str, what: str = "training set", 
     has one, so data lacking some classes still fits it; classes without an example are said in
     one warning. Without ``model``, another split, forced to the training set's resolved ``spec``.
     """
-    ds = load_table(data, split) if isinstance(data, (str, os.PathLike)) else data
+    ds = load_table(data, split)
     if model is None:
         return prepare_for_task(ds, spec, num_labels=spec.num_labels, what=what)
     return prepare_for_task(ds, spec, num_labels=num_labels, what=what, head=classifier_head(model, spec.task),

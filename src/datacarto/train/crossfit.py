@@ -148,10 +148,10 @@ def _barrier() -> None:
 
 def _check_target(out: Path, overwrite: bool) -> None:
     from ..dynamics.store import dynamics_dir, list_epoch_files
+    from ..record.recorder import mixing_refused
 
     if list_epoch_files(dynamics_dir(out)) and not overwrite:
-        raise DatacartoError(f"{dynamics_dir(out)} already holds recorded epochs: use another output folder or "
-                             "overwrite them (--overwrite_output_dir, overwrite_dynamics=True)")
+        raise DatacartoError(mixing_refused(dynamics_dir(out), "recorded epochs"))
 
 
 def merge_folds(out: Path, fold_of: np.ndarray, fold_dirs: list[Path], *, dynamics: str = "out-of-sample",

@@ -1,0 +1,39 @@
+"""``datacarto apply-corrections RUN --corrections FILE --out DATA``: the run's data with reviewed labels."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import DatacartoError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="datacarto apply-corrections",
+        description="Apply reviewed decisions (relabel, drop, keep per row; the queue of datacarto label-errors "
+                    "with its decision and new_label filled in) to a run's training records and write the "
+                    "corrected data with the columns original_label, new_label and decision. Refuses a "
+                    "corrections file of other data. See docs/label_errors.md.",
+    )
+    p.add_argument("run", help="training output folder (holding training_dynamics/)")
+    p.add_argument("--corrections", required=True, help="corrections file: .csv or .jsonl")
+    p.add_argument("--out", required=True, help="corrected data file: .jsonl, .csv or .parquet (a new file)")
+    p.add_argument("--split", default="train", help="which recorded store's records (default: train)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if not Path(args.run).exists():
+        raise DatacartoError(f"run directory {args.run} not found")
+    from ..dynamics.corrections import apply_corrections, check_corrected_output, write_corrected
+
+    check_corrected_output(args.out, corrections=args.corrections, run_dir=args.run, split=args.split)
+    corrected, counts = apply_corrections(args.run, args.corrections, split=args.split)
+    print(f"{args.corrections}: relabel {counts['relabel']}, drop {counts['drop']}, keep {counts['keep']}, "
+          f"not reviewed {counts['unreviewed']}")
+    write_corrected(corrected, args.out)
+    print(f"wrote {args.out}: {counts['rows']} rows ({counts['dropped_rows']} dropped), labels corrected in "
+          f"{', '.join(counts['label_columns'])}, provenance in original_label, new_label, decision")
+    return 0
