@@ -258,10 +258,10 @@ def test_a_plain_callback_refuses_packing_in_one_line(tmp_path, lm_dir, options)
 def test_cut_examples_are_refused_with_several_processes(monkeypatch):
     from datacarto.record import distributed
     from datacarto.record.packing import Packed, check_packing
-    from datacarto.record.tasks import CausalLM
+    from datacarto.record.tasks import get_task
 
     monkeypatch.setattr(distributed, "rank_world", lambda: (0, 2))
     args = trl.SFTConfig("unused", packing=True, packing_strategy="wrapped", use_cpu=True, report_to="none")
-    check_packing(CausalLM(), None, Packed(None, None, splits=False), args)  # bfd: every example whole
+    check_packing(get_task("causal-lm"), None, Packed(None, None, splits=False), args)  # bfd: every example whole
     with pytest.raises(DatacartoError, match="cuts examples across packed rows.*'bfd'"):
-        check_packing(CausalLM(), None, Packed(None, None, splits=True), args)
+        check_packing(get_task("causal-lm"), None, Packed(None, None, splits=True), args)
