@@ -141,6 +141,8 @@ def test_sort_and_filter_change_table_and_map_consistently(page, mapped):
     page.wait_for_function(f"window.datacarto.tableRows().length === {N}")
     page.uncheck("#dc-regions input[data-code='0']")
     page.wait_for_function(f"window.datacarto.tableRows().length === {int((region != 'easy-to-learn').sum())}")
+    # a filter paints the table first, then redraws the map on a later frame (on a busy machine, later still)
+    page.wait_for_function(f"window.datacarto.mapIndices().length === {int((region != 'easy-to-learn').sum())}")
     assert page.evaluate("window.datacarto.mapIndices()") == np.flatnonzero(region != "easy-to-learn").tolist()
     for bad, message in [("{region: ['nowhere']}", "unknown region"), ("{gold: ['maybe']}", "unknown label"),
                          ("{ranges: {nope: [0, 1]}}", "no score nope")]:
