@@ -199,12 +199,18 @@ def column_values(ds, name: str) -> np.ndarray:
     return ds.with_format("arrow")[name].to_numpy()
 
 
+#: the columns ``datacarto apply-corrections`` adds to a corrected data file: provenance, never text to train on
+PROVENANCE = ("given_label", "new_label", "decision")
+
+
 def infer_text_columns(ds, label_column: str) -> list[str]:
-    """String columns other than the label, in data set order; a column with no value at all is an error."""
+    """String columns other than the label and :data:`PROVENANCE`, in data set order; a column with no value at
+    all is an error."""
     empty = [c for c, f in ds.features.items() if getattr(f, "dtype", None) == "null"]
     if empty:
         raise DatacartoError(f"column(s) {empty} hold no value in any row: drop them or pass --text-columns")
-    cols = [c for c, f in ds.features.items() if c != label_column and getattr(f, "dtype", None) in ("string", "large_string")]
+    cols = [c for c, f in ds.features.items() if c != label_column and c not in PROVENANCE
+            and getattr(f, "dtype", None) in ("string", "large_string")]
     if not cols:
         raise DatacartoError(f"no text columns found (columns: {ds.column_names}); pass --text-columns")
     return cols

@@ -7,7 +7,7 @@ for ``relabel``, a ``new_label`` (a class name or id; ``yes``/``no`` for a multi
 refused when it belongs to other data: a ``dataset_fingerprint`` other than the run's, a row id the
 run does not hold, a text column or a ``given_label`` that differs from the run's record.
 The result is the run's records (``examples.parquet``: every original column and ``row_id``),
-dropped rows left out, with the corrected ``label`` and ``original_label``, ``new_label``,
+dropped rows left out, with the corrected ``label`` and ``given_label``, ``new_label``,
 ``decision``. docs/label_errors.md.
 """
 
@@ -29,7 +29,6 @@ from .store import EXAMPLES, dynamics_dir, load_examples, read_manifest
 from .subsets import SUBSET_SUFFIXES, export_subset
 
 DECISIONS = ("relabel", "drop", "keep")
-PROVENANCE = ("original_label", "new_label", "decision")
 
 
 def read_corrections(path: str | os.PathLike) -> pd.DataFrame:
@@ -237,7 +236,7 @@ def apply_corrections(run_dir: str | os.PathLike, corrections, *, split: str = "
     for col in columns:
         out[col] = pd.Series(values[col], index=out.index, dtype=out[col].dtype if not entry.per_row else object)
     dropped = np.array([d == "drop" for d in decision])
-    out = out.assign(original_label=original, new_label=out["label"], decision=decision)[~dropped].reset_index()
+    out = out.assign(given_label=original, new_label=out["label"], decision=decision)[~dropped].reset_index()
     counts = {d: int((parsed["decision"] == d).sum()) for d in DECISIONS}
     counts.update(unreviewed=int(parsed["decision"].isna().sum()), rows=len(out), dropped_rows=int(dropped.sum()),
                   label_columns=columns)

@@ -18,7 +18,7 @@ import pandas as pd
 from .._validation import check_choice
 from ..errors import DatacartoError
 from ..label_errors import LabelErrors, find_label_errors, probabilities_from_logits
-from ..learning_check import barely_learned
+from ..learning_check import barely_learned, compressed_confidences
 from ..metrics import assign_regions, compute_metrics
 from ..tasks import TaskSpec
 from .store import EXAMPLES, dataset_fingerprint, dynamics_dir, load_dynamics, load_examples, read_manifest
@@ -74,10 +74,16 @@ def _check_learned(dyn, split: str) -> None:
     """Refuse dynamics of a model that barely learned (the rule of :mod:`datacarto.learning_check`)."""
     metrics = compute_metrics(dyn)
     metrics["region"] = assign_regions(metrics)
-    verdict = barely_learned(metrics, what="training set" if split == "train" else f"{split} set")
+    what = "training set" if split == "train" else f"{split} set"
+    verdict = barely_learned(metrics, what=what)
     if verdict:
         raise DatacartoError(f"cannot estimate label errors: {verdict}: its probabilities say little about which "
                              "labels are wrong; train longer, or with a higher learning rate")
+    compressed = compressed_confidences(metrics, what=what)
+    if compressed:  # near-uniform probabilities pass every class's threshold: the count would be most of the data
+        raise DatacartoError(f"cannot estimate label errors: {compressed.split(': the model')[0]}: near-uniform "
+                             "probabilities cannot tell a wrong label from a hard one; train longer, or with a "
+                             "higher learning rate")
 
 
 def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method: str = "auto",
