@@ -31,9 +31,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "learning_check", "units", "ensemble_weights", "trajectory", "label_errors"),
     "data": ("data", "models", "task_data", "task_options"),  # loading tables, labels, tokenizers: below everything that trains or records
     "run folder": ("dynamics",),  # store, cache, subsets, interop
+    "maps": ("maps",),  # a run folder drawn: recording logs the maps to experiment trackers
     "recording": ("record",),
     "training": ("train", "testing"),
-    "maps": ("maps",),
     "pipeline": ("pipeline", "audit", "audit_tasks", "demo_data"),
     "cli": ("cli", "commands"),
 }
