@@ -185,6 +185,7 @@ def test_wandb_offline(tmp_path, tiny_model, toy_rows, monkeypatch):
         trainer = _train(tmp_path, tiny_model, toy_rows, ["wandb"])
     finally:
         wandb.finish()
+        wandb.teardown()  # stops the W&B service, which writes out the offline run file
     (run_file,) = (tmp_path / "WANDB_DIR").glob("wandb/offline-run-*/run-*.wandb")
     records = _wandb_records(run_file)
     rows = [{i.key or "/".join(i.nested_key): i.value_json for i in r.history.item}
@@ -203,3 +204,11 @@ def test_region_shares_count_every_example():
     metrics = pd.DataFrame({"region": ["ambiguous", "ambiguous", "easy-to-learn", None]})
     assert trackers.region_shares(metrics) == {"easy-to-learn": 0.25, "ambiguous": 0.5, "hard-to-learn": 0.0}
     assert np.isclose(sum(trackers.region_shares(metrics.iloc[:3]).values()), 1.0)
+
+
+def test_a_tracker_named_without_the_trainers_callbacks_is_said(recwarn):
+    from types import SimpleNamespace
+
+    assert trackers.install(object(), SimpleNamespace(report_to=["tensorboard", "none"])) is None
+    assert [str(w.message).split(":")[0] for w in recwarn] == ["report_to ['tensorboard']"]
+    assert trackers.install(object(), SimpleNamespace(report_to="none")) is None and len(recwarn) == 1

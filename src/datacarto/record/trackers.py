@@ -47,7 +47,9 @@ def handler_of(callback, handler=None):
     from transformers.trainer_callback import CallbackHandler
 
     frame = sys._getframe(1)
-    while frame is not None:
+    for _ in range(8):  # call_event -> on_train_begin -> install: a few frames up
+        if frame is None:
+            break
         owner = frame.f_locals.get("self")
         if isinstance(owner, CallbackHandler) and any(c is callback for c in owner.callbacks):
             return owner
@@ -60,8 +62,8 @@ def install(recording, args, handler=None) -> TrackerCallback | None:
 
     Returns it, or None when the Trainer reports to no tracker datacarto logs to.
     """
-    named = [t for t in ([args.report_to] if isinstance(args.report_to, str) else args.report_to or [])
-             if t in TRACKERS]
+    report_to = getattr(args, "report_to", None) or []
+    named = [t for t in ([report_to] if isinstance(report_to, str) else report_to) if t in TRACKERS]
     handler = handler_of(recording, handler)
     if handler is None:
         if named:
