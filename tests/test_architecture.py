@@ -33,9 +33,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # loading tables, labels, tokenizers, the task registry: below everything that trains or records
     "data": ("data", "models", "task_data", "tasks"),
     "run folder": ("dynamics",),  # store, cache, subsets, interop
+    "maps": ("maps",),  # a run folder drawn: recording logs the maps to experiment trackers
     "recording": ("record",),
     "training": ("train", "testing"),
-    "maps": ("maps",),
     "pipeline": ("pipeline", "audit", "audit_tasks", "demo_data"),
     "cli": ("cli", "commands"),
 }

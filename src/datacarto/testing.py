@@ -151,6 +151,34 @@ def toy_task_words() -> list[str]:
     return [" ".join(_FILLER + _PLACES_NE + _PEOPLE_NE + _WEATHER + list(_CHOICE_CUES))]
 
 
+def write_toy_run(run_dir, n: int = 120, *, epochs: int = 4, seed: int = 0, noise: float = 0.1):
+    """Record synthetic dynamics of ``n`` toy NLI rows (:func:`toy_nli`) into ``run_dir``; no model is trained.
+
+    Each row's logits move toward its true label at a pace of its own, so a row whose label ``noise``
+    flipped ends hard-to-learn and every region is populated. Returns the run folder.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .dynamics.store import DynamicsWriter, dynamics_dir
+
+    rows, clean = toy_nli(n, seed=seed, noise=noise), toy_nli(n, seed=seed)
+    gold = np.array([r["label"] for r in rows])
+    true = np.array([r["label"] for r in clean])
+    writer = DynamicsWriter(dynamics_dir(run_dir))
+    writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), gold,
+                          pd.DataFrame(rows).drop(columns="label"))
+    writer.update_manifest(label_names=["entailment", "neutral", "contradiction"], num_labels=3, n_examples=n,
+                           mode="training_pass", text_columns=["premise", "hypothesis"])
+    rng = np.random.default_rng(seed)
+    pace = rng.uniform(0.2, 2.0, n)
+    for e in range(epochs):
+        logits = rng.normal(0, 0.6, (n, 3)).astype(np.float32)
+        logits[np.arange(n), true] += (pace * (e + 1)).astype(np.float32)
+        writer.write_epoch(e, np.arange(n), gold, logits, epoch=float(e + 1))
+    return run_dir
+
+
 def write_toy_unit_run(run_dir, n: int = 60, *, task: str | None = None, epochs: int = 4,
                        seed: int = 0, words: tuple[int, int] = (3, 8), vocabulary=None):
     """Record synthetic unit dynamics of ``n`` examples into ``run_dir`` (no model is trained).

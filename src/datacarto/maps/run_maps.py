@@ -27,13 +27,15 @@ LEVELS = ("example", "unit")
 
 @dataclass
 class RunMaps:
-    """What :func:`write_run_maps` wrote: paths, the title, points per level, and what it warned about."""
+    """What :func:`write_run_maps` wrote: paths, the title, points per level (``total``: examples before
+    any sample), and what it warned about."""
 
     written: list[Path]
     title: str
     points: dict[str, int]
     level: str
     warnings: list[str] = field(default_factory=list)
+    total: int = 0
 
 
 @dataclass
@@ -100,7 +102,8 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
                              "(units are labels of multi-label and words of token-classification runs)")
     if examples.records is None:
         said.append("no recorded examples (examples.parquet): tooltips show row ids only")
-    title = _title(run_dir, split, title, units or examples, len(examples.metrics), sample)
+    total = len(examples.metrics)
+    title = _title(run_dir, split, title, units or examples, total, sample)
     if sample is not None and sample < len(examples.metrics):
         examples, units = _sampled(examples, units, sample, seed)
     shown = units if level == "unit" else examples
@@ -116,7 +119,7 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
         written.append(_write_page(html, examples, units, level=level, color_by=color_by, title=title,
                                    compare=compare))
     points = {"example": len(examples.metrics), **({"unit": len(units.metrics)} if units is not None else {})}
-    return RunMaps(written=written, title=title, points=points, level=level, warnings=said)
+    return RunMaps(written=written, title=title, points=points, level=level, warnings=said, total=total)
 
 
 def run_levels(run_dir: str | os.PathLike, split: str = "train") -> tuple[_Level, _Level | None]:
@@ -193,6 +196,11 @@ def _title(run_dir, split: str, title: str | None, judged: _Level, n: int, sampl
     if warning is not None:  # get_metrics says it on stderr; the map says its head too
         head = "the model barely learned" if warning.startswith("the model barely") else warning.split(":")[0]
         title += f" - {head}: regions are relative"
+    return sampled_title(title, sample, n)
+
+
+def sampled_title(title: str, sample: int | None, n: int) -> str:
+    """A map's title, saying when it shows a random sample of ``sample`` of ``n`` examples."""
     if sample is not None and sample < n:
         title += f", random sample of {sample:,} of {n:,}"
     return title
@@ -222,4 +230,4 @@ def _write_page(path, examples: _Level, units: _Level | None, *, level: str, col
     return Path(path)
 
 
-__all__ = ["write_run_maps", "run_levels", "RunMaps", "LEVELS"]
+__all__ = ["write_run_maps", "run_levels", "sampled_title", "RunMaps", "LEVELS"]

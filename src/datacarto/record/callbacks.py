@@ -31,6 +31,7 @@ from .predict import predict_logits, preserved_rng
 from .recorder import EpochBuffer, SplitRecorder, warn_once
 from .segments import merge_pieces
 from .tasks import task_of
+from .trackers import install as install_trackers
 
 STATE_FILE = "datacarto_recorder_rank{rank}.npz"
 PENDING_BATCHES = 64  # training-pass batches whose (B, 3) causal-LM statistics wait on the device
@@ -107,6 +108,7 @@ class _Recording(TrainerCallback):
         self._planned_stop = None
         self.packed: Packed | None = None  # a packed training set's examples (the mixin with TRL packing)
         self.examples = None  # the data set whose rows are the examples: predicted at epoch ends and for filled rows
+        self.handler = None  # the Trainer's CallbackHandler where known (the mixin's); else found when training starts
 
     def run_dir(self, args) -> Path:
         return Path(self.output_dir or args.output_dir)
@@ -149,6 +151,7 @@ class _Recording(TrainerCallback):
         if resume is not None:
             self._drop_later_evaluations(args, state.global_step)
         self.start(args, state, model)
+        install_trackers(self, args, self.handler)  # the data map in TensorBoard, MLflow, W&B (record/trackers.py)
         barrier()
 
     def read_units(self, dataset, model, what: str = "training set", records=None):

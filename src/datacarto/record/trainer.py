@@ -88,6 +88,7 @@ class CartographyMixin:
                 self.cartography = TrainingPassCallback(records=records, **options)
             self.cartography.packed = self._dc_packed.get(id(self.train_dataset))
             self.cartography.entry = "trainer"  # a refusal names overwrite_dynamics=True, this class's option
+            self.cartography.handler = self.callback_handler
             self.add_callback(self.cartography)
 
     def _prepare_dataset(self, dataset, *args, **kwargs):
