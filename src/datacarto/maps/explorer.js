@@ -263,12 +263,29 @@
     Array.prototype.forEach.call(headRow.querySelectorAll('button'), function (b) {
       var on = b.dataset.column === name;
       b.setAttribute('aria-sort', on ? (desc ? 'descending' : 'ascending') : 'none');
-      b.textContent = b.dataset.column + (on ? (desc ? ' \u25bc' : ' \u25b2') : '');
+      headText(b, on ? (desc ? ' \u25bc' : ' \u25b2') : '');
     });
     return tableChanged().then(function () { return view.length; });
   }
 
   // ---- rendering (virtualised)
+  // A column is as wide as its header (with a sort arrow) up to MAX_COL px; a longer header loses
+  // characters in the middle, not at the end: two runs' "region:<run>" columns keep the ends that
+  // tell them apart.
+  var MAX_COL = 240;
+  function headText(b, suffix) {
+    var name = b.dataset.column;
+    b.textContent = name + suffix;
+    if (b.scrollWidth <= b.clientWidth) return;
+    var lo = 1, hi = name.length - 1;
+    function cut(k) { var end = Math.ceil(k * 0.6); return name.slice(0, k - end) + '\u2026' + name.slice(name.length - end); }
+    while (lo < hi) {                          // the most characters that fit
+      var mid = Math.ceil((lo + hi) / 2);
+      b.textContent = cut(mid) + suffix;
+      if (b.scrollWidth <= b.clientWidth) lo = mid; else hi = mid - 1;
+    }
+    b.textContent = cut(lo) + suffix;
+  }
   function gridTemplate() { return columns.map(function (c) { return c.width + 'px'; }).join(' '); }
   function buildHead() {
     headRow = el('div', 'dc-tr dc-th');
@@ -284,6 +301,13 @@
       headRow.appendChild(cell);
     });
     $('dc-table-spacer').appendChild(headRow);
+    var buttons = headRow.querySelectorAll('button');
+    columns.forEach(function (c, k) {          // widen a column to its header's text and sort arrow
+      buttons[k].textContent = c.name + ' \u25bc';
+      c.width = Math.max(c.width, Math.min(MAX_COL, buttons[k].scrollWidth + 16));
+    });
+    headRow.style.gridTemplateColumns = gridTemplate();
+    Array.prototype.forEach.call(buttons, function (b) { headText(b, ''); });
   }
   function rowElement() {
     var r = el('div', 'dc-tr');
