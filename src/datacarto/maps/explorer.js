@@ -41,6 +41,7 @@
                                names: meta.label_names, get: function (i) { return labelName(A.gold[i]) || ''; } });
     if (meta.has_pred) out.push({ name: 'last_pred_label', kind: 'label', width: 110, codes: function () { return A.last_pred; },
                                   names: meta.label_names, get: function (i) { return labelName(A.last_pred[i]) || ''; } });
+    reviewColumns().forEach(function (c) { out.push(c); });   // suspect, suggested_label, decision (review.js)
     if (meta.has_region) out.push({ name: 'region', kind: 'label', width: 110, codes: function () { return A.region; },
                                     names: meta.regions, get: function (i) { return regionName(A.region[i]) || ''; } });
     if (meta.compare) meta.compare.runs.forEach(function (r, k) {
@@ -197,6 +198,7 @@
       hi = (hi === null || hi === undefined || hi === '') ? Infinity : +hi;
       narrow(function (j) { var v = scoreAt(name, j); return v >= lo && v <= hi; });
     });
+    if (s.suspects && meta.review) { var sus = A.suspect; narrow(function (j) { return sus[j] > 0; }); }
     if (hits) narrow(function (j) { return hits[j] === 1; });
     return out;
   }
@@ -213,7 +215,7 @@
   function setFilter(spec) {
     var t0 = performance.now();
     spec = spec || {};
-    var next = { region: spec.region, pred: spec.pred, ranges: spec.ranges || {} };
+    var next = { region: spec.region, pred: spec.pred, ranges: spec.ranges || {}, suspects: !!spec.suspects };
     var saved = filterSpec;
     filterSpec = next;
     try { computeKeep(); if (spec.gold) codeSet(spec.gold, meta.label_names, 'label'); }
@@ -293,8 +295,8 @@
     headRow.style.top = '0px';
     columns.forEach(function (c) {
       var cell = el('div', 'dc-td' + (c.kind === 'score' ? ' dc-num' : '')), b = el('button', null, c.name);
-      b.type = 'button'; b.dataset.column = c.name; b.title = 'sort by ' + c.name;
-      b.addEventListener('click', function () {
+      b.type = 'button'; b.dataset.column = c.name; b.title = c.nosort ? c.name : 'sort by ' + c.name;
+      if (!c.nosort) b.addEventListener('click', function () {
         setSort(c.name, sortState.column === c.name ? !sortState.desc : c.kind === 'score' && !c.key && !c.values);
       });
       cell.appendChild(b);
@@ -312,7 +314,11 @@
   function rowElement() {
     var r = el('div', 'dc-tr');
     r.style.gridTemplateColumns = gridTemplate();
-    columns.forEach(function (c) { r.appendChild(el('div', 'dc-td' + (c.kind === 'score' ? ' dc-num' : ''))); });
+    columns.forEach(function (c) {
+      var cell = el('div', 'dc-td' + (c.kind === 'score' ? ' dc-num' : ''));
+      if (c.make) c.make(cell);              // a control (review.js: the decision menu)
+      r.appendChild(cell);
+    });
     r.addEventListener('click', function () { focusIndex(+r.dataset.index); });
     $('dc-table-spacer').appendChild(r);
     return r;
@@ -334,7 +340,8 @@
       var cells = r.children;
       for (var c = 0; c < columns.length; c++) {
         var v = columns[c].get(i);
-        if (columns[c].kind === 'text') fillCell(cells[c], v);   // long values folded (details.js)
+        if (columns[c].fill) columns[c].fill(cells[c], i);
+        else if (columns[c].kind === 'text') fillCell(cells[c], v);   // long values folded (details.js)
         else cells[c].textContent = v;     // data only ever as text
       }
     });
@@ -431,7 +438,8 @@
       var lo = r.querySelector('[data-end=lo]').value, hi = r.querySelector('[data-end=hi]').value;
       if (lo !== '' || hi !== '') ranges[r.dataset.score] = [lo === '' ? null : +lo, hi === '' ? null : +hi];
     });
-    filterSpec = { region: checked('dc-regions'), pred: checked('dc-preds'), ranges: ranges };
+    filterSpec = { region: checked('dc-regions'), pred: checked('dc-preds'), ranges: ranges,
+                   suspects: !!meta.review && $('dc-suspects-only').checked };
     return applyTableFilter();
   }
   function syncFilterInputs() {
@@ -443,6 +451,7 @@
     }
     sync('dc-regions', filterSpec.region, meta.regions);
     sync('dc-preds', filterSpec.pred, meta.label_names);
+    $('dc-suspects-only').checked = !!filterSpec.suspects;
     Array.prototype.forEach.call($('dc-labels').querySelectorAll('input'), function (cb) { cb.checked = labelOn[+cb.dataset.label]; });
     Array.prototype.forEach.call($('dc-ranges').querySelectorAll('.dc-range'), function (r) {
       var range = (filterSpec.ranges || {})[r.dataset.score] || [null, null];
@@ -483,6 +492,7 @@
     buildHead();
     if (meta.compare && !compareReady) { compareInit(); compareReady = true; }
     $('dc-compare').hidden = !meta.compare;
+    reviewLevel();
   }
   function explorerInit() {
     explorerLevel('');
@@ -497,6 +507,7 @@
     $('dc-clear-filters').addEventListener('click', function () { setFilter({ search: '' }); });
     $('dc-export-jsonl').addEventListener('click', function () { exportTable('jsonl'); });
     $('dc-export-csv').addEventListener('click', function () { exportTable('csv'); });
+    reviewInit();
     tableChanged();
   }
   Object.assign(api, {

@@ -58,10 +58,11 @@ from . import (
     subsample,
 )
 from .encoding import _b64_gzip, _numeric_blob, decode_payload, decode_text, encode_text
+from .review import Review, review_arrays
 
 FORMAT_VERSION = 1
 TEMPLATE = "map_template.html"
-SCRIPTS = ("explorer.js", "details.js", "levels.js", "compare.js")  # our own page code, inlined into the app (no data in them)
+SCRIPTS = ("explorer.js", "details.js", "levels.js", "compare.js", "review.js")  # our own page code, inlined into the app (no data in them)
 DECODER = "decode.js"  # the payload decoder (a worker, or the page without one), its own script after the app
 _PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|EXPLORERJS|DECODEJS)@\*/")
 _SKIP_COLUMNS = {"row_id", "fingerprint"}
@@ -225,12 +226,13 @@ def _arrays(table: pd.DataFrame, ids: np.ndarray, gold: np.ndarray, n_labels: in
 def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *, gold_probs=None,
                   label_names=None, color_by: str = "correctness", title: str | None = None,
                   max_points: int | None = None, seed: int = 0, scores=None,
-                  compare: pd.DataFrame | None = None,
-                  unit_kind: str | None = None) -> tuple[dict, bytes, bytes | None]:
+                  compare: pd.DataFrame | None = None, unit_kind: str | None = None,
+                  review: Review | None = None) -> tuple[dict, bytes, bytes | None]:
     """What the page embeds: (meta dict, numeric blob, text blob or None), before compression.
 
     ``unit_kind`` ("word", "label"): ``metrics`` is a unit table (``get_metrics(run, level="unit")``,
-    with ``row_id`` and ``sub_id`` columns) and the payload is the unit level of a page.
+    with ``row_id`` and ``sub_id`` columns) and the payload is the unit level of a page. ``review``:
+    the flagged rows of this level (the ``suspect`` and suggested-label columns).
     """
     check_color_by(color_by)
     check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
@@ -259,6 +261,10 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
         for k, c in enumerate(codes):
             arrays[f"compare:{k}"] = c
         compare_meta = {"runs": runs}
+    review_meta = None
+    if review is not None:
+        more, review_meta = review_arrays(review, table, ids, names, info["missing_label"])
+        arrays.update(more)
     n_prob_epochs = 0
     if gold_probs is not None:
         arrays["gold_probs"], n_prob_epochs = _gold_prob_codes(gold_probs, n_total, positions)
@@ -280,7 +286,7 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
         "correctness_colors": correctness_colors(info["n_epochs"]),
         "regions": list(REGIONS), "region_colors": [REGION_COLORS[r] for r in REGIONS],
         "none_color": UNASSIGNED_COLOR, "prob_epochs": n_prob_epochs, "text_columns": text_columns,
-        "scores": score_meta, "compare": compare_meta,
+        "scores": score_meta, "compare": compare_meta, "review": review_meta,
         "guides": [{"axis": g.axis, "value": g.value, "label": g.label, "start": g.start, "end": g.end}
                    for g in guides if np.isfinite(g.value)],
         "guide_kind": guide_kind, "arrays": layout,
@@ -310,7 +316,7 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
                     label_names=None, path: str | os.PathLike | None = None, color_by: str = "correctness",
                     title: str | None = None, max_points: int | None = None, seed: int = 0, scores=None,
                     compare: pd.DataFrame | None = None, units: UnitLevel | None = None,
-                    open_level: str = "example") -> str:
+                    open_level: str = "example", review: Review | None = None) -> str:
     """The interactive data map and its linked table as one self-contained HTML page.
 
     Parameters
@@ -336,6 +342,9 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
         The same examples' units: the page holds both levels and a switch between them.
     open_level : {"example", "unit"}
         The level the page opens at (``"unit"`` needs ``units``).
+    review : Review, optional
+        Suspected label errors (:func:`datacarto.maps.review.run_review`): the ``suspect`` and
+        suggested-label columns and the decisions' export, at the level ``review.level``.
     path : path, optional
         Also write the page there (atomically).
 
@@ -346,17 +355,21 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
     """
     if open_level not in ("example", "unit") or (open_level == "unit" and units is None):
         raise DatacartoError(f"open_level must be 'example' or, with units, 'unit'; got {open_level!r}")
+    if review is not None and review.level == "unit" and units is None:
+        raise DatacartoError("review.level is 'unit' but the page has no unit level (units=)")
     check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
     keep = subsample(len(metrics), max_points, seed)
     n_units = None if units is None else len(units.metrics)
     if units is not None and keep.size < len(metrics):
         units = _units_of(units, row_ids(metrics.iloc[keep]))
+    at_units = review is not None and review.level == "unit"
     payloads = [build_payload(metrics, records, gold_probs=gold_probs, label_names=label_names, color_by=color_by,
-                              title=title, max_points=max_points, seed=seed, scores=scores, compare=compare)]
+                              title=title, max_points=max_points, seed=seed, scores=scores, compare=compare,
+                              review=None if at_units else review)]
     if units is not None:
         payloads.append(build_payload(units.metrics, units.records, gold_probs=units.gold_probs,
                                       label_names=units.label_names, color_by=color_by, title=title, scores=scores,
-                                      unit_kind=units.kind))
+                                      unit_kind=units.kind, review=review if at_units else None))
         payloads[1][0]["n_total"] = n_units
         if open_level == "unit":
             payloads.reverse()
