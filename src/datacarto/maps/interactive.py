@@ -1,8 +1,11 @@
 """The interactive data map: one self-contained HTML file (plotly.js embedded), usable at 550k points.
 
-The page is the map, a linked virtualised table of the records (``explorer.js``: search, sort,
-filters, export) and, with ``compare=``, the regions of several runs (``compare.js``); both
-scripts are inlined into the page's app function, so the file stays one offline page.
+The page is the map, a linked virtualised table of the records (search, sort, filters, export)
+and, with ``compare=``, the regions of several runs. Its code is the scripts of :data:`SCRIPTS`,
+one file per part, found by name (``page.js`` state and records, ``plot.js`` the map,
+``tooltip.js``, ``panel.js`` the side panel, ``explorer.js`` the table, ``sort.js``, ``filters.js``,
+``details.js``, ``levels.js``, ``compare.js``, ``review.js``, ``main.js`` last, which starts it),
+inlined in that order into the page's one app function, so the file stays one offline page.
 
 Why it is built this way:
 
@@ -62,9 +65,11 @@ from .review import Review, review_arrays
 
 FORMAT_VERSION = 1
 TEMPLATE = "map_template.html"
-SCRIPTS = ("explorer.js", "details.js", "levels.js", "compare.js", "review.js")  # our own page code, inlined into the app (no data in them)
+#: the page's own code, inlined in this order into its app function (one scope; no data in them)
+SCRIPTS = ("page.js", "plot.js", "tooltip.js", "panel.js", "explorer.js", "sort.js", "filters.js", "details.js",
+           "levels.js", "compare.js", "review.js", "main.js")
 DECODER = "decode.js"  # the payload decoder (a worker, or the page without one), its own script after the app
-_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|EXPLORERJS|DECODEJS)@\*/")
+_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|APPJS|DECODEJS)@\*/")
 _SKIP_COLUMNS = {"row_id", "fingerprint"}
 # The table shows besides confidence, variability and correctness the scores of SCORES declared with
 # map=True (metrics.map_scores) that the metrics hold: each costs about 1.4 MB of HTML at 550k rows,
@@ -397,7 +402,7 @@ def _page(payloads: list[tuple[dict, bytes, bytes | None]]) -> str:
     # plotly.js holds neither today; escaping keeps its <script> element intact if it ever does
     plotlyjs = re.sub(r"</(script)", r"<\\/\1", plotlyjs, flags=re.IGNORECASE).replace("<!--", "<\\!--")
     parts = {"PLOTLYJS": plotlyjs, "TITLE": html.escape(payloads[0][0]["title"]),
-             "EXPLORERJS": "\n".join(_resource(name) for name in SCRIPTS), "DECODEJS": _resource(DECODER)}
+             "APPJS": "\n".join(_resource(name) for name in SCRIPTS), "DECODEJS": _resource(DECODER)}
     for prefix, payload in zip(("", "ALT"), payloads + [None]):
         meta, blob, text_blob = payload or ("", None, None)
         parts[prefix + "META"] = _script_json(meta) if meta else ""
