@@ -9,7 +9,8 @@ misses). Rules (docs/architecture.md draws them):
 * layers: no module imports a module of a higher layer;
 * no shims: no module-level ``__getattr__`` but the root package's lazy exports, no module that
   only re-exports another's names, and every lazy export names the module that defines it;
-* no file over 450 lines, no function over 80 lines;
+* no file over 450 lines, no function over 80 lines; the page's own code (``maps/*.js``,
+  ``maps/*.html``, inlined into one offline page) too.
 * no task name as a string literal outside the task registry (``datacarto.tasks``).
 
 There are no exceptions: every import counts.
@@ -18,6 +19,7 @@ There are no exceptions: every import counts.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -275,6 +277,45 @@ def test_files_and_functions_are_small():
                 if length > MAX_FUNCTION_LINES and (module, node.name) not in LONG_FUNCTIONS:
                     too_long.append(f"{path.relative_to(SRC.parent)}:{node.lineno} {node.name}: {length} lines")
     assert not too_long, "\n".join(too_long)
+
+
+PAGE_FILES = sorted([*SRC.rglob("*.js"), *SRC.rglob("*.html")])
+#: a function of the page's code: ``function name(...) {`` ending at a ``}`` of the same indentation
+JS_FUNCTION = re.compile(r"^( *)function (\w+)\s*\(.*\{\s*(//.*)?$")
+
+
+def js_functions(text: str) -> list[tuple[str, int, int]]:
+    """(name, first line, length) of each named function of the page's code, by its indentation."""
+    lines, out = text.splitlines(), []
+    for k, line in enumerate(lines):
+        m = JS_FUNCTION.match(line)
+        if m is None:
+            continue
+        end = next((j for j in range(k + 1, len(lines)) if re.match(rf"^{m.group(1)}\}}", lines[j])), None)
+        assert end is not None, f"line {k + 1}: function {m.group(2)} has no closing brace at its indentation"
+        out.append((m.group(2), k + 1, end - k + 1))
+    return out
+
+
+def test_the_page_code_is_held_to_the_size_rules():
+    """The page's JavaScript and HTML: no file over 450 lines, no function over 80 lines."""
+    too_long = []
+    for path in PAGE_FILES:
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            too_long.append(f"{path.relative_to(SRC.parent)}: {len(text.splitlines())} lines")
+        too_long += [f"{path.relative_to(SRC.parent)}:{at} {name}: {n} lines"
+                     for name, at, n in js_functions(text) if n > MAX_FUNCTION_LINES]
+    assert not too_long, "\n".join(too_long)
+
+
+def test_every_page_script_is_inlined_and_the_checker_sees_functions():
+    from datacarto.maps.interactive import DECODER, SCRIPTS
+
+    scripts = {p.name for p in PAGE_FILES if p.suffix == ".js"}
+    assert scripts == {*SCRIPTS, DECODER}  # each file of the page's code is in the page, found by its name
+    found = {name for p in PAGE_FILES for name, _, _ in js_functions(p.read_text(encoding="utf-8"))}
+    assert {"buildTraces", "renderRows", "setDecision", "main"} <= found
 
 
 def test_the_checker_sees_lazy_imports():

@@ -36,6 +36,7 @@ class RunMaps:
     level: str
     warnings: list[str] = field(default_factory=list)
     total: int = 0
+    suspects: int | None = None  # rows flagged as label errors on the page (None: the run supports no estimate)
 
 
 @dataclass
@@ -53,7 +54,7 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
                    png: str | os.PathLike | None = None, extra_pngs: Mapping | None = None,
                    color_by: str = "correctness", level: str | None = None, title: str | None = None,
                    sample: int | None = None, seed: int = 0, compare: pd.DataFrame | None = None,
-                   dpi: int | None = None) -> RunMaps:
+                   dpi: int | None = None, label_errors: bool = True) -> RunMaps:
     """Write the data maps of a recorded run: figures and one interactive page.
 
     Parameters
@@ -82,6 +83,10 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
         A :func:`datacarto.compare_runs` table of this run and others: regions per run on the page.
     dpi : int, optional
         Resolution of the figures (default that of :func:`~datacarto.maps.static.save_figure`).
+    label_errors : bool
+        Where the run supports a label-error estimate, the page's table gets the flagged rows
+        (``suspect``, suggested label) and the review controls (:func:`datacarto.maps.review.run_review`);
+        where it does not, neither, and no error.
 
     Returns
     -------
@@ -115,11 +120,17 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
         for path, hue in figures.items():
             fig = plot_data_map(shown.metrics, color_by=hue, label_names=shown.label_names, title=title)
             written.append(save_figure(fig, path, **({"dpi": dpi} if dpi else {})))
+    review = None
     if html is not None:
+        if label_errors:
+            from .review import run_review
+
+            review = run_review(run_dir, split)
         written.append(_write_page(html, examples, units, level=level, color_by=color_by, title=title,
-                                   compare=compare))
+                                   compare=compare, review=review))
     points = {"example": len(examples.metrics), **({"unit": len(units.metrics)} if units is not None else {})}
-    return RunMaps(written=written, title=title, points=points, level=level, warnings=said, total=total)
+    return RunMaps(written=written, title=title, points=points, level=level, warnings=said, total=total,
+                   suspects=None if review is None else len(review.flagged))
 
 
 def run_levels(run_dir: str | os.PathLike, split: str = "train") -> tuple[_Level, _Level | None]:
@@ -218,7 +229,7 @@ def _sampled(examples: _Level, units: _Level | None, sample: int, seed: int) -> 
 
 
 def _write_page(path, examples: _Level, units: _Level | None, *, level: str, color_by: str, title: str,
-                compare) -> Path:
+                compare, review=None) -> Path:
     from .interactive import UnitLevel, interactive_map
 
     unit_level = None
@@ -226,7 +237,8 @@ def _write_page(path, examples: _Level, units: _Level | None, *, level: str, col
         unit_level = UnitLevel(units.metrics, units.records, gold_probs=units.probs, label_names=units.label_names,
                                kind=units.kind)
     interactive_map(examples.metrics, examples.records, gold_probs=examples.probs, label_names=examples.label_names,
-                    path=path, color_by=color_by, title=title, compare=compare, units=unit_level, open_level=level)
+                    path=path, color_by=color_by, title=title, compare=compare, units=unit_level, open_level=level,
+                    review=review)
     return Path(path)
 
 

@@ -111,7 +111,12 @@ def times_section(doc: Document, run: RunState) -> None:
 def configuration_section(doc: Document, run: RunState) -> None:
     from ..dynamics.store import package_versions
 
+    text = json.dumps(run.config, indent=2, sort_keys=True, default=str)
     doc.h(2, "Configuration")
-    doc.code(json.dumps(run.config, indent=2, sort_keys=True, default=str))
+    with doc.folded(f"the run's whole configuration (config.json, {text.count(chr(10)) + 1} lines)"):
+        doc.code(text)
     doc.h(2, "Package versions")
-    doc.table(["package", "version"], [[k, v] for k, v in package_versions().items()])
+    versions = package_versions()
+    head = ", ".join(f"{k} {v}" for k, v in list(versions.items())[:3])
+    with doc.folded(head + (f" and {len(versions) - 3} more" if len(versions) > 3 else "")):
+        doc.table(["package", "version"], [[k, v] for k, v in versions.items()])
