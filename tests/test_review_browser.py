@@ -108,7 +108,7 @@ def test_decisions_made_on_the_page_are_what_apply_corrections_applies(browser, 
             if decision == "drop":
                 continue
             assert fixed.loc[row, "decision"] == decision and int(fixed.loc[row, "label"]) == label, row
-            assert int(fixed.loc[row, "original_label"]) == given[row]
+            assert int(fixed.loc[row, "given_label"]) == given[row]
         untouched = fixed.drop(index=list(decided), errors="ignore")
         assert untouched["decision"].isna().all()
         pd.testing.assert_series_equal(untouched["label"], examples["label"].reindex(untouched.index), check_names=False)

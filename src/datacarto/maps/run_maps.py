@@ -112,14 +112,8 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
     if sample is not None and sample < len(examples.metrics):
         examples, units = _sampled(examples, units, sample, seed)
     shown = units if level == "unit" else examples
-    written = []
     figures = {**({png: color_by} if png is not None else {}), **dict(extra_pngs or {})}
-    if figures:
-        from .static import plot_data_map, save_figure
-
-        for path, hue in figures.items():
-            fig = plot_data_map(shown.metrics, color_by=hue, label_names=shown.label_names, title=title)
-            written.append(save_figure(fig, path, **({"dpi": dpi} if dpi else {})))
+    written = _write_figures(shown, figures, title, dpi)
     review = None
     if html is not None:
         if label_errors:
@@ -243,3 +237,16 @@ def _write_page(path, examples: _Level, units: _Level | None, *, level: str, col
 
 
 __all__ = ["write_run_maps", "run_levels", "sampled_title", "RunMaps", "LEVELS"]
+
+
+def _write_figures(shown, figures: Mapping, title: str, dpi: int | None) -> list:
+    """The static figures ``{path: colouring}`` of one level's metrics; the paths written."""
+    if not figures:
+        return []
+    from .static import plot_data_map, save_figure
+
+    written = []
+    for path, hue in figures.items():
+        fig = plot_data_map(shown.metrics, color_by=hue, label_names=shown.label_names, title=title)
+        written.append(save_figure(fig, path, **({"dpi": dpi} if dpi else {})))
+    return written
