@@ -206,7 +206,7 @@ PROVENANCE = ("given_label", "new_label", "decision")
 def infer_text_columns(ds, label_column: str) -> list[str]:
     """String columns other than the label and :data:`PROVENANCE`, in data set order; a column with no value at
     all is an error."""
-    empty = [c for c, f in ds.features.items() if getattr(f, "dtype", None) == "null"]
+    empty = [c for c, f in ds.features.items() if getattr(f, "dtype", None) == "null" and c not in PROVENANCE]
     if empty:
         raise DatacartoError(f"column(s) {empty} hold no value in any row: drop them or pass --text-columns")
     cols = [c for c, f in ds.features.items() if c != label_column and c not in PROVENANCE
