@@ -73,8 +73,12 @@ def run_trajectories(run_dir: str | os.PathLike, split: str = "train", burn_out:
     """
     from .store import load_dynamics
 
+    from .regression import is_numeric, squared_errors
+
     if is_generative(run_dir, split):
         frame = loss_trajectories(run_dir, split)
+    elif is_numeric(run_dir, split):  # a regression's trajectory: its squared error per epoch
+        frame = squared_errors(run_dir, split)
     else:
         dyn = load_dynamics(run_dir, split)
         if dyn.unit_level:

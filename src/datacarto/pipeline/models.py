@@ -53,7 +53,7 @@ def model_names(ctx: Context) -> list[str]:
 def ensemble_plans(ctx: Context) -> dict[str, list[str]]:
     """Ensemble name -> member model names: baseline + each focused / control model, + all focused."""
     plans = {}
-    if ctx.spec.type.generative:  # the predictions keep per-example token statistics: nothing to average
+    if ctx.spec.type.generative or ctx.spec.type.numeric:  # pseudo-logits + per-example statistics: nothing to average
         return plans
     for u in units(ctx):
         prefix = "ensemble" if u.kind == "focused" else "ensemble-control"

@@ -1,0 +1,92 @@
+"""Regression (STS-B-style pairs with a float score) as one registry entry: record, metrics, map, select, audit, run.
+
+Each example's closeness at an epoch is exp(-(prediction - score)^2 / (2 s^2)), s the standard
+deviation of the split's gold scores, stored as the pseudo-logits [0, z] with sigmoid(z) the
+closeness; the prediction and gold score are kept in the epoch files (docs/tasks.md).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import write_jsonl
+from datacarto.dynamics.cache import get_metrics
+from datacarto.dynamics.regression import load_scores, squared_errors
+from datacarto.dynamics.store import dynamics_dir, load_dynamics, read_manifest
+from datacarto.metrics import REGIONS
+from datacarto.tasks import TASK_TYPES, TaskSpec, head_task
+from datacarto.testing import make_tiny_model_dir, toy_score_words, toy_scored_pairs
+
+FAST = {"num_train_epochs": 3, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 32,
+        "learning_rate": 5e-3, "use_cpu": True, "disable_tqdm": True, "save_strategy": "no",
+        "logging_strategy": "no", "report_to": "none", "seed": 0}
+TASK = next(t.name for t in TASK_TYPES.values() if t.numeric)
+
+
+@pytest.fixture(scope="module")
+def regressor(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("reg") / "model", toy_score_words(), num_labels=1,
+                               problem_type=TASK)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return toy_scored_pairs(60)
+
+
+@pytest.fixture(scope="module", params=["training_pass", "epoch_end"])
+def run(request, regressor, rows, tmp_path_factory):
+    from datacarto.train.baseline import train_baseline
+
+    root = tmp_path_factory.mktemp(request.param)
+    data = write_jsonl(root / "train.jsonl", rows)
+    out = root / "run"
+    train_baseline(model=regressor, train=str(data), task_spec=TaskSpec(task=TASK), output_dir=out,
+                   training_args=FAST, dynamics_mode=request.param)
+    return out
+
+
+def test_a_one_output_head_is_a_regression():
+    from transformers import BertConfig
+
+    assert head_task("BertForSequenceClassification", BertConfig(num_labels=1)).name == TASK
+    assert head_task("BertForSequenceClassification", BertConfig(num_labels=3)).name != TASK
+
+
+def test_records_the_gold_scores_and_the_closeness(run, rows):
+    manifest = read_manifest(dynamics_dir(run))
+    assert manifest["task"] == TASK
+    ids, values = load_scores(run)
+    gold = np.array([r["label"] for r in rows], dtype=np.float64)[ids]
+    for epoch in range(values["score"].shape[1]):  # the stored gold is the data's score, row by row
+        np.testing.assert_allclose(values["score"][:, epoch], gold, rtol=1e-6)
+    dyn = load_dynamics(run)
+    assert dyn.logits.shape == (len(rows), 3, 2) and set(dyn.gold.tolist()) == {1}
+    closeness = 1 / (1 + np.exp(-(dyn.logits[..., 1] - dyn.logits[..., 0]).astype(np.float64)))
+    s = np.std(gold)
+    expected = np.exp(-((values["prediction"] - values["score"]) ** 2) / (2 * s ** 2))
+    np.testing.assert_allclose(closeness, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(squared_errors(run).to_numpy(), (values["prediction"] - values["score"]) ** 2)
+
+
+def test_metrics_map_and_select(run, rows, tmp_path):
+    from datacarto.dynamics.subsets import select_from_run
+    from datacarto.maps.run_maps import write_run_maps
+
+    m = get_metrics(run)
+    ids, values = load_scores(run)
+    np.testing.assert_allclose(m.loc[ids, "confidence"], np.mean(
+        np.exp(-((values["prediction"] - values["score"]) ** 2) / (2 * np.std(values["score"][:, 0]) ** 2)), axis=1),
+        rtol=1e-4)
+    np.testing.assert_allclose(m.loc[ids, "squared_error"], np.mean((values["prediction"] - values["score"]) ** 2, 1))
+    assert set(m["region"].dropna()) <= set(REGIONS)
+    page = tmp_path / "map.html"
+    write_run_maps(run, html=page, png=tmp_path / "map.png")
+    assert page.stat().st_size > 0 and (tmp_path / "map.png").stat().st_size > 0
+    chosen = select_from_run(run, m, region="hard-to-learn", fraction=0.5)
+    assert len(chosen) and set(m.loc[chosen, "region"]) == {"hard-to-learn"}
+    clusters = select_from_run(run, m, method="trajectory-clusters", clusters=2, fraction=0.3)
+    assert len(clusters) == round(0.3 * len(m))
