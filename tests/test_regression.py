@@ -29,7 +29,7 @@ TASK = next(t.name for t in TASK_TYPES.values() if t.numeric)
 @pytest.fixture(scope="module")
 def regressor(tmp_path_factory):
     return make_tiny_model_dir(tmp_path_factory.mktemp("reg") / "model", toy_score_words(), num_labels=1,
-                               problem_type=TASK)
+                               problem_type=TASK, dropout=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,50 @@ def test_metrics_map_and_select(run, rows, tmp_path):
     assert len(chosen) and set(m.loc[chosen, "region"]) == {"hard-to-learn"}
     clusters = select_from_run(run, m, method="trajectory-clusters", clusters=2, fraction=0.3)
     assert len(clusters) == round(0.3 * len(m))
+
+
+def test_the_audit_finds_injected_score_noise(regressor, tmp_path):
+    from datacarto.audit_tasks import run_task_audit
+
+    rows = toy_scored_pairs(90)
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    result = run_task_audit(task=TASK, dataset=data, model=regressor, output_dir=tmp_path / "a", noise=0.1, seed=1,
+                            training_args={**FAST, "num_train_epochs": 16, "learning_rate": 3e-3})
+    assert result.n_examples == 90 and result.n_flipped == 9
+    report = json.loads((tmp_path / "a" / "audit.json").read_text())
+    noisy = [json.loads(line) for line in (tmp_path / "a" / "noisy_train.jsonl").read_text().splitlines()]
+    moved = [abs(n["label"] - r["label"]) for n, r in zip(noisy, rows) if n["noisy_units"]]
+    assert len(moved) == 9 and min(moved) >= (5 - 0) / 4 - 0.31  # at least a quarter of the range away
+    scores = result.scores.set_index("score")
+    print("regression audit AUROC", scores["auroc"].to_dict())
+    assert report["config"]["task"] == TASK
+    assert scores.loc["squared_error", "auroc"] > 0.75 and scores.loc["confidence", "auroc"] > 0.75
+
+
+def test_the_pipeline_scores_rmse_and_spearman(regressor, tmp_path):
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    from datacarto.pipeline import PipelineConfig, load_predictions, run_pipeline
+
+    rows = toy_scored_pairs(56)
+    splits = {"train": rows[:32], "validation": rows[32:44], "test": rows[44:]}
+    files = {s: write_jsonl(tmp_path / f"{s}.jsonl", r) for s, r in splits.items()}
+    out = tmp_path / "run"
+    config = PipelineConfig(model=regressor, dataset=files["train"], validation=files["validation"],
+                            test=files["test"], output_dir=str(out), task=TASK,
+                            training_args={**FAST, "num_train_epochs": 2},
+                            focus_training_args={"num_train_epochs": 1},
+                            recipes=[{"name": "hard", "metric": "confidence", "fraction": 0.25}])
+    result = run_pipeline(config, quiet=True)
+    table = pd.read_csv(out / "evaluation" / "accuracy.csv").set_index("model")
+    gold = np.array([r["label"] for r in splits["validation"]])
+    for name in ("baseline", "focused/hard", "control/hard"):
+        values = load_predictions(out / "predictions" / f"{name}.npz")["validation"]
+        np.testing.assert_allclose(values[:, 3], gold, rtol=1e-6)  # the predictions keep the gold scores
+        row = table.loc[name]
+        assert row["validation_rmse"] == pytest.approx(np.sqrt(np.mean((values[:, 2] - gold) ** 2)), rel=1e-5)
+        assert row["validation_spearman"] == pytest.approx(spearmanr(values[:, 2], gold).statistic, rel=1e-5)
+    md = result.report_md.read_text()
+    assert f"Task: {TASK}." in md and "## Held-out RMSE" in md and "validation Spearman" in md
+    assert "ensemble/" not in md and "barely learned" not in md
