@@ -305,6 +305,10 @@ def test_a_one_output_model_records_its_gold_scores(tmp_path, tiny_model, toy, m
     data = data.map(lambda r: {"labels": r["labels"] / 3.0})
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1,
                                                                ignore_mismatched_sizes=True)
+    assert "label" in data.column_names  # the padding collator trains on this column instead: refused
+    with pytest.raises(DatacartoError, match="the collator takes the labels from another column"):
+        _trainer(mode, tiny_model, tok, data, tmp_path / "both", model=model).train()
+    data = data.remove_columns("label")
     _trainer(mode, tiny_model, tok, data, tmp_path, model=model).train()
     ids, values = load_scores(tmp_path)
     gold = np.asarray(data["labels"], dtype=np.float64)[ids]

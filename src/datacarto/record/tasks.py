@@ -44,6 +44,7 @@ class Units:
     gold: np.ndarray
     offsets: np.ndarray  # units of row r: offsets[r]:offsets[r + 1]
     scale: float = 1.0  # regression: the standard deviation s of the split's gold scores (closeness's width)
+    scores: np.ndarray | None = None  # regression: each unit's gold score in the data set
 
     @property
     def n(self) -> int:
@@ -259,6 +260,7 @@ class Regression(Task):
         spread = float(np.std(scores)) if scores.size else 0.0
         units = super().units(np.ones(len(scores), dtype=np.int64))
         units.scale = spread if np.isfinite(spread) and spread > 0 else 1.0
+        units.scores = scores
         return units
 
     def example_labels(self, labels):
@@ -268,6 +270,11 @@ class Regression(Task):
         rows = np.asarray(rows, np.int64)
         pred = np.asarray(logits, np.float64).reshape(len(rows), -1)[:, 0]
         score = np.asarray(labels, np.float64).reshape(-1)
+        if units.scores is not None and not np.allclose(score, units.scores[rows], rtol=1e-5, atol=1e-6):
+            bad = int(np.flatnonzero(~np.isclose(score, units.scores[rows], rtol=1e-5, atol=1e-6))[0])
+            raise DatacartoError(f"row {int(rows[bad])}: the batch's gold score {score[bad]:g} is not the data set's "
+                                 f"{units.scores[rows[bad]]:g}: the collator takes the labels from another column "
+                                 "(keep one label column)")
         # log q - log(1 - q) with log q = -err^2 / (2 s^2): z = log q - log(-expm1(log q)), stable at both ends
         log_q = np.minimum(-((pred - score) ** 2) / (2.0 * units.scale ** 2), -1e-12)
         z = log_q - np.log(-np.expm1(log_q))
