@@ -110,22 +110,22 @@ def test_the_audit_finds_injected_score_noise(regressor, tmp_path):
     assert scores.loc["squared_error", "auroc"] > 0.75 and scores.loc["confidence", "auroc"] > 0.75
 
 
-def test_the_pipeline_scores_rmse_and_spearman(regressor, tmp_path):
+def test_datacarto_run_scores_rmse_and_spearman(regressor, tmp_path, capsys):
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from datacarto.pipeline import PipelineConfig, load_predictions, run_pipeline
+    from datacarto.cli import main
+    from datacarto.pipeline import load_predictions
 
     rows = toy_scored_pairs(56)
     splits = {"train": rows[:32], "validation": rows[32:44], "test": rows[44:]}
     files = {s: write_jsonl(tmp_path / f"{s}.jsonl", r) for s, r in splits.items()}
     out = tmp_path / "run"
-    config = PipelineConfig(model=regressor, dataset=files["train"], validation=files["validation"],
-                            test=files["test"], output_dir=str(out), task=TASK,
-                            training_args={**FAST, "num_train_epochs": 2},
-                            focus_training_args={"num_train_epochs": 1},
-                            recipes=[{"name": "hard", "metric": "confidence", "fraction": 0.25}])
-    result = run_pipeline(config, quiet=True)
+    assert main(["run", "--model", regressor, "--dataset", files["train"], "--validation", files["validation"],
+                 "--test", files["test"], "--output-dir", str(out), "--task", TASK, "--num_train_epochs", "2",
+                 "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu",
+                 "--recipes", "hard:metric=confidence,fraction=0.25"]) == 0
+    assert f"task: {TASK} (given)" in capsys.readouterr().out
     table = pd.read_csv(out / "evaluation" / "accuracy.csv").set_index("model")
     gold = np.array([r["label"] for r in splits["validation"]])
     for name in ("baseline", "focused/hard", "control/hard"):
@@ -134,6 +134,10 @@ def test_the_pipeline_scores_rmse_and_spearman(regressor, tmp_path):
         row = table.loc[name]
         assert row["validation_rmse"] == pytest.approx(np.sqrt(np.mean((values[:, 2] - gold) ** 2)), rel=1e-5)
         assert row["validation_spearman"] == pytest.approx(spearmanr(values[:, 2], gold).statistic, rel=1e-5)
-    md = result.report_md.read_text()
+    md = (out / "report.md").read_text()
     assert f"Task: {TASK}." in md and "## Held-out RMSE" in md and "validation Spearman" in md
     assert "ensemble/" not in md and "barely learned" not in md
+    shown = [[c.strip() for c in line.strip("|").split("|")]
+             for line in md[md.index("### Examples"):md.index("## Focused subsets")].splitlines()]
+    shown = [cells for cells in shown if cells[0].isdigit()]
+    assert shown and all(cells[3] == f"{splits['train'][int(cells[0])]['label']:.3f}" for cells in shown)

@@ -50,6 +50,7 @@ class TaskType:
     scores: tuple[str, ...] = ("accuracy", "macro_f1")  # evaluation scores (datacarto.evaluation), headline first
     label_word: str | None = "Labels"  # the report's "Labels: a, b." (None: no labels line)
     gold_header: str = "gold label"  # the report's column of an example's gold
+    gold_column: str | None = None  # the metrics column the report shows there (None: the example's label)
     about: str = ""  # the report's paragraph on what a unit is and how an example's scores come from its units
     score_help: str = ""  # the report's sentence on what the scores mean (when the headline is not accuracy)
 
@@ -86,13 +87,13 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
              collator=td.causal_lm_collator, recorder="CausalLM", single_label=False, generative=True,
              heads=("ForCausalLM", "LMHeadModel"), head_classes=False,
              options={"prompt_column": None, "response_column": None, "chat_template": False},
-             scores=("loss", "token_accuracy"), label_word=None, gold_header="mean NLL",
+             scores=("loss", "token_accuracy"), label_word=None, gold_header="mean NLL", gold_column="nll",
              about="Each example's confidence is exp(-mean NLL) of its response tokens (the geometric-mean "
                    "token probability) at each epoch end; variability is its standard deviation over epochs "
                    "and correctness the mean token accuracy (docs/generative.md)."),
     TaskType("regression", prepare=td.prepare_regression, tokenize=tokenize, recorder="Regression",
              single_label=False, problem_type="regression", outputs=1, numeric=True,
-             scores=("rmse", "spearman"), label_word=None, gold_header="gold score",
+             scores=("rmse", "spearman"), label_word=None, gold_header="gold score", gold_column="gold_score",
              about="Each example carries a gold score; at each epoch end its closeness is "
                    "exp(-(prediction - score)^2 / (2 s^2)), s the standard deviation of the split's gold scores. "
                    "Confidence is its mean over epochs, variability its standard deviation, correctness the share "
