@@ -159,6 +159,8 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     truth = _unit_truth(entry, metrics, frame[FLAGS].tolist())
     config = {"task": task, "model": str(model), "noise": float(noise), "seed": int(seed), "unit": entry.unit,
               "noisy_train": str(noisy_file), "dataset": str(dataset) if isinstance(dataset, (str, os.PathLike)) else None}
+    if scores is None:  # the task's audits' scores (a regression's adds squared_error)
+        scores = {name: d for audit in entry.audits for name, d in score_directions(audit).items()}
     return audit_frame(metrics.drop(columns=["row_id", "sub_id"], errors="ignore"), truth, result.output_dir,
                        scores=scores, config=config)
 

@@ -46,8 +46,8 @@ DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 #: an example table holds the mean over its units), "example" = per example only.
 LEVELS = ("unit", "example")
 #: ``Score.audits``: "labels" = flipped labels (every classifier task), "responses" = a causal LM's
-#: swapped responses.
-AUDITS = ("labels", "responses")
+#: swapped responses, "scores" = a regression's moved gold scores (with the "labels" scores).
+AUDITS = ("labels", "responses", "scores")
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ SCORES: dict[str, Score] = {s.name: s for s in (
     Score("nll", "high", "example", "a causal LM's mean token NLL of the response (from the run folder)",
           ("responses",)),
     Score("squared_error", "high", "example", "a regression's squared error of the prediction, mean over epochs "
-          "(from the run folder)"),
+          "(from the run folder)", ("scores",)),
 )}
 
 

@@ -51,6 +51,7 @@ class TaskType:
     label_word: str | None = "Labels"  # the report's "Labels: a, b." (None: no labels line)
     gold_header: str = "gold label"  # the report's column of an example's gold
     gold_column: str | None = None  # the metrics column the report shows there (None: the example's label)
+    audits: tuple[str, ...] = ("labels",)  # the audits (metrics.Score.audits) whose scores its audit ranks by default
     about: str = ""  # the report's paragraph on what a unit is and how an example's scores come from its units
     score_help: str = ""  # the report's sentence on what the scores mean (when the headline is not accuracy)
 
@@ -94,6 +95,7 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
     TaskType("regression", prepare=td.prepare_regression, tokenize=tokenize, recorder="Regression",
              single_label=False, problem_type="regression", outputs=1, numeric=True,
              scores=("rmse", "spearman"), label_word=None, gold_header="gold score", gold_column="gold_score",
+             audits=("labels", "scores"),
              about="Each example carries a gold score; at each epoch end its closeness is "
                    "exp(-(prediction - score)^2 / (2 s^2)), s the standard deviation of the split's gold scores. "
                    "Confidence is its mean over epochs, variability its standard deviation, correctness the share "
