@@ -413,6 +413,11 @@ CASES = [
          "row 3 of the training set: word 2 of 'tokens' is None", _words(lambda i, w: None if i == 3 else w)),
     Case("train-token-word-int", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task token-classification",
          "row 0 of the training set: word 0 of 'tokens' is 7", _words(lambda i, w: 7)),
+    Case("train-regression-text-score", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task regression",
+         "regression: 'label' of the training set must hold one finite number per row (row 0: 'high')",
+         _rows(lambda r: {**r, "label": "high"})),
+    Case("train-regression-classifier", TRAIN + " --task regression",
+         "model '{w}/model' is a classifier with 3 labels, not 1"),
     # the whole request is checked before any model loads (nothing trained, nothing written)
     Case("train-seeds-negative", TRAIN + " --seeds -1 1", "--seeds must be integers between 0 and 2**32 - 1, got -1"),
     Case("train-seeds-too-big", TRAIN + " --seeds 0 4294967296", "between 0 and 2**32 - 1, got 4294967296"),

@@ -234,7 +234,7 @@ def test_cli_run_with_a_task_and_its_errors(tmp_path, models, capsys):
     common = ["run", "--model", models["bert"], "--dataset", data, "--validation", data]
     cli_fails(capsys, [*common, "--output-dir", str(tmp_path / "a"), "--folds", "2"],
               "--folds and --seeds train sequence classifiers only so far, not token-classification")
-    cli_fails(capsys, [*common, "--output-dir", str(tmp_path / "b"), "--task", "regression"],
+    cli_fails(capsys, [*common, "--output-dir", str(tmp_path / "b"), "--task", "translation"],
               "config key 'task' must be one of")
     cli_fails(capsys, [*common, "--output-dir", str(tmp_path / "c"), "--task", "token-classification",
                        "--tokens-column", "words"], "column(s) ['words'] not in the training set")

@@ -296,13 +296,23 @@ def test_a_list_of_labels_for_a_single_label_model_is_refused(tmp_path, tiny_mod
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_regression_is_refused(tmp_path, tiny_model, toy, mode):
-    # labels in [0, 1) used to train and store gold = 0 for every row, silently
+def test_a_one_output_model_records_its_gold_scores(tmp_path, tiny_model, toy, mode):
+    # labels in [0, 1) once trained and stored gold = 0 for every row, silently: a one-output head is a
+    # regression, and each row's float score is what the store keeps
+    from datacarto.dynamics.regression import load_scores
+
     tok, raw, data = toy
     data = data.map(lambda r: {"labels": r["labels"] / 3.0})
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1,
                                                                ignore_mismatched_sizes=True)
-    _refused(mode, tiny_model, tok, data, tmp_path, "regression", model=model)
+    assert "label" in data.column_names  # the padding collator trains on this column instead: refused
+    with pytest.raises(DatacartoError, match="the collator takes the labels from another column"):
+        _trainer(mode, tiny_model, tok, data, tmp_path / "both", model=model).train()
+    data = data.remove_columns("label")
+    _trainer(mode, tiny_model, tok, data, tmp_path, model=model).train()
+    ids, values = load_scores(tmp_path)
+    gold = np.asarray(data["labels"], dtype=np.float64)[ids]
+    np.testing.assert_allclose(values["score"], np.repeat(gold[:, None], values["score"].shape[1], 1), rtol=1e-6)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -3,7 +3,9 @@
 Multiple choice flips the answer to another choice; multi-label adds or drops one (example, label)
 decision; token classification changes a word's tag. Each is :func:`datacarto.noise.inject_label_noise`
 on the flattened unit labels, so the rounding, seeding and "a flip never stays the same" rules are
-the classification audit's. The scores are then audited per unit by :func:`datacarto.audit.audit_frame`.
+the classification audit's; a regression's gold scores are moved far away instead
+(:func:`datacarto.noise.inject_score_noise`). The scores are then audited per unit by
+:func:`datacarto.audit.audit_frame`.
 
 A causal LM (SFT) is audited per example: a share of the responses is swapped with other
 examples' responses (:func:`corrupt_responses`), and the generative scores are asked to find them.
@@ -20,7 +22,7 @@ import pandas as pd
 from .audit import AuditResult, audit_frame
 from .errors import DatacartoError
 from .metrics import score_directions
-from .noise import check_score_names, inject_label_noise
+from .noise import check_score_names, inject_label_noise, inject_score_noise
 from .tasks import TaskSpec, prepare_for_task, task_type
 
 FLAGS = "noisy_units"  # per example: one bool per unit (the labels or words that were changed)
@@ -87,12 +89,17 @@ def run_generative_audit(*, task: str, dataset, model: str, output_dir, noise: f
 def inject_unit_noise(task: str, labels: list, noise: float, *, width: int, seed: int = 0):
     """(noisy labels per example, a bool per unit in (example, sub) order) for ``task``.
 
+    A numeric task's gold scores are moved instead (:func:`datacarto.noise.inject_score_noise`).
+
     ``labels`` as the task's unit says: a class or choice id per example (unit "example"), lists
     of label ids (unit "label", ``width`` labels) or tag lists (unit "word", ``width`` tags).
     """
     entry = task_type(task)
     if entry.generative:
         raise DatacartoError(f"inject_unit_noise: no unit noise for task {task!r}")
+    if entry.numeric:  # a gold score moved far away
+        noisy, flipped = inject_score_noise(labels, noise, seed=seed)
+        return noisy.tolist(), flipped
     if not entry.per_row:
         noisy, flipped = inject_label_noise(np.asarray(labels), noise, num_labels=width, seed=seed)
         return noisy.tolist(), flipped
@@ -152,6 +159,8 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
     truth = _unit_truth(entry, metrics, frame[FLAGS].tolist())
     config = {"task": task, "model": str(model), "noise": float(noise), "seed": int(seed), "unit": entry.unit,
               "noisy_train": str(noisy_file), "dataset": str(dataset) if isinstance(dataset, (str, os.PathLike)) else None}
+    if scores is None:  # the task's audits' scores (a regression's adds squared_error)
+        scores = {name: d for audit in entry.audits for name, d in score_directions(audit).items()}
     return audit_frame(metrics.drop(columns=["row_id", "sub_id"], errors="ignore"), truth, result.output_dir,
                        scores=scores, config=config)
 

@@ -41,10 +41,12 @@ def _predicted_labels(name: str, values, n: int) -> np.ndarray:
 
 #: Every score :func:`evaluate_by_region` computes (a task's are its registry entry's, datacarto.tasks;
 #: ``loss`` is lower-better).
-EVALUATION_SCORES = ("accuracy", "macro_f1", "micro_f1", "micro_ap", "tag_f1", "loss", "token_accuracy")
+EVALUATION_SCORES = ("accuracy", "macro_f1", "micro_f1", "micro_ap", "tag_f1", "loss", "token_accuracy", "rmse",
+                     "spearman")
 #: The scores of a classifier (sequence classification), the headline first.
 CLASSIFIER_SCORES = ("accuracy", "macro_f1")
 _LM_SCORES = ("loss", "token_accuracy")
+_REGRESSION_SCORES = ("rmse", "spearman")
 
 
 def check_scores(scores) -> tuple[str, ...]:
@@ -84,6 +86,19 @@ def _lm_scores(values: np.ndarray) -> dict[str, float]:
     return {"loss": float(np.mean(np.logaddexp(0.0, -z))), "token_accuracy": float("nan")}
 
 
+def _regression_scores(values: np.ndarray) -> dict[str, float]:
+    """RMSE and Spearman correlation from a regression's unit rows ``[0, z, prediction, score]``."""
+    if values.ndim != 2 or values.shape[1] < 4:
+        return dict.fromkeys(_REGRESSION_SCORES, float("nan"))
+    pred, score = values[:, 2].astype(np.float64), values[:, 3].astype(np.float64)
+    rmse = float(np.sqrt(np.mean((pred - score) ** 2)))
+    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(score) == 0:
+        return {"rmse": rmse, "spearman": float("nan")}
+    from scipy.stats import spearmanr
+
+    return {"rmse": rmse, "spearman": float(spearmanr(pred, score).statistic)}
+
+
 def _scores(gold: np.ndarray, values: np.ndarray, pred: np.ndarray, names: tuple[str, ...],
             outside: int) -> dict[str, float]:
     """The scores ``names`` of one group of units (``pred``: their predicted labels, from
@@ -93,6 +108,8 @@ def _scores(gold: np.ndarray, values: np.ndarray, pred: np.ndarray, names: tuple
     if gold.size == 0:
         return dict.fromkeys(names, float("nan"))
     out = _lm_scores(np.asarray(values)) if set(names) & set(_LM_SCORES) else {}
+    if set(names) & set(_REGRESSION_SCORES):
+        out.update(_regression_scores(np.asarray(values)))
     classes = max(int(gold.max()), int(pred.max())) + 1
     if "accuracy" in names:
         out["accuracy"] = float(np.mean(gold == pred))

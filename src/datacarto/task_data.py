@@ -38,6 +38,25 @@ def prepare_classes(ds, spec, *, num_labels=None, what="data set", head=None, wa
                        label_names=labels.label_names)
 
 
+def prepare_regression(ds, spec, *, num_labels=None, what="data set", head=None, warn_absent=False):
+    """Text column(s) and one finite number (the gold score) per row, cast to float32; one head output."""
+    label_column = spec.label_column
+    _require(ds, [label_column], what)
+    text_columns = list(spec.text_columns) if spec.text_columns else infer_text_columns(ds, label_column)[:2]
+    _require(ds, text_columns, what)
+    check_text_columns(ds, text_columns, label_column, what)
+    values = ds.with_format("arrow")[label_column].to_pylist()
+    bad = next((i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float))
+                or not np.isfinite(v)), None)
+    if bad is not None:
+        raise DatacartoError(f"regression: {label_column!r} of the {what} must hold one finite number per row "
+                             f"(row {bad}: {values[bad]!r})")
+    from datasets import Value
+
+    ds = ds.cast_column(label_column, Value("float32"))
+    return ds, replace(spec, text_columns=text_columns, label_names=["score"])
+
+
 def prepare_multiple_choice(ds, spec, *, num_labels=None, what="data set", head=None, warn_absent=False):
     """Context column(s), K choice columns, a label 0..K-1."""
     choice_columns, label_column = spec.choice_columns, spec.label_column

@@ -42,12 +42,16 @@ class TaskType:
     heads: tuple[str, ...] = ("ForSequenceClassification",)  # model class suffixes; the first names the AutoModel
     problem_type: str | None = None  # the config's problem_type that tells this task from another of the same head
     head_classes: bool = True  # the head has one output per class (its config's id2label names them)
+    outputs: int | None = None  # a head with this many outputs and no problem_type is this task's (regression: 1)
+    numeric: bool = False  # the gold is a number (a score), stored as pseudo-logits: no classes, no ensembles
     options: Mapping[str, Any] = field(default_factory=dict)  # the task's own options -> their default
     label_option: str | None = None  # the option that names the label column (token classification's tags)
     gold_from_data: bool = False  # a subset trains on the data's label column: the records' gold lacks units
     scores: tuple[str, ...] = ("accuracy", "macro_f1")  # evaluation scores (datacarto.evaluation), headline first
     label_word: str | None = "Labels"  # the report's "Labels: a, b." (None: no labels line)
     gold_header: str = "gold label"  # the report's column of an example's gold
+    gold_column: str | None = None  # the metrics column the report shows there (None: the example's label)
+    audits: tuple[str, ...] = ("labels",)  # the audits (metrics.Score.audits) whose scores its audit ranks by default
     about: str = ""  # the report's paragraph on what a unit is and how an example's scores come from its units
     score_help: str = ""  # the report's sentence on what the scores mean (when the headline is not accuracy)
 
@@ -84,10 +88,20 @@ TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (
              collator=td.causal_lm_collator, recorder="CausalLM", single_label=False, generative=True,
              heads=("ForCausalLM", "LMHeadModel"), head_classes=False,
              options={"prompt_column": None, "response_column": None, "chat_template": False},
-             scores=("loss", "token_accuracy"), label_word=None, gold_header="mean NLL",
+             scores=("loss", "token_accuracy"), label_word=None, gold_header="mean NLL", gold_column="nll",
              about="Each example's confidence is exp(-mean NLL) of its response tokens (the geometric-mean "
                    "token probability) at each epoch end; variability is its standard deviation over epochs "
                    "and correctness the mean token accuracy (docs/generative.md)."),
+    TaskType("regression", prepare=td.prepare_regression, tokenize=tokenize, recorder="Regression",
+             single_label=False, problem_type="regression", outputs=1, numeric=True,
+             scores=("rmse", "spearman"), label_word=None, gold_header="gold score", gold_column="gold_score",
+             audits=("labels", "scores"),
+             about="Each example carries a gold score; at each epoch end its closeness is "
+                   "exp(-(prediction - score)^2 / (2 s^2)), s the standard deviation of the split's gold scores. "
+                   "Confidence is its mean over epochs, variability its standard deviation, correctness the share "
+                   "of epochs within about 1.18 s of the gold score (closeness above 1/2; docs/tasks.md).",
+             score_help="RMSE of the predicted scores (lower is better) and the Spearman rank correlation of "
+                        "prediction and gold score."),
 )}
 
 
@@ -127,6 +141,9 @@ def head_task(class_name: str, config=None) -> TaskType | None:
     """The task a model's head is for (its class name; the config's ``problem_type`` among tasks of one head)."""
     candidates = [t for t in TASK_TYPES.values() if class_name.endswith(t.heads)]
     problem = getattr(config, "problem_type", None)
+    if problem is None:  # a head whose output count says its task (one output: regression, as transformers does)
+        problem = next((t.problem_type for t in candidates if t.outputs is not None
+                        and t.outputs == getattr(config, "num_labels", None)), None)
     return next((t for t in candidates if t.problem_type == problem and problem is not None),
                 next((t for t in candidates if t.problem_type is None), None))
 

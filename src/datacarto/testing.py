@@ -77,11 +77,12 @@ def save_quietly(model, tokenizer, path: Path) -> None:
 
 def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 32, layers: int = 2,
                         seed: int = 0, dropout: float = 0.1, label_names: list[str] | None = None,
-                        token_classifier: bool = False) -> str:
+                        token_classifier: bool = False, problem_type: str | None = None) -> str:
     """Save a randomly initialised tiny BERT classifier and its tokenizer under ``path``.
 
     ``label_names``: its ``id2label`` (and as many labels); ``token_classifier``: a token
-    classification head instead of a sequence classification one.
+    classification head instead of a sequence classification one; ``problem_type``: the config's
+    (a regression: ``num_labels=1, problem_type="regression"``).
     """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
@@ -92,7 +93,8 @@ def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 
         if label_names else {"num_labels": num_labels}
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=64,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **names)
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, problem_type=problem_type,
+                        **names)
     torch.manual_seed(seed)
     save_quietly((BertForTokenClassification if token_classifier else BertForSequenceClassification)(config),
                  tokenizer, path)
@@ -131,6 +133,27 @@ def toy_multilabel(n: int = 60, *, seed: int = 0) -> list[dict]:
         rng.shuffle(words)
         rows.append({"text": " ".join(words), "labels": ids})
     return rows
+
+
+_SCORE_CUES = ["none", "few", "some", "many", "most", "all"]  # cue i: a gold score near i
+
+
+def toy_scored_pairs(n: int = 90, *, seed: int = 0) -> list[dict]:
+    """STS-B-like sentence pairs with a float ``label`` in [0, 5], learnable from a cue word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        level = i % len(_SCORE_CUES)
+        s = rng.choice(_SUBJECTS)
+        score = min(5.0, max(0.0, level + rng.uniform(-0.3, 0.3)))
+        rows.append({"sentence1": f"{s} {rng.choice(_VERBS)} {rng.choice(_PLACES)}",
+                     "sentence2": f"{_SCORE_CUES[level]} {s} {rng.choice(_VERBS)}", "label": round(score, 3)})
+    return rows
+
+
+def toy_score_words() -> list[str]:
+    """Every word of :func:`toy_scored_pairs` (for a tiny model's vocabulary)."""
+    return [" ".join(_SUBJECTS + _VERBS + _PLACES + _SCORE_CUES)]
 
 
 def toy_choices(n: int = 60, *, seed: int = 0) -> list[dict]:

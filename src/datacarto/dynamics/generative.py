@@ -71,10 +71,13 @@ def run_trajectories(run_dir: str | os.PathLike, split: str = "train", burn_out:
     A causal-LM run's stored mean token NLL (:func:`loss_trajectories`), else -log p(gold) per
     epoch of a run with one unit per example; ``burn_out``: the first N epochs only.
     """
+    from .regression import is_numeric, squared_errors
     from .store import load_dynamics
 
     if is_generative(run_dir, split):
         frame = loss_trajectories(run_dir, split)
+    elif is_numeric(run_dir, split):  # a regression's trajectory: its squared error per epoch
+        frame = squared_errors(run_dir, split)
     else:
         dyn = load_dynamics(run_dir, split)
         if dyn.unit_level:

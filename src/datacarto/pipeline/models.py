@@ -53,7 +53,7 @@ def model_names(ctx: Context) -> list[str]:
 def ensemble_plans(ctx: Context) -> dict[str, list[str]]:
     """Ensemble name -> member model names: baseline + each focused / control model, + all focused."""
     plans = {}
-    if ctx.spec.type.generative:  # the predictions keep per-example token statistics: nothing to average
+    if ctx.spec.type.generative or ctx.spec.type.numeric:  # pseudo-logits + per-example statistics: nothing to average
         return plans
     for u in units(ctx):
         prefix = "ensemble" if u.kind == "focused" else "ensemble-control"
@@ -177,9 +177,11 @@ def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> tupl
     With one evaluation (or test prediction) per epoch and no best-model reloading, the last
     recorded epoch *is* the final model on that set, so predicting it again would only repeat that
     pass. ``n``: the split's examples; ``epochs``: the Trainer's ``num_train_epochs``. A causal
-    LM's token statistics are predicted again (the store keeps them beside the logits).
+    LM's token statistics and a regression's predicted and gold scores are predicted again (the
+    store keeps them beside the logits).
     """
     from ..dynamics.generative import is_generative
+    from ..dynamics.regression import is_numeric
     from ..dynamics.store import load_dynamics
 
     try:
@@ -187,7 +189,7 @@ def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> tupl
     except DatacartoError:
         return None
     rows = dyn.row_ids if dyn.unit_level else dyn.ids
-    if is_generative(run_dir, split) or not np.array_equal(np.unique(rows), np.arange(n)) \
+    if is_generative(run_dir, split) or is_numeric(run_dir, split) or not np.array_equal(np.unique(rows), np.arange(n)) \
             or dyn.epochs[-1] != int(np.ceil(epochs)) - 1:
         return None
     return np.asarray(dyn.gold, dtype=np.int64), np.ascontiguousarray(dyn.logits[:, -1, :], dtype=np.float32)

@@ -230,8 +230,8 @@ def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_exam
         for rid, row in members.iterrows():
             ex = examples.loc[rid] if examples is not None else None
             texts = [fold(ex[c]) if ex is not None and c in ex.index else "" for c in text_columns]
-            gold = fmt_float(row["nll"]) if run.task_type.generative and "nll" in row.index else \
-                _gold_cell(run, ex, row)
+            column = run.task_type.gold_column
+            gold = fmt_float(row[column]) if column in row.index else _gold_cell(run, ex, row)
             rows.append([int(rid), *texts, gold, f"{row['confidence']:.3f}", f"{row['variability']:.3f}",
                          f"{row['correctness']:.2f}", *[bool(ex[c]) if ex is not None else "" for c in extra]])
         doc.table(["row", *text_columns, gold_header, "confidence", "variability", "correctness", *extra], rows)

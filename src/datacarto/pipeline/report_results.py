@@ -38,7 +38,7 @@ def scores_section(doc: Document, run: RunState) -> None:
     if not scores:
         return
     head = scores[0]
-    doc.h(2, "Held-out loss" if head == "loss" else "Accuracy")
+    doc.h(2, {"loss": "Held-out loss", "rmse": "Held-out RMSE"}.get(head, "Accuracy"))
     by_split = {split: [r for r in REGIONS if f"{split}_{r}_{head}" in acc] for split in ("test", "validation")}
 
     def region_header(split: str) -> list[str]:
@@ -46,7 +46,7 @@ def scores_section(doc: Document, run: RunState) -> None:
                 for r in by_split[split]]
 
     def cell(value, score: str) -> str:
-        return fmt_float(value) if score == "loss" else pct(value)
+        return fmt_float(value) if score in RAW_SCORES else pct(value)
 
     def cells(row, split: str) -> list[str]:
         return [*[cell(row[f"{split}_{s}"], s) for s in scores],
@@ -71,7 +71,9 @@ def scores_section(doc: Document, run: RunState) -> None:
 
 SCORE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "micro_ap": "micro AP",
                 "tag_f1": "tag F1",
-                "loss": "loss", "token_accuracy": "token accuracy"}
+                "loss": "loss", "token_accuracy": "token accuracy", "rmse": "RMSE", "spearman": "Spearman"}
+#: scores shown as numbers, not percentages
+RAW_SCORES = ("loss", "rmse", "spearman")
 
 
 def _ensembles(doc: Document, run: RunState, order: list[str]) -> None:

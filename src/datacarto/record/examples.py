@@ -145,7 +145,22 @@ def _target_tokens(raw, column, num_classes, listed, what):
     return raw
 
 
-_LABEL_FORMS = {"classes": _class_ids, "multi_hot": _multi_hot, "tags": _tag_lists, "tokens": _target_tokens}
+def _float_scores(raw, column, num_classes, listed, what):
+    """A regression's gold: one finite number per row."""
+    if listed:
+        raise DatacartoError(f"the {what}'s label column {column!r} holds a list per row, but the model is a "
+                             "regression (one output): give one number per row")
+    try:
+        scores = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise DatacartoError(f"the {what}'s label column {column!r} must hold numbers (gold scores): {e}") from e
+    if scores.ndim != 1 or not np.all(np.isfinite(scores)):
+        raise DatacartoError(f"the {what}'s label column {column!r} must hold one finite number per row")
+    return scores
+
+
+_LABEL_FORMS = {"classes": _class_ids, "multi_hot": _multi_hot, "tags": _tag_lists, "tokens": _target_tokens,
+                "scores": _float_scores}
 
 
 def validate_labels(raw: np.ndarray, column: str, what: str = "training set") -> np.ndarray:

@@ -43,6 +43,8 @@ class Units:
     sub: np.ndarray
     gold: np.ndarray
     offsets: np.ndarray  # units of row r: offsets[r]:offsets[r + 1]
+    scale: float = 1.0  # regression: the standard deviation s of the split's gold scores (closeness's width)
+    scores: np.ndarray | None = None  # regression: each unit's gold score in the data set
 
     @property
     def n(self) -> int:
@@ -241,7 +243,46 @@ class CausalLM(Task):
         return rows, np.ones(len(rows), np.int64), pseudo_logits(logits)
 
 
-_CLASSES = {c.__name__: c for c in (Task, MultipleChoice, MultiLabel, TokenClassification, CausalLM)}
+class Regression(Task):
+    """One unit per example with a float gold score; stored as the pseudo-logits ``[0, z]`` with
+    ``sigmoid(z) = exp(-(prediction - score)^2 / (2 s^2))`` (its closeness), gold 1, and the prediction
+    and gold score in the epoch files' ``prediction`` and ``score`` columns (docs/tasks.md)."""
+
+    label_form = "scores"
+    extra_columns = ("prediction", "score")
+    label_names = ["far", "near"]
+
+    def num_classes(self, model, dataset) -> None:
+        return None
+
+    def units(self, labels, words=None) -> Units:
+        scores = np.asarray(labels, dtype=np.float64)
+        spread = float(np.std(scores)) if scores.size else 0.0
+        units = super().units(np.ones(len(scores), dtype=np.int64))
+        units.scale = spread if np.isfinite(spread) and spread > 0 else 1.0
+        units.scores = scores
+        return units
+
+    def example_labels(self, labels):
+        return np.ones(len(labels), dtype=np.int64)
+
+    def to_units(self, rows, labels, logits, units):
+        rows = np.asarray(rows, np.int64)
+        pred = np.asarray(logits, np.float64).reshape(len(rows), -1)[:, 0]
+        score = np.asarray(labels, np.float64).reshape(-1)
+        if units.scores is not None and not np.allclose(score, units.scores[rows], rtol=1e-5, atol=1e-6):
+            bad = int(np.flatnonzero(~np.isclose(score, units.scores[rows], rtol=1e-5, atol=1e-6))[0])
+            raise DatacartoError(f"row {int(rows[bad])}: the batch's gold score {score[bad]:g} is not the data set's "
+                                 f"{units.scores[rows[bad]]:g}: the collator takes the labels from another column "
+                                 "(keep one label column)")
+        # log q - log(1 - q) with log q = -err^2 / (2 s^2): z = log q - log(-expm1(log q)), stable at both ends
+        log_q = np.minimum(-((pred - score) ** 2) / (2.0 * units.scale ** 2), -1e-12)
+        z = log_q - np.log(-np.expm1(log_q))
+        values = np.stack([np.zeros_like(z), z, pred, score], axis=1).astype(np.float32)
+        return rows, np.ones(len(rows), np.int64), values
+
+
+_CLASSES = {c.__name__: c for c in (Task, MultipleChoice, MultiLabel, TokenClassification, CausalLM, Regression)}
 
 
 def get_task(name: str | None = None) -> Task:
@@ -270,9 +311,6 @@ def task_of(model, task: str | None = None) -> Task:
             if name.endswith(suffix):
                 raise DatacartoError(f"{name} is a {what} model: datacarto records {_supported()} so far")
         found = task_type(None)  # a model of no known head: recorded as the default task
-    if found.head_classes and found.single_label and (
-            getattr(config, "problem_type", None) == "regression" or getattr(config, "num_labels", 2) == 1):
-        raise DatacartoError(f"regression (num_labels=1) is not supported: datacarto records {_supported()}")
     if task is None:
         return get_task(found.name)
     entry = task_type(task)

@@ -127,7 +127,7 @@ class CartographyMixin:
         labels = inputs.get("labels")
         recording = (model.training and row_ids is not None and labels is not None
                      and isinstance(self.cartography, TrainingPassCallback))
-        if recording and self.custom_loss is None and self.cartography.task.extra_columns and not return_outputs:
+        if recording and self.custom_loss is None and self.cartography.task.entry.generative and not return_outputs:
             return self._causal_lm_loss(model, inputs, row_ids, segments, labels, num_items_in_batch)
         if self.custom_loss is not None and labels is not None:
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
@@ -216,7 +216,7 @@ class CartographyMixin:
                         metric_key_prefix="eval"):
         record = bool(self.record_eval_dynamics and self.state.epoch and self.cartography is not None
                       and self.cartography.recorder is not None)
-        if record and self.cartography.task.extra_columns:  # a causal LM: never gather (N, T, V) predictions
+        if record and self.cartography.task.entry.generative:  # a causal LM: never gather (N, T, V) predictions
             output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
                                              ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
             self._record_reduced_eval(dataloader, metric_key_prefix)
