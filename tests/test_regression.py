@@ -16,6 +16,7 @@ from conftest import write_jsonl
 from datacarto.dynamics.cache import get_metrics
 from datacarto.dynamics.regression import load_scores, squared_errors
 from datacarto.dynamics.store import dynamics_dir, load_dynamics, read_manifest
+from datacarto.errors import DatacartoError
 from datacarto.metrics import REGIONS
 from datacarto.tasks import TASK_TYPES, TaskSpec, head_task
 from datacarto.testing import make_tiny_model_dir, toy_score_words, toy_scored_pairs
@@ -84,8 +85,13 @@ def test_metrics_map_and_select(run, rows, tmp_path):
     np.testing.assert_allclose(m.loc[ids, "squared_error"], np.mean((values["prediction"] - values["score"]) ** 2, 1))
     assert set(m["region"].dropna()) <= set(REGIONS)
     page = tmp_path / "map.html"
-    write_run_maps(run, html=page, png=tmp_path / "map.png")
+    maps = write_run_maps(run, html=page, png=tmp_path / "map.png")
     assert page.stat().st_size > 0 and (tmp_path / "map.png").stat().st_size > 0
+    assert maps.suspects is None  # numbers, not classes: no label-error column on the page
+    from datacarto.dynamics.label_errors import run_label_errors
+
+    with pytest.raises(DatacartoError, match="is a regression run"):
+        run_label_errors(run)
     chosen = select_from_run(run, m, region="hard-to-learn", fraction=0.5)
     assert len(chosen) and set(m.loc[chosen, "region"]) == {"hard-to-learn"}
     clusters = select_from_run(run, m, method="trajectory-clusters", clusters=2, fraction=0.3)

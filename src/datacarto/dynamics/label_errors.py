@@ -59,9 +59,14 @@ def _check_run(run_dir, split: str, method: str) -> tuple[dict, str]:
     if not Path(run_dir).exists():
         raise DatacartoError(f"run directory {run_dir} not found")
     manifest = read_manifest(dynamics_dir(run_dir, split))
-    if TaskSpec.from_manifest(manifest).type.generative:
+    entry = TaskSpec.from_manifest(manifest).type
+    if entry.generative:
         raise DatacartoError(f"{run_dir} is a causal-LM run: its responses have no labels to be wrong, "
                              "so label-errors does not apply (see docs/generative.md for its scores)")
+    if entry.numeric:
+        raise DatacartoError(f"{run_dir} is a regression run: its gold values are numbers, not classes a count of "
+                             "wrong labels applies to; rank them by squared_error (datacarto select --metric "
+                             "squared_error, docs/tasks.md)")
     kind = dynamics_kind(manifest)
     if method == "out-of-sample" and kind != "out-of-sample":
         raise DatacartoError(f"method out-of-sample needs out-of-sample dynamics, but the {split!r} store of {run_dir} "
