@@ -31,7 +31,7 @@ ROOT = "datacarto"
 #: Layers, lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
-             "learning_check", "units", "ensemble_weights", "trajectory", "label_errors"),
+             "learning_check", "units", "ensemble_weights", "trajectory", "label_errors", "significance"),
     # loading tables, labels, tokenizers, the task registry: below everything that trains or records
     "data": ("data", "models", "task_data", "tasks"),
     "run folder": ("dynamics",),  # store, cache, subsets, interop
@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "cli": ("cli", "commands"),
 }
 PURE = ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
-        "learning_check", "units", "ensemble_weights", "trajectory", "label_errors")
+        "learning_check", "units", "ensemble_weights", "trajectory", "label_errors", "significance")
 HEAVY = ("torch", "transformers")
 
 MAX_FILE_LINES = 450

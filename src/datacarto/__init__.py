@@ -67,6 +67,11 @@ _EXPORTS = {
     "review_queue": "datacarto.dynamics.label_errors",
     "write_review_queue": "datacarto.dynamics.review",
     "apply_corrections": "datacarto.dynamics.corrections",
+    # is one model better than another on the same rows
+    "accuracy_interval": "datacarto.significance",
+    "compare_paired": "datacarto.significance",
+    "mcnemar_test": "datacarto.significance",
+    "paired_bootstrap": "datacarto.significance",
     # pipeline
     "run_pipeline": "datacarto.pipeline",
     "DatacartoError": "datacarto.errors",
