@@ -4,13 +4,15 @@
   ``training_pass`` mode, the same run, interleaved in alternating order and repeated (each pair
   printed, medians compared; target ratio <= 1.03), for the tiny GPT-2 of the tests and a larger
   random GPT-2 (6 layers, 256 wide, vocabulary 32k, sequence 256 by default);
+* packed SFT (``--packed``): TRL's ``SFTTrainer`` with ``packing=True`` (bfd, padding-free batches) against
+  ``class SFT(CartographyMixin, SFTTrainer)``, the larger random GPT-2 on rows of random lengths (target <= 1.05);
 * memory: the recorder's epoch buffer (bytes, measured) and the statistics waiting on the device,
   against what keeping the (N, T, V) logits would take;
 * audit: AUROC of -confidence for corrupted responses in the generated instruction data;
 * S2L: a tiny GPT-2 proxy records loss trajectories on clean and on noisy instruction data; 30% chosen by
   trajectory clusters and 30% at random each train a fresh model; held-out loss on clean data.
 
-    python benchmarks/generative.py [--repeats 5] [--large-n 32] [--seq 256] [--quick]
+    python benchmarks/generative.py [--repeats 5] [--large-n 32] [--seq 256] [--quick] [--packed]
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ def _instruction_data(model_dir, rows, max_length=64):
     import datasets
     from transformers import AutoTokenizer
 
-    from datacarto.task_data import prepare_for_task, tokenize_task
+    from datacarto.tasks import TaskSpec, prepare_for_task, tokenize_task
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    ds, spec = prepare_for_task(datasets.Dataset.from_list(rows), "causal-lm", prompt_column="prompt",
-                                response_column="response")
+    ds, spec = prepare_for_task(datasets.Dataset.from_list(rows), TaskSpec(task="causal-lm", prompt_column="prompt",
+                                                                          response_column="response"))
     return tok, tokenize_task(ds, tok, spec, max_length=max_length)
 
 
@@ -74,7 +76,42 @@ def _train(kind, make_model, data, collator, out, *, epochs, batch, lr):
     return time.perf_counter() - t0, trainer
 
 
-def overhead(name, make_model, data, collator, *, epochs, batch, repeats, seq, vocab):
+def _random_sft_rows(n, seq, vocab, seed=0):
+    """Pre-tokenized rows of random lengths (seq / 8 to seq / 2), the first quarter a prompt: several per packed row."""
+    import datasets
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = [rng.integers(5, vocab, size=int(k)).tolist() for k in rng.integers(seq // 8, seq // 2 + 1, size=n)]
+    labels = [[-100] * (len(row) // 4) + row[len(row) // 4:] for row in ids]
+    return datasets.Dataset.from_dict({"input_ids": ids, "labels": labels})
+
+
+def _packed_sft(seq):
+    """A ``_train`` for TRL packed SFT (bfd): plain ``SFTTrainer`` or the mixin; preparation (packing) not timed."""
+    import trl
+
+    from datacarto import CartographyMixin
+
+    class SFT(CartographyMixin, trl.SFTTrainer):
+        pass
+
+    def train(kind, make_model, data, collator, out, *, epochs, batch, lr):
+        import torch
+
+        args = trl.SFTConfig(out, num_train_epochs=epochs, per_device_train_batch_size=batch, learning_rate=lr,
+                             report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
+                             packing=True, max_length=seq, bf16=False, use_cpu=not torch.cuda.is_available())
+        common = dict(model=make_model(), args=args, train_dataset=data, processing_class=collator)
+        trainer = trl.SFTTrainer(**common) if kind == "plain" else SFT(**common, overwrite_dynamics=True)
+        t0 = time.perf_counter()
+        trainer.train()
+        return time.perf_counter() - t0, trainer
+
+    return train
+
+
+def overhead(name, make_model, data, collator, *, epochs, batch, repeats, seq, vocab, train=_train):
     """Plain ``Trainer`` against ``CartographyTrainer`` (training_pass): the same run, interleaved, medians compared.
 
     Each repeat runs both, in alternating order (so drift on a shared machine hits both alike); the
@@ -88,8 +125,8 @@ def overhead(name, make_model, data, collator, *, epochs, batch, repeats, seq, v
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):
             for kind in (("plain", "training_pass") if r % 2 == 0 else ("training_pass", "plain")):
-                seconds, trainer = _train(kind, make_model, data, collator, f"{tmp}/{kind}", epochs=epochs,
-                                          batch=batch, lr=1e-4)
+                seconds, trainer = train(kind, make_model, data, collator, f"{tmp}/{kind}", epochs=epochs,
+                                         batch=batch, lr=1e-4)
                 times[kind].append(seconds)
                 if kind == "training_pass":
                     from datacarto.record.callbacks import PENDING_BATCHES
@@ -147,7 +184,7 @@ def audit_auroc(lm_dir, *, n, epochs, tmp):
 def _held_out_loss(lm_dir, train_rows, test_rows, *, epochs, tmp, seed):
     from transformers import AutoModelForCausalLM, Trainer
 
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     tok, train = _instruction_data(lm_dir, train_rows)
     _, test = _instruction_data(lm_dir, test_rows)
@@ -198,18 +235,22 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     p.add_argument("--overhead-only", action="store_true", help="only the two overhead measurements")
+    p.add_argument("--packed", action="store_true",
+                   help="only the overhead of TRL packed SFT (packing=True, bfd) on the larger random GPT-2")
     a = p.parse_args()
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging
 
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
     from datacarto.testing import make_tiny_causal_lm_dir, toy_instruction_words, toy_instructions
 
     logging.set_verbosity_error()
     torch.set_num_threads(1)  # tiny models gain nothing from more; a shared machine makes them much slower
     if a.quick:
         a.repeats, a.tiny_n, a.large_n, a.seq, a.n, a.seeds = 1, 96, 8, 64, 120, 1
+    if a.packed:
+        return packed_overhead(a)
     with tempfile.TemporaryDirectory() as tmp:
         lm_dir = make_tiny_causal_lm_dir(f"{tmp}/tiny", toy_instruction_words())
         tok, data = _instruction_data(lm_dir, toy_instructions(a.tiny_n, seed=0))
@@ -232,6 +273,31 @@ def main() -> None:
         audit_auroc(lm_dir, n=a.n, epochs=12, tmp=tmp)
         for corrupt in (0.0, 0.15):
             s2l_vs_random(lm_dir, n=a.n, epochs=12, clusters=6, seeds=a.seeds, tmp=tmp, corrupt=corrupt)
+
+
+def packed_overhead(a) -> None:
+    """TRL packed SFT, plain against recorded, on the larger random GPT-2 (each packed row up to ``--seq`` tokens)."""
+    import datasets
+    import torch
+    from tokenizers import Tokenizer, models
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    datasets.disable_progress_bars()
+    config = GPT2Config(n_layer=6, n_embd=256, n_head=4, vocab_size=32000, n_positions=a.seq)
+
+    def large():
+        torch.manual_seed(0)
+        return GPT2LMHeadModel(config)
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[PAD]": 0, "[EOS]": 1},
+                                                                                    unk_token="[PAD]")),
+                                        pad_token="[PAD]", eos_token="[EOS]")  # the rows come tokenized
+    n = a.large_n * 3  # about three examples per packed row: as many packed rows as the unpacked run has rows
+    data = _random_sft_rows(n, a.seq, 32000)
+    ratio = overhead(f"TRL packed SFT (bfd), random GPT-2 (6 layers, 256 wide, vocab 32k, packed rows of {a.seq})",
+                     large, data, tokenizer, epochs=1, batch=8, repeats=a.repeats, seq=a.seq, vocab=32000,
+                     train=_packed_sft(a.seq))
+    print(f"  packed SFT recording overhead {ratio:.3f} (target <= 1.05)")
 
 
 if __name__ == "__main__":

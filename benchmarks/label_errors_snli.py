@@ -159,13 +159,13 @@ def run_config(config: str, ns, out: Path) -> dict:
         baseline_right = p["test"].argmax(1) == test_gold
     upper_right = upper_logits.argmax(1) == test_gold
     summary = {"config": config, "rows": len(rows), "true_wrong": int(flipped.sum()),
-               "estimated_wrong": found["summary"]["estimate"]["total"] if not found.get("refused") else None,
+               "estimated_wrong": found["summary"].estimate["total"] if not found.get("refused") else None,
                "refused": found.get("refused"), "cleanlab": cleanlab_flags(dyn.gold, probs, flipped),
                "minutes": round((time.perf_counter() - start) / 60, 1), "pipeline_minutes": round(pipeline_minutes, 1),
                "test_rows": int(test_gold.size), "upper_vs_baseline": _comparison(compare_paired(upper_right,
                                                                                                   baseline_right))}
     for name, r in (found.get("recipes") or {}).items():
-        entry = {"flags": r.get("flags"), "n_train": r["entry"].get("n_train")}
+        entry = {"flags": r.get("flags"), "n_train": r["entry"].n_train}
         if "vs_baseline" in r:
             entry.update(vs_baseline=_comparison(r["vs_baseline"]), vs_control=_comparison(r.get("vs_control")))
             gap = summary["upper_vs_baseline"]["difference"][0]

@@ -40,6 +40,14 @@ TASKS = {
 }
 
 
+def task_columns(task: str, spec: dict) -> dict:
+    """The task options of ``spec`` that ``task`` has (its registry entry's): choices, or the tag column."""
+    from datacarto.tasks import task_type
+
+    given = {"tags_column": spec["label_column"], "choice_columns": spec.get("choice_columns")}
+    return {k: v for k, v in given.items() if k in task_type(task).options}
+
+
 def head(path: Path, n: int, out: Path) -> str:
     lines = path.read_text(encoding="utf-8").splitlines()[:n]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -50,9 +58,10 @@ def validation_score(task: str, run: Path) -> str:
     """The task's scores (datacarto.evaluation, the pipeline's own) of the last recorded validation epoch."""
     from datacarto import load_dynamics
     from datacarto.evaluation import evaluate_by_region
+    from datacarto.tasks import task_type
 
     dyn = load_dynamics(run, "validation")
-    table = evaluate_by_region({"last epoch": dyn.logits[:, -1]}, dyn.gold, task=task).iloc[0]
+    table = evaluate_by_region({"last epoch": dyn.logits[:, -1]}, dyn.gold, scores=task_type(task).scores).iloc[0]
     return ", ".join(f"{name.removeprefix('overall_')} {table[name]:.3f}" for name in table.index
                      if name.startswith("overall_"))
 
@@ -91,7 +100,6 @@ def run_pipeline_task(task: str, n: int, n_val: int, epochs: int, work: Path) ->
 
     from datacarto.data import minilm_path
     from datacarto.pipeline import PipelineConfig, run_pipeline
-    from datacarto.task_options import task_arguments
 
     if task == "causal-lm":
         start = time.perf_counter()
@@ -112,8 +120,7 @@ def run_pipeline_task(task: str, n: int, n_val: int, epochs: int, work: Path) ->
                             text_columns=spec.get("text_columns"), label_column=spec["label_column"],
                             class_names=spec["label_names"], training_args=args,
                             focus_training_args={"num_train_epochs": max(1, epochs - 1)},
-                            **task_arguments(task, tags_column=spec["label_column"],
-                                             choice_columns=spec.get("choice_columns")))
+                            task=task, **task_columns(task, spec))
     start = time.perf_counter()
     run_pipeline(config, quiet=True)
     _print_scores(task, work / f"{task}-pipeline", "test" if "test" in files else "validation", n, epochs,
@@ -135,7 +142,7 @@ def run_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
     from datacarto.data import minilm_path
     from datacarto.dynamics.cache import get_metrics
     from datacarto.metrics import REGIONS
-    from datacarto.task_options import task_arguments
+    from datacarto.tasks import TaskSpec
     from datacarto.train.baseline import train_baseline
 
     spec = dict(TASKS[task])
@@ -146,10 +153,11 @@ def run_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
                 per_device_train_batch_size=16, per_device_eval_batch_size=64, use_cpu=True, disable_tqdm=True,
                 save_strategy="no", logging_strategy="no", report_to="none", eval_strategy="epoch")
     start = time.perf_counter()
-    columns = task_arguments(task, tags_column=spec["label_column"], choice_columns=spec.get("choice_columns"))
-    train_baseline(model=minilm_path(), train=train, validation=val, text_columns=spec.get("text_columns"),
-                   label_column=spec["label_column"], label_names=spec["label_names"], output_dir=work / task,
-                   training_args=args, max_length=128, save_model=False, **columns)
+    columns = task_columns(task, spec)
+    task_spec = TaskSpec.from_options(task, text_columns=spec.get("text_columns"), label_column=spec["label_column"],
+                                      label_names=spec["label_names"], **columns)
+    train_baseline(model=minilm_path(), train=train, validation=val, task_spec=task_spec, output_dir=work / task,
+                   training_args=args, max_length=128, save_model=False)
     seconds = time.perf_counter() - start
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -164,7 +172,7 @@ def run_task(task: str, n: int, n_val: int, epochs: int, work: Path) -> None:
     audit = run_task_audit(dataset=train, model=minilm_path(), output_dir=work / f"{task}-audit",
                            noise=0.1, seed=0, text_columns=spec.get("text_columns"),
                            label_column=spec["label_column"], label_names=spec["label_names"],
-                           training_args=audit_args, max_length=128, **columns)
+                           training_args=audit_args, max_length=128, task=task, **columns)
     table = audit.scores.set_index("score")
     best = table["auroc"].idxmax()
     print(f"  audit, 10% of {audit.n_examples} units changed: AUROC confidence "

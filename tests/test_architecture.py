@@ -9,7 +9,9 @@ misses). Rules (docs/architecture.md draws them):
 * layers: no module imports a module of a higher layer;
 * no shims: no module-level ``__getattr__`` but the root package's lazy exports, no module that
   only re-exports another's names, and every lazy export names the module that defines it;
-* no file over 450 lines, no function over 80 lines.
+* no file over 450 lines, no function over 80 lines; the page's own code (``maps/*.js``,
+  ``maps/*.html``, inlined into one offline page) too.
+* no task name as a string literal outside the task registry (``datacarto.tasks``).
 
 There are no exceptions: every import counts.
 """
@@ -17,6 +19,7 @@ There are no exceptions: every import counts.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,11 +32,12 @@ ROOT = "datacarto"
 LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("errors", "_io", "_validation", "metrics", "metrics_fused", "selection", "evaluation", "noise",
              "learning_check", "units", "ensemble_weights", "trajectory", "label_errors", "significance"),
-    "data": ("data", "models", "task_data", "task_options"),  # loading tables, labels, tokenizers: below everything that trains or records
+    # loading tables, labels, tokenizers, the task registry: below everything that trains or records
+    "data": ("data", "models", "task_data", "tasks"),
     "run folder": ("dynamics",),  # store, cache, subsets, interop
+    "maps": ("maps",),  # a run folder drawn: recording logs the maps to experiment trackers
     "recording": ("record",),
     "training": ("train", "testing"),
-    "maps": ("maps",),
     "pipeline": ("pipeline", "audit", "audit_tasks", "demo_data"),
     "cli": ("cli", "commands"),
 }
@@ -239,12 +243,16 @@ REPORT_MODULES = {"datacarto.pipeline.report", "datacarto.pipeline.report_state"
 
 
 def test_the_report_reads_a_layout_and_never_imports_the_orchestrator():
-    """The report's modules import the layout, the document and each other: no stage, runner or context."""
+    """The report's modules import the layout, the document, the stage summaries and each other: no stage,
+    runner or context; the summaries import no other part of the pipeline."""
     inside = set()
     for module in REPORT_MODULES:
         pipeline = {_internal(t) for t, _ in IMPORTS[module]} - {None}
         inside |= {t for t in pipeline if t.startswith("datacarto.pipeline")}
-    assert inside - REPORT_MODULES == {"datacarto.pipeline.layout", "datacarto.pipeline.document"}
+    assert inside - REPORT_MODULES == {"datacarto.pipeline.layout", "datacarto.pipeline.document",
+                                       "datacarto.pipeline.summaries"}
+    summaries = {_internal(t) for t, _ in IMPORTS["datacarto.pipeline.summaries"]} - {None}
+    assert not {t for t in summaries if t.startswith("datacarto.pipeline")}
 
 
 def test_the_audit_scoring_and_the_pipeline_config_stay_light():
@@ -272,6 +280,45 @@ def test_files_and_functions_are_small():
     assert not too_long, "\n".join(too_long)
 
 
+PAGE_FILES = sorted([*SRC.rglob("*.js"), *SRC.rglob("*.html")])
+#: a function of the page's code: ``function name(...) {`` ending at a ``}`` of the same indentation
+JS_FUNCTION = re.compile(r"^( *)function (\w+)\s*\(.*\{\s*(//.*)?$")
+
+
+def js_functions(text: str) -> list[tuple[str, int, int]]:
+    """(name, first line, length) of each named function of the page's code, by its indentation."""
+    lines, out = text.splitlines(), []
+    for k, line in enumerate(lines):
+        m = JS_FUNCTION.match(line)
+        if m is None:
+            continue
+        end = next((j for j in range(k + 1, len(lines)) if re.match(rf"^{m.group(1)}\}}", lines[j])), None)
+        assert end is not None, f"line {k + 1}: function {m.group(2)} has no closing brace at its indentation"
+        out.append((m.group(2), k + 1, end - k + 1))
+    return out
+
+
+def test_the_page_code_is_held_to_the_size_rules():
+    """The page's JavaScript and HTML: no file over 450 lines, no function over 80 lines."""
+    too_long = []
+    for path in PAGE_FILES:
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            too_long.append(f"{path.relative_to(SRC.parent)}: {len(text.splitlines())} lines")
+        too_long += [f"{path.relative_to(SRC.parent)}:{at} {name}: {n} lines"
+                     for name, at, n in js_functions(text) if n > MAX_FUNCTION_LINES]
+    assert not too_long, "\n".join(too_long)
+
+
+def test_every_page_script_is_inlined_and_the_checker_sees_functions():
+    from datacarto.maps.interactive import DECODER, SCRIPTS
+
+    scripts = {p.name for p in PAGE_FILES if p.suffix == ".js"}
+    assert scripts == {*SCRIPTS, DECODER}  # each file of the page's code is in the page, found by its name
+    found = {name for p in PAGE_FILES for name, _, _ in js_functions(p.read_text(encoding="utf-8"))}
+    assert {"buildTraces", "renderRows", "setDecision", "main"} <= found
+
+
 def test_the_checker_sees_lazy_imports():
     """A lazy import inside a function is found (the point of reading the whole file)."""
     tree = ast.parse(MODULES["datacarto.pipeline.stages"].read_text(encoding="utf-8"))
@@ -294,3 +341,26 @@ def test_the_architecture_page_is_drawn_from_the_code():
     listed = {f for f in files if f.startswith("commands/") or (f.endswith("__init__.py") and f != "__init__.py")}
     missing = sorted(f for f in files - listed if f not in named and f.rsplit("/", 1)[-1] not in named)
     assert not missing, f"the page leaves out: {missing}"
+
+
+#: the one module that names the task types (its tests name them too)
+TASK_REGISTRY = "datacarto.tasks"
+
+
+def test_no_task_name_literal_outside_the_registry():
+    """A task is one registry entry: every other module reads its properties, none branches on its name."""
+    from datacarto.tasks import task_names
+
+    names = set(task_names())
+    bad = [f"{MODULES[m].relative_to(SRC.parent)}:{node.lineno} {node.value!r}"
+           for m, tree in TREES.items() if m != TASK_REGISTRY
+           for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value in names]
+    assert not bad, "task names outside the registry:\n" + "\n".join(bad)
+
+
+def test_the_literal_check_sees_a_task_name():
+    """The check above finds a literal where one is (a branch on a name, as main had about 115 of)."""
+    from datacarto.tasks import DEFAULT_TASK
+
+    tree = ast.parse(f"if task.name == {DEFAULT_TASK!r}:\n    pass\n")
+    assert [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)] == [DEFAULT_TASK]

@@ -338,6 +338,9 @@ CASES = [
     Case("focus-region-weight-no-value", FOCUS + " --region_weight ambiguous", "REGION=WEIGHT"),
     Case("focus-region-weight-unknown", FOCUS + " --region_weight sideways=2", "unknown region 'sideways'"),
     Case("focus-region-weight-nan", FOCUS + " --region_weight ambiguous=nan", "must be a number >= 0, got nan"),
+    Case("focus-into-a-run", f"focus {{w}}/run --subset {{w}}/train.jsonl --output-dir {{w}}/nrun {FAST}",
+         "of this data set: use another output folder, so two runs are never mixed",
+         lambda w: _noisy_run(w, [False] * 30)),
     Case("focus-not-a-run", f"focus {{w}} --subset {{w}}/train.jsonl --output-dir {{w}}/f {FAST}", "not a datacarto run"),
     Case("focus-output-is-run", f"focus {{w}}/run --subset {{w}}/train.jsonl --output-dir {{w}}/run {FAST}",
          "the baseline run itself"),
@@ -410,6 +413,11 @@ CASES = [
          "row 3 of the training set: word 2 of 'tokens' is None", _words(lambda i, w: None if i == 3 else w)),
     Case("train-token-word-int", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task token-classification",
          "row 0 of the training set: word 0 of 'tokens' is 7", _words(lambda i, w: 7)),
+    Case("train-regression-text-score", TRAIN.replace("train.jsonl", "bad.jsonl") + " --task regression",
+         "regression: 'label' of the training set must hold one finite number per row (row 0: 'high')",
+         _rows(lambda r: {**r, "label": "high"})),
+    Case("train-regression-classifier", TRAIN + " --task regression",
+         "model '{w}/model' is a classifier with 3 labels, not 1"),
     # the whole request is checked before any model loads (nothing trained, nothing written)
     Case("train-seeds-negative", TRAIN + " --seeds -1 1", "--seeds must be integers between 0 and 2**32 - 1, got -1"),
     Case("train-seeds-too-big", TRAIN + " --seeds 0 4294967296", "between 0 and 2**32 - 1, got 4294967296"),
@@ -495,6 +503,10 @@ CASES = [
          _text("bad.jsonl", "")),
     Case("run-jsonl-not-json", "run --config {w}/run.yaml --dataset {w}/bad.jsonl",
          "{w}/bad.jsonl, line 3: not valid JSON", _text("bad.jsonl", ROW + ROW + '{"premise": oops}\n')),
+    Case("run-records-of-an-earlier-version", "run --config {w}/run.yaml", "the records of stage(s) data were "
+         "written by another datacarto version, whose resume keys this one cannot check: rerun with --force data",
+         _text("out/stages/data.json", '{"name": "data", "key": "k", "digest": "d", "seconds": 1.0, '
+               '"finished_at": 0.0, "outputs": [], "summary": {}}')),
     # -- demo
     Case("demo-n-train-0", "demo --output-dir {w}/demo --n-train 0", "n_train must be at least 1"),
     Case("demo-flip-1.5", "demo --output-dir {w}/demo --flip 1.5", "flip must be in [0, 1]"),

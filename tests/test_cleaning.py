@@ -67,8 +67,8 @@ def test_the_flagged_rows_are_the_cross_fitted_estimates(cleaned, world):
     found = run_label_errors(out / "crossfit", method="out-of-sample")
     assert found.info["dynamics"] == "out-of-sample"
     summary = cleaned.cleaning
-    assert summary["refused"] is None and summary["source"]["run"] == "crossfit"
-    assert summary["estimate"]["total"] == found.total > 0
+    assert summary.refused is None and summary.source["run"] == "crossfit"
+    assert summary.estimate["total"] == found.total > 0
     flagged = found.flagged["row_id"].to_numpy()
     for name in ("drop", "fix"):
         corrections = pd.read_csv(out / "cleaning" / f"{name}.corrections.csv")
@@ -96,7 +96,7 @@ def test_the_corrected_data_and_the_random_drop_control(cleaned, world):
     assert (fixed.loc[ids, "label"] == suggested.loc[ids]).all()
     others = np.setdiff1d(np.arange(240), ids)
     assert (fixed.loc[others, "label"].to_numpy() == world["noisy"][others]).all()
-    assert (fixed.loc[ids, "original_label"].to_numpy() == world["noisy"][ids]).all()  # provenance kept
+    assert (fixed.loc[ids, "given_label"].to_numpy() == world["noisy"][ids]).all()  # provenance kept
     # the control drops as many rows, with the same given labels, drawn as select's controls are (the run's seed)
     gold = pd.DataFrame({"gold": world["noisy"]}, index=pd.RangeIndex(240, name="row_id"))
     for name in ("drop", "fix"):
@@ -104,9 +104,9 @@ def test_the_corrected_data_and_the_random_drop_control(cleaned, world):
         gone = np.setdiff1d(np.arange(240), control["row_id"])
         assert gone.tolist() == random_control(ids, gold, match_labels=True, seed=0).tolist()
         assert sorted(world["noisy"][gone]) == sorted(world["noisy"][ids])
-        entry = cleaned.cleaning["recipes"][name]
-        assert entry["control"]["n_train"] == 240 - ids.size and entry["control"]["dropped"] == ids.size
-    assert cleaned.cleaning["recipes"]["fix"]["relabelled"] == int((suggested != world["noisy"][suggested.index]).sum())
+        entry = cleaned.cleaning.recipes[name]
+        assert entry.control.n_train == 240 - ids.size and entry.control.dropped == ids.size
+    assert cleaned.cleaning.recipes["fix"].relabelled == int((suggested != world["noisy"][suggested.index]).sum())
 
 
 def test_the_retrained_models_and_their_evaluation(cleaned, world):
@@ -124,8 +124,8 @@ def test_the_retrained_models_and_their_evaluation(cleaned, world):
         assert focus["init"] == "pretrained" and focus["start_model"] == str(world["model"])
         assert not list((out / "models" / name).rglob("*.safetensors"))
     # the two controls drop the same rows: trained once
-    models = cleaned.cleaning["models"]
-    assert models["random-drop/fix"]["same_as"] == "random-drop/drop" and "same_as" not in models["cleaned/fix"]
+    models = cleaned.cleaning.models
+    assert models["random-drop/fix"].same_as == "random-drop/drop" and models["cleaned/fix"].same_as is None
     np.testing.assert_array_equal(load_predictions(out / "predictions" / "random-drop/fix.npz")["test"],
                                   load_predictions(out / "predictions" / "random-drop/drop.npz")["test"])
     assert list(cleaned.accuracy.index) == ["baseline", *names]  # no selection recipe: no focused model
@@ -141,8 +141,33 @@ def test_a_second_run_reuses_every_stage_and_a_control_change_retrains_nothing(c
     # no control: the clean stage runs again, its cleaned models are reused (same rows, same labels)
     fewer = run_pipeline(make_config(world, out, control=False), quiet=True)
     assert "clean" in fewer.ran and "baseline" in fewer.skipped
-    assert {n: m["ran"] for n, m in fewer.cleaning["models"].items()} == {"cleaned/drop": False, "cleaned/fix": False}
+    assert {n: m.ran for n, m in fewer.cleaning.models.items()} == {"cleaned/drop": False, "cleaned/fix": False}
     assert list(fewer.accuracy.index) == ["baseline", "cleaned/drop", "cleaned/fix"]
+
+
+def test_the_clean_stage_reads_exactly_the_config_keys_it_declares(cleaned, world, tmp_path):
+    from datacarto.pipeline.context import Context
+    from datacarto.pipeline.stages import PIPELINE
+
+    out = tmp_path / "declared"
+    shutil.copytree(cleaned.output_dir, out)
+    ctx = Context(make_config(world, out).validate(), force={"clean"}, log=lambda msg: None, progress=False)
+    for stage in PIPELINE:
+        ctx.run(stage)
+    declared = next(s for s in PIPELINE if s.name == "clean").config
+    assert ctx.runner.config_read["clean"] == set(declared)  # forced: its models are trained again too
+
+
+def test_the_retrained_weights_are_kept_with_save_focused_models(cleaned, world, tmp_path):
+    out = tmp_path / "kept"
+    shutil.copytree(cleaned.output_dir, out)
+    kept = run_pipeline(make_config(world, out, save_focused_models=True), quiet=True)
+    assert "clean" in kept.ran and "baseline" in kept.skipped
+    trained = ["cleaned/drop", "random-drop/drop", "cleaned/fix"]  # random-drop/fix: random-drop/drop's predictions
+    assert sorted(n for n in kept.models if n != "baseline") == sorted(trained)
+    for name in trained:
+        assert list((out / "models" / name / "model").glob("*.safetensors"))
+        assert out.joinpath("models", name, "model").as_posix() in {p.as_posix() for p in kept.models.values()}
 
 
 def test_the_report_opens_with_the_estimate_the_flags_and_the_paired_tests(cleaned, world):
@@ -153,7 +178,7 @@ def test_the_report_opens_with_the_estimate_the_flags_and_the_paired_tests(clean
     md = (out / "report.md").read_text()
     assert md.index("## Label errors and retraining") < md.index("## Data map")
     assert md.index("## Label errors and retraining") == md.index("\n## ") + 1  # the first section
-    total = cleaned.cleaning["estimate"]["total"]
+    total = cleaned.cleaning.estimate["total"]
     ids = pd.read_csv(out / "cleaning" / "drop.corrections.csv")["row_id"].to_numpy()
     hits = int(world["flipped"][ids].sum())
     assert (f"Label errors: {total} of 240 training labels estimated wrong ({pct(total / 240)}; confident learning "
@@ -175,7 +200,7 @@ def test_the_report_opens_with_the_estimate_the_flags_and_the_paired_tests(clean
     assert f"({b} rows only cleaned gets right, {c} only control)" in line
     assert f"McNemar p {'< 0.001' if p < 0.001 else f'= {p:.3f}'} ({b} rows" in line
     assert "| given label | examples | estimated wrong | share |" in md
-    per_class = cleaned.cleaning["estimate"]["per_class"]
+    per_class = cleaned.cleaning.estimate["per_class"]
     rows = [f"| {name} | {per_class[name]['n']} | {per_class[name]['estimated_errors']} |" for name in NAMES]
     assert [md.index(row) for row in rows] == sorted(md.index(row) for row in rows)  # in the classes' order
     assert "| drop | cleaned: cleaned/drop | " in md and "| drop | random-drop control: random-drop/drop | " in md
@@ -193,7 +218,7 @@ def test_a_run_that_cannot_support_an_estimate_retrains_nothing_and_says_why(cle
     shutil.copytree(cleaned.output_dir, out)
     monkeypatch.setattr(label_errors, "run_label_errors", refuse)
     result = run_pipeline(make_config(world, out), force=["clean"], quiet=True)
-    assert result.cleaning["refused"] == "cannot estimate label errors: the model barely learned"
+    assert result.cleaning.refused == "cannot estimate label errors: the model barely learned"
     assert list(result.accuracy.index) == ["baseline"]
     line = "Label errors: not estimated, nothing retrained: cannot estimate label errors: the model barely learned."
     assert label_error_lines(out) == [line]

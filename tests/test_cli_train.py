@@ -180,8 +180,9 @@ def test_output_dir_holding_another_data_sets_dynamics(tmp_path, tiny_model, toy
     assert main(["train", "--model", tiny_model, "--dataset", str(toy_jsonl), "--output-dir", out, *FAST]) == 0
     before = load_dynamics(out).logits.copy()
     other = write_jsonl(tmp_path / "other.jsonl", toy_rows[:30])
-    cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", other, "--output-dir", out, *FAST],
-           "already holds training dynamics of a different data set")
+    line = cli_fails(capsys, ["train", "--model", tiny_model, "--dataset", other, "--output-dir", out, *FAST],
+                     "already holds training dynamics of a different data set")
+    assert "--overwrite_output_dir" in line and "overwrite_dynamics" not in line
     np.testing.assert_array_equal(load_dynamics(out).logits, before)  # nothing already written lost
 
 
@@ -250,7 +251,8 @@ def test_train_again_into_a_run_folder(tmp_path, tiny_model, toy_jsonl, toy_rows
     three = [a if a != "1" else "3" for a in args]  # --num_train_epochs 3
     assert main(three) == 0
     before = {p.name: p.read_bytes() for p in (out / "training_dynamics").iterdir() if p.is_file()}
-    cli_fails(capsys, args, "already holds 3 recorded epoch(s) of this data set")
+    line = cli_fails(capsys, args, "already holds 3 recorded epoch(s) of this data set")
+    assert "--overwrite_output_dir" in line and "--resume_from_checkpoint" in line and "=True" not in line
     assert {p.name: p.read_bytes() for p in (out / "training_dynamics").iterdir() if p.is_file()} == before
     assert main([*args, "--overwrite_output_dir"]) == 0
     assert load_dynamics(out).epochs == [0]  # a new store, not 1 new epoch beside 2 old ones

@@ -111,7 +111,7 @@ def test_reproducible_and_in_sample_as_main_store(crossfit_run, toy_rows, tiny_m
     first = crossfit_run.output_dir
     np.testing.assert_array_equal(load_dynamics(out).logits, load_dynamics(first, "insample").logits)
     np.testing.assert_array_equal(load_dynamics(out, "oos").logits, load_dynamics(first).logits)
-    with pytest.raises(DatacartoError, match="already holds recorded epochs"):
+    with pytest.raises(DatacartoError, match=r"already holds recorded epochs: .*\(overwrite_dynamics=True\)"):
         train_crossfit(model=tiny_model, train=datasets.Dataset.from_list(toy_rows), folds=FOLDS, seed=7,
                        output_dir=out, training_args=training_args(out))
 

@@ -135,7 +135,7 @@ def test_two_processes_record_each_causal_lm_example_once(tmp_path):
            "--model", model, "--dataset", str(data), "--validation", str(dev), "--task", "causal-lm",
            "--prompt-column", "prompt", "--response-column", "response", "--output-dir", str(out),
            "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu",
-           "--disable_tqdm", "true", "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0"]
+           "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0"]  # progress lines, as a user sees
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dyn = load_dynamics(out)
@@ -148,3 +148,60 @@ def test_two_processes_record_each_causal_lm_example_once(tmp_path):
     validation = load_dynamics(out, "validation")
     np.testing.assert_array_equal(validation.ids, np.arange(11))
     assert validation.n_epochs == 2
+    # rank 0 alone speaks: each line once; and a causal LM's evaluation has no class accuracy to report
+    said = proc.stdout + proc.stderr
+    for line in ("task: causal-lm", "datacarto: warning: --max-length 128", "training: ", "evaluation at epoch 1.00",
+                 "evaluation at epoch 2.00", "training dynamics: "):
+        assert said.count(line) == 1, (line, said[-3000:])
+    assert "accuracy" not in said and "macro-F1" not in said
+
+
+FSDP_LAUNCH = Path(__file__).with_name("fsdp_launch.py")
+# accelerate 1.16 shards BERT's embeddings module (its _no_split_modules) and then its word embeddings
+# again, which fails in fully_shard: wrap only the encoder layers
+BERT_FSDP = '{"version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"]}'
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("mode", ["training_pass", "epoch_end"])
+@pytest.mark.parametrize("task", ["sequence-classification", "causal-lm"])
+def test_fsdp_two_processes_record_each_example_once(tmp_path, tiny_model, mode, task):
+    """FSDP2 through the Trainer (accelerate's fully_shard, gloo on CPU: tests/fsdp_launch.py).
+
+    Eval batches of 5 over 61 training rows (31 + 30) and 21 or 11 validation rows give the
+    ranks unequal batch counts unless the epoch-end and evaluation passes pad their shares: a
+    sharded forward on one rank alone would wait for the other (here gloo aborts). The causal LM
+    records its evaluations with such a pass in both modes.
+    """
+    from datacarto.testing import make_tiny_causal_lm_dir, toy_instruction_words, toy_instructions
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(FSDP_LAUNCH)]
+    out, data, dev = tmp_path / "run", tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    if task == "causal-lm":
+        rows = [{"prompt": r["prompt"], "response": r["response"]} for r in toy_instructions(N, seed=3)]
+        model, n_dev = make_tiny_causal_lm_dir(tmp_path / "gpt2", toy_instruction_words()), 11
+        cmd += ["-m", "datacarto.cli", "train", "--model", model, "--dataset", str(data), "--validation", str(dev),
+                "--task", "causal-lm", "--prompt-column", "prompt", "--response-column", "response",
+                "--output-dir", str(out), "--dynamics_mode", mode, "--num_train_epochs", "2",
+                "--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu", "--disable_tqdm",
+                "true", "--save_strategy", "no", "--logging_strategy", "no", "--seed", "0",
+                "--fsdp_config", '{"version": 2}']
+    else:
+        rows, n_dev = toy_nli(N, seed=3), 21
+        cmd += [str(EXAMPLE), *example_args(tiny_model, data, out, mode), "--validation_file", str(dev),
+                "--eval_strategy", "epoch", "--fsdp_config", BERT_FSDP]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dev.write_text("".join(json.dumps(r) + "\n" for r in rows[:n_dev]))
+    cmd += ["--fsdp", "--per_device_eval_batch_size", "5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dyn = load_dynamics(out)
+    assert dyn.epochs == [0, 1] and dyn.manifest["task"] == task and dyn.manifest["mode"] == mode
+    np.testing.assert_array_equal(dyn.ids, np.arange(N))
+    assert np.isfinite(dyn.logits).all()
+    assert all(s["n"] == N for s in dyn.manifest["snapshots"].values())
+    val = load_dynamics(out, "validation")
+    assert val.epochs == [0, 1]
+    np.testing.assert_array_equal(val.ids, np.arange(n_dev))
+    assert np.isfinite(val.logits).all()

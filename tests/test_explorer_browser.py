@@ -141,6 +141,8 @@ def test_sort_and_filter_change_table_and_map_consistently(page, mapped):
     page.wait_for_function(f"window.datacarto.tableRows().length === {N}")
     page.uncheck("#dc-regions input[data-code='0']")
     page.wait_for_function(f"window.datacarto.tableRows().length === {int((region != 'easy-to-learn').sum())}")
+    # a filter paints the table first, then redraws the map on a later frame (on a busy machine, later still)
+    page.wait_for_function(f"window.datacarto.mapIndices().length === {int((region != 'easy-to-learn').sum())}")
     assert page.evaluate("window.datacarto.mapIndices()") == np.flatnonzero(region != "easy-to-learn").tolist()
     for bad, message in [("{region: ['nowhere']}", "unknown region"), ("{gold: ['maybe']}", "unknown label"),
                          ("{ranges: {nope: [0, 1]}}", "no score nope")]:
@@ -269,5 +271,84 @@ def test_compare_page_gives_the_transition_matrix(browser, tmp_path):
         assert "kept easy-to-learn" in legend and "easy-to-learn \u2192 ambiguous" in legend
         rec = pg.evaluate("window.datacarto.record(0)")
         assert rec["region:seed0"] == ra.iloc[0] and rec["region:seed1"] == rb.iloc[0]
+    finally:
+        context.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# what a user tripped on (issue 26)
+
+FRAMES = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+RECT = "(id) => { const r = document.getElementById(id).getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"
+
+
+def overlap(a, b) -> float:
+    """The area two client rectangles [left, top, right, bottom] share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def test_a_search_after_a_box_selection_clears_the_box_and_its_dimming(page, mapped):
+    records = mapped["records"]
+    area = page.evaluate("""() => { const gd = document.getElementById('dc-plot'), r = gd.getBoundingClientRect();
+      const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+      return [r.left + xa._offset, r.top + ya._offset, xa._length, ya._length]; }""")
+    page.click("button[data-drag=select]")
+    page.mouse.move(area[0] + 0.05 * area[2], area[1] + 0.05 * area[3])
+    page.mouse.down()
+    page.mouse.move(area[0] + 0.5 * area[2], area[1] + 0.6 * area[3], steps=8)
+    page.mouse.up()
+    page.wait_for_function("window.datacarto.selected().length > 0", timeout=10_000)
+    assert page.evaluate("document.getElementById('dc-plot')._fullLayout.selections.length") == 1
+    page.fill("#dc-search", "dog")  # typed, as a user does (the box waits for its debounce)
+    hits = np.flatnonzero(records["premise"].str.contains("dog") | records["hypothesis"].str.contains("dog"))
+    page.wait_for_function(f"window.datacarto.tableRows().length === {hits.size} && "
+                           f"window.datacarto.visibleCount() === {hits.size}", timeout=10_000)
+    page.evaluate(FRAMES)
+    state = page.evaluate("""() => { const gd = document.getElementById('dc-plot');
+      return {outline: gd._fullLayout.selections.length,
+              dimmed: gd._fullData.filter(t => Array.isArray(t.selectedpoints) || ArrayBuffer.isView(t.selectedpoints)).length,
+              selected: window.datacarto.selected().length}; }""")
+    assert state == {"outline": 0, "dimmed": 0, "selected": 0}  # every match drawn at full strength, no stale box
+    assert page.evaluate("window.datacarto.mapIndices()") == hits.tolist()
+
+
+def test_a_clicked_rows_tooltip_leaves_the_details_view_free(page, mapped):
+    metrics = mapped["metrics"]
+    vw, vh = page.evaluate("[window.innerWidth, window.innerHeight]")
+    for k in range(0, N, 19):
+        page.evaluate(f"document.getElementById('dc-table').scrollTop = {24 * k}")
+        page.evaluate(FRAMES)  # the rows of the new scroll position are rendered before the click
+        page.locator(f"#dc-table .dc-tr[data-row-id='{metrics.index[k]}']").click()
+        page.wait_for_function(f"window.datacarto.focused() === {k} && "
+                               f"document.getElementById('dc-tooltip').dataset.index === '{k}' && "
+                               "!document.getElementById('dc-tooltip').hidden && !document.getElementById('dc-details').hidden")
+        tip, details = page.evaluate(RECT, "dc-tooltip"), page.evaluate(RECT, "dc-details")
+        assert overlap(tip, details) == 0, (k, tip, details)
+        assert tip[0] >= 0 and tip[1] >= 0 and tip[2] <= vw and tip[3] <= vh, (k, tip)
+
+
+def test_compared_runs_fit_the_side_panel_and_their_columns_read_apart(browser, tmp_path):
+    from datacarto.cli import main
+
+    a = write_run(tmp_path / "snli-minilm-baseline-seed0", 1)
+    b = write_run(tmp_path / "snli-minilm-baseline-seed1", 2)
+    out = tmp_path / "compare.html"
+    assert main(["map", str(a), "--compare", str(b), "--html", str(out)]) == 0
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    try:
+        pg = context.new_page()
+        pg.goto(out.as_uri())
+        pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
+        assert pg.evaluate("window.datacartoError || null") is None
+        pg.evaluate("document.getElementById('dc-compare').scrollIntoView()")
+        side = pg.evaluate(RECT, "dc-side")
+        assert pg.evaluate("(() => { const s = document.getElementById('dc-side'); return s.scrollWidth <= s.clientWidth; })()")
+        rights = pg.evaluate("Array.from(document.querySelectorAll('#dc-compare *')).map(e => e.getBoundingClientRect().right)")
+        assert max(rights) <= side[2] + 0.5  # nothing of the comparison is cut off at the right edge
+        heads = pg.evaluate("""Array.from(document.querySelectorAll('#dc-table .dc-th button'))
+          .filter(b => b.dataset.column.startsWith('region:'))
+          .map(b => ({text: b.textContent, clipped: b.scrollWidth > b.clientWidth}))""")
+        assert len(heads) == 2 and not any(h["clipped"] for h in heads), heads
+        assert heads[0]["text"] != heads[1]["text"] and heads[0]["text"].endswith("seed0") and heads[1]["text"].endswith("seed1")
     finally:
         context.close()

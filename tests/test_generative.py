@@ -28,10 +28,10 @@ def tokenized(lm_dir, rows, max_length=64):
     import datasets
     from transformers import AutoTokenizer
 
-    from datacarto.task_data import prepare_for_task, tokenize_task
+    from datacarto.tasks import TaskSpec, prepare_for_task, tokenize_task
 
-    ds, spec = prepare_for_task(datasets.Dataset.from_list(rows), "causal-lm", prompt_column="prompt",
-                                response_column="response")
+    ds, spec = prepare_for_task(datasets.Dataset.from_list(rows),
+                                TaskSpec(task="causal-lm", prompt_column="prompt", response_column="response"))
     return tokenize_task(ds, AutoTokenizer.from_pretrained(lm_dir), spec, max_length=max_length), spec
 
 
@@ -91,7 +91,7 @@ def test_each_example_once_per_epoch_with_its_exact_nll(tmp_path, lm_dir, mode):
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
     from datacarto.record import CartographyCallback, CartographyTrainer
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     rows = toy_instructions(30, seed=1)
     ds, _ = tokenized(lm_dir, rows)
@@ -156,7 +156,7 @@ def _causal_trainer(tmp_path, lm_dir, rows=16, **options):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from datacarto.record import CartographyTrainer
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     ds, _ = tokenized(lm_dir, toy_instructions(rows, seed=3))
     return CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir),
@@ -199,7 +199,7 @@ def test_recording_leaves_the_optimised_loss_unchanged(tmp_path, lm_dir, monkeyp
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
     from datacarto.record import CartographyTrainer, causal_lm
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     ds, _ = tokenized(lm_dir, toy_instructions(30, seed=7))
     collator = collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir))
@@ -239,7 +239,7 @@ def test_statistics_kept_on_the_device_reach_checkpoints_and_epochs(tmp_path, lm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from datacarto.record import CartographyTrainer, callbacks
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     monkeypatch.setattr(callbacks, "PENDING_BATCHES", 2)
     ds, _ = tokenized(lm_dir, toy_instructions(30, seed=8))
@@ -339,6 +339,8 @@ def test_cli_select_trajectory_clusters_and_metrics(learned_run, tmp_path, capsy
                  "--out", str(out)]) == 0
     subset = pd.read_json(out, lines=True)
     assert len(subset) == 36 and {"prompt", "response", "row_id"} <= set(subset.columns)
+    # a causal LM has no classes: no label column in the subset, no count by label in the summary
+    assert "label" not in subset.columns and "by label" not in capsys.readouterr().out
     focused = tmp_path / "focused"  # continue SFT on the S2L subset (from the run's model: here the start point)
     assert main(["focus", str(run), "--subset", str(out), "--init", "pretrained", "--output-dir", str(focused),
                  "--num_train_epochs", "1", "--use_cpu", "--disable_tqdm", "true", "--save_strategy", "no",
@@ -374,9 +376,9 @@ def test_cli_train_causal_lm(tmp_path, lm_dir, capsys):
 def test_plain_text_lm_predicts_every_token(tmp_path, lm_dir):
     import datasets
 
-    from datacarto.task_data import prepare_for_task, tokenize_task
+    from datacarto.tasks import TaskSpec, prepare_for_task, tokenize_task
 
-    ds, spec = prepare_for_task(datasets.Dataset.from_list([{"text": "copy a b = a b"}]), "causal-lm")
+    ds, spec = prepare_for_task(datasets.Dataset.from_list([{"text": "copy a b = a b"}]), TaskSpec(task="causal-lm"))
     row = tokenize_task(ds, make_causal_tokenizer(toy_instruction_words()), spec)[0]
     assert row["labels"] == row["input_ids"] and len(row["input_ids"]) == 7  # six words and the end token
 
@@ -389,12 +391,12 @@ def test_plain_text_lm_predicts_every_token(tmp_path, lm_dir):
 def test_bad_causal_data_is_one_line(change, message):
     import datasets
 
-    from datacarto.task_data import prepare_for_task
+    from datacarto.tasks import TaskSpec, prepare_for_task
 
     rows = change(toy_instructions(9))
     with pytest.raises(DatacartoError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        prepare_for_task(datasets.Dataset.from_list(rows), "causal-lm", prompt_column="prompt",
-                         response_column="response")
+        prepare_for_task(datasets.Dataset.from_list(rows),
+                         TaskSpec(task="causal-lm", prompt_column="prompt", response_column="response"))
 
 
 def test_truncated_responses_are_counted_and_dropped(lm_dir):
@@ -409,14 +411,14 @@ def test_packed_data_and_non_causal_models_are_refused(tmp_path, lm_dir, tiny_mo
 
     from datacarto.models import load_model
     from datacarto.record import CartographyTrainer
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     ds, _ = tokenized(lm_dir, toy_instructions(8))
     packed = ds.add_column("position_ids", [list(range(len(r))) for r in ds["input_ids"]])
     trainer = CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir), args=training_args(tmp_path),
                                  train_dataset=packed,
                                  data_collator=collator_for("causal-lm", AutoTokenizer.from_pretrained(lm_dir)))
-    with pytest.raises(DatacartoError, match="refuses packed sequences"):
+    with pytest.raises(DatacartoError, match=r"looks packed \(column 'position_ids'\) and carries no row id per token"):
         trainer.train()
     with pytest.raises(DatacartoError, match="is not a causal language model"):
         load_model(tiny_model, 2, task="causal-lm")
@@ -492,12 +494,7 @@ def test_trl_sft_trainer_through_the_mixin(tmp_path, lm_dir):
             want.append(torch.nn.functional.cross_entropy(logits, target, ignore_index=-100).item())
     np.testing.assert_allclose(epoch_stats(tmp_path, 1)["nll"].sort_index().to_numpy(), want, atol=1e-5, rtol=0)
 
-    packed = SFT(model=AutoModelForCausalLM.from_pretrained(lm_dir), train_dataset=datasets.Dataset.from_list(rows),
-                 args=trl.SFTConfig(str(tmp_path / "packed"), packing=True, max_length=32, use_cpu=True, bf16=False,
-                                    report_to="none", save_strategy="no", disable_tqdm=True),
-                 processing_class=AutoTokenizer.from_pretrained(lm_dir))
-    with pytest.raises(DatacartoError, match=r"looks packed \(column 'seq_lengths'\).*packing=False"):
-        packed.train()
+    # packing=True, packing_strategy="wrapped" and padding_free=True: tests/test_packed_sft.py
 
 
 class warnings_as_errors:
@@ -521,13 +518,14 @@ def test_chat_template_labels_only_the_assistant_turn(lm_dir):
     import datasets
     from transformers import AutoTokenizer
 
-    from datacarto.task_data import prepare_for_task, tokenize_task
+    from datacarto.tasks import TaskSpec, prepare_for_task, tokenize_task
 
     tok = AutoTokenizer.from_pretrained(lm_dir)
     tok.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} [SEP] {% endfor %}"
                          "{% if add_generation_prompt %}assistant {% endif %}")
-    ds, spec = prepare_for_task(datasets.Dataset.from_list([{"prompt": "add 1 2 =", "response": "3"}]), "causal-lm",
-                                prompt_column="prompt", response_column="response", chat_template=True)
+    ds, spec = prepare_for_task(datasets.Dataset.from_list([{"prompt": "add 1 2 =", "response": "3"}]),
+                                TaskSpec(task="causal-lm", prompt_column="prompt", response_column="response",
+                                         chat_template=True))
     row = tokenize_task(ds, tok, spec)[0]
     words = tok.convert_ids_to_tokens(row["input_ids"])
     assert words == ["[UNK]", "add", "1", "2", "=", "[SEP]", "[UNK]", "3", "[SEP]"]  # user ... assistant 3 [SEP]
@@ -540,7 +538,7 @@ def test_lora_causal_lm_is_recorded(tmp_path, lm_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from datacarto.record import CartographyTrainer
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     ds, _ = tokenized(lm_dir, toy_instructions(12, seed=4))
     model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(lm_dir),
@@ -558,7 +556,7 @@ def test_rows_dropped_by_the_loader_are_filled_exactly(tmp_path, lm_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from datacarto.record import CartographyTrainer
-    from datacarto.task_data import collator_for
+    from datacarto.tasks import collator_for
 
     ds, _ = tokenized(lm_dir, toy_instructions(30, seed=6))
     trainer = CartographyTrainer(model=AutoModelForCausalLM.from_pretrained(lm_dir),

@@ -267,7 +267,7 @@ def test_apply_corrections_round_trips_exactly(noisy_store, tmp_path, capsys):
     expected[ids[0]], expected[ids[3]], expected[ids[4]] = (NAMES.index(queue[0]["suggested_label"]), 0,
                                                             NAMES.index(queue[4]["suggested_label"]))
     assert fixed["label"].tolist() == expected.tolist()
-    assert fixed["original_label"].tolist() == kept["label"].tolist()
+    assert fixed["given_label"].tolist() == kept["label"].tolist()
     assert fixed["new_label"].tolist() == fixed["label"].tolist()
     decisions = fixed["decision"].where(fixed["decision"].notna(), None)
     assert decisions[ids[0]] == "relabel" and decisions[ids[2]] == "keep" and decisions[ids[4]] == "relabel"
@@ -400,7 +400,7 @@ def test_units_are_counted_flagged_and_corrected(tmp_path, capsys, task):
     else:
         after = before.copy()
         after[sub] = TOY_TAGS.index(new)
-    assert fixed.loc[row, "label"] == after and fixed.loc[row, "original_label"] == before
+    assert fixed.loc[row, "label"] == after and fixed.loc[row, "given_label"] == before
     assert fixed.loc[row, "decision"] == "relabel"
     others = fixed.drop(index=row)
     assert [list(v) for v in others["label"]] == [list(v) for v in records.drop(index=row)["label"]]
@@ -528,6 +528,46 @@ def test_accepting_the_suggestions_leaves_fewer_wrong_labels(flipped_runs, tmp_p
                  "--out", str(tmp_path / "fixed.parquet")]) == 0
     fixed = pd.read_parquet(tmp_path / "fixed.parquet").set_index("row_id").sort_index()
     assert "fold" not in fixed.columns and len(fixed) == len(true)
-    wrong_before = int((fixed["original_label"].to_numpy() != true).sum())
+    wrong_before = int((fixed["given_label"].to_numpy() != true).sum())
     assert wrong_before == int(flipped.sum())
     assert int((fixed["label"].to_numpy() != true).sum()) < wrong_before / 2
+
+
+def test_compressed_confidences_are_refused(tmp_path):
+    """A model that ranks the classes but keeps p(gold) near 1/C: confident learning would count half the data."""
+    from datacarto.dynamics.label_errors import run_label_errors
+
+    run = tmp_path / "flat"
+    write_noisy_store(run / "training_dynamics", n=150, epochs=3)
+    from datacarto.dynamics.store import DynamicsWriter, load_dynamics
+
+    dyn = load_dynamics(run)
+    writer = DynamicsWriter(run / "training_dynamics")
+    for e in range(3):  # the same ranking, squeezed towards uniform: a softmax of logits / 12
+        writer.write_epoch(e, dyn.ids, dyn.gold, (dyn.logits[:, e, :] / 12).astype(np.float32), epoch=e + 1.0)
+    with pytest.raises(DatacartoError, match="cannot estimate label errors: the confidences are compressed"):
+        run_label_errors(run)
+
+
+def test_a_column_of_the_data_named_original_label_is_kept(tmp_path):
+    """The demo data's own ``original_label`` (the label before flipping) survives: provenance is ``given_label``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from datacarto.dynamics.corrections import apply_corrections
+    from datacarto.dynamics.label_errors import review_queue, run_label_errors
+    from datacarto.dynamics.store import load_examples
+
+    run = tmp_path / "run"
+    flipped = write_noisy_store(run / "training_dynamics")
+    path = run / "training_dynamics" / "examples.parquet"
+    table = pq.read_table(path)
+    given = np.asarray(table.column("label").to_pylist())
+    truth = np.where(flipped, (given + 1) % 3, given)  # a column of the data's own, unlike the given labels
+    pq.write_table(table.append_column("original_label", pa.array(truth)), path)
+    queue = review_queue(run, run_label_errors(run)).assign(decision="relabel")
+    queue["new_label"] = queue["suggested_label"]
+    fixed, _ = apply_corrections(run, queue)
+    fixed = fixed.set_index("row_id")
+    assert fixed["given_label"].tolist() == load_examples(run)["label"].tolist()
+    assert fixed["original_label"].tolist() == truth.tolist()

@@ -101,11 +101,11 @@ def test_dynamics_and_metrics(first_run):
     assert len(m) == 60 and set(m["region"]) == set(REGIONS)
     assert np.array_equal(m["gold"].to_numpy(), dyn.gold)
     counts = m["region"].value_counts().to_dict()
-    assert first_run.stages["metrics"].summary["regions"] == {r: counts[r] for r in REGIONS}
+    assert first_run.stages["metrics"].summary.regions == {r: counts[r] for r in REGIONS}
     for split in ("validation", "test"):
         regions = pd.read_parquet(first_run.output_dir / "metrics" / f"{split}_regions.parquet")
         assert len(regions) == 30 and set(regions["region"]) <= set(REGIONS)
-        assert first_run.stages["metrics"].summary[f"{split}_regions"] == {
+        assert getattr(first_run.stages["metrics"].summary, f"{split}_regions") == {
             r: int((regions["region"] == r).sum()) for r in REGIONS}
 
 
@@ -141,13 +141,13 @@ def test_subsets_and_controls(first_run):
     m = pd.read_parquet(out / "metrics" / "train.parquet").set_index("row_id")
     for recipe, region in (("amb", "ambiguous"), ("hard", "hard-to-learn")):
         entry = first_run.subsets[recipe]
-        focused = pd.read_json(out / entry["path"], lines=True)
-        control = pd.read_json(out / entry["control"]["path"], lines=True)
-        assert len(focused) == entry["n"] == len(control) == entry["control"]["n"] > 0
+        focused = pd.read_json(out / entry.path, lines=True)
+        control = pd.read_json(out / entry.control.path, lines=True)
+        assert len(focused) == entry.n == len(control) == entry.control.n > 0
         assert (m.loc[focused["row_id"], "region"] == region).all()
         # paper's region mode: round(fraction x N), capped at the region
         n_region = int((m["region"] == region).sum())
-        assert entry["n"] == min(int(np.floor(FRACTION[recipe] * 60 + 0.5)), n_region)
+        assert entry.n == min(int(np.floor(FRACTION[recipe] * 60 + 0.5)), n_region)
         # the control matches the label mix of the focused subset
         assert sorted(focused["label"]) == sorted(control["label"])
         assert {"premise", "hypothesis", "is_flipped"} <= set(focused.columns)
@@ -157,16 +157,17 @@ def test_focused_and_control_models_with_predictions(first_run, data_files):
     out = first_run.output_dir
     val_gold = gold_of(data_files["validation"])
     names = ["baseline", "focused/hard", "control/hard", "focused/amb", "control/amb"]
-    assert list(first_run.models) == names
+    # weights: the baseline's only, unless save_focused_models (the report needs predictions and metrics)
+    assert list(first_run.models) == ["baseline"]
+    assert any(first_run.models["baseline"].glob("*.safetensors"))
+    assert [p.relative_to(out).parts[0] for p in out.rglob("*.safetensors")] == ["baseline"]
     for name in names:
-        model_dir = first_run.models[name]
-        assert (model_dir / "config.json").is_file() and any(model_dir.glob("*.safetensors"))
         pred = load_predictions(out / "predictions" / f"{name}.npz")
         assert pred["validation"].shape == (30, 3) and pred["test"].shape == (30, 3)
         assert first_run.accuracy.loc[name, "validation_accuracy"] == pytest.approx(
             (pred["validation"].argmax(1) == val_gold).mean())
-    focus = json.loads((first_run.models["focused/amb"].parent / "focus.json").read_text())
-    assert focus["init"] == "baseline" and focus["n_examples"] == first_run.subsets["amb"]["n"]
+    focus = json.loads((out / "models" / "focused" / "amb" / "focus.json").read_text())
+    assert focus["init"] == "baseline" and focus["n_examples"] == first_run.subsets["amb"].n
 
 
 def test_ensembles(first_run):
@@ -281,17 +282,19 @@ def test_resume_skips_everything_then_redoes_only_what_a_recipe_change_touches(f
 
     recipes = [{**RECIPES[0], "fraction": 0.3}, dict(RECIPES[1])]
     changed = run_pipeline(make_config(data_files, out, recipes=recipes), quiet=True)
-    assert changed.ran == ["select", "focus", "ensemble", "evaluate", "report"]
-    assert changed.skipped == ["data", "baseline", "metrics", "maps", "clean"]
+    # clean reads the recipes too: without a cleaning recipe it does nothing, and its digest holds
+    assert changed.ran == ["select", "focus", "clean", "ensemble", "evaluate", "report"]
+    assert changed.skipped == ["data", "baseline", "metrics", "maps"]
+    assert changed.stages["clean"].digest == first_run.stages["clean"].digest
     for name in ("data", "baseline", "metrics", "maps"):
         assert (out / "stages" / f"{name}.json").read_bytes() == records[name]
     # only the changed recipe's models were retrained
-    models = changed.stages["focus"].summary["models"]
-    assert {n: m["ran"] for n, m in models.items()} == {"focused/amb": False, "control/amb": False,
+    models = changed.stages["focus"].summary.models
+    assert {n: m.ran for n, m in models.items()} == {"focused/amb": False, "control/amb": False,
                                                          "focused/hard": True, "control/hard": True}
     for name in ("focused/amb", "control/amb"):
         assert (out / "stages" / "focus" / f"{name.replace('/', '__')}.json").read_text() == units[name]
-    assert changed.subsets["hard"]["n"] >= first_run.subsets["hard"]["n"]
+    assert changed.subsets["hard"].n >= first_run.subsets["hard"].n
     assert changed.accuracy.loc["focused/amb", "test_accuracy"] == first_run.accuracy.loc["focused/amb",
                                                                                          "test_accuracy"]
     assert "fraction=0.3, region=hard-to-learn" in (out / "report.md").read_text()
@@ -437,6 +440,7 @@ def test_other_options_without_a_test_set(data_files, tmp_path):
     """No test set, epoch_end dynamics, a ranked recipe, no control, focus from the pretrained model,
     equal-weight probability ensembles, region-coloured map."""
     config = make_config(data_files, tmp_path / "variant", test=None, control=False, focus_init="pretrained",
+                         save_focused_models=True,
                          ensemble_tune=False, ensemble_combine="probs", map_color_by="region",
                          dynamics_mode="epoch_end", training_args={**TRAINING, "num_train_epochs": 2},
                          recipes=[{"name": "lowconf", "metric": "confidence", "fraction": 0.2}])
@@ -446,9 +450,10 @@ def test_other_options_without_a_test_set(data_files, tmp_path):
     assert list(result.accuracy.index) == ["baseline", "focused/lowconf", "ensemble/lowconf"]
     assert result.accuracy["test_accuracy"].isna().all()
     assert set(load_predictions(out / "predictions" / "baseline.npz")) == {"validation"}
-    assert result.ensembles["ensemble/lowconf"]["weights"] == [0.5, 0.5]
-    assert result.stages["baseline"].summary["output_dir"] == "baseline"
+    assert result.ensembles["ensemble/lowconf"].weights == [0.5, 0.5]
+    assert result.stages["baseline"].summary.output_dir == "baseline"
     assert json.loads((result.models["focused/lowconf"].parent / "focus.json").read_text())["init"] == "pretrained"
+    assert any(result.models["focused/lowconf"].glob("*.safetensors"))  # kept: save_focused_models
     m = pd.read_parquet(out / "metrics" / "train.parquet").set_index("row_id")
     ids = pd.read_json(out / "subsets" / "lowconf.jsonl", lines=True)["row_id"]
     assert len(ids) == 12 and set(ids) == set(m["confidence"].nsmallest(12).index)
@@ -523,3 +528,30 @@ def test_recipe_names_are_names(data_files, tmp_path):
         with pytest.raises(DatacartoError, match="name"):
             make_config(data_files, tmp_path / "x", recipes=[{"name": bad, "region": "ambiguous", "fraction": 0.3}]
                         ).validate()
+
+
+def test_run_pipeline_takes_dataset_objects(data_files, tmp_path):
+    """``dataset=`` / ``validation=`` as ``datasets.Dataset`` objects, as the docs say (not their printout)."""
+    from datacarto.data import load_table
+
+    splits = {s: load_table(str(data_files[s])) for s in ("train", "validation")}
+    config = make_config(data_files, tmp_path / "objects", dataset=splits["train"], validation=splits["validation"],
+                         test=None, control=False, recipes=[dict(RECIPES[1])],
+                         training_args={**TRAINING, "num_train_epochs": 2})
+    result = run_pipeline(config, quiet=True)
+    assert list(result.accuracy.index) == ["baseline", "focused/amb", "ensemble/amb"]
+    assert json.loads((result.output_dir / "config.json").read_text())["dataset"]["in_memory"] == 60
+
+
+def test_a_warning_about_the_settings_is_said_once_per_run_not_per_model(data_files, tmp_path):
+    """max_length beyond the model's 64 positions: one warning for the run, not one per focused model."""
+    import warnings
+
+    config = make_config(data_files, tmp_path / "long", max_length=100, test=None, recipes=[dict(RECIPES[1])],
+                         training_args={**TRAINING, "num_train_epochs": 2})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # what a Python session shows: once per source line
+        result = run_pipeline(config, quiet=True)
+    said = [str(w.message) for w in caught if "longer than the model's" in str(w.message)]
+    assert said == ["--max-length 100 is longer than the model's 64 positions: using 64"], said
+    assert result.accuracy.index.tolist()[:3] == ["baseline", "focused/amb", "control/amb"]

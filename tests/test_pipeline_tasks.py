@@ -101,7 +101,11 @@ def _run(task, models, tmp_path_factory):
 def test_every_stage_and_the_units_of_each_split(task_run):
     task, splits, out, _ = task_run
     stages = {p.stem: json.loads(p.read_text()) for p in (out / "stages").glob("*.json")}
-    assert stages["data"]["summary"]["task"] == task  # inferred from the columns (no --task given)
+    assert stages["data"]["summary"]["task_spec"]["task"] == task  # inferred from the columns (no --task given)
+    from datacarto.dynamics.store import dynamics_dir, read_manifest
+
+    # the one TaskSpec: resolved by the data stage, written whole into the baseline's manifest at its start
+    assert read_manifest(dynamics_dir(out / "baseline"))["task_spec"] == stages["data"]["summary"]["task_spec"]
     with np.load(out / "predictions" / "gold.npz") as gold:
         for split in ("validation", "test"):
             np.testing.assert_array_equal(gold[split], expected_gold(task, splits[split]))
@@ -230,7 +234,7 @@ def test_cli_run_with_a_task_and_its_errors(tmp_path, models, capsys):
     common = ["run", "--model", models["bert"], "--dataset", data, "--validation", data]
     cli_fails(capsys, [*common, "--output-dir", str(tmp_path / "a"), "--folds", "2"],
               "--folds and --seeds train sequence classifiers only so far, not token-classification")
-    cli_fails(capsys, [*common, "--output-dir", str(tmp_path / "b"), "--task", "regression"],
+    cli_fails(capsys, [*common, "--output-dir", str(tmp_path / "b"), "--task", "translation"],
               "config key 'task' must be one of")
     cli_fails(capsys, [*common, "--output-dir", str(tmp_path / "c"), "--task", "token-classification",
                        "--tokens-column", "words"], "column(s) ['words'] not in the training set")
@@ -250,3 +254,30 @@ def test_a_second_run_of_a_task_config_reuses_every_stage(causal_run):
     again = run_pipeline(result.config, quiet=True)
     assert [name for name, record in again.stages.items() if record.ran] == []
     pd.testing.assert_frame_equal(again.accuracy, result.accuracy)
+
+
+
+def test_a_changed_task_option_redoes_the_baseline_stage(models, tmp_path):
+    """``chat_template`` prepares the same rows but trains on other tokens: the baseline must not be reused.
+
+    The data stage's digest covers what later stages read of it (its summary: the task columns),
+    not only the prepared rows.
+    """
+    import dataclasses
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(models["gpt"], tmp_path / "lm")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "lm")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+    tokenizer.save_pretrained(tmp_path / "lm")
+    rows = toy_instructions(24)
+    files = {s: write_jsonl(tmp_path / f"{s}.jsonl", r) for s, r in (("train", rows[:16]), ("validation", rows[16:]))}
+    config = PipelineConfig(model=str(tmp_path / "lm"), dataset=files["train"], validation=files["validation"],
+                            output_dir=str(tmp_path / "run"), training_args={**TRAINING, "num_train_epochs": 1},
+                            focus_training_args={"num_train_epochs": 1}, recipes=[dict(r) for r in RECIPE],
+                            control=False, prompt_column="prompt", response_column="response")
+    run_pipeline(config, quiet=True)
+    again = run_pipeline(dataclasses.replace(config, chat_template=True), quiet=True)
+    assert [name for name, record in again.stages.items() if record.ran][:2] == ["data", "baseline"]

@@ -157,8 +157,9 @@ def test_output_dir_with_dynamics_of_another_data_set(tmp_path, tiny_model, toy_
     CartographyTrainer(model=model, args=args, train_dataset=data, processing_class=tok).train()
     other = data.select(range(30))
     trainer = CartographyTrainer(model=model, args=args, train_dataset=other, processing_class=tok)
-    with pytest.raises(DatacartoError, match="different data set"):
+    with pytest.raises(DatacartoError, match="different data set") as refused:
         trainer.train()
+    assert "overwrite_dynamics=True" in str(refused.value) and "--overwrite_output_dir" not in str(refused.value)
     assert load_dynamics(tmp_path).n_examples == len(toy_rows)  # nothing already written was lost
 
 
@@ -182,13 +183,78 @@ def test_gold_that_differs_from_the_data_stops_the_write(tmp_path):
 
 def test_pipeline_prediction_caps_max_length_as_training_does(tmp_path, tiny_model, toy_rows):
     """A max_length beyond the model's 64 positions: training caps it, and so does the pipeline's prediction."""
-    from datacarto.data import LabelSpec
     from datacarto.pipeline.context import predict
+    from datacarto.tasks import TaskSpec
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
     long_rows = [dict(r, premise=" ".join([r["premise"]] * 40)) for r in toy_rows[:4]]
-    spec = LabelSpec(text_columns=["premise", "hypothesis"], label_column="label", label_names=list("abc"))
+    spec = TaskSpec(text_columns=["premise", "hypothesis"], label_column="label", label_names=list("abc"))
     trainer = Trainer(model=model, args=training_args(tmp_path), processing_class=tok)
     gold, logits = predict(trainer, Dataset.from_list(long_rows), spec, max_length=512)
     assert gold.tolist() == [r["label"] for r in long_rows] and logits.shape == (4, 3)
+
+
+@pytest.mark.parametrize("n,batch_size,world", [(61, 10, 2), (5, 2, 4), (1, 3, 2), (64, 8, 3)])
+def test_each_rank_runs_as_many_forward_passes(monkeypatch, n, batch_size, world):
+    """Sharded models (FSDP, ZeRO-3) gather their weights in every forward: an eval pass must run
+    in lockstep on all ranks. Shares are padded to equal length; the union of ids is every row."""
+    from datacarto.record import predict
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.calls = 0
+
+        def forward(self, x, labels=None):
+            self.calls += 1
+            return type("Out", (), {"logits": torch.stack([x.float(), -x.float()], 1)})()
+
+    data = [{"x": i, "labels": i % 2} for i in range(n)]
+    collate = lambda rows: {k: torch.tensor([r[k] for r in rows]) for k in rows[0]}  # noqa: E731
+    calls, seen = [], []
+    for rank in range(world):
+        monkeypatch.setattr(predict, "rank_world", lambda rank=rank: (rank, world))
+        model = Counting()
+        ids, gold, logits = predict.predict_logits(model, data, collate, batch_size)
+        np.testing.assert_array_equal(logits[:, 0], ids)  # each logit under its own row's id
+        np.testing.assert_array_equal(gold, ids % 2)
+        calls.append(model.calls)
+        seen.append(ids)
+    assert len(set(calls)) == 1, f"forward passes per rank: {calls}"
+    np.testing.assert_array_equal(np.unique(np.concatenate(seen)), np.arange(n))
+
+
+@pytest.mark.parametrize("mode", ["training_pass", "epoch_end"])
+def test_bf16_autocast_logits_are_stored_as_float32(tmp_path, tiny_model_no_dropout, toy_rows, mode):
+    """``bf16=True`` (CPU autocast): the logits are bf16 values, stored as float32 without rounding, in
+    both modes (accelerate wraps the model's forward in autocast, so the epoch-end pass runs in bf16
+    too), and equal an eval pass of the final model within bf16 tolerance (lr 0, no dropout)."""
+    tok, raw, data = _data(tiny_model_no_dropout, toy_rows)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_no_dropout)
+    trainer = CartographyTrainer(model=model, args=training_args(tmp_path, learning_rate=0.0, bf16=True),
+                                 train_dataset=data, processing_class=tok, dynamics_mode=mode)
+    trainer.train()
+    dyn = load_dynamics(tmp_path)
+    np.testing.assert_array_equal(dyn.ids, np.arange(len(toy_rows)))
+    assert dyn.logits.dtype == np.float32 and np.isfinite(dyn.logits).all()
+    assert not (dyn.logits.view(np.uint32) & 0xFFFF).any()  # bf16 values, upcast exactly
+    expected = _eval_logits(model, tok, data)
+    assert not (expected.view(np.uint32) & 0xFFFF).any()  # the eval pass ran in bf16 as well
+    for e in range(2):
+        # a few bf16 steps at the logits' scale (batches padded differently round differently)
+        np.testing.assert_allclose(dyn.logits[:, e], expected, rtol=0, atol=2 ** -6 * np.abs(expected).max())
+
+
+def test_causal_lm_statistics_of_bf16_logits_are_computed_in_float32():
+    """bf16 logits (autocast) are upcast before the cross-entropy: the same statistics as their float32 copy."""
+    from datacarto.record.causal_lm import token_stats
+
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(4, 9, 50, generator=g) * 4).to(torch.bfloat16)
+    labels = torch.randint(0, 50, (4, 9), generator=g)
+    labels[:, :3] = -100
+    got = token_stats(labels, logits)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, token_stats(labels, logits.float()), rtol=0, atol=0)

@@ -43,3 +43,49 @@ def test_hostile_title_records_and_class_names_render_as_text(tmp_path):
     assert xss is None and counts == [0, 0, 0] and outside == []
     for hostile in HOSTILE[:4]:
         assert hostile in text  # shown literally, not interpreted
+
+
+# ----------------------------------------------------------------------------------------------
+# a real run's report: the raw configuration folded (issue 26)
+
+from test_pipeline import data_files, make_config  # noqa: E402,F401  (the module's fixture and config)
+
+HEIGHT = "document.documentElement.scrollHeight"
+
+
+@pytest.fixture(scope="module")
+def report(data_files, tmp_path_factory):  # noqa: F811
+    from datacarto.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("report") / "run"
+    run_pipeline(make_config(data_files, out, recipes=[{"name": "hard", "region": "hard-to-learn", "fraction": 0.2}],
+                             control=False), quiet=True)
+    return out
+
+
+def test_the_report_folds_its_configuration(report):
+    import json
+
+    config = json.loads((report / "config.json").read_text())
+    md = (report / "report.md").read_text()
+    assert "<details>" in md and "</details>" in md and '"output_dir"' in md  # folded there too, still whole
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        outside = []
+        page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else outside.append(r.url))
+        page.goto((report / "report.html").as_uri())
+        folded = page.evaluate(HEIGHT)
+        names = page.evaluate("Array.from(document.querySelectorAll('details > summary')).map(s => s.textContent)")
+        shown = page.inner_text("body")
+        page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        unfolded = page.evaluate(HEIGHT)
+        config_px = page.evaluate("document.querySelector('details pre').getBoundingClientRect().height")
+        opened = page.inner_text("body")
+        browser.close()
+    assert outside == []
+    assert any("configuration" in n.lower() for n in names), names
+    assert json.dumps(config["output_dir"]) not in shown and json.dumps(config["output_dir"]) in opened
+    # folded, the page is shorter by the whole configuration (over a thousand pixels of JSON), results kept
+    assert config_px > 1000 and unfolded - folded >= config_px, (folded, unfolded, config_px)
+    assert "Accuracy" in shown and "Regions" in shown

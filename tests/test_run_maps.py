@@ -103,3 +103,65 @@ def test_the_cli_and_the_pipeline_stage_call_write_run_maps(token_run, tmp_path,
     assert (meta["alt_level"], meta["color_by"], meta["title"]) == ("unit", "region", "toy report")
     cli_meta = decode_payload((tmp_path / "cli.html").read_text(encoding="utf-8"), level="unit")[0]
     assert decode_payload(stage_page, level="unit")[0]["n"] == cli_meta["n"]
+
+
+# ----------------------------------------------------------------------------------------------
+# the label-error finder's flags on the page (issue 23)
+
+
+def flagged_in_rank_order(arrays) -> np.ndarray:
+    """Positions of the page's flagged rows, most suspect first."""
+    at = np.flatnonzero(arrays["suspect"] > 0)
+    return at[np.argsort(arrays["suspect"][at])]
+
+
+def test_the_page_carries_the_flagged_rows_when_the_run_supports_an_estimate(tmp_path):
+    from datacarto.dynamics.label_errors import run_fingerprint, run_label_errors
+    from datacarto.maps.run_maps import write_run_maps
+    from test_label_errors import write_noisy_store
+
+    run = tmp_path / "run"
+    flipped = write_noisy_store(run / "training_dynamics", dynamics="out-of-sample")
+    out = write_run_maps(run, html=tmp_path / "m.html")
+    meta, arrays, _ = decode_payload((tmp_path / "m.html").read_text(encoding="utf-8"))
+    found = run_label_errors(run)
+    assert 0 < len(found.flagged) == out.suspects and flipped[found.flagged["row_id"]].mean() > 0.5
+    review = meta["review"]
+    assert review["estimate"] == found.total and review["fingerprint"] == run_fingerprint(run)
+    assert review["flagged"] == len(found.flagged) and "out-of-sample" in review["note"]
+    at = flagged_in_rank_order(arrays)
+    assert arrays["row_id"][at].tolist() == found.flagged["row_id"].tolist()
+    assert arrays["suspect"][at].tolist() == list(range(1, len(at) + 1))
+    names = meta["label_names"]
+    assert [names[k] for k in arrays["suggested"][at]] == found.flagged["suggested_label"].tolist()
+    np.testing.assert_array_equal(arrays["suggested_p"][at], np.round(found.flagged["suggested_probability"] * 100))
+    others = np.setdiff1d(np.arange(meta["n"]), at)
+    assert (arrays["suggested"][others] == meta["missing_label"]).all() and (arrays["suggested_p"][others] == 255).all()
+
+
+def test_a_run_that_cannot_support_an_estimate_gets_no_suspect_column_and_no_error(tmp_path):
+    from datacarto.maps.run_maps import write_run_maps
+
+    write_run(tmp_path / "run", epochs=1)  # one epoch of in-sample dynamics: label-errors refuses it
+    out = write_run_maps(tmp_path / "run", html=tmp_path / "m.html")
+    meta, arrays, _ = decode_payload((tmp_path / "m.html").read_text(encoding="utf-8"))
+    assert meta["review"] is None and "suspect" not in arrays and out.suspects is None and out.warnings == []
+
+
+def test_a_unit_runs_flags_are_on_its_unit_level(tmp_path):
+    from datacarto.dynamics.label_errors import run_label_errors
+    from datacarto.maps.run_maps import write_run_maps
+    from test_label_errors import write_noisy_unit_store
+
+    run = tmp_path / "run"
+    write_noisy_unit_store(run, "multi-label")
+    write_run_maps(run, html=tmp_path / "m.html")
+    page = (tmp_path / "m.html").read_text(encoding="utf-8")
+    meta, arrays, _ = decode_payload(page)
+    assert meta["review"] is None and "suspect" not in arrays
+    umeta, uarrays, _ = decode_payload(page, level="unit")
+    flagged = run_label_errors(run).flagged
+    at = flagged_in_rank_order(uarrays)
+    assert umeta["review"]["flagged"] == len(flagged) > 0 and umeta["review"]["level"] == "unit"
+    assert list(zip(uarrays["unit_row"][at], uarrays["unit_sub"][at])) == list(zip(flagged["row_id"], flagged["sub_id"]))
+    assert [umeta["label_names"][k] for k in uarrays["suggested"][at]] == flagged["suggested_label"].tolist()

@@ -590,6 +590,7 @@ def pipeline_selection(root, recipe: dict):
     from datacarto.pipeline.context import Context
     from datacarto.pipeline.runner import StageRecord
     from datacarto.pipeline.stages import select_stage
+    from datacarto.pipeline.summaries import DataSummary, MetricsSummary
 
     try:
         config = PipelineConfig(model="m", dataset="d.jsonl", validation="v.jsonl", output_dir=str(root),
@@ -599,9 +600,8 @@ def pipeline_selection(root, recipe: dict):
     ctx = Context(config, force=set(), log=lambda line: None, progress=False)
     ctx.layout.train_metrics.parent.mkdir(parents=True, exist_ok=True)
     get_metrics(ctx.layout.baseline_dir).reset_index().to_parquet(ctx.layout.train_metrics)
-    summary = {"task": "sequence-classification", "text_columns": ["premise", "hypothesis"], "label_column": "label",
-               "label_names": LABEL_NAMES}
-    for name, part in (("data", summary), ("metrics", {})):
+    data = DataSummary(text_columns=["premise", "hypothesis"], label_names=LABEL_NAMES)
+    for name, part in (("data", data), ("metrics", MetricsSummary())):
         ctx.runner.records[name] = StageRecord(name, name, name, 0.0, 0.0, [], part)
     try:
         select_stage(ctx)

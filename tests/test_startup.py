@@ -114,3 +114,22 @@ def test_help_all_still_lists_every_training_argument(capsys):
     assert stop.value.code == 0
     printed = capsys.readouterr().out
     assert "--subset" in printed and "--gradient_accumulation_steps" in printed and "--lr_scheduler_type" in printed
+
+
+NOTEBOOK_PROBE = f"""
+import json, sys
+import datacarto
+page = datacarto.show("run", max_points=10)._repr_html_()
+png = datacarto.plot_data_map(datacarto.get_metrics("run"), color_by="region")._repr_png_()
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})
+print(json.dumps({{"ok": "srcdoc" in page and png[:4] == b"\\x89PNG", "heavy": heavy}}))
+"""
+
+
+def test_show_and_plot_data_map_in_a_notebook_import_no_torch(runs):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", NOTEBOOK_PROBE], cwd=runs, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found == {"ok": True, "heavy": []}

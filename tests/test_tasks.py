@@ -16,13 +16,7 @@ from conftest import training_args
 from datacarto import CartographyCallback, CartographyTrainer, load_dynamics, load_examples
 from datacarto.metrics import compute_metrics
 from datacarto.models import load_model
-from datacarto.task_data import (
-    collator_for,
-    prepare_multi_label,
-    prepare_multiple_choice,
-    prepare_token_classification,
-    tokenize_task,
-)
+from datacarto.tasks import TaskSpec, collator_for, prepare_for_task, tokenize_task
 from datacarto.testing import (
     TOY_TAGS,
     make_tiny_model_dir,
@@ -46,15 +40,15 @@ def task_data(task, model_dir, n=N, seed=0):
     """(raw rows, tokenized dataset, spec, tokenizer, model) for a task, as a user would prepare them."""
     if task == "multiple-choice":
         rows = toy_choices(n, seed=seed)
-        ds, spec = prepare_multiple_choice(Dataset.from_list(rows), text_columns=["sentence"],
-                                           choice_columns=["option1", "option2"])
+        ds, spec = prepare_for_task(Dataset.from_list(rows), TaskSpec(
+            task=task, text_columns=["sentence"], choice_columns=["option1", "option2"]))
     elif task == "multi-label":
         rows = toy_multilabel(n, seed=seed)
-        ds, spec = prepare_multi_label(Dataset.from_list(rows), text_columns=["text"], label_column="labels",
-                                       label_names=["sunny", "rainy", "windy"])
+        ds, spec = prepare_for_task(Dataset.from_list(rows), TaskSpec(
+            task=task, text_columns=["text"], label_column="labels", label_names=["sunny", "rainy", "windy"]))
     else:
         rows = toy_tokens(n, seed=seed)
-        ds, spec = prepare_token_classification(Dataset.from_list(rows), label_names=TOY_TAGS)
+        ds, spec = prepare_for_task(Dataset.from_list(rows), TaskSpec(task=task, label_names=TOY_TAGS))
     tok = AutoTokenizer.from_pretrained(model_dir)
     _, model = load_model(model_dir, spec.num_labels, spec.label_names, task=task)
     return rows, tokenize_task(ds, tok, spec), spec, tok, model
@@ -149,11 +143,12 @@ def test_bad_task_data_is_one_line(task, change, message):
     ds = Dataset.from_list([change(r) for r in rows])
     with pytest.raises(DatacartoError, match=message):
         if task == "token-classification":
-            prepare_token_classification(ds, label_names=TOY_TAGS)
+            prepare_for_task(ds, TaskSpec(task=task, label_names=TOY_TAGS))
         elif task == "multi-label":
-            prepare_multi_label(ds, text_columns=["text"], label_names=["sunny", "rainy", "windy"])
+            prepare_for_task(ds, TaskSpec(task=task, text_columns=["text"], label_column="labels",
+                                          label_names=["sunny", "rainy", "windy"]))
         else:
-            prepare_multiple_choice(ds, text_columns=["sentence"], choice_columns=["option1", "option2"])
+            prepare_for_task(ds, TaskSpec(task=task, text_columns=["sentence"], choice_columns=["option1", "option2"]))
 
 
 def test_example_scores_aggregate_the_units(tmp_path, task_model):

@@ -21,7 +21,7 @@ from datacarto import CartographyCallback, CartographyTrainer, load_dynamics, lo
 from datacarto.dynamics.cache import get_metrics
 from datacarto.errors import DatacartoError
 from datacarto.models import load_model
-from datacarto.task_data import collator_for, prepare_token_classification, tokenize_task
+from datacarto.tasks import TaskSpec, collator_for, prepare_for_task, tokenize_task
 from datacarto.testing import TOY_TAGS, make_tiny_model_dir, make_tokenizer, toy_task_words, toy_tokens
 from datacarto.units import unit_records
 
@@ -52,7 +52,7 @@ def rows_with_dropped_words(n=N, seed=0):
 
 
 def tokenized(rows, tok, max_length=64):
-    ds, spec = prepare_token_classification(Dataset.from_list(rows), label_names=TOY_TAGS)
+    ds, spec = prepare_for_task(Dataset.from_list(rows), TaskSpec(task="token-classification", label_names=TOY_TAGS))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = tokenize_task(ds, tok, spec, max_length=max_length)
@@ -79,7 +79,7 @@ def check_units(run, rows, tok, split="train"):
     for r, s, g in zip(dyn.row_ids, dyn.sub_ids, dyn.gold):  # word by word: the stored gold is that word's tag
         assert rows[r]["ner_tags"][s] == g and rows[r]["tokens"][s] not in DROPPED
     units = get_metrics(run, split, level="unit")
-    table = unit_records(load_examples(run, split), units, task="token-classification", label_names=TOY_TAGS)
+    table = unit_records(load_examples(run, split), units, unit="word", label_names=TOY_TAGS)
     for (r, s), word, tag in zip(units[["row_id", "sub_id"]].to_numpy(), table["word"], table["gold tag"]):
         assert word == rows[r]["tokens"][s] and tag == TOY_TAGS[rows[r]["ner_tags"][s]]
 
@@ -144,7 +144,7 @@ def test_words_that_are_not_strings_are_one_line(bad, shown):
     if bad is not None:  # a column of numbers: every word of every row an int
         rows = [{"tokens": [bad] * len(r["tokens"]), "ner_tags": r["ner_tags"]} for r in rows]
     with pytest.raises(DatacartoError) as e:
-        prepare_token_classification(Dataset.from_list(rows), label_names=TOY_TAGS)
+        prepare_for_task(Dataset.from_list(rows), TaskSpec(task="token-classification", label_names=TOY_TAGS))
     message = str(e.value)
     assert "\n" not in message and "'tokens'" in message
     assert ("row 3" if bad is None else "row 0") in message and shown in message

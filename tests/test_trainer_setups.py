@@ -242,9 +242,14 @@ def test_a_second_run_never_mixes_with_the_first(tmp_path, tiny_model, toy, toy_
     tok, raw, data = toy
     _trainer(mode, tiny_model, tok, data, tmp_path, num_train_epochs=3).train()
     before = {p.name: p.read_bytes() for p in dynamics_dir(tmp_path).glob("*.parquet")}
-    with pytest.raises(DatacartoError, match="already holds 3 recorded epoch"):
+    with pytest.raises(DatacartoError, match="already holds 3 recorded epoch") as refused:
         _trainer(mode, tiny_model, tok, data, tmp_path, num_train_epochs=2).train()
     assert {p.name: p.read_bytes() for p in dynamics_dir(tmp_path).glob("*.parquet")} == before
+    # the refusal names this entry point's own option (transformers 5 has no --overwrite_output_dir)
+    named, other = (("overwrite_dynamics=True", "CartographyCallback(") if mode == "training_pass"
+                    else ("CartographyCallback(overwrite=True)", "overwrite_dynamics"))
+    assert named in str(refused.value) and other not in str(refused.value)
+    assert "--overwrite_output_dir" not in str(refused.value) and "resume_from_checkpoint=" in str(refused.value)
     options = ({"trainer_options": {"overwrite_dynamics": True}} if mode == "training_pass"
                else {"callback_options": {"overwrite": True}})
     _trainer(mode, tiny_model, tok, data, tmp_path, num_train_epochs=2, **options).train()
@@ -291,13 +296,23 @@ def test_a_list_of_labels_for_a_single_label_model_is_refused(tmp_path, tiny_mod
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_regression_is_refused(tmp_path, tiny_model, toy, mode):
-    # labels in [0, 1) used to train and store gold = 0 for every row, silently
+def test_a_one_output_model_records_its_gold_scores(tmp_path, tiny_model, toy, mode):
+    # labels in [0, 1) once trained and stored gold = 0 for every row, silently: a one-output head is a
+    # regression, and each row's float score is what the store keeps
+    from datacarto.dynamics.regression import load_scores
+
     tok, raw, data = toy
     data = data.map(lambda r: {"labels": r["labels"] / 3.0})
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1,
                                                                ignore_mismatched_sizes=True)
-    _refused(mode, tiny_model, tok, data, tmp_path, "regression", model=model)
+    assert "label" in data.column_names  # the padding collator trains on this column instead: refused
+    with pytest.raises(DatacartoError, match="the collator takes the labels from another column"):
+        _trainer(mode, tiny_model, tok, data, tmp_path / "both", model=model).train()
+    data = data.remove_columns("label")
+    _trainer(mode, tiny_model, tok, data, tmp_path, model=model).train()
+    ids, values = load_scores(tmp_path)
+    gold = np.asarray(data["labels"], dtype=np.float64)[ids]
+    np.testing.assert_allclose(values["score"], np.repeat(gold[:, None], values["score"].shape[1], 1), rtol=1e-6)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -384,3 +399,27 @@ def test_recording_never_changes_what_is_trained(tmp_path, tiny_model, toy, mode
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (plain, recorded)]
     assert losses[0] == losses[1] and len(losses[0]) == 2
     assert load_dynamics(tmp_path / "recorded").epochs == [0, 1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_best_model_from_an_earlier_epoch_is_said_in_one_line(tmp_path, tiny_model, toy, mode):
+    """load_best_model_at_end with early stopping: 2 epochs recorded, epoch 1's model kept; one line says so."""
+    from transformers import EarlyStoppingCallback
+
+    tok, raw, data = toy
+    scores = iter([1.0, 0.5, 0.2])  # the first evaluation is the best: training stops after the second
+
+    def compute_metrics(_):
+        return {"score": next(scores)}
+
+    trainer = _trainer(mode, tiny_model, tok, data, tmp_path, eval_dataset=data, num_train_epochs=3,
+                       eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+                       metric_for_best_model="score", callbacks=[EarlyStoppingCallback(early_stopping_patience=1)])
+    trainer.compute_metrics = compute_metrics
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    said = [str(w.message) for w in caught if "load_best_model_at_end" in str(w.message)]
+    assert len(said) == 1 and "epoch 1's" in said[0] and "checkpoint-8" in said[0], said
+    assert "score" in said[0] and "\n" not in said[0]
+    assert load_dynamics(tmp_path).epochs == [0, 1]  # both epochs are recorded

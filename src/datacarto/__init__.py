@@ -50,6 +50,7 @@ _EXPORTS = {
     # maps
     "plot_data_map": "datacarto.maps.static",
     "interactive_map": "datacarto.maps.interactive",
+    "show": "datacarto.maps.notebook",
     # focused training and ensembles
     "Ensemble": "datacarto.train.ensemble",
     "train_focused": "datacarto.train.focused",

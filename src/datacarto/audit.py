@@ -236,7 +236,7 @@ def run_audit(*, dataset, model: str, output_dir: str | os.PathLike, noise: floa
     from .train.baseline import train_baseline
 
     output_dir = Path(output_dir)
-    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
+    ds = load_table(dataset)
     ds, spec = prepare_labels(ds, text_columns=list(text_columns) if text_columns else None,
                               label_column=label_column, label_names=list(label_names) if label_names else None,
                               head=classifier_head(model))  # the model's classes: noise may flip into any of them

@@ -3,7 +3,9 @@
 Multiple choice flips the answer to another choice; multi-label adds or drops one (example, label)
 decision; token classification changes a word's tag. Each is :func:`datacarto.noise.inject_label_noise`
 on the flattened unit labels, so the rounding, seeding and "a flip never stays the same" rules are
-the classification audit's. The scores are then audited per unit by :func:`datacarto.audit.audit_frame`.
+the classification audit's; a regression's gold scores are moved far away instead
+(:func:`datacarto.noise.inject_score_noise`). The scores are then audited per unit by
+:func:`datacarto.audit.audit_frame`.
 
 A causal LM (SFT) is audited per example: a share of the responses is swapped with other
 examples' responses (:func:`corrupt_responses`), and the generative scores are asked to find them.
@@ -20,8 +22,8 @@ import pandas as pd
 from .audit import AuditResult, audit_frame
 from .errors import DatacartoError
 from .metrics import score_directions
-from .noise import check_score_names, inject_label_noise
-from .task_options import task_arguments
+from .noise import check_score_names, inject_label_noise, inject_score_noise
+from .tasks import TaskSpec, prepare_for_task, task_type
 
 FLAGS = "noisy_units"  # per example: one bool per unit (the labels or words that were changed)
 CORRUPTED = "corrupted"  # causal LM: the response is another example's
@@ -49,29 +51,28 @@ def corrupt_responses(responses: list, share: float, *, seed: int = 0) -> tuple[
     return out, np.array([o != r for o, r in zip(out, responses)], dtype=bool)
 
 
-def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1, seed: int = 0,
+def run_generative_audit(*, task: str, dataset, model: str, output_dir, noise: float = 0.1, seed: int = 0,
                          prompt_column: str = "prompt", response_column: str = "response", training_args=None,
                          dynamics_mode: str = "training_pass", max_length: int = 128, scores=None):
     """Swap a share of the responses, fine-tune the causal LM on it, audit the scores.
 
+    ``task``: a generative task of the registry (:mod:`datacarto.tasks`).
     ``scores``: None (the scores the registry marks for the "responses" audit), or names of
     :data:`~datacarto.metrics.SCORES` (checked before anything trains).
     """
     from .data import load_table
     from .dynamics.cache import get_metrics
-    from .task_data import prepare_for_task
 
     check_score_names(scores)
     output_dir = Path(output_dir)
-    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
-    ds, _ = prepare_for_task(ds, "causal-lm", prompt_column=prompt_column, response_column=response_column,
-                             what="training set")
+    ds = load_table(dataset)
+    spec = TaskSpec(task=task, prompt_column=prompt_column, response_column=response_column)
+    ds, spec = prepare_for_task(ds, spec, what="training set")
     if CORRUPTED in ds.column_names:
         raise DatacartoError(f"the data set already has a column {CORRUPTED!r}, which the audit writes")
     frame = ds.to_pandas()
     frame[response_column], frame[CORRUPTED] = corrupt_responses(frame[response_column].tolist(), noise, seed=seed)
-    noisy_file, result = _train_on(frame, output_dir, model=model, task="causal-lm", prompt_column=prompt_column,
-                                   response_column=response_column, training_args=training_args,
+    noisy_file, result = _train_on(frame, output_dir, model=model, task_spec=spec, training_args=training_args,
                                    dynamics_mode=dynamics_mode, max_length=max_length)
     if result is None:
         return None
@@ -79,7 +80,7 @@ def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1,
     if len(metrics) != len(frame):  # rows whose response max_length truncated away are not recorded
         raise DatacartoError("the audit needs every response recorded: raise --max-length so none is truncated away")
     truth = pd.Series(frame[CORRUPTED].to_numpy()[metrics.index.to_numpy()], index=metrics.index)
-    config = {"task": "causal-lm", "model": str(model), "noise": float(noise), "seed": int(seed), "unit": "example",
+    config = {"task": spec.task, "model": str(model), "noise": float(noise), "seed": int(seed), "unit": spec.type.unit,
               "noise_kind": "swapped responses", "noisy_train": str(noisy_file)}
     chosen = score_directions("responses") if scores is None else scores
     return audit_frame(metrics, truth, result.output_dir, scores=chosen, config=config)
@@ -88,26 +89,32 @@ def run_generative_audit(*, dataset, model: str, output_dir, noise: float = 0.1,
 def inject_unit_noise(task: str, labels: list, noise: float, *, width: int, seed: int = 0):
     """(noisy labels per example, a bool per unit in (example, sub) order) for ``task``.
 
-    ``labels``: choice ids (multiple choice), lists of label ids (multi-label, ``width`` labels) or
-    tag lists (token classification, ``width`` tags).
+    A numeric task's gold scores are moved instead (:func:`datacarto.noise.inject_score_noise`).
+
+    ``labels`` as the task's unit says: a class or choice id per example (unit "example"), lists
+    of label ids (unit "label", ``width`` labels) or tag lists (unit "word", ``width`` tags).
     """
-    if task == "multiple-choice":
+    entry = task_type(task)
+    if entry.generative:
+        raise DatacartoError(f"inject_unit_noise: no unit noise for task {task!r}")
+    if entry.numeric:  # a gold score moved far away
+        noisy, flipped = inject_score_noise(labels, noise, seed=seed)
+        return noisy.tolist(), flipped
+    if not entry.per_row:
         noisy, flipped = inject_label_noise(np.asarray(labels), noise, num_labels=width, seed=seed)
         return noisy.tolist(), flipped
-    if task == "multi-label":
+    if entry.unit == "label":
         hot = np.zeros((len(labels), width), dtype=np.int64)
         for i, ids in enumerate(labels):
             hot[i, list(ids)] = 1
         noisy, flipped = inject_label_noise(hot.reshape(-1), noise, num_labels=2, seed=seed)
         noisy = noisy.reshape(hot.shape)
         return [np.flatnonzero(row).tolist() for row in noisy], flipped
-    if task == "token-classification":
-        lengths = [len(t) for t in labels]
-        flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in labels])
-        noisy, flipped = inject_label_noise(flat, noise, num_labels=width, seed=seed)
-        cuts = np.cumsum(lengths)[:-1]
-        return [part.tolist() for part in np.split(noisy, cuts)], flipped
-    raise DatacartoError(f"inject_unit_noise: no unit noise for task {task!r}")
+    lengths = [len(t) for t in labels]  # a list of units' labels per example (words' tags)
+    flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in labels])
+    noisy, flipped = inject_label_noise(flat, noise, num_labels=width, seed=seed)
+    cuts = np.cumsum(lengths)[:-1]
+    return [part.tolist() for part in np.split(noisy, cuts)], flipped
 
 
 def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathLike, noise: float = 0.1,
@@ -119,45 +126,41 @@ def run_task_audit(*, task: str, dataset, model: str, output_dir: str | os.PathL
 
     Writes ``noisy_train.jsonl`` (with a ``noisy_units`` column), the run, ``audit.json`` and
     ``roc.png`` under ``output_dir``. Returns None on the non-main ranks of a distributed run.
-    ``task="causal-lm"``: responses swapped instead (:func:`run_generative_audit`; ``generative``
+    A generative task: responses swapped instead (:func:`run_generative_audit`; ``generative``
     holds its ``prompt_column`` and ``response_column``).
     """
     from .data import load_table
     from .dynamics.cache import get_metrics
     from .models import classifier_head
-    from .task_data import prepare_for_task
 
-    if task == "causal-lm":
-        return run_generative_audit(dataset=dataset, model=model, output_dir=output_dir, noise=noise, seed=seed,
-                                    training_args=training_args, dynamics_mode=dynamics_mode, max_length=max_length,
-                                    scores=scores, **(generative or {}))
+    entry = task_type(task)
+    if entry.generative:
+        return run_generative_audit(task=task, dataset=dataset, model=model, output_dir=output_dir, noise=noise,
+                                    seed=seed, training_args=training_args, dynamics_mode=dynamics_mode,
+                                    max_length=max_length, scores=scores, **(generative or {}))
     check_score_names(scores)
     output_dir = Path(output_dir)
-    ds = load_table(dataset) if isinstance(dataset, (str, os.PathLike)) else dataset
-    ds, spec = prepare_for_task(ds, task, text_columns=text_columns, label_column=label_column,
-                                label_names=label_names, choice_columns=choice_columns,
-                                tokens_column=tokens_column, tags_column=tags_column, what="training set",
-                                head=classifier_head(model, task))
+    ds = load_table(dataset)
+    spec = TaskSpec.from_options(task, text_columns=text_columns, label_column=label_column, label_names=label_names,
+                                 choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column)
+    ds, spec = prepare_for_task(ds, spec, what="training set", head=classifier_head(model, task))
     if FLAGS in ds.column_names:
         raise DatacartoError(f"the data set already has a column {FLAGS!r}, which the audit writes")
     labels = ds.with_format("arrow")[spec.label_column].to_pylist()
-    width = len(spec.choice_columns) if task == "multiple-choice" else spec.num_labels
-    noisy, flipped = inject_unit_noise(task, labels, noise, width=width, seed=seed)
+    noisy, flipped = inject_unit_noise(task, labels, noise, width=spec.num_labels, seed=seed)
     frame = ds.to_pandas()
     frame[spec.label_column] = noisy
-    frame[FLAGS] = _per_example(task, flipped, labels, width)
-    options = task_arguments(task, choice_columns=spec.choice_columns or None,
-                             tokens_column=spec.tokens_column or "tokens", tags_column=spec.label_column)
-    noisy_file, result = _train_on(frame, output_dir, model=model, text_columns=spec.text_columns,
-                                   label_column=spec.label_column, label_names=spec.label_names, **options,
-                                   training_args=training_args, dynamics_mode=dynamics_mode, max_length=max_length)
+    frame[FLAGS] = _per_example(entry, flipped, labels, spec.num_labels)
+    noisy_file, result = _train_on(frame, output_dir, model=model, task_spec=spec, training_args=training_args,
+                                   dynamics_mode=dynamics_mode, max_length=max_length)
     if result is None:
         return None
-    metrics = get_metrics(result.output_dir, level="example" if task == "multiple-choice" else "unit")
-    truth = _unit_truth(task, metrics, frame[FLAGS].tolist())
-    config = {"task": task, "model": str(model), "noise": float(noise), "seed": int(seed),
-              "unit": {"multiple-choice": "example", "multi-label": "label", "token-classification": "word"}[task],
+    metrics = get_metrics(result.output_dir, level="unit" if entry.per_row else "example")
+    truth = _unit_truth(entry, metrics, frame[FLAGS].tolist())
+    config = {"task": task, "model": str(model), "noise": float(noise), "seed": int(seed), "unit": entry.unit,
               "noisy_train": str(noisy_file), "dataset": str(dataset) if isinstance(dataset, (str, os.PathLike)) else None}
+    if scores is None:  # the task's audits' scores (a regression's adds squared_error)
+        scores = {name: d for audit in entry.audits for name, d in score_directions(audit).items()}
     return audit_frame(metrics.drop(columns=["row_id", "sub_id"], errors="ignore"), truth, result.output_dir,
                        scores=scores, config=config)
 
@@ -180,19 +183,19 @@ def _train_on(frame: pd.DataFrame, output_dir: Path, **train_kwargs):
     return noisy_file, result
 
 
-def _per_example(task: str, flipped: np.ndarray, labels: list, width: int) -> list:
+def _per_example(entry, flipped: np.ndarray, labels: list, width: int) -> list:
     """The unit flags regrouped by example (what the noisy file stores)."""
-    if task == "multiple-choice":
+    if not entry.per_row:
         return [bool(f) for f in flipped]
-    if task == "multi-label":
+    if entry.unit == "label":
         return flipped.reshape(len(labels), width).tolist()
     cuts = np.cumsum([len(t) for t in labels])[:-1]
     return [part.tolist() for part in np.split(flipped, cuts)]
 
 
-def _unit_truth(task: str, metrics: pd.DataFrame, flags: list) -> pd.Series:
+def _unit_truth(entry, metrics: pd.DataFrame, flags: list) -> pd.Series:
     """Whether each recorded unit was changed, aligned with the unit metrics."""
-    if task == "multiple-choice":
+    if not entry.per_row:
         return pd.Series([bool(flags[r]) for r in metrics.index], index=metrics.index)
     rows, subs = metrics["row_id"].to_numpy(), metrics["sub_id"].to_numpy()
     return pd.Series([bool(flags[r][s]) for r, s in zip(rows, subs)], index=metrics.index)

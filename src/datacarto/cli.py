@@ -7,6 +7,7 @@ as one line ``datacarto: error: ...`` with exit code 2; ``datacarto --debug COMM
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -54,6 +55,12 @@ def passive_omp_threads() -> None:
     threads (MiniLM training: 2.5 vs 33 examples/s). ``OMP_WAIT_POLICY=ACTIVE`` restores spinning.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def other_rank() -> bool:
+    """A process that torchrun started beside rank 0 (``RANK`` > 0): it prints nothing, so each line is
+    said once, by rank 0, which holds the gathered results. A bug's traceback still shows on every rank."""
+    return os.environ.get("RANK", "0").strip() not in ("", "0")
 
 
 def _first_line(e: BaseException) -> str:
@@ -126,6 +133,30 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in rest if a != "--verbose"]
     terminal = Terminal(name, rest, verbose=verbose)
     try:
+        with _rank_zero_speaks():  # a bug's exception leaves the block: its traceback shows on every rank
+            return _run(name, rest, debug)
+    finally:
+        if "torch" in sys.modules:  # only a command that loaded torch can have started a process group
+            from .record.distributed import end_distributed
+
+            end_distributed()
+        terminal.close()
+
+
+@contextlib.contextmanager
+def _rank_zero_speaks():
+    """On a rank other than 0 (:func:`other_rank`), stdout and stderr go nowhere inside the block."""
+    if not other_rank():
+        yield
+        return
+    with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        yield
+
+
+def _run(name: str, rest: list[str], debug: bool) -> int:
+    """Run one command; bad input and faults the user can act on become one line and exit code 2."""
+    try:
         module = importlib.import_module(COMMANDS[name][0])
         code = module.main(rest) if name not in ("import-allenai", "export-allenai") else module.main(name, rest)
         return int(code or 0)
@@ -138,13 +169,6 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         return fail(message)
-    finally:
-        if "torch" in sys.modules:  # only a command that loaded torch can have started a process group
-            from .record.distributed import end_distributed
-
-            end_distributed()
-        terminal.close()
-
 
 if __name__ == "__main__":
     sys.exit(main())

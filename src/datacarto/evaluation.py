@@ -39,21 +39,23 @@ def _predicted_labels(name: str, values, n: int) -> np.ndarray:
     raise DatacartoError(f"predictions of {name!r} must be (n, C) logits or (n,) labels, got shape {arr.shape}")
 
 
-#: The scores of each task, the first its headline (what the report ranks by); ``loss`` is lower-better.
-TASK_SCORES = {
-    "sequence-classification": ("accuracy", "macro_f1"),
-    "multiple-choice": ("accuracy", "macro_f1"),
-    "multi-label": ("micro_f1", "micro_ap", "accuracy", "macro_f1"),  # per (example, label) decision
-    "token-classification": ("accuracy", "tag_f1", "macro_f1"),  # per word
-    "causal-lm": ("loss", "token_accuracy"),  # per response token
-}
+#: Every score :func:`evaluate_by_region` computes (a task's are its registry entry's, datacarto.tasks;
+#: ``loss`` is lower-better).
+EVALUATION_SCORES = ("accuracy", "macro_f1", "micro_f1", "micro_ap", "tag_f1", "loss", "token_accuracy", "rmse",
+                     "spearman")
+#: The scores of a classifier (sequence classification), the headline first.
+CLASSIFIER_SCORES = ("accuracy", "macro_f1")
+_LM_SCORES = ("loss", "token_accuracy")
+_REGRESSION_SCORES = ("rmse", "spearman")
 
 
-def task_scores(task: str) -> tuple[str, ...]:
-    """The score names of ``task`` (:data:`TASK_SCORES`), the headline first."""
-    if task not in TASK_SCORES:
-        raise DatacartoError(f"unknown task {task!r}; tasks: {', '.join(TASK_SCORES)}")
-    return TASK_SCORES[task]
+def check_scores(scores) -> tuple[str, ...]:
+    """``scores`` as a tuple of names of :data:`EVALUATION_SCORES` (the headline first); one line otherwise."""
+    names = (scores,) if isinstance(scores, str) else tuple(scores)
+    unknown = [s for s in names if s not in EVALUATION_SCORES]
+    if unknown or not names:
+        raise DatacartoError(f"unknown score(s) {unknown}; scores: {', '.join(EVALUATION_SCORES)}")
+    return names
 
 
 def _f1_of(gold: np.ndarray, pred: np.ndarray, positive: np.ndarray) -> float:
@@ -84,29 +86,46 @@ def _lm_scores(values: np.ndarray) -> dict[str, float]:
     return {"loss": float(np.mean(np.logaddexp(0.0, -z))), "token_accuracy": float("nan")}
 
 
-def _scores(gold: np.ndarray, values: np.ndarray, pred: np.ndarray, task: str, outside: int) -> dict[str, float]:
-    """Every score of ``task`` (:data:`TASK_SCORES`) of one group of units (``pred``: their predicted
-    labels, from :func:`_predicted_labels`); NaN when it is empty."""
+def _regression_scores(values: np.ndarray) -> dict[str, float]:
+    """RMSE and Spearman correlation from a regression's unit rows ``[0, z, prediction, score]``."""
+    if values.ndim != 2 or values.shape[1] < 4:
+        return dict.fromkeys(_REGRESSION_SCORES, float("nan"))
+    pred, score = values[:, 2].astype(np.float64), values[:, 3].astype(np.float64)
+    rmse = float(np.sqrt(np.mean((pred - score) ** 2)))
+    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(score) == 0:
+        return {"rmse": rmse, "spearman": float("nan")}
+    from scipy.stats import spearmanr
+
+    return {"rmse": rmse, "spearman": float(spearmanr(pred, score).statistic)}
+
+
+def _scores(gold: np.ndarray, values: np.ndarray, pred: np.ndarray, names: tuple[str, ...],
+            outside: int) -> dict[str, float]:
+    """The scores ``names`` of one group of units (``pred``: their predicted labels, from
+    :func:`_predicted_labels`); NaN when it is empty."""
     from sklearn.metrics import f1_score
 
-    names = task_scores(task)
     if gold.size == 0:
         return dict.fromkeys(names, float("nan"))
-    if task == "causal-lm":
-        return _lm_scores(np.asarray(values))
+    out = _lm_scores(np.asarray(values)) if set(names) & set(_LM_SCORES) else {}
+    if set(names) & set(_REGRESSION_SCORES):
+        out.update(_regression_scores(np.asarray(values)))
     classes = max(int(gold.max()), int(pred.max())) + 1
-    out = {"accuracy": float(np.mean(gold == pred)),
-           "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0))}
-    if task == "multi-label":  # unit class 1: the label applies
+    if "accuracy" in names:
+        out["accuracy"] = float(np.mean(gold == pred))
+    if "macro_f1" in names:
+        out["macro_f1"] = float(f1_score(gold, pred, average="macro", zero_division=0))
+    if "micro_f1" in names:  # yes/no units: class 1, the label applies
         out["micro_f1"] = _f1_of(gold, pred, np.arange(classes) == 1)
+    if "micro_ap" in names:
         out["micro_ap"] = _average_precision(gold, np.asarray(values))
-    if task == "token-classification":  # every tag but the outside one (O)
+    if "tag_f1" in names:  # every tag but the outside one (O)
         out["tag_f1"] = _f1_of(gold, pred, np.arange(classes) != outside)
     return {k: out[k] for k in names}
 
 
 def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None, *,
-                       task: str = "sequence-classification", outside: int = 0) -> pd.DataFrame:
+                       scores=CLASSIFIER_SCORES, outside: int = 0) -> pd.DataFrame:
     """One row per model: ``n``, ``overall_<score>`` and per region ``<region>_n``, ``<region>_<score>``.
 
     Parameters
@@ -121,12 +140,13 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
         Region names by position (a Series is taken by position too); units without a region (NaN)
         count only overall. The regions are :data:`datacarto.metrics.REGIONS` in that order, then
         any other names found.
-    task : str, default "sequence-classification"
-        Which scores (:data:`TASK_SCORES`): accuracy and sklearn's macro-F1 (classes present in the
-        gold or predicted labels of that group); multi-label adds the micro-F1 of the label
-        decisions and their average precision (``micro_ap``, ranked by the logit, threshold-free); token classification the micro-F1 of the words' tags other than ``outside``
-        (``tag_f1``, word level, not entity spans); a causal LM has the token-weighted mean NLL
-        (``loss``) and token accuracy.
+    scores : sequence of str, default ("accuracy", "macro_f1")
+        Which scores (of :data:`EVALUATION_SCORES`; a task's are its registry entry's ``scores``,
+        :mod:`datacarto.tasks`): accuracy and sklearn's macro-F1 (classes present in the gold or
+        predicted labels of that group); ``micro_f1`` of yes/no decisions (multi-label: class 1, the
+        label applies) and their average precision (``micro_ap``, ranked by the logit,
+        threshold-free); ``tag_f1``, the micro-F1 of the words' tags other than ``outside`` (word
+        level, not entity spans); a causal LM's token-weighted mean NLL (``loss``) and token accuracy.
     outside : int, default 0
         Token classification: the id of the outside tag (O).
 
@@ -137,7 +157,7 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
     """
     if not isinstance(predictions, Mapping) or not predictions:
         raise DatacartoError("evaluate_by_region needs a non-empty dict of model name -> predictions")
-    task_scores(task)  # an unknown task fails first
+    scores = check_scores(scores)  # an unknown score fails first
     gold = np.asarray(gold)
     if gold.ndim != 1:
         raise DatacartoError(f"gold labels must be 1-D, got shape {gold.shape}")
@@ -157,19 +177,19 @@ def evaluate_by_region(predictions: Mapping[str, np.ndarray], gold, regions=None
         values = np.asarray(values)
         pred = _predicted_labels(name, values, n)  # shapes checked before any score; one argmax per model
         row = {"model": name, "n": n,
-               **{f"overall_{k}": v for k, v in _scores(gold, values, pred, task, outside).items()}}
+               **{f"overall_{k}": v for k, v in _scores(gold, values, pred, scores, outside).items()}}
         for region in order:
             mask = names_by_row == region
             row[f"{region}_n"] = int(mask.sum())
             row.update({f"{region}_{k}": v
-                        for k, v in _scores(gold[mask], values[mask], pred[mask], task, outside).items()})
+                        for k, v in _scores(gold[mask], values[mask], pred[mask], scores, outside).items()})
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
 
 def accuracy_table(validation: Mapping[str, np.ndarray], gold, regions=None, *,
                    test: Mapping[str, np.ndarray] | None = None, test_gold=None, test_regions=None,
-                   task: str = "sequence-classification", outside: int = 0) -> pd.DataFrame:
+                   scores=CLASSIFIER_SCORES, outside: int = 0) -> pd.DataFrame:
     """One row per model: its test and validation scores, overall and per region.
 
     Parameters
@@ -182,22 +202,22 @@ def accuracy_table(validation: Mapping[str, np.ndarray], gold, regions=None, *,
         Regions of the validation units, by position.
     test, test_gold, test_regions : optional
         The same for the test set; without them the test columns are NaN.
-    task, outside : optional
+    scores, outside : optional
         Which scores, as for :func:`evaluate_by_region`.
 
     Returns
     -------
     DataFrame
         Index ``model``; columns ``test_<score>`` and ``validation_<score>`` for every score of
-        the task (sequence classification: ``accuracy``, ``macro_f1``), and for each region
+        ``scores`` (default ``accuracy``, ``macro_f1``), and for each region
         ``validation_<region>_<headline>`` and ``validation_<region>_n`` (with ``regions``),
         ``test_<region>_<headline>`` and ``test_<region>_n`` (with ``test_regions``), where the
-        headline is the task's first score.
+        headline is the first score.
     """
-    val = evaluate_by_region(validation, gold, regions, task=task, outside=outside)
-    t = evaluate_by_region(test, test_gold, test_regions, task=task, outside=outside) \
+    val = evaluate_by_region(validation, gold, regions, scores=scores, outside=outside)
+    t = evaluate_by_region(test, test_gold, test_regions, scores=scores, outside=outside) \
         if test is not None and test_gold is not None else None
-    names = task_scores(task)
+    names = check_scores(scores)
     table = pd.DataFrame(index=val.index)
     for column in names:
         table[f"test_{column}"] = t[f"overall_{column}"] if t is not None else np.nan

@@ -46,8 +46,8 @@ DEFAULT_CONFIDENCE_THRESHOLD = 0.5
 #: an example table holds the mean over its units), "example" = per example only.
 LEVELS = ("unit", "example")
 #: ``Score.audits``: "labels" = flipped labels (every classifier task), "responses" = a causal LM's
-#: swapped responses.
-AUDITS = ("labels", "responses")
+#: swapped responses, "scores" = a regression's moved gold scores (with the "labels" scores).
+AUDITS = ("labels", "responses", "scores")
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ SCORES: dict[str, Score] = {s.name: s for s in (
     Score("self_confidence", "low", "unit", "p(gold) of the mean predicted distribution (cleanlab)"),
     Score("nll", "high", "example", "a causal LM's mean token NLL of the response (from the run folder)",
           ("responses",)),
+    Score("squared_error", "high", "example", "a regression's squared error of the prediction, mean over epochs "
+          "(from the run folder)", ("scores",)),
 )}
 
 
@@ -191,6 +193,12 @@ def check_metrics_table(metrics: Any, columns, why: str = "") -> pd.DataFrame:
     if missing:
         raise DatacartoError(f"the metrics table has no column(s) {missing}{why}; columns: {list(metrics.columns)}")
     return metrics
+
+
+def labelled(metrics: pd.DataFrame) -> bool:
+    """Whether the table's ``gold`` is a class: False for a causal LM's (per-token statistics, ``nll``) or
+    a regression's (``gold_score``), whose gold is a placeholder. Maps, summaries and subset files show labels only when True."""
+    return "nll" not in metrics.columns and "gold_score" not in metrics.columns
 
 
 def row_ids(metrics: pd.DataFrame) -> np.ndarray:

@@ -53,6 +53,29 @@ def next_class_matrix(num_labels: int) -> np.ndarray:
     return matrix
 
 
+def inject_score_noise(scores, noise: float = 0.1, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Move exactly ``round(noise x N)`` gold scores (seeded) far away; return ``(noisy_scores, is_noisy)``.
+
+    A chosen score below the middle of the scores' range [lo, hi] gets a value drawn uniformly from
+    the top quarter of the range, one above it from the bottom quarter: at least (hi - lo) / 4 away.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1 or not np.all(np.isfinite(values)):
+        raise DatacartoError("inject_score_noise: scores must be one finite number per example")
+    noise = check_fraction(noise, "noise", high_open=True)
+    rng = np.random.default_rng(seed)
+    n_noisy = round_half_up(noise, len(values))
+    chosen = rng.choice(len(values), size=n_noisy, replace=False)
+    lo, hi = float(values.min()), float(values.max())
+    quarter = (hi - lo) / 4
+    low_half = values[chosen] < (lo + hi) / 2
+    noisy = values.copy()
+    noisy[chosen] = np.where(low_half, rng.uniform(hi - quarter, hi, n_noisy), rng.uniform(lo, lo + quarter, n_noisy))
+    flags = np.zeros(len(values), dtype=bool)
+    flags[chosen] = True
+    return noisy, flags
+
+
 def inject_label_noise(labels, noise: float = 0.1, *, kind: str = "uniform", num_labels: int | None = None,
                        matrix=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Flip exactly ``round(noise x N)`` labels (seeded); return ``(noisy_labels, is_flipped)``.

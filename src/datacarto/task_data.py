@@ -1,5 +1,7 @@
-"""Data for the other task types: multiple choice, multi-label, token classification, causal LM (SFT).
+"""Each task type's data functions: prepare (check and resolve a split for a TaskSpec), tokenize, collate.
 
+Which task uses which is declared once, in the registry (:mod:`datacarto.tasks`); nothing here names
+a task. Each ``prepare_*`` takes a split and a spec and returns the split and the resolved spec.
 Checks the columns (one line for each problem, before any model loads), then tokenizes the way the
 official Hugging Face examples do: one (context, choice) pair per choice, a multi-hot float vector
 per example, the first sub-token of each word labelled and the others -100 (which word each labelled
@@ -8,33 +10,17 @@ token is comes from the tokenizer's ``word_ids()``: a word with no token or trun
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
-from .data import LabelSpec, check_text_columns, class_names, column_values, infer_text_columns
+from .data import check_text_columns, class_names, column_values, infer_text_columns, prepare_labels
 from .errors import DatacartoError
 
 IGNORE = -100
 #: token classification: the column of each row's units' words (the index of the word each tagged token starts)
 UNIT_WORDS = "unit_words"
 _NO_TOKEN, _CUT = "datacarto_words_without_token", "datacarto_words_truncated"  # counted, then removed
-#: the task types datacarto records (``--task``)
-TASKS = ("sequence-classification", "multiple-choice", "multi-label", "token-classification", "causal-lm")
-#: the tasks whose examples have one gold label (a class, a choice): label mixes and label-matched controls
-SINGLE_LABEL_TASKS = ("sequence-classification", "multiple-choice")
-
-
-@dataclass
-class TaskSpec(LabelSpec):
-    """A LabelSpec with the task and its extra columns."""
-
-    task: str = "sequence-classification"
-    choice_columns: list[str] = field(default_factory=list)
-    tokens_column: str | None = None
-    prompt_column: str | None = None  # causal LM: the prompt (labels -100) and the response (the targets)
-    response_column: str | None = None
-    chat_template: bool = False  # causal LM: format prompt and response with the tokenizer's chat template
 
 
 def _require(ds, columns, what):
@@ -43,12 +29,41 @@ def _require(ds, columns, what):
         raise DatacartoError(f"column(s) {missing} not in the {what} (columns: {ds.column_names})")
 
 
-def prepare_multiple_choice(ds, *, text_columns, choice_columns, label_column="label", what="data set"):
+def prepare_classes(ds, spec, *, num_labels=None, what="data set", head=None, warn_absent=False):
+    """One class per row (:func:`datacarto.data.prepare_labels`)."""
+    ds, labels = prepare_labels(ds, text_columns=spec.text_columns, label_column=spec.label_column,
+                                label_names=spec.label_names, num_labels=num_labels, what=what, head=head,
+                                warn_absent=warn_absent)
+    return ds, replace(spec, text_columns=labels.text_columns, label_column=labels.label_column,
+                       label_names=labels.label_names)
+
+
+def prepare_regression(ds, spec, *, num_labels=None, what="data set", head=None, warn_absent=False):
+    """Text column(s) and one finite number (the gold score) per row, cast to float32; one head output."""
+    label_column = spec.label_column
+    _require(ds, [label_column], what)
+    text_columns = list(spec.text_columns) if spec.text_columns else infer_text_columns(ds, label_column)[:2]
+    _require(ds, text_columns, what)
+    check_text_columns(ds, text_columns, label_column, what)
+    values = ds.with_format("arrow")[label_column].to_pylist()
+    bad = next((i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float))
+                or not np.isfinite(v)), None)
+    if bad is not None:
+        raise DatacartoError(f"regression: {label_column!r} of the {what} must hold one finite number per row "
+                             f"(row {bad}: {values[bad]!r})")
+    from datasets import Value
+
+    ds = ds.cast_column(label_column, Value("float32"))
+    return ds, replace(spec, text_columns=text_columns, label_names=["score"])
+
+
+def prepare_multiple_choice(ds, spec, *, num_labels=None, what="data set", head=None, warn_absent=False):
     """Context column(s), K choice columns, a label 0..K-1."""
+    choice_columns, label_column = spec.choice_columns, spec.label_column
     if not choice_columns or len(choice_columns) < 2:
         raise DatacartoError("multiple choice needs at least two --choice-columns")
     _require(ds, [*choice_columns, label_column], what)
-    text_columns = list(text_columns) if text_columns else [
+    text_columns = list(spec.text_columns) if spec.text_columns else [
         c for c in infer_text_columns(ds, label_column) if c not in choice_columns][:1]
     _require(ds, text_columns, what)
     check_text_columns(ds, [*text_columns, *choice_columns], label_column, what)
@@ -59,15 +74,15 @@ def prepare_multiple_choice(ds, *, text_columns, choice_columns, label_column="l
     labels = column_values(ds, label_column)
     if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= len(choice_columns):
         raise DatacartoError(f"labels in {label_column!r} of the {what} must be choice ids 0..{len(choice_columns) - 1}")
-    return ds, TaskSpec(text_columns=text_columns, label_column=label_column, label_names=list(choice_columns),
-                        task="multiple-choice", choice_columns=list(choice_columns))
+    return ds, replace(spec, text_columns=text_columns, label_names=list(choice_columns),
+                       choice_columns=list(choice_columns))
 
 
-def prepare_multi_label(ds, *, text_columns, label_column="labels", label_names=None, num_labels=None,
-                        what="data set", head=None, warn_absent=False):
+def prepare_multi_label(ds, spec, *, num_labels=None, what="data set", head=None, warn_absent=False):
     """Text column(s) and a list of label ids per example (classes: :func:`datacarto.data.class_names`)."""
+    label_column = spec.label_column
     _require(ds, [label_column], what)
-    text_columns = list(text_columns) if text_columns else infer_text_columns(ds, label_column)
+    text_columns = list(spec.text_columns) if spec.text_columns else infer_text_columns(ds, label_column)
     _require(ds, text_columns, what)
     check_text_columns(ds, text_columns, label_column, what)
     values = ds.with_format("arrow")[label_column].to_pylist()
@@ -76,14 +91,14 @@ def prepare_multi_label(ds, *, text_columns, label_column="labels", label_names=
     flat = [i for v in values for i in v]
     if any(not isinstance(i, int) for i in flat):
         raise DatacartoError(f"multi-label: {label_column!r} of the {what} must hold integer label ids")
-    names = class_names(flat, label_names=label_names, num_labels=num_labels, head=head, noun="label id",
+    names = class_names(flat, label_names=spec.label_names, num_labels=num_labels, head=head, noun="label id",
                         where=f"{label_column!r} of the {what}", warn_absent=warn_absent)
-    return ds, TaskSpec(text_columns=text_columns, label_column=label_column, label_names=names, task="multi-label")
+    return ds, replace(spec, text_columns=text_columns, label_names=names)
 
 
-def prepare_token_classification(ds, *, tokens_column="tokens", tags_column="ner_tags", label_names=None,
-                                 num_labels=None, what="data set", head=None, warn_absent=False):
-    """Words pre-split (a list of strings per example) and one tag id per word."""
+def prepare_token_classification(ds, spec, *, num_labels=None, what="data set", head=None, warn_absent=False):
+    """Words pre-split (a list of strings per example) and one tag id per word (the spec's label column)."""
+    tokens_column, tags_column, label_names = spec.tokens_column or "tokens", spec.label_column, spec.label_names
     _require(ds, [tokens_column, tags_column], what)
     tokens = ds.with_format("arrow")[tokens_column].to_pylist()
     tags = ds.with_format("arrow")[tags_column].to_pylist()
@@ -105,20 +120,19 @@ def prepare_token_classification(ds, *, tokens_column="tokens", tags_column="ner
         raise DatacartoError(f"tag {odd[0]!r} in {tags_column!r} of the {what} is not a tag id")
     names = class_names(flat, label_names=label_names, num_labels=num_labels, head=head,
                         noun="tag", where=f"{tags_column!r} of the {what}", warn_absent=warn_absent)
-    return ds, TaskSpec(text_columns=[], label_column=tags_column, label_names=names, task="token-classification",
-                        tokens_column=tokens_column)
+    return ds, replace(spec, text_columns=[], label_names=names, tokens_column=tokens_column)
 
 
-def prepare_causal_lm(ds, *, prompt_column=None, response_column=None, text_columns=None, chat_template=False,
-                      what="data set"):
+def prepare_causal_lm(ds, spec, *, num_labels=None, what="data set", head=None, warn_absent=False):
     """Prompt and response columns (SFT: only the response is predicted), or one text column (plain LM)."""
+    prompt_column, response_column = spec.prompt_column, spec.response_column
     if prompt_column or response_column:
         if not (prompt_column and response_column):
             raise DatacartoError("causal-lm: give both --prompt-column and --response-column (or --text-columns)")
         _require(ds, [prompt_column, response_column], what)
         columns, target = [prompt_column, response_column], response_column
     else:
-        columns = list(text_columns or [])[:1] or [c for c in infer_text_columns(ds, "") if c][:1]
+        columns = list(spec.text_columns or [])[:1] or [c for c in infer_text_columns(ds, "") if c][:1]
         if not columns:
             raise DatacartoError(f"causal-lm needs --prompt-column and --response-column, or a text column; the "
                                  f"{what} has columns {ds.column_names}")
@@ -130,12 +144,11 @@ def prepare_causal_lm(ds, *, prompt_column=None, response_column=None, text_colu
     if empty:
         raise DatacartoError(f"{len(empty)} empty {'response' if prompt_column else 'text'}(s) in {target!r} of the "
                              f"{what} (row {empty[0]}): there is nothing to predict; drop them")
-    return ds, TaskSpec(text_columns=columns, label_column="labels", label_names=["other", "response"],
-                        task="causal-lm", prompt_column=prompt_column, response_column=response_column,
-                        chat_template=bool(chat_template and prompt_column))
+    return ds, replace(spec, text_columns=columns, label_column="labels", label_names=["other", "response"],
+                       chat_template=bool(spec.chat_template and prompt_column))
 
 
-def _causal_encode(tokenizer, spec: TaskSpec, max_length: int):
+def _causal_encode(tokenizer, spec, max_length: int):
     """Token ids of prompt + response (+ end of sequence), labels -100 on the prompt, truncated on the right."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
@@ -159,7 +172,7 @@ def _causal_encode(tokenizer, spec: TaskSpec, max_length: int):
     return encode
 
 
-def _chat_encode(tokenizer, spec: TaskSpec, max_length: int, where: str = "a row"):
+def _chat_encode(tokenizer, spec, max_length: int, where: str = "a row"):
     """Prompt as the user turn, response as the assistant turn of the tokenizer's chat template."""
     if not getattr(tokenizer, "chat_template", None):
         raise DatacartoError("--chat-template: the tokenizer has no chat template")
@@ -189,7 +202,7 @@ def _chat_encode(tokenizer, spec: TaskSpec, max_length: int, where: str = "a row
     return encode
 
 
-def check_chat_template(tokenizer, spec: TaskSpec, ds, what: str = "training set") -> None:
+def check_chat_template(tokenizer, spec, ds, what: str = "training set") -> None:
     """Render the chat template once, on the first row of ``ds``: its errors as one line, before any model loads."""
     if getattr(spec, "chat_template", False) and len(ds):
         _chat_encode(tokenizer, spec, max_length=1, where=f"the first row of the {what}")(ds[:1])
@@ -204,58 +217,64 @@ def _drop_truncated(ds, max_length: int):
     if len(keep) < len(labels):
         warnings.warn(f"{len(labels) - len(keep)} of {len(labels)} responses were truncated away by max_length="
                       f"{max_length} (no target token left): those rows are dropped; raise --max-length to keep them",
-                      stacklevel=3)
+                      stacklevel=4)
         if not keep:
             raise DatacartoError(f"every response was truncated away by max_length={max_length}: raise --max-length")
         ds = ds.select(keep)
     return ds
 
 
-def tokenize_task(ds, tokenizer, spec: TaskSpec, *, max_length: int = 128):
-    """Tokenizer outputs and ``labels`` for the task; the original columns stay (for records)."""
-    if spec.task == "causal-lm":  # the labels are the tokens: a label column (a subset's gold 1) would clash
-        ds = ds.remove_columns([c for c in ("label", "labels", "label_ids") if c in ds.column_names])
-        out = ds.map(_causal_encode(tokenizer, spec, max_length), batched=True, desc="tokenizing")
-        return _drop_truncated(out, max_length)
-    if spec.task == "multiple-choice":
-        def encode(batch):
-            n, k = len(batch[spec.label_column]), len(spec.choice_columns)
-            context = [" ".join(parts) for parts in zip(*[batch[c] for c in spec.text_columns])]
-            firsts = [c for c in context for _ in range(k)]
-            seconds = [batch[c][i] for i in range(n) for c in spec.choice_columns]
-            enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
-            out = {key: [v[i * k:(i + 1) * k] for i in range(n)] for key, v in enc.items()}
-            out["labels"] = batch[spec.label_column]
-            return out
-    elif spec.task == "multi-label":
-        def encode(batch):
-            enc = tokenizer(*[batch[c] for c in spec.text_columns[:2]], truncation=True, max_length=max_length)
-            width = spec.num_labels
-            enc["labels"] = [[float(j in set(ids)) for j in range(width)] for ids in batch[spec.label_column]]
-            return enc
-    elif spec.task == "token-classification":
-        encode = _word_encode(tokenizer, spec, max_length)
-    else:
-        raise DatacartoError(f"tokenize_task: unknown task {spec.task!r}")
-    # one label column: HF's multiple-choice collator takes 'label' over 'labels' and flattens the other,
-    # and multi-label's float vector must not inherit the integer type of a 'labels' column of ids
-    # (a list named 'label' or 'label_ids', the tags or another, would likewise be taken by the
-    # token-classification collator over 'labels': e.g. a focused subset's recorded 'label' beside its tag column)
-    drop = [spec.label_column] if spec.task in ("multiple-choice", "multi-label") or spec.label_column in (
-        "label", "label_ids") else []
-    if spec.task == "token-classification":
-        drop = list(dict.fromkeys([*drop, *(c for c in ("label", "label_ids") if c in ds.column_names)]))
-    out = ds.map(encode, batched=True, desc="tokenizing", remove_columns=drop)
-    if spec.task == "token-classification":
-        return _count_unrecorded_words(out, max_length)
-    if spec.task == "multi-label":  # BCE needs float targets; datasets keeps the ids' int type otherwise
-        import datasets
-
-        out = out.cast_column("labels", datasets.Sequence(datasets.Value("float32")))
-    return out
+def tokenize_causal_lm(ds, tokenizer, spec, *, max_length: int = 128):
+    """Token ids and labels (-100 on the prompt); rows whose response was truncated away are dropped."""
+    # the labels are the tokens: a label column (a subset's gold 1) would clash
+    ds = ds.remove_columns([c for c in ("label", "labels", "label_ids") if c in ds.column_names])
+    out = ds.map(_causal_encode(tokenizer, spec, max_length), batched=True, desc="tokenizing")
+    return _drop_truncated(out, max_length)
 
 
-def _word_encode(tokenizer, spec: TaskSpec, max_length: int):
+# one label column: HF's multiple-choice collator takes 'label' over 'labels' and flattens the other,
+# and multi-label's float vector must not inherit the integer type of a 'labels' column of ids
+# (a list named 'label' or 'label_ids', the tags or another, would likewise be taken by the
+# token-classification collator over 'labels': e.g. a focused subset's recorded 'label' beside its tag column)
+
+
+def tokenize_multiple_choice(ds, tokenizer, spec, *, max_length: int = 128):
+    """One (context, choice) pair per choice, as the official example does."""
+    def encode(batch):
+        n, k = len(batch[spec.label_column]), len(spec.choice_columns)
+        context = [" ".join(parts) for parts in zip(*[batch[c] for c in spec.text_columns])]
+        firsts = [c for c in context for _ in range(k)]
+        seconds = [batch[c][i] for i in range(n) for c in spec.choice_columns]
+        enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+        out = {key: [v[i * k:(i + 1) * k] for i in range(n)] for key, v in enc.items()}
+        out["labels"] = batch[spec.label_column]
+        return out
+    return ds.map(encode, batched=True, desc="tokenizing", remove_columns=[spec.label_column])
+
+
+def tokenize_multi_label(ds, tokenizer, spec, *, max_length: int = 128):
+    """The text and a multi-hot float vector per example (BCE needs float targets)."""
+    import datasets
+
+    def encode(batch):
+        enc = tokenizer(*[batch[c] for c in spec.text_columns[:2]], truncation=True, max_length=max_length)
+        width = spec.num_labels
+        enc["labels"] = [[float(j in set(ids)) for j in range(width)] for ids in batch[spec.label_column]]
+        return enc
+    out = ds.map(encode, batched=True, desc="tokenizing", remove_columns=[spec.label_column])
+    # datasets keeps the ids' int type otherwise
+    return out.cast_column("labels", datasets.Sequence(datasets.Value("float32")))
+
+
+def tokenize_token_classification(ds, tokenizer, spec, *, max_length: int = 128):
+    """The first sub-token of each word labelled; words without a unit counted and warned about."""
+    drop = [spec.label_column] if spec.label_column in ("label", "label_ids") else []
+    drop = list(dict.fromkeys([*drop, *(c for c in ("label", "label_ids") if c in ds.column_names)]))
+    out = ds.map(_word_encode(tokenizer, spec, max_length), batched=True, desc="tokenizing", remove_columns=drop)
+    return _count_unrecorded_words(out, max_length)
+
+
+def _word_encode(tokenizer, spec, max_length: int):
     """Token ids, labels and each unit's word (:data:`UNIT_WORDS`) from the tokenizer's ``word_ids()``.
 
     A word without a token, or cut off by ``max_length``, gets no unit; the temporary columns count them.
@@ -306,92 +325,26 @@ def _count_unrecorded_words(ds, max_length: int):
             parts.append(f"{b}{'' if a else f' of {words} words'} were truncated away by max_length={max_length}")
         warnings.warn(f"{' and '.join(parts)}, in {int(np.sum((no_token + cut) > 0))} of {len(ds)} rows: they have "
                       "no unit and are not recorded (every other word keeps its own tag)"
-                      + ("; raise --max-length to keep the truncated ones" if b else ""), stacklevel=3)
+                      + ("; raise --max-length to keep the truncated ones" if b else ""), stacklevel=4)
     return ds
 
 
-def collator_for(task: str, tokenizer):
-    """Hugging Face's own collator for the task (None: the Trainer's default padding collator)."""
-    from transformers import DataCollatorForMultipleChoice, DataCollatorForTokenClassification
+def multiple_choice_collator(tokenizer):
+    """Hugging Face's collator of multiple choice."""
+    from transformers import DataCollatorForMultipleChoice
 
-    if task == "multiple-choice":
-        return DataCollatorForMultipleChoice(tokenizer)
-    if task == "token-classification":
-        return DataCollatorForTokenClassification(tokenizer)
-    if task == "causal-lm":  # pads input ids with the pad token and labels with -100
-        from transformers import DataCollatorForSeq2Seq
-
-        return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE)
-    return None
+    return DataCollatorForMultipleChoice(tokenizer)
 
 
-def infer_task(ds, *, task: str | None, label_column: str, choice_columns=None, tokens_column: str = "tokens",
-               tags_column: str = "ner_tags", prompt_column: str | None = None) -> tuple[str, str]:
-    """(task, why): the given one, else what the columns say (choices, words and tags, a list per label)."""
-    if task:
-        if task not in TASKS:
-            raise DatacartoError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
-        return task, "given"
-    if choice_columns:
-        return "multiple-choice", "--choice-columns given"
-    if prompt_column:
-        return "causal-lm", "--prompt-column given"
-    if tokens_column in ds.column_names and tags_column in ds.column_names:
-        return "token-classification", f"columns {tokens_column!r} and {tags_column!r}"
-    if label_column in ds.column_names and ds.features[label_column].__class__.__name__ in ("List", "Sequence",
-                                                                                             "LargeList"):
-        return "multi-label", f"{label_column!r} holds a list per row"
-    if label_column not in ds.column_names and {"prompt", "response"} <= set(ds.column_names):
-        return "causal-lm", "columns 'prompt' and 'response', no label"
-    return "sequence-classification", "one label per row"
+def token_classification_collator(tokenizer):
+    """Hugging Face's collator of token classification (labels padded with -100)."""
+    from transformers import DataCollatorForTokenClassification
+
+    return DataCollatorForTokenClassification(tokenizer)
 
 
-def check_repeats(task: str, *, folds=None, seeds=None) -> None:
-    """Cross-fitting (folds) and seed repeats stratify and compare single labels: other tasks get one line."""
-    if task != "sequence-classification" and (folds is not None or seeds):
-        raise DatacartoError(f"--folds and --seeds train sequence classifiers only so far, not {task}")
+def causal_lm_collator(tokenizer):
+    """Pads input ids with the pad token and labels with -100."""
+    from transformers import DataCollatorForSeq2Seq
 
-
-def encode(ds, tokenizer, spec, *, max_length: int = 128):
-    """Tokenize a prepared split for its task (the spec's; sequence classification without one)."""
-    from .data import tokenize
-
-    if getattr(spec, "task", "sequence-classification") == "sequence-classification":
-        return tokenize(ds, tokenizer, spec, max_length=max_length)
-    return tokenize_task(ds, tokenizer, spec, max_length=max_length)
-
-
-def prepare_for_task(ds, task: str, *, spec=None, text_columns=None, label_column="label", label_names=None,
-                     num_labels=None, choice_columns=None, tokens_column="tokens", tags_column="ner_tags",
-                     prompt_column=None, response_column=None, chat_template=False, what="data set", head=None,
-                     warn_absent=False):
-    """``(dataset, spec)`` of any task; ``spec`` (the training set's) forces columns and labels.
-
-    ``head``: the model's classes (:func:`datacarto.models.classifier_head`); ``warn_absent``: say
-    which classes have no example (the training set).
-    """
-    from .data import prepare_labels
-
-    if spec is not None:
-        text_columns, label_column, label_names = spec.text_columns, spec.label_column, spec.label_names
-        choice_columns = getattr(spec, "choice_columns", None) or choice_columns
-        tokens_column = getattr(spec, "tokens_column", None) or tokens_column
-        prompt_column = getattr(spec, "prompt_column", None) or prompt_column
-        response_column = getattr(spec, "response_column", None) or response_column
-        chat_template = getattr(spec, "chat_template", False) or chat_template
-    classes = {"head": head, "warn_absent": warn_absent}
-    if task == "causal-lm":
-        return prepare_causal_lm(ds, prompt_column=prompt_column, response_column=response_column,
-                                 text_columns=text_columns, chat_template=chat_template, what=what)
-    if task == "multiple-choice":
-        return prepare_multiple_choice(ds, text_columns=text_columns, choice_columns=choice_columns,
-                                       label_column=label_column, what=what)
-    if task == "multi-label":
-        return prepare_multi_label(ds, text_columns=text_columns, label_column=label_column,
-                                   label_names=label_names, num_labels=num_labels, what=what, **classes)
-    if task == "token-classification":
-        return prepare_token_classification(ds, tokens_column=tokens_column,
-                                            tags_column=label_column if spec is not None else tags_column,
-                                            label_names=label_names, num_labels=num_labels, what=what, **classes)
-    return prepare_labels(ds, text_columns=text_columns, label_column=label_column, label_names=label_names,
-                          num_labels=num_labels, what=what, **classes)
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE)

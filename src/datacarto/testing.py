@@ -60,13 +60,29 @@ def make_tokenizer(texts):
                                    model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
+def save_quietly(model, tokenizer, path: Path) -> None:
+    """``save_pretrained`` both, without transformers' "Writing model shards" bar (a helper's output
+    is the folder; the caller's own progress-bar setting is put back)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 32, layers: int = 2,
                         seed: int = 0, dropout: float = 0.1, label_names: list[str] | None = None,
-                        token_classifier: bool = False) -> str:
+                        token_classifier: bool = False, problem_type: str | None = None) -> str:
     """Save a randomly initialised tiny BERT classifier and its tokenizer under ``path``.
 
     ``label_names``: its ``id2label`` (and as many labels); ``token_classifier``: a token
-    classification head instead of a sequence classification one.
+    classification head instead of a sequence classification one; ``problem_type``: the config's
+    (a regression: ``num_labels=1, problem_type="regression"``).
     """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
@@ -77,10 +93,11 @@ def make_tiny_model_dir(path, texts, *, num_labels: int = 3, hidden_size: int = 
         if label_names else {"num_labels": num_labels}
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=64,
-                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **names)
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, problem_type=problem_type,
+                        **names)
     torch.manual_seed(seed)
-    (BertForTokenClassification if token_classifier else BertForSequenceClassification)(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_quietly((BertForTokenClassification if token_classifier else BertForSequenceClassification)(config),
+                 tokenizer, path)
     return str(path)
 
 
@@ -118,6 +135,27 @@ def toy_multilabel(n: int = 60, *, seed: int = 0) -> list[dict]:
     return rows
 
 
+_SCORE_CUES = ["none", "few", "some", "many", "most", "all"]  # cue i: a gold score near i
+
+
+def toy_scored_pairs(n: int = 90, *, seed: int = 0) -> list[dict]:
+    """STS-B-like sentence pairs with a float ``label`` in [0, 5], learnable from a cue word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        level = i % len(_SCORE_CUES)
+        s = rng.choice(_SUBJECTS)
+        score = min(5.0, max(0.0, level + rng.uniform(-0.3, 0.3)))
+        rows.append({"sentence1": f"{s} {rng.choice(_VERBS)} {rng.choice(_PLACES)}",
+                     "sentence2": f"{_SCORE_CUES[level]} {s} {rng.choice(_VERBS)}", "label": round(score, 3)})
+    return rows
+
+
+def toy_score_words() -> list[str]:
+    """Every word of :func:`toy_scored_pairs` (for a tiny model's vocabulary)."""
+    return [" ".join(_SUBJECTS + _VERBS + _PLACES + _SCORE_CUES)]
+
+
 def toy_choices(n: int = 60, *, seed: int = 0) -> list[dict]:
     """A context and two options; the right one holds the cue word 'good'."""
     rng = random.Random(seed)
@@ -136,11 +174,40 @@ def toy_task_words() -> list[str]:
     return [" ".join(_FILLER + _PLACES_NE + _PEOPLE_NE + _WEATHER + list(_CHOICE_CUES))]
 
 
-def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classification", epochs: int = 4,
+def write_toy_run(run_dir, n: int = 120, *, epochs: int = 4, seed: int = 0, noise: float = 0.1):
+    """Record synthetic dynamics of ``n`` toy NLI rows (:func:`toy_nli`) into ``run_dir``; no model is trained.
+
+    Each row's logits move toward its true label at a pace of its own, so a row whose label ``noise``
+    flipped ends hard-to-learn and every region is populated. Returns the run folder.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .dynamics.store import DynamicsWriter, dynamics_dir
+
+    rows, clean = toy_nli(n, seed=seed, noise=noise), toy_nli(n, seed=seed)
+    gold = np.array([r["label"] for r in rows])
+    true = np.array([r["label"] for r in clean])
+    writer = DynamicsWriter(dynamics_dir(run_dir))
+    writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), gold,
+                          pd.DataFrame(rows).drop(columns="label"))
+    writer.update_manifest(label_names=["entailment", "neutral", "contradiction"], num_labels=3, n_examples=n,
+                           mode="training_pass", text_columns=["premise", "hypothesis"])
+    rng = np.random.default_rng(seed)
+    pace = rng.uniform(0.2, 2.0, n)
+    for e in range(epochs):
+        logits = rng.normal(0, 0.6, (n, 3)).astype(np.float32)
+        logits[np.arange(n), true] += (pace * (e + 1)).astype(np.float32)
+        writer.write_epoch(e, np.arange(n), gold, logits, epoch=float(e + 1))
+    return run_dir
+
+
+def write_toy_unit_run(run_dir, n: int = 60, *, task: str | None = None, epochs: int = 4,
                        seed: int = 0, words: tuple[int, int] = (3, 8), vocabulary=None):
     """Record synthetic unit dynamics of ``n`` examples into ``run_dir`` (no model is trained).
 
-    Token classification: each example has ``words`` (min, max) words of the toy vocabulary tagged
+    ``task``: a registered task whose units are words or labels (None: the first with words).
+    Token classification (units are words): each example has ``words`` (min, max) words of the toy vocabulary tagged
     with :data:`TOY_TAGS` (a "tokens" column; units are words); multi-label: a "text" column and three
     weather labels (units are labels). Each unit's p(gold) drifts from its own random start toward a
     random end over the epochs, so every region is populated. ``vocabulary``: more words to draw
@@ -150,17 +217,19 @@ def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classificatio
     import pandas as pd
 
     from .dynamics.store import DynamicsWriter, dynamics_dir
+    from .tasks import TASK_TYPES, task_type
 
+    entry = task_type(task) if task is not None else next(t for t in TASK_TYPES.values() if t.unit == "word")
     rng = np.random.default_rng(seed)
     vocab = np.array(_FILLER + _PLACES_NE + _PEOPLE_NE + list(vocabulary or []), dtype=object)
-    if task == "token-classification":
+    if entry.unit == "word":
         lengths = rng.integers(words[0], words[1] + 1, n)
         tokens = vocab[rng.integers(0, len(vocab), int(lengths.sum()))]
         gold = np.where(np.isin(tokens, _PLACES_NE), 1, np.where(np.isin(tokens, _PEOPLE_NE), 2, 0))
         cuts = np.cumsum(lengths)[:-1]
         texts = pd.DataFrame({"tokens": [list(t) for t in np.split(tokens, cuts)]})
         labels, names, unit, classes = [g.tolist() for g in np.split(gold, cuts)], TOY_TAGS, "word", 3
-    elif task == "multi-label":
+    elif entry.unit == "label":
         lengths = np.full(n, 3)
         hot = rng.random((n, 3)) < 0.4
         texts = pd.DataFrame({"text": [" ".join(list(rng.choice(_FILLER, 4)) + [_WEATHER[j] for j in np.flatnonzero(h)])
@@ -168,12 +237,12 @@ def write_toy_unit_run(run_dir, n: int = 60, *, task: str = "token-classificatio
         gold, labels = hot.reshape(-1).astype(np.int64), [np.flatnonzero(h).tolist() for h in hot]
         names, unit, classes = list(_WEATHER), "label", 2
     else:
-        raise ValueError(f"task must be token-classification or multi-label, got {task!r}")
+        raise ValueError(f"task must be one whose units are words or labels, got {entry.name!r}")
     rows = np.repeat(np.arange(n), lengths)
     subs = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     writer = DynamicsWriter(dynamics_dir(run_dir))
     writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), labels, texts)
-    writer.update_manifest(task=task, unit=unit, label_names=list(names), n_examples=n, n_units=int(rows.size),
+    writer.update_manifest(task=entry.name, unit=unit, label_names=list(names), n_examples=n, n_units=int(rows.size),
                            mode="training_pass", text_columns=list(texts.columns))
     start, end = rng.normal(0, 2, rows.size), rng.normal(2.5, 2.5, rows.size)
     for e in range(epochs):
@@ -246,6 +315,5 @@ def make_tiny_causal_lm_dir(path, texts, *, n_embd: int = 64, layers: int = 2, s
                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                         bos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(seed)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_quietly(GPT2LMHeadModel(config), tokenizer, path)
     return str(path)

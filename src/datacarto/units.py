@@ -88,19 +88,20 @@ def words_column(examples: pd.DataFrame) -> str | None:
                  and len(examples[c].iloc[0]) and isinstance(examples[c].iloc[0][0], str)), None)
 
 
-def unit_records(examples: pd.DataFrame, units: pd.DataFrame, *, task: str, label_names: list[str]) -> pd.DataFrame:
+def unit_records(examples: pd.DataFrame, units: pd.DataFrame, *, unit: str, label_names: list[str]) -> pd.DataFrame:
     """One record per unit for map tooltips: the example's text with the unit marked, gold and predicted.
 
     ``units``: the unit table of ``get_metrics(..., level="unit")`` (``row_id``, ``sub_id``,
-    ``gold``, ``last_pred``). Token classification: the sentence with the word in [brackets], the
-    word, its gold and predicted tags. Multi-label: the example's text, the label, whether it is
-    gold and predicted, and the example's gold labels.
+    ``gold``, ``last_pred``); ``unit``: what a unit is (its task's registry entry's). ``"word"``
+    (token classification): the sentence with the word in [brackets], the word, its gold and
+    predicted tags. ``"label"`` (multi-label, a yes/no decision): the example's text, the label,
+    whether it is gold and predicted, and the example's gold labels.
     """
     rows, subs = units["row_id"].to_numpy(), units["sub_id"].to_numpy()
     name = np.asarray(label_names, dtype=object)
     gold, pred = units["gold"].to_numpy(), units["last_pred"].to_numpy()
     ex = examples.reindex(rows)
-    if task == "token-classification":
+    if unit == "word":
         words_col = words_column(ex)
         if words_col is None:
             raise DatacartoError("the recorded examples hold no list of words to show the tagged word in")
@@ -108,12 +109,12 @@ def unit_records(examples: pd.DataFrame, units: pd.DataFrame, *, task: str, labe
         sentence = [" ".join(f"[{w}]" if i == s else str(w) for i, w in enumerate(ws)) for ws, s in zip(words, subs)]
         out = {"sentence": sentence, "word": [ws[s] if s < len(ws) else "" for ws, s in zip(words, subs)],
                "gold tag": name[gold], "predicted tag": name[pred]}
-    elif task == "multi-label":
+    elif unit == "label":
         text_cols = [c for c in ex.columns if pd.api.types.is_string_dtype(ex[c]) and c != "fingerprint"]
         out = {c: ex[c].to_list() for c in text_cols}
         out.update({"label": name[subs], "gold": np.where(gold == 1, "yes", "no"),
                     "predicted": np.where(pred == 1, "yes", "no"),
                     "gold labels": [", ".join(name[list(v)]) for v in ex["label"]]})
     else:
-        raise DatacartoError(f"unit maps are for multi-label and token classification, not {task!r}")
+        raise DatacartoError(f"unit maps are for units that are words or labels, not {unit!r}")
     return pd.DataFrame(out, index=units.index)

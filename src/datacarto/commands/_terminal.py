@@ -207,11 +207,15 @@ def recorded_scores(output_dir, metrics: dict) -> dict:
         import numpy as np
         from sklearn.metrics import f1_score
 
+        from ..dynamics.generative import is_generative
         from ..dynamics.store import load_dynamics
         from ..record.examples import split_name
 
         key = next((k for k in metrics if k.endswith("_runtime")), "eval_runtime")
-        dyn = load_dynamics(output_dir, split_name(key[: -len("_runtime")]))
+        split = split_name(key[: -len("_runtime")])
+        if is_generative(output_dir, split):  # a causal LM has no classes: its loss says it all
+            return {}
+        dyn = load_dynamics(output_dir, split)
         pred = np.nan_to_num(dyn.logits[:, -1, :], nan=-np.inf).argmax(axis=1)
         return {"accuracy": float((pred == dyn.gold).mean()),
                 "macro-F1": float(f1_score(dyn.gold, pred, average="macro", zero_division=0))}

@@ -13,7 +13,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="datacarto apply-corrections",
         description="Apply reviewed decisions (relabel, drop, keep per row; the queue of datacarto label-errors "
                     "with its decision and new_label filled in) to a run's training records and write the "
-                    "corrected data with the columns original_label, new_label and decision. Refuses a "
+                    "corrected data with the columns given_label, new_label and decision. Refuses a "
                     "corrections file of other data. See docs/label_errors.md.",
     )
     p.add_argument("run", help="training output folder (holding training_dynamics/)")
@@ -35,5 +35,5 @@ def main(argv: list[str]) -> int:
           f"not reviewed {counts['unreviewed']}")
     write_corrected(corrected, args.out)
     print(f"wrote {args.out}: {counts['rows']} rows ({counts['dropped_rows']} dropped), labels corrected in "
-          f"{', '.join(counts['label_columns'])}, provenance in original_label, new_label, decision")
+          f"{', '.join(counts['label_columns'])}, provenance in given_label, new_label, decision")
     return 0

@@ -116,8 +116,10 @@ def main(argv: list[str]) -> int:
     from .._validation import check_fraction
 
     check_fraction(audit_args.noise, "noise", high_open=True)  # before the task line: bad input is one line
+    from ..tasks import DEFAULT_TASK
+
     task = resolve_task(data)
-    if task != "sequence-classification":  # noise per unit: a choice flipped, a label added or dropped, a tag changed
+    if task != DEFAULT_TASK:  # noise per unit: a choice flipped, a label added or dropped, a tag changed
         from ..audit_tasks import run_task_audit
 
         result = run_task_audit(

@@ -97,9 +97,12 @@ def main(argv: list[str]) -> int:
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
     loss = build_loss(data)
-    result = train_focused(data.run, data.subset, init=data.init, model=data.model, output_dir=args.output_dir,
-                           validation=data.validation, training_args=args, loss=loss,
-                           label_column=data.label_column, max_length=data.max_length)
+    from ..record.recorder import entry_point
+
+    with entry_point("focus"):  # a refusal to mix runs: another --output-dir is this command's way out
+        result = train_focused(data.run, data.subset, init=data.init, model=data.model, output_dir=args.output_dir,
+                               validation=data.validation, training_args=args, loss=loss,
+                               label_column=data.label_column, max_length=data.max_length)
     if result.trainer is None or result.trainer.is_world_process_zero():
         print(f"focused training on {data.subset} from {data.init}: {result.output_dir}")
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")

@@ -35,6 +35,8 @@ CONFIG_FLAG_HELP = {
     "focus_init": "what focused models start from",
     "focus_training_args": "TrainingArguments overrides for focused and control models, as a JSON/YAML mapping",
     "control": "train a random control per recipe",
+    "save_focused_models": "keep the weights of every focused and control model under models/ (off: their "
+                           "predictions, metrics and dynamics are kept, which is what the report needs)",
     "ensemble_combine": "what the ensembles average",
     "ensemble_tune": "tune ensemble weights on validation",
     "map_color_by": "hue of the data map",
@@ -44,8 +46,7 @@ CONFIG_FLAG_HELP = {
     "folds": "cross-fit: K fold models record out-of-sample dynamics (K more trainings on (K-1)/K of the data)",
     "dynamics": "with folds: which dynamics the map, regions and subsets use",
     "seeds": "comma-separated seeds (at least 2): one run per seed; the report shows seed stability",
-    "task": "sequence-classification, multiple-choice, multi-label, token-classification or causal-lm "
-            "(default: inferred from the training data's columns, and printed)",
+    "task": "the task type (default: inferred from the training data's columns, and printed)",
     "choice_columns": "multiple choice: comma-separated choice columns (--text-columns is the context)",
     "tokens_column": "token classification: the words column",
     "tags_column": "token classification: one tag id per word",
@@ -70,10 +71,10 @@ def _run_arguments():
     same name), plus ``--config``, ``--force`` and ``--quiet``. Derived from the config's fields."""
     from ..pipeline import PipelineConfig
     from ..pipeline.config import COLOR_MODES, COMBINES, DYNAMICS_CHOICES, DYNAMICS_MODES, FOCUS_INITS
-    from ..task_data import TASKS
+    from ..tasks import task_names
 
     choices = {"dynamics_mode": DYNAMICS_MODES, "focus_init": FOCUS_INITS, "ensemble_combine": COMBINES,
-               "map_color_by": COLOR_MODES, "dynamics": DYNAMICS_CHOICES, "task": TASKS}
+               "map_color_by": COLOR_MODES, "dynamics": DYNAMICS_CHOICES, "task": task_names()}
     config_fields = [f for f in dataclasses.fields(PipelineConfig) if f.name not in _FROM_TRAINING_ARGS]
     missing = {f.name for f in config_fields} ^ set(CONFIG_FLAG_HELP)
     assert not missing, f"CONFIG_FLAG_HELP and PipelineConfig disagree on {sorted(missing)}"

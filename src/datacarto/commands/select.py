@@ -62,7 +62,7 @@ def _regions(values: list[str] | None) -> list[str] | None:
 
 def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str) -> str:
     """How many were selected, per region and per label (with the manifest's label names)."""
-    from ..metrics import REGIONS
+    from ..metrics import REGIONS, labelled
 
     n, total = len(ids), len(metrics)
     lines = [f"{title}: {n} of {total} examples ({100.0 * n / max(total, 1):.1f}%)"]
@@ -71,7 +71,7 @@ def _summary(ids: np.ndarray, metrics, label_names: list[str] | None, title: str
         counts = rows["region"].astype(object).value_counts()
         known = list(REGIONS) + sorted(set(counts.index) - set(REGIONS), key=str)
         lines.append("  by region: " + ", ".join(f"{r} {int(counts.get(r, 0))}" for r in known))
-    if "gold" in rows.columns:
+    if "gold" in rows.columns and labelled(metrics):  # a causal LM has no classes to count
         counts = rows["gold"].value_counts()
         labels = sorted(set(np.unique(metrics["gold"]).tolist()))
         def name(g):
@@ -123,10 +123,10 @@ def main(argv: list[str]) -> int:
 
     control = None
     if args.random_control or args.control_out:
-        from ..task_data import SINGLE_LABEL_TASKS
+        from ..tasks import task_type
 
-        task = read_manifest(dynamics_dir(args.run, args.split)).get("task", "sequence-classification")
-        control = random_control(ids, metrics, match_labels=task in SINGLE_LABEL_TASKS, seed=args.seed,
+        task = task_type(read_manifest(dynamics_dir(args.run, args.split)).get("task"))
+        control = random_control(ids, metrics, match_labels=task.single_label, seed=args.seed,
                                  exclude=ids if args.control_disjoint else None)
 
     if args.random_control:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .._validation import check_folds, check_seed, check_seeds
 from ..errors import DatacartoError
+from ..tasks import task_names
 from ..train.baseline import TRAINING_DEFAULTS
 from ._help import FULL_HELP_FLAG, asks_help, print_training_help
 
@@ -34,8 +35,7 @@ class DataArguments:
                 "(eval-mode prediction over the training set, the paper's definition)"})
     snapshots_per_epoch: int = field(default=1, metadata={"help": "snapshots per epoch (epoch_end mode)"})
     task: str | None = field(default=None, metadata={
-        "help": "sequence-classification, multiple-choice, multi-label, token-classification or causal-lm "
-                "(default: inferred from the columns, and printed)"})
+        "help": f"{', '.join(task_names())} (default: inferred from the columns, and printed)"})
     choice_columns: str | None = field(default=None, metadata={
         "help": "multiple choice: comma-separated choice columns (--text-columns is the context)"})
     tokens_column: str = field(default="tokens", metadata={"help": "token classification: the words column"})
@@ -120,25 +120,24 @@ def resolve_task(data) -> str:
     import sys
 
     from ..data import load_table
-    from ..task_data import infer_task
+    from ..tasks import DEFAULT_TASK, infer_task
 
     table = load_table(data.dataset, "train") if not data.task else None
     task, why = infer_task(table, task=data.task, label_column=data.label_column,
                            choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
                            tags_column=data.tags_column, prompt_column=data.prompt_column)
-    if task != "sequence-classification":  # the default says nothing; another task says why it was chosen
+    if task != DEFAULT_TASK:  # the default says nothing; another task says why it was chosen
         print(f"task: {task} ({why})", file=sys.stderr)
     return task
 
 
-def check_request(data, repeat, args, argv: list[str]) -> str:
-    """Every flag, and the task with its options, checked before any model loads; returns the task.
+def check_request(data, repeat, args, argv: list[str]):
+    """Every flag, and the task with its options, checked before any model loads; returns the TaskSpec.
 
     The class counts against ``--folds`` and the chat template on the first row are checked by
     ``train_crossfit`` and ``train_baseline`` themselves, before their model loads.
     """
-    from ..task_data import check_repeats
-    from ..task_options import check_task_options
+    from ..tasks import TaskSpec, check_repeats
 
     if data.max_length < 1:
         raise DatacartoError(f"--max-length must be at least 1, got {data.max_length}")
@@ -152,21 +151,30 @@ def check_request(data, repeat, args, argv: list[str]) -> str:
     if (repeat.folds is not None or repeat.seeds) and args.resume_from_checkpoint:
         raise DatacartoError("--resume_from_checkpoint resumes one run; it cannot be combined with --folds or --seeds")
     task = resolve_task(data)
-    check_task_options(task, choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
-                       tags_column=data.tags_column, prompt_column=data.prompt_column,
-                       response_column=data.response_column, chat_template=data.chat_template)
+    spec = TaskSpec.from_options(task, text_columns=split_list(data.text_columns), label_column=data.label_column,
+                                 label_names=split_list(data.class_names),
+                                 choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
+                                 tags_column=data.tags_column, prompt_column=data.prompt_column,
+                                 response_column=data.response_column, chat_template=data.chat_template)
     check_repeats(task, folds=repeat.folds, seeds=repeat.seeds)
-    return task
+    return spec
 
 
 def main(argv: list[str]) -> int:
     data, test, repeat, args = parse_with_training_args(argv, DataArguments, TestArguments, RepeatArguments,
                                                         prog="datacarto train")
-    task = check_request(data, repeat, args, argv)
+    spec = check_request(data, repeat, args, argv)
     if data.validation and "eval_strategy" not in explicit_flags(argv):
         args.eval_strategy = "epoch"
+    from ..record.recorder import entry_point
+
+    with entry_point("cli"):  # a refusal to mix runs names this command's flags
+        return _train(data, test, repeat, args, spec)
+
+
+def _train(data, test, repeat, args, spec) -> int:
     if not repeat.seeds:
-        _train_one(data, test, repeat, args, task=task)
+        _train_one(data, test, repeat, args, spec)
         return 0
     import dataclasses
     from pathlib import Path
@@ -174,21 +182,20 @@ def main(argv: list[str]) -> int:
     root, runs, main_process = Path(args.output_dir), [], True
     for seed in repeat.seeds:
         run_args = dataclasses.replace(args, seed=int(seed), output_dir=str(root / f"seed_{seed}"))
-        main_process = _train_one(data, test, repeat, run_args, quiet=True)
+        main_process = _train_one(data, test, repeat, run_args, spec, quiet=True)
         runs.append(root / f"seed_{seed}")
     if main_process:
         _write_stability(root, runs)
     return 0
 
 
-def _train_one(data, test, repeat, args, *, quiet: bool = False, task: str = "sequence-classification") -> bool:
-    """Train one run (cross-fitted with ``--folds``); True on the main process."""
+def _train_one(data, test, repeat, args, spec, *, quiet: bool = False) -> bool:
+    """Train one run of the TaskSpec ``spec`` (cross-fitted with ``--folds``); True on the main process."""
     from ..train.baseline import train_baseline
     from ..train.crossfit import train_crossfit
 
-    common = dict(model=data.model, train=data.dataset, validation=data.validation,
-                  text_columns=split_list(data.text_columns), label_column=data.label_column,
-                  label_names=split_list(data.class_names), training_args=args, output_dir=args.output_dir,
+    common = dict(model=data.model, train=data.dataset, validation=data.validation, task_spec=spec,
+                  training_args=args, output_dir=args.output_dir,
                   dynamics_mode=data.dynamics_mode, max_length=data.max_length, test=test.test,
                   overwrite_dynamics=data.overwrite_output_dir)
     if repeat.folds is not None:
@@ -200,10 +207,7 @@ def _train_one(data, test, repeat, args, *, quiet: bool = False, task: str = "se
                   f"(datacarto metrics {result.output_dir} --split {other})")
         return result.is_main_process()
     result = train_baseline(**common, snapshots_per_epoch=data.snapshots_per_epoch,
-                            resume_from_checkpoint=args.resume_from_checkpoint, task=task,
-                            choice_columns=split_list(data.choice_columns), tokens_column=data.tokens_column,
-                            tags_column=data.tags_column, prompt_column=data.prompt_column,
-                            response_column=data.response_column, chat_template=data.chat_template)
+                            resume_from_checkpoint=args.resume_from_checkpoint)
     if result.trainer.is_world_process_zero():
         print(f"training dynamics: {result.output_dir / 'training_dynamics'}")
         if not quiet:

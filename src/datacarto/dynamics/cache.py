@@ -109,7 +109,8 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
     ``level="example"`` (:func:`datacarto.units.aggregate_units`) and one per unit with
     ``level="unit"`` (with ``row_id`` and ``sub_id`` columns); those tables are not cached. A
     causal-LM run's table has ``correctness`` = mean token accuracy and ``nll``, ``n_tokens``
-    (:mod:`datacarto.dynamics.generative`; computed on top of the cached classifier view).
+    (:mod:`datacarto.dynamics.generative`; computed on top of the cached classifier view); a
+    regression run's has ``gold_score``, ``prediction`` and ``squared_error`` too.
     """
     if level not in ("example", "unit"):
         raise DatacartoError(f"level must be 'example' or 'unit', got {level!r}")
@@ -143,9 +144,13 @@ def get_metrics(run_dir: str | os.PathLike, split: str = "train", burn_out: int 
 
 
 def _generative(df: pd.DataFrame, run_dir, split: str, burn_out: int | None) -> pd.DataFrame:
-    """A causal-LM run's metrics: correctness is the mean token accuracy; nll and n_tokens added."""
+    """A causal-LM run's metrics: correctness is the mean token accuracy; nll and n_tokens added.
+    A regression run's: gold_score, prediction and squared_error added (:mod:`datacarto.dynamics.regression`)."""
     from .generative import is_generative, with_generative_metrics
+    from .regression import is_numeric, with_regression_metrics
 
+    if is_numeric(run_dir, split):
+        return with_regression_metrics(df, run_dir, split, burn_out)
     return with_generative_metrics(df, run_dir, split, burn_out) if is_generative(run_dir, split) else df
 
 

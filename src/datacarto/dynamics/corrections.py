@@ -7,7 +7,7 @@ for ``relabel``, a ``new_label`` (a class name or id; ``yes``/``no`` for a multi
 refused when it belongs to other data: a ``dataset_fingerprint`` other than the run's, a row id the
 run does not hold, a text column or a ``given_label`` that differs from the run's record.
 The result is the run's records (``examples.parquet``: every original column and ``row_id``),
-dropped rows left out, with the corrected ``label`` and ``original_label``, ``new_label``,
+dropped rows left out, with the corrected ``label`` and ``given_label``, ``new_label``,
 ``decision``. docs/label_errors.md.
 """
 
@@ -23,13 +23,12 @@ import pandas as pd
 
 from .._io import check_output_file
 from ..errors import DatacartoError, not_utf8
+from ..tasks import TaskSpec, TaskType
 from .label_errors import DECISION_NAMES, run_fingerprint, text_columns
 from .store import EXAMPLES, dynamics_dir, load_examples, read_manifest
 from .subsets import SUBSET_SUFFIXES, export_subset
 
 DECISIONS = ("relabel", "drop", "keep")
-PROVENANCE = ("original_label", "new_label", "decision")
-UNIT_TASKS = ("multi-label", "token-classification")
 
 
 def read_corrections(path: str | os.PathLike) -> pd.DataFrame:
@@ -134,25 +133,26 @@ def _check_same_data(frame: pd.DataFrame, examples: pd.DataFrame, rows: np.ndarr
 def _parse(frame: pd.DataFrame, examples: pd.DataFrame, run_dir, split: str, path) -> pd.DataFrame:
     """(row_id, sub_id, decision, new label id) per reviewed row, every check done."""
     manifest = read_manifest(dynamics_dir(run_dir, split))
-    task = manifest.get("task", "sequence-classification")
+    entry = TaskSpec.from_manifest(manifest).type
+    units = entry.per_row  # several units per example: each named by row_id and sub_id
     rows = _ints(frame["row_id"], "row_id", path)
     _check_same_data(frame, examples, rows, run_dir, split, path)
-    if task in UNIT_TASKS and "sub_id" not in frame.columns:
-        raise DatacartoError(f"{path} has no sub_id column: a {task} run's corrections name each unit by "
+    if units and "sub_id" not in frame.columns:
+        raise DatacartoError(f"{path} has no sub_id column: a {entry.name} run's corrections name each unit by "
                              "row_id and sub_id")
-    subs = _ints(frame["sub_id"], "sub_id", path) if task in UNIT_TASKS else np.zeros(len(rows), dtype=np.int64)
-    if task in UNIT_TASKS and "unit" in frame.columns:
-        _check_units(frame["unit"], examples, rows, subs, task, manifest, path)
+    subs = _ints(frame["sub_id"], "sub_id", path) if units else np.zeros(len(rows), dtype=np.int64)
+    if units and "unit" in frame.columns:
+        _check_units(frame["unit"], examples, rows, subs, entry, manifest, path)
     keys = pd.MultiIndex.from_arrays([rows, subs])
     if keys.duplicated().any():
         row, sub = keys[keys.duplicated()][0]
-        raise DatacartoError(f"{path}: row_id {row}{f', sub_id {sub}' if task in UNIT_TASKS else ''} "
+        raise DatacartoError(f"{path}: row_id {row}{f', sub_id {sub}' if units else ''} "
                              "appears twice")
     decisions = _decisions(frame, path)
-    names = list(DECISION_NAMES) if task == "multi-label" else \
+    names = list(DECISION_NAMES) if entry.unit == "label" else \
         list(manifest.get("label_names") or range(int(manifest.get("num_labels") or 0)))
     names = [str(n) for n in names]
-    given = _given(examples, rows, subs, task)
+    given = _given(examples, rows, subs, entry)
     new = np.full(len(rows), -1, dtype=np.int64)
     for i, d in enumerate(decisions):
         where = f"{path}, row {i + 1} (row_id {rows[i]})"
@@ -166,9 +166,10 @@ def _parse(frame: pd.DataFrame, examples: pd.DataFrame, run_dir, split: str, pat
     return pd.DataFrame({"row_id": rows, "sub_id": subs, "decision": decisions, "new": new})
 
 
-def _check_units(stated: pd.Series, examples: pd.DataFrame, rows, subs, task: str, manifest: dict, path) -> None:
+def _check_units(stated: pd.Series, examples: pd.DataFrame, rows, subs, entry: TaskType, manifest: dict,
+                 path) -> None:
     """A unit named by the file (a label's name, a word) must be the run's unit of that row and sub id."""
-    if task == "multi-label":
+    if entry.unit == "label":
         names = [str(n) for n in manifest.get("label_names") or []]
         ours = [names[s] if 0 <= s < len(names) else None for s in subs]
     else:
@@ -185,19 +186,19 @@ def _check_units(stated: pd.Series, examples: pd.DataFrame, rows, subs, task: st
                                  f"{mine!r} in the run's records: a corrections file of other data?")
 
 
-def _given(examples: pd.DataFrame, rows, subs, task: str) -> list[int | None]:
+def _given(examples: pd.DataFrame, rows, subs, entry: TaskType) -> list[int | None]:
     """Each unit's label in the run's records (None where it cannot be read)."""
     labels = examples["label"].reindex(rows).to_list()
-    if task == "multi-label":
+    if entry.unit == "label":
         return [int(s in set(np.asarray(v).tolist())) for v, s in zip(labels, subs)]
-    if task == "token-classification":
+    if entry.unit == "word":
         return [None] * len(rows)  # the records' tags are those of the recorded words: checked by the texts
     return [int(v) for v in labels]
 
 
-def _label_columns(examples: pd.DataFrame, manifest: dict) -> list[str]:
+def _label_columns(examples: pd.DataFrame, spec: TaskSpec) -> list[str]:
     """``label`` and the data's own label column when the records hold it as the same ids."""
-    tags = (manifest.get("task_columns") or {}).get("tags_column")
+    tags = spec.label_column if spec.type.label_option else None  # a label column the task's option names
     same = [c for c in examples.columns if c not in ("label", "fingerprint")
             and examples[c].map(repr).equals(examples["label"].map(repr))]
     return ["label", *([tags] if tags and tags in examples.columns and tags not in same else []), *same]
@@ -214,40 +215,41 @@ def apply_corrections(run_dir: str | os.PathLike, corrections, *, split: str = "
     if examples is None:
         raise DatacartoError(f"{dynamics_dir(run_dir, split) / EXAMPLES} not found: the run recorded no examples")
     manifest = read_manifest(dynamics_dir(run_dir, split))
-    task = manifest.get("task", "sequence-classification")
+    spec = TaskSpec.from_manifest(manifest)
+    entry = spec.type
     parsed = _parse(frame, examples, run_dir, split, path)
     out = examples.drop(columns=["fingerprint", *(["fold"] if manifest.get("crossfit") else [])])
-    columns = _label_columns(out, manifest)
+    columns = _label_columns(out, spec)
     position = {row: i for i, row in enumerate(out.index.to_numpy())}
     values = {col: out[col].tolist() for col in columns}
     decision: list[str | None] = [None] * len(out)
     rank = {None: 0, "keep": 1, "relabel": 2, "drop": 3}  # an example's decision: the strongest of its units'
-    recorded = _RecordedWords(run_dir, split) if task == "token-classification" else None
+    recorded = _RecordedWords(run_dir, split) if entry.unit == "word" else None
     for row, sub, d, new in parsed.itertuples(index=False):
         i, d = position[row], d if isinstance(d, str) else None
         if d == "relabel":
             for col in columns:
                 at = recorded.position(row, sub) if recorded is not None and col == "label" else sub
-                values[col][i] = _relabel(values[col][i], task, sub, at, new, row)
+                values[col][i] = _relabel(values[col][i], entry, sub, at, new, row)
         decision[i] = max(decision[i], d, key=rank.get)
     original = out["label"].copy()
     for col in columns:
-        out[col] = pd.Series(values[col], index=out.index, dtype=out[col].dtype if task not in UNIT_TASKS else object)
+        out[col] = pd.Series(values[col], index=out.index, dtype=out[col].dtype if not entry.per_row else object)
     dropped = np.array([d == "drop" for d in decision])
-    out = out.assign(original_label=original, new_label=out["label"], decision=decision)[~dropped].reset_index()
+    out = out.assign(given_label=original, new_label=out["label"], decision=decision)[~dropped].reset_index()
     counts = {d: int((parsed["decision"] == d).sum()) for d in DECISIONS}
     counts.update(unreviewed=int(parsed["decision"].isna().sum()), rows=len(out), dropped_rows=int(dropped.sum()),
                   label_columns=columns)
     return out, counts
 
 
-def _relabel(value, task: str, sub: int, at: int | None, new: int, row: int):
+def _relabel(value, entry: TaskType, sub: int, at: int | None, new: int, row: int):
     """``value`` (a label, a list of label ids, a list of tags) with unit ``sub`` (tag position ``at``) set to ``new``."""
-    if task == "multi-label":
+    if entry.unit == "label":
         ids = set(np.asarray(value).tolist())
         ids = ids | {sub} if new == 1 else ids - {sub}
         return sorted(int(i) for i in ids)
-    if task == "token-classification":
+    if entry.unit == "word":
         tags = list(np.asarray(value).tolist())
         if at is None or at >= len(tags):
             raise DatacartoError(f"row_id {row}: word {sub} has no tag in the records to correct")

@@ -13,13 +13,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
+from ..tasks import DEFAULT_TASK, TASK_TYPES
 from .store import dynamics_dir, open_dynamics, read_manifest
 
 STATS = ("nll", "token_accuracy", "n_tokens")
 
 
 def is_generative(run_dir: str | os.PathLike, split: str = "train") -> bool:
-    return read_manifest(dynamics_dir(run_dir, split)).get("task") == "causal-lm"
+    """The run's task is generative (its registry entry's ``generative``; a task not registered here: no)."""
+    entry = TASK_TYPES.get(read_manifest(dynamics_dir(run_dir, split)).get("task") or DEFAULT_TASK)
+    return entry is not None and entry.generative
 
 
 def load_token_stats(run_dir: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -68,10 +71,13 @@ def run_trajectories(run_dir: str | os.PathLike, split: str = "train", burn_out:
     A causal-LM run's stored mean token NLL (:func:`loss_trajectories`), else -log p(gold) per
     epoch of a run with one unit per example; ``burn_out``: the first N epochs only.
     """
+    from .regression import is_numeric, squared_errors
     from .store import load_dynamics
 
     if is_generative(run_dir, split):
         frame = loss_trajectories(run_dir, split)
+    elif is_numeric(run_dir, split):  # a regression's trajectory: its squared error per epoch
+        frame = squared_errors(run_dir, split)
     else:
         dyn = load_dynamics(run_dir, split)
         if dyn.unit_level:

@@ -18,8 +18,9 @@ import pandas as pd
 from .._validation import check_choice
 from ..errors import DatacartoError
 from ..label_errors import LabelErrors, find_label_errors, probabilities_from_logits
-from ..learning_check import barely_learned
+from ..learning_check import barely_learned, compressed_confidences
 from ..metrics import assign_regions, compute_metrics
+from ..tasks import TaskSpec
 from .store import EXAMPLES, dataset_fingerprint, dynamics_dir, load_dynamics, load_examples, read_manifest
 
 #: ``method=``: "auto" reads the store's manifest (``dynamics: out-of-sample`` for cross-fitted runs);
@@ -58,10 +59,14 @@ def _check_run(run_dir, split: str, method: str) -> tuple[dict, str]:
     if not Path(run_dir).exists():
         raise DatacartoError(f"run directory {run_dir} not found")
     manifest = read_manifest(dynamics_dir(run_dir, split))
-    task = manifest.get("task", "sequence-classification")
-    if task == "causal-lm":
+    entry = TaskSpec.from_manifest(manifest).type
+    if entry.generative:
         raise DatacartoError(f"{run_dir} is a causal-LM run: its responses have no labels to be wrong, "
                              "so label-errors does not apply (see docs/generative.md for its scores)")
+    if entry.numeric:
+        raise DatacartoError(f"{run_dir} is a regression run: its gold values are numbers, not classes a count of "
+                             "wrong labels applies to; rank them by squared_error (datacarto select --metric "
+                             "squared_error, docs/tasks.md)")
     kind = dynamics_kind(manifest)
     if method == "out-of-sample" and kind != "out-of-sample":
         raise DatacartoError(f"method out-of-sample needs out-of-sample dynamics, but the {split!r} store of {run_dir} "
@@ -74,10 +79,16 @@ def _check_learned(dyn, split: str) -> None:
     """Refuse dynamics of a model that barely learned (the rule of :mod:`datacarto.learning_check`)."""
     metrics = compute_metrics(dyn)
     metrics["region"] = assign_regions(metrics)
-    verdict = barely_learned(metrics, what="training set" if split == "train" else f"{split} set")
+    what = "training set" if split == "train" else f"{split} set"
+    verdict = barely_learned(metrics, what=what)
     if verdict:
         raise DatacartoError(f"cannot estimate label errors: {verdict}: its probabilities say little about which "
                              "labels are wrong; train longer, or with a higher learning rate")
+    compressed = compressed_confidences(metrics, what=what)
+    if compressed:  # near-uniform probabilities pass every class's threshold: the count would be most of the data
+        raise DatacartoError(f"cannot estimate label errors: {compressed.split(': the model')[0]}: near-uniform "
+                             "probabilities cannot tell a wrong label from a hard one; train longer, or with a "
+                             "higher learning rate")
 
 
 def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method: str = "auto",
@@ -113,17 +124,17 @@ def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method
     _check_learned(dyn, split)
     rule = epochs or EPOCHS_BY_DYNAMICS[kind]
     probs = probabilities_from_logits(dyn.logits, epochs=rule)
-    task = manifest.get("task", "sequence-classification")
+    entry = TaskSpec.from_manifest(manifest).type
     names = dyn.label_names
-    if task == "multi-label":
+    if entry.unit == "label":  # each unit a yes/no decision on one label
         found = find_label_errors(dyn.gold, probs, score=score, ids=dyn.ids, class_names=list(DECISION_NAMES),
                                   groups=dyn.sub_ids, group_names=names)
     else:
         found = find_label_errors(dyn.gold, probs, score=score, ids=dyn.ids, class_names=names)
     if dyn.unit_level:
-        found.flagged = _unit_rows(found.flagged, dyn, run_dir, split, task)
+        found.flagged = _unit_rows(found.flagged, dyn, run_dir, split, entry.unit)
     found.info = {"run": str(run_dir), "split": split, "dynamics": kind, "epochs": rule, "n_epochs": dyn.n_epochs,
-                  "task": task, "unit": manifest.get("unit", "example"), "method": "confident learning",
+                  "task": entry.name, "unit": manifest.get("unit", entry.unit), "method": "confident learning",
                   "warning": _memorised(dyn) if kind == "in-sample" else None}
     return found
 
@@ -140,13 +151,13 @@ def _memorised(dyn) -> str | None:
             "out-of-sample dynamics")
 
 
-def _unit_rows(flagged: pd.DataFrame, dyn, run_dir, split: str, task: str) -> pd.DataFrame:
+def _unit_rows(flagged: pd.DataFrame, dyn, run_dir, split: str, kind: str) -> pd.DataFrame:
     """Unit ids -> ``row_id``, ``sub_id`` and ``unit`` (the label's name or the word)."""
     units = flagged["row_id"].to_numpy()
     out = flagged.drop(columns=["row_id", "group"], errors="ignore")
     out.insert(0, "row_id", dyn.row_ids[units])
     out.insert(1, "sub_id", dyn.sub_ids[units])
-    if task == "multi-label":
+    if kind == "label":  # the task's unit (datacarto.tasks): a label's yes/no decision, else a word
         unit = flagged["group"].to_numpy()
     else:
         from ..units import words_column
@@ -165,13 +176,13 @@ def text_columns(run_dir, split: str = "train") -> list[str]:
     examples = load_examples(run_dir, split)
     if examples is None:
         return []
-    task_columns = manifest.get("task_columns") or {}
-    named = [*(manifest.get("text_columns") or []), *(task_columns.get("choice_columns") or [])]
+    spec = TaskSpec.from_manifest(manifest)
+    named = [*(manifest.get("text_columns") or []), *spec.choice_columns]
     def is_text(c):
         return examples[c].map(lambda v: isinstance(v, str)).all()
 
     cols = [c for c in dict.fromkeys(named) if c in examples.columns and is_text(c)]
-    if cols or manifest.get("task") == "token-classification":
+    if cols or spec.type.unit == "word":  # a tagged sentence's words are no text column
         return cols
     return [c for c in examples.columns if c not in ("fingerprint", "label", "fold") and is_text(c)]
 
@@ -183,7 +194,7 @@ def review_queue(run_dir: str | os.PathLike, found: LabelErrors, *, split: str =
     examples = load_examples(run_dir, split)
     if examples is None:
         raise DatacartoError(f"{dynamics_dir(run_dir, split) / EXAMPLES} not found: the run recorded no examples")
-    if "sub_id" in queue.columns and found.info.get("task") == "token-classification":
+    if "sub_id" in queue.columns and found.info.get("unit") == "word":
         words = examples[_words(examples)].reindex(queue["row_id"]).to_list()
         queue["sentence"] = [" ".join(f"[{w}]" if i == s else str(w) for i, w in enumerate(ws))
                              for ws, s in zip(words, queue["sub_id"])]

@@ -99,7 +99,7 @@ MANIFEST_FIELDS = {
                     "an integer >= 0"),
     **dict.fromkeys(("dataset_fingerprint", "mode", "model", "split", "task", "unit", "dynamics", "logits_dtype"),
                     "a string"),
-    **dict.fromkeys(("snapshots", "versions", "task_columns", "crossfit"), "a mapping"),
+    **dict.fromkeys(("snapshots", "versions", "task_columns", "task_spec", "crossfit"), "a mapping"),
 }
 
 
@@ -194,15 +194,17 @@ class DynamicsWriter:
         write_json_atomic(self.directory / MANIFEST, manifest)
         return manifest
 
-    def check_fingerprint(self, fingerprint: str, *, dataset: str | None = None) -> None:
-        """Refuse to mix dynamics of two different data sets in one folder."""
+    def check_fingerprint(self, fingerprint: str, *, dataset: str | None = None, refusal=None) -> None:
+        """Refuse to mix dynamics of two different data sets in one folder.
+
+        ``refusal(holds) -> message``: the caller's words for the way out (its own options); by
+        default "use another output folder"."""
         old = self.manifest.get("dataset_fingerprint")
         if old is not None and old != fingerprint and list_epoch_files(self.directory):
-            raise DatacartoError(
-                f"{self.directory} already holds training dynamics of a different data set (fingerprint {old}, "
-                f"this data set {fingerprint}{', ' + dataset if dataset else ''}): use another output folder, "
-                "or overwrite the old dynamics (--overwrite_output_dir, overwrite_dynamics=True)"
-            )
+            holds = (f"training dynamics of a different data set (fingerprint {old}, this data set "
+                     f"{fingerprint}{', ' + dataset if dataset else ''})")
+            raise DatacartoError(refusal(holds) if refusal else
+                                 f"{self.directory} already holds {holds}: use another output folder")
 
     def write_examples(self, row_ids: np.ndarray, fingerprints: np.ndarray, labels: np.ndarray,
                        texts: pd.DataFrame | None = None) -> Path:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import DatacartoError
 from ..selection import as_row_ids, check_criteria, describe_criteria, select
+from .generative import is_generative
 from .store import EXAMPLES, dynamics_dir
 
 #: File formats of a subset, by extension.
@@ -49,7 +50,8 @@ def _examples_table(run_dir: str | os.PathLike, split: str):
 
 def subset_rows(run_dir: str | os.PathLike, ids: Iterable[int], *, split: str = "train"):
     """The recorded examples' rows ``ids`` (in that order) as a pyarrow Table: every original column
-    and ``row_id``, no ``fingerprint``. Unknown ids raise DatacartoError. Needs no ``datasets``."""
+    and ``row_id``, no ``fingerprint`` (and no ``label`` for a causal LM: it has no classes, and the
+    explorer's exports carry none either). Unknown ids raise DatacartoError. Needs no ``datasets``."""
     ids = as_row_ids(ids)
     table = _examples_table(run_dir, split)
     row_ids = table.column("row_id").to_numpy()
@@ -61,7 +63,10 @@ def subset_rows(run_dir: str | os.PathLike, ids: Iterable[int], *, split: str = 
         missing = ids[~found]
         raise DatacartoError(f"{missing.size} row ids are not in the run's examples, e.g. {missing[:5].tolist()}")
     table = table.take(sorter[slot] if len(ids) else np.empty(0, dtype=np.int64))
-    names = [c for c in table.column_names if c not in ("row_id", "fingerprint")]
+    dropped = ["row_id", "fingerprint"]
+    if is_generative(run_dir, split):
+        dropped.append("label")  # the recorder's placeholder gold, "response"
+    names = [c for c in table.column_names if c not in dropped]
     return table.select(names + ["row_id"])
 
 

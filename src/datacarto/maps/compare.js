@@ -41,7 +41,9 @@
   function compareRefresh() {
     var m = transitionCounts(), box = $('dc-matrix'), table = document.createElement('table');
     var head = document.createElement('tr');
-    head.appendChild(el('th', null, meta.compare.runs[0] + ' \\ ' + meta.compare.runs[cmpOther]));
+    var corner = el('th', null, 'rows \\ cols');   // the runs are named above the matrix
+    corner.title = meta.compare.runs[0] + ' (rows) \u2192 ' + meta.compare.runs[cmpOther] + ' (columns)';
+    head.appendChild(corner);
     meta.regions.forEach(function (name) { head.appendChild(el('th', null, name)); });
     table.appendChild(head);
     m.forEach(function (row, r) {

@@ -37,10 +37,11 @@
     if (text) text.columns.forEach(function (c, k) {
       out.push({ name: c, kind: 'text', col: k, width: 260, get: function (i) { var v = text.value(k, i); return v === null ? '' : v; } });
     });
-    out.push({ name: 'gold_label', kind: 'label', width: 110, codes: function () { return A.gold; }, names: meta.label_names,
-               get: function (i) { return labelName(A.gold[i]) || ''; } });
+    if (labelled()) out.push({ name: 'gold_label', kind: 'label', width: 110, codes: function () { return A.gold; },
+                               names: meta.label_names, get: function (i) { return labelName(A.gold[i]) || ''; } });
     if (meta.has_pred) out.push({ name: 'last_pred_label', kind: 'label', width: 110, codes: function () { return A.last_pred; },
                                   names: meta.label_names, get: function (i) { return labelName(A.last_pred[i]) || ''; } });
+    reviewColumns().forEach(function (c) { out.push(c); });   // suspect, suggested_label, decision (review.js)
     if (meta.has_region) out.push({ name: 'region', kind: 'label', width: 110, codes: function () { return A.region; },
                                     names: meta.regions, get: function (i) { return regionName(A.region[i]) || ''; } });
     if (meta.compare) meta.compare.runs.forEach(function (r, k) {
@@ -55,181 +56,6 @@
   function columnNamed(name) {
     for (var k = 0; k < columns.length; k++) if (columns[k].name === name) return columns[k];
     throw new Error('no table column ' + name + '; columns: ' + columns.map(function (c) { return c.name; }).join(', '));
-  }
-
-  // ---- sorting: one ascending order of all rows per column, computed once; a view is sorted by
-  // walking that order and keeping the rows it holds (linear in N).
-  var PACK = 2097152;          // 2**21: key * PACK + index stays an exact float64 below 2**53
-  function packedOrder(keyOf) {   // keyOf(i): a non-negative integer below 2**32
-    var out = new Uint32Array(N), i;
-    if (N < PACK) {
-      var packed = new Float64Array(N);
-      for (i = 0; i < N; i++) packed[i] = keyOf(i) * PACK + i;
-      packed.sort();
-      for (i = 0; i < N; i++) out[i] = packed[i] % PACK;
-      return out;
-    }
-    var keys = new Float64Array(N);
-    for (i = 0; i < N; i++) { keys[i] = keyOf(i); out[i] = i; }
-    return out.sort(function (a, b) { return keys[a] - keys[b] || a - b; });
-  }
-  var f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
-  function floatKey(x) {          // float32 bits made order-preserving as uint32; NaN sorts last
-    if (x !== x) return 4294967295;
-    f32[0] = x;
-    var u = u32[0];
-    return u >= 2147483648 ? 4294967295 - u : u + 2147483648;
-  }
-  function nameRanks(names) {     // code -> rank of its name (missing codes last)
-    var sorted = names.map(function (n, k) { return k; }).sort(function (a, b) { return names[a] < names[b] ? -1 : names[a] > names[b] ? 1 : a - b; });
-    var rank = new Uint32Array(65536).fill(65535);
-    sorted.forEach(function (code, r) { rank[code] = r; });
-    return rank;
-  }
-  var vocabRank = null;
-  function wordRanks() {          // vocabulary id -> rank of the word in string order
-    if (vocabRank) return vocabRank;
-    var vocab = text.vocab, order = vocab.map(function (w, k) { return k; });
-    order.sort(function (a, b) { return vocab[a] < vocab[b] ? -1 : vocab[a] > vocab[b] ? 1 : 0; });
-    vocabRank = new Uint32Array(vocab.length + 2);
-    order.forEach(function (k, r) { vocabRank[k + 2] = r + 1; });   // 0: end of value (sorts first)
-    return vocabRank;
-  }
-  function textOrder(col) {       // word by word: by the first word's rank, ties broken by the rest
-    var ids = text.ids, starts = text.starts, rank = wordRanks(), missing = rank.length + 1;
-    function first(i) { var a = starts[col * N + i]; return ids[a] === 1 && ids[a + 1] === 0 ? missing : rank[ids[a]]; }
-    var order = packedOrder(first);
-    function cmp(x, y) {
-      var a = starts[col * N + x], b = starts[col * N + y];
-      for (;;) {
-        var p = ids[a] ? rank[ids[a]] : 0, q = ids[b] ? rank[ids[b]] : 0;
-        if (p !== q) return p - q;
-        if (p === 0) return x - y;
-        a++; b++;
-      }
-    }
-    for (var s = 0; s < N;) {      // runs of equal first words
-      var f = first(order[s]), e = s + 1;
-      while (e < N && first(order[e]) === f) e++;
-      if (e - s > 1 && f !== missing) order.subarray(s, e).sort(cmp);
-      s = e;
-    }
-    return order;
-  }
-  function orderOf(c) {
-    if (orders[c.name]) return orders[c.name];
-    var o;
-    if (c.key) o = packedOrder(function (i) { return floatKey(rowId(i)); });
-    else if (c.values) { var w = c.values(); o = packedOrder(function (i) { return floatKey(w[i]); }); }
-    else if (c.kind === 'text') o = textOrder(c.col);
-    else if (c.kind === 'label') {
-      var codes = c.codes(), rank = nameRanks(c.names);
-      o = packedOrder(function (i) { return rank[codes[i]]; });
-    } else if (scoreSpec(c.name)) {
-      var q = A['score:' + c.name];
-      o = packedOrder(function (i) { return q[i]; });
-    } else {
-      var v = A[c.name];
-      o = packedOrder(function (i) { return floatKey(v[i]); });
-    }
-    orders[c.name] = o;
-    return o;
-  }
-
-  // ---- search: a word (no space) is in a value iff some vocabulary word holds it, so the
-  // search marks vocabulary words, then scans the word ids once. A query with spaces is checked
-  // on the text of the rows that hold its longest word.
-  var lowerVocab = null;
-  function searchRows(q) {
-    q = String(q || '').trim().toLowerCase();
-    if (!q || !text) return null;
-    if (!lowerVocab) lowerVocab = text.vocab.map(function (w) { return w.toLowerCase(); });
-    var parts = q.split(' ').filter(Boolean), longest = parts.reduce(function (a, b) { return b.length > a.length ? b : a; }, '');
-    var flag = new Uint8Array(lowerVocab.length + 2);
-    for (var w = 0; w < lowerVocab.length; w++) if (lowerVocab[w].indexOf(longest) >= 0) flag[w + 2] = 1;
-    var out = new Uint8Array(N), ids = text.ids, r = 0, T = ids.length;
-    for (var t = 0; t < T; t++) {
-      var id = ids[t];
-      if (id === 0) { if (++r === N) r = 0; } else if (flag[id]) out[r] = 1;
-    }
-    if (parts.length > 1 || q.indexOf(' ') >= 0) {
-      for (var i = 0; i < N; i++) {
-        if (!out[i]) continue;
-        var found = false;
-        for (var k = 0; k < text.columns.length && !found; k++) {
-          var v = text.value(k, i);
-          found = v !== null && v.toLowerCase().indexOf(q) >= 0;
-        }
-        out[i] = found ? 1 : 0;
-      }
-    }
-    return out;
-  }
-
-  // ---- filters
-  function codeSet(values, names, what) {       // names or codes -> Uint8Array of allowed codes
-    var ok = new Uint8Array(65536);
-    values.forEach(function (v) {
-      var k = typeof v === 'number' ? v : names.indexOf(v);
-      if (k < 0 || k >= names.length) throw new Error('unknown ' + what + ' ' + v + '; one of ' + names.join(', '));
-      ok[k] = 1;
-    });
-    return ok;
-  }
-  function computeKeep() {        // one tight loop per active test, over the rows still kept
-    var s = filterSpec, out = null, i;
-    function narrow(test) {
-      if (out === null) { out = new Uint8Array(N); for (i = 0; i < N; i++) out[i] = test(i) ? 1 : 0; return; }
-      for (i = 0; i < N; i++) if (out[i] && !test(i)) out[i] = 0;
-    }
-    if (s.region && s.region.length !== undefined) {
-      var rs = codeSet(s.region, meta.regions, 'region'), reg = A.region;
-      narrow(function (j) { return rs[reg[j]] === 1; });
-    }
-    if (s.pred && meta.has_pred) {
-      var ps = codeSet(s.pred, meta.label_names, 'label'), pred = A.last_pred;
-      narrow(function (j) { return ps[pred[j]] === 1; });
-    }
-    Object.keys(s.ranges || {}).forEach(function (name) {
-      if (scoreNames().indexOf(name) < 0) throw new Error('no score ' + name + '; scores: ' + scoreNames().join(', '));
-      var lo = s.ranges[name][0], hi = s.ranges[name][1];
-      lo = (lo === null || lo === undefined || lo === '') ? -Infinity : +lo;
-      hi = (hi === null || hi === undefined || hi === '') ? Infinity : +hi;
-      narrow(function (j) { var v = scoreAt(name, j); return v >= lo && v <= hi; });
-    });
-    if (hits) narrow(function (j) { return hits[j] === 1; });
-    return out;
-  }
-  var timing = {};             // the last filter or search: ms until the table, then the map, were updated
-  function applyTableFilter(t0) {
-    t0 = t0 || performance.now();
-    keep = computeKeep();
-    if (focused >= 0 && !shown(focused)) { focused = -1; plotLayout.shapes = guideShapes; hideTooltip(); }
-    timing = {};
-    var done = redraw(true);                   // the table is updated synchronously, the map a frame later
-    timing.table_ms = performance.now() - t0;
-    return done.then(function () { timing.map_ms = performance.now() - t0; });
-  }
-  function setFilter(spec) {
-    var t0 = performance.now();
-    spec = spec || {};
-    var next = { region: spec.region, pred: spec.pred, ranges: spec.ranges || {} };
-    var saved = filterSpec;
-    filterSpec = next;
-    try { computeKeep(); if (spec.gold) codeSet(spec.gold, meta.label_names, 'label'); }
-    catch (err) { filterSpec = saved; throw err; }   // a bad spec changes nothing
-    if (spec.gold) labelOn = meta.label_names.map(function (name, k) { return spec.gold.indexOf(k) >= 0 || spec.gold.indexOf(name) >= 0; });
-    else labelOn = meta.label_names.map(function () { return true; });
-    if (spec.search !== undefined) { query = String(spec.search); hits = searchRows(query); $('dc-search').value = query; }
-    syncFilterInputs();
-    return applyTableFilter(t0).then(function () { return view.length; });
-  }
-  function setSearch(q) {
-    var t0 = performance.now();
-    query = String(q === undefined || q === null ? '' : q);
-    hits = searchRows(query);
-    $('dc-search').value = query;
-    return applyTableFilter(t0).then(function () { return view.length; });
   }
 
   // ---- the view: the selection if there is one, else every row the filters pass
@@ -263,12 +89,29 @@
     Array.prototype.forEach.call(headRow.querySelectorAll('button'), function (b) {
       var on = b.dataset.column === name;
       b.setAttribute('aria-sort', on ? (desc ? 'descending' : 'ascending') : 'none');
-      b.textContent = b.dataset.column + (on ? (desc ? ' \u25bc' : ' \u25b2') : '');
+      headText(b, on ? (desc ? ' \u25bc' : ' \u25b2') : '');
     });
     return tableChanged().then(function () { return view.length; });
   }
 
   // ---- rendering (virtualised)
+  // A column is as wide as its header (with a sort arrow) up to MAX_COL px; a longer header loses
+  // characters in the middle, not at the end: two runs' "region:<run>" columns keep the ends that
+  // tell them apart.
+  var MAX_COL = 240;
+  function headText(b, suffix) {
+    var name = b.dataset.column;
+    b.textContent = name + suffix;
+    if (b.scrollWidth <= b.clientWidth) return;
+    var lo = 1, hi = name.length - 1;
+    function cut(k) { var end = Math.ceil(k * 0.6); return name.slice(0, k - end) + '\u2026' + name.slice(name.length - end); }
+    while (lo < hi) {                          // the most characters that fit
+      var mid = Math.ceil((lo + hi) / 2);
+      b.textContent = cut(mid) + suffix;
+      if (b.scrollWidth <= b.clientWidth) lo = mid; else hi = mid - 1;
+    }
+    b.textContent = cut(lo) + suffix;
+  }
   function gridTemplate() { return columns.map(function (c) { return c.width + 'px'; }).join(' '); }
   function buildHead() {
     headRow = el('div', 'dc-tr dc-th');
@@ -276,19 +119,30 @@
     headRow.style.top = '0px';
     columns.forEach(function (c) {
       var cell = el('div', 'dc-td' + (c.kind === 'score' ? ' dc-num' : '')), b = el('button', null, c.name);
-      b.type = 'button'; b.dataset.column = c.name; b.title = 'sort by ' + c.name;
-      b.addEventListener('click', function () {
+      b.type = 'button'; b.dataset.column = c.name; b.title = c.nosort ? c.name : 'sort by ' + c.name;
+      if (!c.nosort) b.addEventListener('click', function () {
         setSort(c.name, sortState.column === c.name ? !sortState.desc : c.kind === 'score' && !c.key && !c.values);
       });
       cell.appendChild(b);
       headRow.appendChild(cell);
     });
     $('dc-table-spacer').appendChild(headRow);
+    var buttons = headRow.querySelectorAll('button');
+    columns.forEach(function (c, k) {          // widen a column to its header's text and sort arrow
+      buttons[k].textContent = c.name + ' \u25bc';
+      c.width = Math.max(c.width, Math.min(MAX_COL, buttons[k].scrollWidth + 16));
+    });
+    headRow.style.gridTemplateColumns = gridTemplate();
+    Array.prototype.forEach.call(buttons, function (b) { headText(b, ''); });
   }
   function rowElement() {
     var r = el('div', 'dc-tr');
     r.style.gridTemplateColumns = gridTemplate();
-    columns.forEach(function (c) { r.appendChild(el('div', 'dc-td' + (c.kind === 'score' ? ' dc-num' : ''))); });
+    columns.forEach(function (c) {
+      var cell = el('div', 'dc-td' + (c.kind === 'score' ? ' dc-num' : ''));
+      if (c.make) c.make(cell);              // a control (review.js: the decision menu)
+      r.appendChild(cell);
+    });
     r.addEventListener('click', function () { focusIndex(+r.dataset.index); });
     $('dc-table-spacer').appendChild(r);
     return r;
@@ -310,7 +164,8 @@
       var cells = r.children;
       for (var c = 0; c < columns.length; c++) {
         var v = columns[c].get(i);
-        if (columns[c].kind === 'text') fillCell(cells[c], v);   // long values folded (details.js)
+        if (columns[c].fill) columns[c].fill(cells[c], i);
+        else if (columns[c].kind === 'text') fillCell(cells[c], v);   // long values folded (details.js)
         else cells[c].textContent = v;     // data only ever as text
       }
     });
@@ -381,70 +236,6 @@
       : download(tableJSONL(), 'datacarto-rows.jsonl', 'application/x-ndjson');
   }
 
-  // ---- filter controls in the side panel
-  function checkboxes(box, names, colors, counts, onChange) {
-    $(box).replaceChildren();
-    names.forEach(function (name, k) {
-      if (!counts[k]) return;
-      var row = el('label', 'dc-row'), cb = document.createElement('input');
-      cb.type = 'checkbox'; cb.checked = true; cb.dataset.code = String(k);
-      cb.addEventListener('change', onChange);
-      var sw = el('span', 'dc-swatch');
-      sw.style.background = colors[k];
-      row.appendChild(cb); row.appendChild(sw); row.appendChild(el('span', null, name));
-      row.appendChild(el('span', 'dc-count', counts[k].toLocaleString()));
-      $(box).appendChild(row);
-    });
-  }
-  function checked(box) {
-    var all = $(box).querySelectorAll('input'), on = [];
-    Array.prototype.forEach.call(all, function (cb) { if (cb.checked) on.push(+cb.dataset.code); });
-    return on.length === all.length ? undefined : on;
-  }
-  function fromInputs() {
-    var ranges = {};
-    Array.prototype.forEach.call($('dc-ranges').querySelectorAll('.dc-range'), function (r) {
-      var lo = r.querySelector('[data-end=lo]').value, hi = r.querySelector('[data-end=hi]').value;
-      if (lo !== '' || hi !== '') ranges[r.dataset.score] = [lo === '' ? null : +lo, hi === '' ? null : +hi];
-    });
-    filterSpec = { region: checked('dc-regions'), pred: checked('dc-preds'), ranges: ranges };
-    return applyTableFilter();
-  }
-  function syncFilterInputs() {
-    function sync(box, values, names) {
-      Array.prototype.forEach.call($(box).querySelectorAll('input'), function (cb) {
-        var k = +cb.dataset.code;
-        cb.checked = !values || values.indexOf(k) >= 0 || values.indexOf(names[k]) >= 0;
-      });
-    }
-    sync('dc-regions', filterSpec.region, meta.regions);
-    sync('dc-preds', filterSpec.pred, meta.label_names);
-    Array.prototype.forEach.call($('dc-labels').querySelectorAll('input'), function (cb) { cb.checked = labelOn[+cb.dataset.label]; });
-    Array.prototype.forEach.call($('dc-ranges').querySelectorAll('.dc-range'), function (r) {
-      var range = (filterSpec.ranges || {})[r.dataset.score] || [null, null];
-      r.querySelector('[data-end=lo]').value = range[0] === null || range[0] === undefined ? '' : range[0];
-      r.querySelector('[data-end=hi]').value = range[1] === null || range[1] === undefined ? '' : range[1];
-    });
-  }
-  function filterControls() {
-    function counts(codes, K) { var c = new Array(K).fill(0); for (var i = 0; i < N; i++) if (codes[i] < K) c[codes[i]]++; return c; }
-    if (meta.has_region) checkboxes('dc-regions', meta.regions, meta.region_colors, counts(A.region, 3), fromInputs);
-    else $('dc-regions').textContent = 'no region column';
-    if (meta.has_pred) checkboxes('dc-preds', meta.label_names, meta.label_colors, counts(A.last_pred, meta.label_names.length), fromInputs);
-    else $('dc-preds').textContent = 'no predictions';
-    scoreNames().forEach(function (name) {
-      var row = el('div', 'dc-range');
-      row.dataset.score = name;
-      row.appendChild(el('span', null, name));
-      ['lo', 'hi'].forEach(function (end) {
-        var input = document.createElement('input');
-        input.type = 'number'; input.step = 'any'; input.dataset.end = end; input.placeholder = end === 'lo' ? 'min' : 'max';
-        input.addEventListener('change', fromInputs);
-        row.appendChild(input);
-      });
-      $('dc-ranges').appendChild(row);
-    });
-  }
   var compareReady = false;
   function explorerLevel(q) {     // the table of the current level: state reset, columns, filters, head, search q
     view = new Uint32Array(0); sortState = { column: null, desc: false }; orders = {}; filterSpec = {};
@@ -459,6 +250,7 @@
     buildHead();
     if (meta.compare && !compareReady) { compareInit(); compareReady = true; }
     $('dc-compare').hidden = !meta.compare;
+    reviewLevel();
   }
   function explorerInit() {
     explorerLevel('');
@@ -473,6 +265,7 @@
     $('dc-clear-filters').addEventListener('click', function () { setFilter({ search: '' }); });
     $('dc-export-jsonl').addEventListener('click', function () { exportTable('jsonl'); });
     $('dc-export-csv').addEventListener('click', function () { exportTable('csv'); });
+    reviewInit();
     tableChanged();
   }
   Object.assign(api, {
@@ -494,3 +287,4 @@
     tableCSV: tableCSV,
     exportTable: exportTable
   });
+

@@ -1,8 +1,11 @@
 """The interactive data map: one self-contained HTML file (plotly.js embedded), usable at 550k points.
 
-The page is the map, a linked virtualised table of the records (``explorer.js``: search, sort,
-filters, export) and, with ``compare=``, the regions of several runs (``compare.js``); both
-scripts are inlined into the page's app function, so the file stays one offline page.
+The page is the map, a linked virtualised table of the records (search, sort, filters, export)
+and, with ``compare=``, the regions of several runs. Its code is the scripts of :data:`SCRIPTS`,
+one file per part, found by name (``page.js`` state and records, ``plot.js`` the map,
+``tooltip.js``, ``panel.js`` the side panel, ``explorer.js`` the table, ``sort.js``, ``filters.js``,
+``details.js``, ``levels.js``, ``compare.js``, ``review.js``, ``main.js`` last, which starts it),
+inlined in that order into the page's one app function, so the file stays one offline page.
 
 Why it is built this way:
 
@@ -42,7 +45,7 @@ import pandas as pd
 
 from .._io import write_text_atomic
 from ..errors import DatacartoError
-from ..metrics import map_scores, row_ids
+from ..metrics import labelled, map_scores, row_ids
 from . import (
     REGION_COLORS,
     REGIONS,
@@ -58,12 +61,15 @@ from . import (
     subsample,
 )
 from .encoding import _b64_gzip, _numeric_blob, decode_payload, decode_text, encode_text
+from .review import Review, review_arrays
 
 FORMAT_VERSION = 1
 TEMPLATE = "map_template.html"
-SCRIPTS = ("explorer.js", "details.js", "levels.js", "compare.js")  # our own page code, inlined into the app (no data in them)
+#: the page's own code, inlined in this order into its app function (one scope; no data in them)
+SCRIPTS = ("page.js", "plot.js", "tooltip.js", "panel.js", "explorer.js", "sort.js", "filters.js", "details.js",
+           "levels.js", "compare.js", "review.js", "main.js")
 DECODER = "decode.js"  # the payload decoder (a worker, or the page without one), its own script after the app
-_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|EXPLORERJS|DECODEJS)@\*/")
+_PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|APPJS|DECODEJS)@\*/")
 _SKIP_COLUMNS = {"row_id", "fingerprint"}
 # The table shows besides confidence, variability and correctness the scores of SCORES declared with
 # map=True (metrics.map_scores) that the metrics hold: each costs about 1.4 MB of HTML at 550k rows,
@@ -218,19 +224,20 @@ def _arrays(table: pd.DataFrame, ids: np.ndarray, gold: np.ndarray, n_labels: in
         arrays["region"] = np.where(codes < 0, 255, codes).astype(np.uint8)
     info = {"n_epochs": int(n_epochs), "missing_label": int(missing_label), "row_id_delta": row_id_delta,
             "correctness_from_level": bool(from_level), "has_region": "region" in table.columns,
-            "has_pred": "last_pred" in table.columns}
+            "has_labels": labelled(table), "has_pred": "last_pred" in table.columns and labelled(table)}
     return arrays, info
 
 
 def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *, gold_probs=None,
                   label_names=None, color_by: str = "correctness", title: str | None = None,
                   max_points: int | None = None, seed: int = 0, scores=None,
-                  compare: pd.DataFrame | None = None,
-                  unit_kind: str | None = None) -> tuple[dict, bytes, bytes | None]:
+                  compare: pd.DataFrame | None = None, unit_kind: str | None = None,
+                  review: Review | None = None) -> tuple[dict, bytes, bytes | None]:
     """What the page embeds: (meta dict, numeric blob, text blob or None), before compression.
 
     ``unit_kind`` ("word", "label"): ``metrics`` is a unit table (``get_metrics(run, level="unit")``,
-    with ``row_id`` and ``sub_id`` columns) and the payload is the unit level of a page.
+    with ``row_id`` and ``sub_id`` columns) and the payload is the unit level of a page. ``review``:
+    the flagged rows of this level (the ``suspect`` and suggested-label columns).
     """
     check_color_by(color_by)
     check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
@@ -259,6 +266,10 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
         for k, c in enumerate(codes):
             arrays[f"compare:{k}"] = c
         compare_meta = {"runs": runs}
+    review_meta = None
+    if review is not None:
+        more, review_meta = review_arrays(review, table, ids, names, info["missing_label"])
+        arrays.update(more)
     n_prob_epochs = 0
     if gold_probs is not None:
         arrays["gold_probs"], n_prob_epochs = _gold_prob_codes(gold_probs, n_total, positions)
@@ -280,7 +291,7 @@ def build_payload(metrics: pd.DataFrame, records: pd.DataFrame | None = None, *,
         "correctness_colors": correctness_colors(info["n_epochs"]),
         "regions": list(REGIONS), "region_colors": [REGION_COLORS[r] for r in REGIONS],
         "none_color": UNASSIGNED_COLOR, "prob_epochs": n_prob_epochs, "text_columns": text_columns,
-        "scores": score_meta, "compare": compare_meta,
+        "scores": score_meta, "compare": compare_meta, "review": review_meta,
         "guides": [{"axis": g.axis, "value": g.value, "label": g.label, "start": g.start, "end": g.end}
                    for g in guides if np.isfinite(g.value)],
         "guide_kind": guide_kind, "arrays": layout,
@@ -310,7 +321,7 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
                     label_names=None, path: str | os.PathLike | None = None, color_by: str = "correctness",
                     title: str | None = None, max_points: int | None = None, seed: int = 0, scores=None,
                     compare: pd.DataFrame | None = None, units: UnitLevel | None = None,
-                    open_level: str = "example") -> str:
+                    open_level: str = "example", review: Review | None = None) -> str:
     """The interactive data map and its linked table as one self-contained HTML page.
 
     Parameters
@@ -336,6 +347,9 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
         The same examples' units: the page holds both levels and a switch between them.
     open_level : {"example", "unit"}
         The level the page opens at (``"unit"`` needs ``units``).
+    review : Review, optional
+        Suspected label errors (:func:`datacarto.maps.review.run_review`): the ``suspect`` and
+        suggested-label columns and the decisions' export, at the level ``review.level``.
     path : path, optional
         Also write the page there (atomically).
 
@@ -346,17 +360,21 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
     """
     if open_level not in ("example", "unit") or (open_level == "unit" and units is None):
         raise DatacartoError(f"open_level must be 'example' or, with units, 'unit'; got {open_level!r}")
+    if review is not None and review.level == "unit" and units is None:
+        raise DatacartoError("review.level is 'unit' but the page has no unit level (units=)")
     check_metrics(metrics, ["confidence", "variability", "correctness", "gold"])
     keep = subsample(len(metrics), max_points, seed)
     n_units = None if units is None else len(units.metrics)
     if units is not None and keep.size < len(metrics):
         units = _units_of(units, row_ids(metrics.iloc[keep]))
+    at_units = review is not None and review.level == "unit"
     payloads = [build_payload(metrics, records, gold_probs=gold_probs, label_names=label_names, color_by=color_by,
-                              title=title, max_points=max_points, seed=seed, scores=scores, compare=compare)]
+                              title=title, max_points=max_points, seed=seed, scores=scores, compare=compare,
+                              review=None if at_units else review)]
     if units is not None:
         payloads.append(build_payload(units.metrics, units.records, gold_probs=units.gold_probs,
                                       label_names=units.label_names, color_by=color_by, title=title, scores=scores,
-                                      unit_kind=units.kind))
+                                      unit_kind=units.kind, review=review if at_units else None))
         payloads[1][0]["n_total"] = n_units
         if open_level == "unit":
             payloads.reverse()
@@ -384,7 +402,7 @@ def _page(payloads: list[tuple[dict, bytes, bytes | None]]) -> str:
     # plotly.js holds neither today; escaping keeps its <script> element intact if it ever does
     plotlyjs = re.sub(r"</(script)", r"<\\/\1", plotlyjs, flags=re.IGNORECASE).replace("<!--", "<\\!--")
     parts = {"PLOTLYJS": plotlyjs, "TITLE": html.escape(payloads[0][0]["title"]),
-             "EXPLORERJS": "\n".join(_resource(name) for name in SCRIPTS), "DECODEJS": _resource(DECODER)}
+             "APPJS": "\n".join(_resource(name) for name in SCRIPTS), "DECODEJS": _resource(DECODER)}
     for prefix, payload in zip(("", "ALT"), payloads + [None]):
         meta, blob, text_blob = payload or ("", None, None)
         parts[prefix + "META"] = _script_json(meta) if meta else ""

@@ -19,21 +19,24 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
+from ..tasks import task_type
 from . import inferred_thresholds, subsample
 
 LEVELS = ("example", "unit")
-_UNIT_KIND = {"token-classification": "word", "multi-label": "label"}
 
 
 @dataclass
 class RunMaps:
-    """What :func:`write_run_maps` wrote: paths, the title, points per level, and what it warned about."""
+    """What :func:`write_run_maps` wrote: paths, the title, points per level (``total``: examples before
+    any sample), and what it warned about."""
 
     written: list[Path]
     title: str
     points: dict[str, int]
     level: str
     warnings: list[str] = field(default_factory=list)
+    total: int = 0
+    suspects: int | None = None  # rows flagged as label errors on the page (None: the run supports no estimate)
 
 
 @dataclass
@@ -51,7 +54,7 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
                    png: str | os.PathLike | None = None, extra_pngs: Mapping | None = None,
                    color_by: str = "correctness", level: str | None = None, title: str | None = None,
                    sample: int | None = None, seed: int = 0, compare: pd.DataFrame | None = None,
-                   dpi: int | None = None) -> RunMaps:
+                   dpi: int | None = None, label_errors: bool = True) -> RunMaps:
     """Write the data maps of a recorded run: figures and one interactive page.
 
     Parameters
@@ -80,6 +83,10 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
         A :func:`datacarto.compare_runs` table of this run and others: regions per run on the page.
     dpi : int, optional
         Resolution of the figures (default that of :func:`~datacarto.maps.static.save_figure`).
+    label_errors : bool
+        Where the run supports a label-error estimate, the page's table gets the flagged rows
+        (``suspect``, suggested label) and the review controls (:func:`datacarto.maps.review.run_review`);
+        where it does not, neither, and no error.
 
     Returns
     -------
@@ -100,23 +107,24 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
                              "(units are labels of multi-label and words of token-classification runs)")
     if examples.records is None:
         said.append("no recorded examples (examples.parquet): tooltips show row ids only")
-    title = _title(run_dir, split, title, units or examples, len(examples.metrics), sample)
+    total = len(examples.metrics)
+    title = _title(run_dir, split, title, units or examples, total, sample)
     if sample is not None and sample < len(examples.metrics):
         examples, units = _sampled(examples, units, sample, seed)
     shown = units if level == "unit" else examples
-    written = []
     figures = {**({png: color_by} if png is not None else {}), **dict(extra_pngs or {})}
-    if figures:
-        from .static import plot_data_map, save_figure
-
-        for path, hue in figures.items():
-            fig = plot_data_map(shown.metrics, color_by=hue, label_names=shown.label_names, title=title)
-            written.append(save_figure(fig, path, **({"dpi": dpi} if dpi else {})))
+    written = _write_figures(shown, figures, title, dpi)
+    review = None
     if html is not None:
+        if label_errors:
+            from .review import run_review
+
+            review = run_review(run_dir, split)
         written.append(_write_page(html, examples, units, level=level, color_by=color_by, title=title,
-                                   compare=compare))
+                                   compare=compare, review=review))
     points = {"example": len(examples.metrics), **({"unit": len(units.metrics)} if units is not None else {})}
-    return RunMaps(written=written, title=title, points=points, level=level, warnings=said)
+    return RunMaps(written=written, title=title, points=points, level=level, warnings=said, total=total,
+                   suspects=None if review is None else len(review.flagged))
 
 
 def run_levels(run_dir: str | os.PathLike, split: str = "train") -> tuple[_Level, _Level | None]:
@@ -142,15 +150,15 @@ def run_levels(run_dir: str | os.PathLike, split: str = "train") -> tuple[_Level
         return _Level(_thresholds(table), _aligned(probs, dyn.ids, table.index, run_dir, split),
                       _example_records(records), names), None
     manifest = read_manifest(dynamics_dir(run_dir, split))
-    task = manifest.get("task", "")
+    task = task_type(manifest.get("task"))
     rows, subs = table["row_id"].to_numpy(), table["sub_id"].to_numpy()
     per_example = aggregate_units(table.drop(columns=["row_id", "sub_id"]), rows, subs)
     example_probs = pd.DataFrame(probs).groupby(dyn.row_ids).mean().reindex(per_example.index).to_numpy()
-    unit_texts = None if records is None else unit_records(records, table, task=task, label_names=names)
-    map_names = ["no", "yes"] if task == "multi-label" else names  # a unit is a yes/no decision about a label
-    examples = _Level(_thresholds(per_example), example_probs, _example_records(records, task, names), map_names)
+    unit_texts = None if records is None else unit_records(records, table, unit=task.unit, label_names=names)
+    map_names = ["no", "yes"] if task.unit == "label" else names  # a unit is a yes/no decision about a label
+    examples = _Level(_thresholds(per_example), example_probs, _example_records(records, task.unit, names), map_names)
     units = _Level(_thresholds(table), _aligned(probs, dyn.ids, table.index, run_dir, split), unit_texts, map_names,
-                   kind=manifest.get("unit") or _UNIT_KIND.get(task, "unit"))
+                   kind=manifest.get("unit") or task.unit)
     return examples, units
 
 
@@ -170,7 +178,7 @@ def _thresholds(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics
 
 
-def _example_records(records: pd.DataFrame | None, task: str = "", names=None) -> pd.DataFrame | None:
+def _example_records(records: pd.DataFrame | None, unit: str = "example", names=None) -> pd.DataFrame | None:
     """Records as the page shows them: lists (a sentence's words, its tags) as space-joined text."""
     if records is None:
         return None
@@ -179,7 +187,7 @@ def _example_records(records: pd.DataFrame | None, task: str = "", names=None) -
         values = out[col]
         if col != "label" and len(values) and isinstance(values.iloc[0], (list, tuple, np.ndarray)):
             out[col] = [" ".join(map(str, v)) for v in values]
-    if task == "multi-label" and "label" in out.columns and names is not None:
+    if unit == "label" and "label" in out.columns and names is not None:  # the names of each example's labels
         named = np.asarray(names, dtype=object)
         out["gold labels"] = [", ".join(named[list(v)]) for v in records["label"]]
     return out
@@ -189,8 +197,15 @@ def _title(run_dir, split: str, title: str | None, judged: _Level, n: int, sampl
     from ..learning_check import learning_warning
 
     title = title or f"{Path(run_dir).resolve().name} ({split})"
-    if learning_warning(judged.metrics) is not None:  # get_metrics says it on stderr; the map says it too
-        title += " - the model barely learned: regions are relative"
+    warning = learning_warning(judged.metrics)
+    if warning is not None:  # get_metrics says it on stderr; the map says its head too
+        head = "the model barely learned" if warning.startswith("the model barely") else warning.split(":")[0]
+        title += f" - {head}: regions are relative"
+    return sampled_title(title, sample, n)
+
+
+def sampled_title(title: str, sample: int | None, n: int) -> str:
+    """A map's title, saying when it shows a random sample of ``sample`` of ``n`` examples."""
     if sample is not None and sample < n:
         title += f", random sample of {sample:,} of {n:,}"
     return title
@@ -208,7 +223,7 @@ def _sampled(examples: _Level, units: _Level | None, sample: int, seed: int) -> 
 
 
 def _write_page(path, examples: _Level, units: _Level | None, *, level: str, color_by: str, title: str,
-                compare) -> Path:
+                compare, review=None) -> Path:
     from .interactive import UnitLevel, interactive_map
 
     unit_level = None
@@ -216,8 +231,22 @@ def _write_page(path, examples: _Level, units: _Level | None, *, level: str, col
         unit_level = UnitLevel(units.metrics, units.records, gold_probs=units.probs, label_names=units.label_names,
                                kind=units.kind)
     interactive_map(examples.metrics, examples.records, gold_probs=examples.probs, label_names=examples.label_names,
-                    path=path, color_by=color_by, title=title, compare=compare, units=unit_level, open_level=level)
+                    path=path, color_by=color_by, title=title, compare=compare, units=unit_level, open_level=level,
+                    review=review)
     return Path(path)
 
 
-__all__ = ["write_run_maps", "run_levels", "RunMaps", "LEVELS"]
+__all__ = ["write_run_maps", "run_levels", "sampled_title", "RunMaps", "LEVELS"]
+
+
+def _write_figures(shown, figures: Mapping, title: str, dpi: int | None) -> list:
+    """The static figures ``{path: colouring}`` of one level's metrics; the paths written."""
+    if not figures:
+        return []
+    from .static import plot_data_map, save_figure
+
+    written = []
+    for path, hue in figures.items():
+        fig = plot_data_map(shown.metrics, color_by=hue, label_names=shown.label_names, title=title)
+        written.append(save_figure(fig, path, **({"dpi": dpi} if dpi else {})))
+    return written

@@ -41,13 +41,27 @@ _REGION_BOXES = {
 
 def _new_figure(**kwargs):
     """A Figure on an Agg canvas, outside pyplot: no display needed, the caller's backend untouched,
-    and nothing kept in pyplot's figure registry (no leak when drawing many maps)."""
+    and nothing kept in pyplot's figure registry (no leak when drawing many maps).
+
+    Its ``_repr_png_`` lets a notebook show it as a cell's result: outside pyplot, Jupyter's inline
+    backend does not know the figure."""
+    from functools import partial
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)
+    fig._repr_png_ = partial(_png_bytes, fig)
     return fig
+
+
+def _png_bytes(fig) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def _marker_size(n: int) -> float:

@@ -16,9 +16,10 @@ Stages, in order (each prints ``[i/10] name ...``)::
 
 Modules: :mod:`.config` (PipelineConfig and its checks), :mod:`.layout` (RunLayout: every path of
 the run folder, and STAGES), :mod:`.runner` (the one resume mechanism: stage and unit records),
-:mod:`.stages`, :mod:`.models` and :mod:`.cleaning` (the stages, dispatched by ``STAGE_FUNCTIONS``), :mod:`.report`
-(reads a run folder through a RunLayout; imports no other part of the pipeline). See
-docs/pipeline.md and docs/architecture.md.
+:mod:`.declare` (what a stage declares it reads, from which the runner derives its resume key),
+:mod:`.stages`, :mod:`.models` and :mod:`.cleaning` (the stages, declared in ``stages.PIPELINE``), :mod:`.summaries`
+(the typed stage summaries), :mod:`.report` (reads a run folder through a RunLayout; of the
+pipeline it imports only the layout and the summaries). See docs/pipeline.md and docs/architecture.md.
 """
 
 from __future__ import annotations

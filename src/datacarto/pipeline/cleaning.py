@@ -13,7 +13,11 @@ A cleaning recipe ``{name, action: drop | relabel, score?}`` (docs/pipeline.md, 
 4. one model per training set, from the pretrained model with the baseline's training arguments
    (without its per-epoch evaluation and checkpoints), each a unit of the runner keyed by its
    training rows and labels; identical training sets (the controls of a drop and a relabel recipe
-   of the same flags) train once. Only the predictions are kept, not the weights.
+   of the same flags) train once. Their weights are kept only with ``save_focused_models``; their
+   predictions always.
+
+The stage is declared in ``stages.PIPELINE`` (what it reads: data, baseline, the recipes, the
+training arguments, ...); its summary is :class:`~.summaries.CleanSummary`.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ import pandas as pd
 
 from ..errors import DatacartoError
 from .config import cleaning_recipes
-from .context import Context, jsonable, load_predictions, save_predictions, seed_everything
+from .context import Context, load_predictions, save_predictions, seed_everything
 from .hashing import describe_model, digest, ids_digest
 from .models import save_model_predictions
-from .runner import StageRecord
+from .runner import StageOutput
+from .summaries import CleanControl, CleanModel, CleanRecipe, CleanSummary, jsonable
 
 #: the model kinds of the clean stage: ``cleaned/<recipe>`` and ``random-drop/<recipe>``
 CLEANED, CONTROL = "cleaned", "random-drop"
@@ -57,13 +62,7 @@ def estimate_source(ctx: Context) -> tuple[Path, str, str]:
 
 def cleaning_model_names(ctx: Context) -> list[str]:
     """The clean stage's models with predictions, in config order (none when the estimate was refused)."""
-    summary = ctx.rec("clean").summary
-    names = []
-    for recipe in cleaning_recipes(ctx.config.recipes):
-        entry = summary.get("recipes", {}).get(recipe["name"])
-        if entry and entry["model"]:
-            names += [entry["model"], *([entry["control"]["model"]] if entry.get("control") else [])]
-    return names
+    return ctx.rec("clean").summary.model_names()
 
 
 def retrain_args(ctx: Context) -> dict[str, Any]:
@@ -71,21 +70,14 @@ def retrain_args(ctx: Context) -> dict[str, Any]:
     return {**ctx.training_args(), "eval_strategy": "no", "save_strategy": "no"}
 
 
-def clean_stage(ctx: Context) -> StageRecord:
+def clean_stage(ctx: Context) -> StageOutput:
     """The cleaning recipes' corrected training data and models (nothing without a cleaning recipe)."""
-    c = ctx.config
-    recipes = cleaning_recipes(c.recipes)
-    if not recipes:
-        return ctx.runner.run("clean", {}, lambda: ([], {}, digest("no cleaning recipe")))
-    inputs = {"baseline": ctx.rec("baseline").digest, "data": ctx.rec("data").digest, "recipes": recipes,
-              "control": c.control, "seed": c.seed, "model": describe_model(c.model), "max_length": c.max_length,
-              "training_args": retrain_args(ctx)}
-    return ctx.runner.run("clean", inputs, lambda: _clean(ctx, recipes))
-
-
-def _clean(ctx: Context, recipes: list[dict]):
     from ..dynamics.label_errors import run_label_errors
 
+    recipes = cleaning_recipes(ctx.config.recipes)
+    if not recipes:
+        return [], CleanSummary(), digest("no cleaning recipe")
+    order = [r["name"] for r in recipes]
     source, split, method = estimate_source(ctx)
     found = {}
     try:
@@ -93,7 +85,7 @@ def _clean(ctx: Context, recipes: list[dict]):
             found[score] = run_label_errors(source, split=split, method=method, score=score)
     except DatacartoError as e:  # e.g. a model that barely learned: said in the log and the report
         ctx.log(f"      no label-error estimate, nothing retrained: {e}")
-        return [], {"refused": str(e), "recipes": {}}, None
+        return [], CleanSummary(order=order, refused=str(e)), None
     first = found[recipes[0].get("score", DEFAULT_SCORE)]
     ctx.log(f"      estimated wrong labels: {first.total} of {first.n} ({first.info['dynamics']} dynamics)")
     entries, units, outputs = {}, [], []
@@ -101,13 +93,12 @@ def _clean(ctx: Context, recipes: list[dict]):
         entry, recipe_units = _prepare(ctx, recipe, found[recipe.get("score", DEFAULT_SCORE)], source, split)
         entries[recipe["name"]] = entry
         units += recipe_units
-        outputs += [entry[k] for k in ("corrections", "data") if k in entry]
-        outputs += [entry["control"]["data"]] if "control" in entry else []
-    models = _train_units(ctx, units)
-    outputs += [ctx.layout.rel(ctx.layout.predictions(u.model_name)) for u in units]
-    summary = {"refused": None, "source": {"run": ctx.layout.rel(source), "split": split, **_info(first)},
-               "estimate": _estimate(first), "recipes": entries, "models": models}
-    return outputs, jsonable(summary), digest({k: v["token"] for k, v in models.items()})
+        outputs += [entry.corrections, entry.data] if entry.model else []
+        outputs += [entry.control.data] if entry.control is not None else []
+    models, unit_outputs = _train_units(ctx, units)
+    summary = CleanSummary(order=order, source=jsonable({"run": ctx.layout.rel(source), "split": split, **_info(first)}),
+                           estimate=jsonable(_estimate(first)), recipes=entries, models=models)
+    return outputs + unit_outputs, summary, digest({k: v.token for k, v in models.items()})
 
 
 def _info(found) -> dict[str, Any]:
@@ -121,7 +112,7 @@ def _estimate(found) -> dict[str, Any]:
                           for k, row in per_class.iterrows()}}
 
 
-def _prepare(ctx: Context, recipe: dict, found, source: Path, split: str) -> tuple[dict, list[CleanUnit]]:
+def _prepare(ctx: Context, recipe: dict, found, source: Path, split: str) -> tuple[CleanRecipe, list[CleanUnit]]:
     """Write one recipe's corrections, corrected data and control data; its entry and its models."""
     from ..dynamics.corrections import apply_corrections, write_corrected
     from ..dynamics.label_errors import review_queue
@@ -130,25 +121,25 @@ def _prepare(ctx: Context, recipe: dict, found, source: Path, split: str) -> tup
     c, layout, name, action = ctx.config, ctx.layout, recipe["name"], recipe["action"]
     queue = review_queue(source, found, split=split)
     if queue.empty:  # nothing flagged: the corrected data would be the baseline's
-        return {"action": action, "score": found.score, "flagged": 0, "model": None}, []
+        return CleanRecipe(action=action, score=found.score), []
     queue["decision"] = action
     queue["new_label"] = queue["suggested_label"] if action == "relabel" else ""
     write_review_queue(queue, layout.cleaning_corrections(name), fmt="csv")
     corrected, counts = apply_corrections(source, queue, split=split)
     write_corrected(_decided(corrected), layout.cleaning_data(name))
     flagged = queue["row_id"].to_numpy(dtype=np.int64)
-    changed = int((corrected["label"] != corrected["original_label"]).sum()) if action == "relabel" else 0
+    changed = int((corrected["label"] != corrected["given_label"]).sum()) if action == "relabel" else 0
     units = [_unit(ctx, f"{CLEANED}/{name}", name, layout.cleaning_data(name), corrected)]
-    entry = {"action": action, "score": found.score, "flagged": int(flagged.size), "model": units[0].model_name,
-             "corrections": layout.rel(layout.cleaning_corrections(name)), "data": units[0].path,
-             "n_train": int(len(corrected)), "relabelled": changed, "dropped": counts["dropped_rows"]}
+    entry = CleanRecipe(action=action, score=found.score, flagged=int(flagged.size), model=units[0].model_name,
+                        corrections=layout.rel(layout.cleaning_corrections(name)), data=units[0].path,
+                        n_train=int(len(corrected)), relabelled=changed, dropped=int(counts["dropped_rows"]))
     if c.control:
         drop = _control_ids(ctx, source, split, flagged)
         kept, _ = apply_corrections(source, pd.DataFrame({"row_id": drop, "decision": "drop"}), split=split)
         write_corrected(_decided(kept), layout.cleaning_data(name, control=True))
         units.append(_unit(ctx, f"{CONTROL}/{name}", name, layout.cleaning_data(name, control=True), kept))
-        entry["control"] = {"model": units[1].model_name, "data": units[1].path, "n_train": int(len(kept)),
-                            "dropped": int(drop.size)}
+        entry.control = CleanControl(model=units[1].model_name, data=units[1].path, n_train=int(len(kept)),
+                                     dropped=int(drop.size))
     return entry, units
 
 
@@ -174,13 +165,18 @@ def _unit(ctx: Context, model_name: str, recipe: str, path: Path, frame: pd.Data
                      digest([ids_digest(rows), ids_digest(labels)]))
 
 
-def _train_units(ctx: Context, units: list[CleanUnit]) -> dict[str, dict]:
-    """Each unit through the runner; a training set met before in this stage copies that model's predictions."""
+def _train_units(ctx: Context, units: list[CleanUnit]) -> tuple[dict[str, CleanModel], list[str]]:
+    """Each unit through the runner; a training set met before in this stage copies that model's predictions.
+
+    A unit's key is its training rows and labels with what its training reads (not the recipes or
+    ``control``: a changed recipe retrains only the models whose training set changed).
+    """
     c, layout = ctx.config, ctx.layout
+    keep = c.save_focused_models
     common = {"data_stage": ctx.rec("data").digest, "model": describe_model(c.model), "max_length": c.max_length,
-              "training_args": retrain_args(ctx)}
+              "training_args": retrain_args(ctx), "dynamics_mode": c.dynamics_mode, "save_model": keep}
     first_of: dict[str, str] = {}
-    done = {}
+    done, outputs = {}, []
     for u in units:
         twin = first_of.setdefault(u.data, u.model_name)
 
@@ -190,11 +186,13 @@ def _train_units(ctx: Context, units: list[CleanUnit]) -> dict[str, dict]:
                 return {"n": u.n, "same_as": twin}
             return _retrain(ctx, u)
 
-        record = ctx.runner.run_unit("clean", u.model_name, {**common, "data": u.data},
-                                     [layout.rel(layout.predictions(u.model_name))], body)
-        done[u.model_name] = {"token": record.token, "seconds": record.seconds, "ran": record.ran, "n": u.n,
-                              **({"same_as": record.summary["same_as"]} if "same_as" in record.summary else {})}
-    return done
+        weights = [layout.rel(layout.model_dir(u.model_name) / "model")] if keep and twin == u.model_name else []
+        unit_outputs = [*weights, layout.rel(layout.predictions(u.model_name))]
+        record = ctx.runner.run_unit("clean", u.model_name, {**common, "data": u.data}, unit_outputs, body)
+        done[u.model_name] = CleanModel(token=record.token, seconds=record.seconds, ran=record.ran, n=u.n,
+                                        same_as=record.summary.get("same_as"))
+        outputs += unit_outputs
+    return done, outputs
 
 
 def _retrain(ctx: Context, u: CleanUnit) -> dict[str, Any]:
@@ -208,9 +206,10 @@ def _retrain(ctx: Context, u: CleanUnit) -> dict[str, Any]:
         shutil.rmtree(directory)
     args = retrain_args(ctx)
     seed_everything(args.get("seed", c.seed))
-    # the weights are not kept: the report and the evaluation read the predictions
+    # the weights only when asked: the report and the evaluation read the predictions
     result = train_focused(layout.baseline_dir, layout.root / u.path, init="pretrained", model=c.model,
                            output_dir=directory, training_args=args, label_column="label",
-                           max_length=c.max_length, dynamics_mode=c.dynamics_mode, save_model=False)
+                           max_length=ctx.max_length, dynamics_mode=c.dynamics_mode,
+                           save_model=c.save_focused_models)
     save_model_predictions(ctx, result.trainer, u.model_name)
     return {"n": u.n}

@@ -12,8 +12,7 @@ from .._validation import check_choice, check_folds, check_seed, check_seeds
 from ..ensemble_weights import COMBINES
 from ..errors import DatacartoError
 from ..maps import COLOR_MODES
-from ..task_data import TASKS
-from ..task_options import TASK_OPTIONS, check_task_options
+from ..tasks import check_task_options, option_owners, task_names
 from ..train.crossfit import DYNAMICS_CHOICES
 from ..train.focused import INITS as FOCUS_INITS
 from .hashing import describe_data
@@ -63,6 +62,7 @@ class PipelineConfig:
     recipes: list[dict[str, Any]] = field(default_factory=lambda: [dict(r) for r in DEFAULT_RECIPES])
     focus_init: str = "baseline"
     control: bool = True
+    save_focused_models: bool = False
     ensemble_combine: str = "logits"
     ensemble_tune: bool = True
     map_color_by: str = "correctness"
@@ -100,7 +100,7 @@ class PipelineConfig:
         self.class_names = _str_list(self.class_names, "class_names")
         self.choice_columns = _str_list(self.choice_columns, "choice_columns")
         if self.task is not None:  # an inferred task is checked with the data (pipeline.request)
-            check_choice(self.task, TASKS, "config key 'task'")
+            check_choice(self.task, task_names(), "config key 'task'")
             check_task_options(self.task, **self.task_options())
         for key in ("tokens_column", "tags_column", "prompt_column", "response_column"):
             value = getattr(self, key)
@@ -111,7 +111,7 @@ class PipelineConfig:
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
             raise DatacartoError(f"config key 'max_length' must be a positive integer, got {self.max_length!r}")
         check_seed(self.seed, "config key 'seed'")
-        for key in ("control", "ensemble_tune", "chat_template"):
+        for key in ("control", "ensemble_tune", "chat_template", "save_focused_models"):
             if not isinstance(getattr(self, key), bool):
                 raise DatacartoError(f"config key {key!r} must be true or false, got {getattr(self, key)!r}")
         for key, choices in (("dynamics_mode", DYNAMICS_MODES), ("focus_init", FOCUS_INITS),
@@ -146,7 +146,7 @@ class PipelineConfig:
 
     def task_options(self) -> dict[str, Any]:
         """The task options (``choice_columns``, ``tokens_column``, ...) as this config sets them."""
-        return {name: getattr(self, name) for name in TASK_OPTIONS}
+        return {name: getattr(self, name) for name in option_owners()}
 
     def _check_required(self) -> None:
         if not self.model:

@@ -1,12 +1,15 @@
 """What every stage receives: the config, the run layout, the runner's records; and the run's data I/O.
 
-Stages are functions ``stage(ctx) -> StageRecord``. The helpers here read and write what the stages
-hand each other: prepared splits (``data/*.parquet``), predictions (``predictions/*.npz``) and
-the metrics table; and predict with a trained model.
+A stage's body is a function ``body(ctx) -> (outputs, summary, content digest)`` run by
+:meth:`Context.run` through the runner, with a context that sees only what the stage declares (its
+config keys and upstream records). The helpers here read and write what the stages hand each other:
+prepared splits (``data/*.parquet``), predictions (``predictions/*.npz``) and the metrics table;
+and predict with a trained model.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +21,7 @@ import pandas as pd
 from .._io import atomic_write, write_table_atomic
 from ..metrics import REGIONS
 from .config import PipelineConfig
+from .declare import ConfigView, Stage, UndeclaredRead
 from .layout import RunLayout
 from .runner import Runner, StageRecord
 
@@ -36,32 +40,53 @@ class Context:
         self.runner = Runner(self.layout, force=force, log=log)
         self.log = log
         self.progress = progress
+        self.stage: Stage | None = None  # in a stage's body: that stage (what it may read)
+        self.key: str | None = None  # in a stage's body: its resume key
+        self.derived: dict = {}  # values worked out once per run, shared by every stage's view (a shallow copy)
+
+    def run(self, stage: Stage) -> StageRecord:
+        """Run (or skip) ``stage`` through the runner; its body sees this context as the stage declares it."""
+        return self.runner.run(stage, self.config, lambda view, key: self._seen_by(stage, view, key))
+
+    def _seen_by(self, stage: Stage, view: ConfigView, key: str) -> Context:
+        ctx = copy.copy(self)
+        ctx.config, ctx.stage, ctx.key = view, stage, key
+        return ctx
 
     def rec(self, name: str) -> StageRecord:
-        """The record of stage ``name`` (run or reused earlier in this run)."""
+        """The record of stage ``name`` (run or reused earlier in this run); in a body, a stage it declares."""
+        if self.stage is not None and name not in self.stage.reads:
+            raise UndeclaredRead(f"stage {self.stage.name!r} reads stage {name!r} but does not declare it")
         return self.runner.records[name]
 
     def split(self, name: str):
         """A prepared split written by the data stage, as a ``datasets.Dataset``."""
         return load_prepared(self.layout.data_split(name))
 
+    @property
+    def max_length(self) -> int:
+        """The config's ``max_length`` capped at the model's positions: derived, and warned about, once per run
+        (every model of a run starts from the same model, so none of them warns again; the stages' views of
+        this context share the value)."""
+        from ..models import capped_max_length
+
+        key = ("max_length", self.config.model, self.config.max_length)  # read through this stage's view
+        if key not in self.derived:
+            self.derived[key] = capped_max_length(self.config.model, self.config.max_length)
+        return self.derived[key]
+
     def has_test(self) -> bool:
-        return self.layout.data_split("test").is_file() and "test" in self.rec("data").summary["rows"]
+        return self.layout.data_split("test").is_file() and "test" in self.rec("data").summary.rows
 
     @property
     def task(self) -> str:
-        """The task type the data stage resolved (runs from before tasks: sequence classification)."""
-        return self.rec("data").summary.get("task", "sequence-classification")
+        """The task type the data stage resolved (its TaskSpec's)."""
+        return self.spec.task
 
     @property
     def spec(self):
         """The TaskSpec (task, text and label columns, label names, task columns) the data stage resolved."""
-        from ..task_data import TaskSpec
-
-        summary = self.rec("data").summary
-        columns = summary.get("task_columns") or {}
-        return TaskSpec(text_columns=list(summary["text_columns"]), label_column=summary["label_column"],
-                        label_names=list(summary["label_names"]), task=self.task, **columns)
+        return self.rec("data").summary.spec
 
     def gold(self, split: str) -> np.ndarray:
         """The gold label of every unit of ``split`` (an example, a label, a word), as the baseline predicted it."""
@@ -96,14 +121,14 @@ class Context:
 
     def seed_runs(self) -> list[Path]:
         """With ``seeds``: one run per seed, the map's own run for the seed it was trained with."""
-        own = self.training_args().get("seed", self.config.seed)
+        own = self.config.training_args.get("seed", self.config.seed)
         return [self.map_dir() if s == own else self.layout.seed_dir(s) for s in self.config.seeds or []]
 
     def train_metrics(self) -> pd.DataFrame:
         """The metrics table the metrics stage wrote (regions categorical, thresholds in ``attrs``)."""
         m = pd.read_parquet(self.layout.train_metrics).set_index("row_id")
         m["region"] = pd.Categorical(m["region"].astype(object), categories=list(REGIONS))
-        m.attrs.update(self.rec("metrics").summary.get("attrs", {}))
+        m.attrs.update(self.rec("metrics").summary.attrs)
         return m
 
     def read_split_regions(self, split: str) -> np.ndarray | None:
@@ -152,17 +177,21 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
 
 
 def predict(trainer, ds, spec, *, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded."""
+    """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded.
+
+    ``max_length``: the run's cap (:attr:`Context.max_length`), as in training; a longer one is capped
+    here too, silently (the run said it once)."""
     import warnings
 
     from ..models import effective_max_length
     from ..record.predict import predict_split
-    from ..task_data import encode
+    from ..tasks import tokenize_task
 
-    with warnings.catch_warnings():  # training said it once already
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        max_length = effective_max_length(trainer.processing_class, trainer.model, max_length)  # training's cap
-    return predict_split(trainer, encode(ds, trainer.processing_class, spec, max_length=max_length))
+        max_length = effective_max_length(trainer.processing_class, trainer.model, max_length)
+    return predict_split(trainer, tokenize_task(ds, trainer.processing_class, spec, max_length=max_length),
+                         task=spec.task)
 
 
 def seed_everything(seed: int) -> None:
@@ -187,8 +216,3 @@ def label_counts(gold, names: list[str]) -> dict[str, int]:
     counts = np.bincount(np.asarray(gold, dtype=np.int64), minlength=len(names))
     return {names[i]: int(counts[i]) for i in range(len(names))}
 
-
-def jsonable(obj):
-    """``obj`` with NumPy scalars as Python numbers (NaN kept), ready for a stage summary."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o),
-                                 allow_nan=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ _CSS = (
     "th{background:#f2f2f2}img{max-width:100%;border:1px solid #ddd}"
     "pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}h2{margin-top:1.6em;"
     "border-bottom:1px solid #ddd}"
+    "details{margin:.4em 0 1.2em}summary{cursor:pointer;color:#444}"
 )
 
 
@@ -48,6 +50,13 @@ class Document:
     def code(self, text: str):
         self.blocks.append(("code", text))
 
+    @contextmanager
+    def folded(self, summary: str):
+        """The blocks added inside fold under ``summary`` (``<details>``, closed; opened by a click)."""
+        self.blocks.append(("fold", summary))
+        yield self
+        self.blocks.append(("end",))
+
     def markdown(self) -> str:
         out = []
         for b in self.blocks:
@@ -68,6 +77,10 @@ class Document:
             elif kind == "code":
                 fence = "````" if "```" in b[1] else "```"
                 out.append(f"{fence}\n{b[1]}\n{fence}")
+            elif kind == "fold":  # raw HTML that CommonMark and GitHub pass through
+                out.append(f"<details><summary>{_md_inline(b[1])}</summary>")
+            elif kind == "end":
+                out.append("</details>")
             out.append("")
         return "\n".join(out)
 
@@ -95,6 +108,10 @@ def _html_block(b: tuple) -> str:
         return f'<p><img alt="{html.escape(b[3], quote=True)}" src="data:image/png;base64,{data}"></p>'
     if kind == "link":
         return f'<p>{html.escape(b[3])}<a href="{html.escape(b[1], quote=True)}">{html.escape(b[2])}</a></p>'
+    if kind == "fold":
+        return f"<details><summary>{html.escape(b[1])}</summary>"
+    if kind == "end":
+        return "</details>"
     return f"<pre><code>{html.escape(b[1])}</code></pre>"
 
 

@@ -11,11 +11,19 @@ import numpy as np
 
 from .._io import write_json_atomic
 from ..errors import DatacartoError
-from .config import selection_recipes
-from .context import Context, jsonable, load_predictions, predict, save_predictions, seed_everything
-from .hashing import describe_model, digest
+from .context import Context, load_predictions, predict, save_predictions, seed_everything
+from .hashing import digest
 from .layout import read_json
-from .runner import StageRecord
+from .runner import StageOutput
+from .summaries import (
+    BaselineSummary,
+    Ensemble,
+    EnsembleSummary,
+    FocusModel,
+    FocusSummary,
+    jsonable,
+    summary_json,
+)
 
 
 class Unit(NamedTuple):
@@ -28,14 +36,12 @@ class Unit(NamedTuple):
 
 
 def units(ctx: Context) -> list[Unit]:
-    """Every focused and control model, in config order (stored records sort their keys)."""
+    """Every focused and control model, in config order."""
     out = []
-    subsets = ctx.rec("select").summary["subsets"]
-    for name in (r["name"] for r in selection_recipes(ctx.config.recipes)):
-        entry = subsets[name]
-        out.append(Unit(f"focused/{name}", "focused", name, entry["digest"]))
-        if "control" in entry:
-            out.append(Unit(f"control/{name}", "control", name, entry["control"]["digest"]))
+    for name, entry in ctx.rec("select").summary.in_order().items():
+        out.append(Unit(f"focused/{name}", "focused", name, entry.digest))
+        if entry.control is not None:
+            out.append(Unit(f"control/{name}", "control", name, entry.control.digest))
     return out
 
 
@@ -47,7 +53,7 @@ def model_names(ctx: Context) -> list[str]:
 def ensemble_plans(ctx: Context) -> dict[str, list[str]]:
     """Ensemble name -> member model names: baseline + each focused / control model, + all focused."""
     plans = {}
-    if ctx.task == "causal-lm":  # the predictions keep per-example token statistics: nothing to average
+    if ctx.spec.type.generative or ctx.spec.type.numeric:  # pseudo-logits + per-example statistics: nothing to average
         return plans
     for u in units(ctx):
         prefix = "ensemble" if u.kind == "focused" else "ensemble-control"
@@ -67,15 +73,12 @@ def prediction_names(ctx: Context) -> list[str]:
 # 2 baseline
 
 
-def baseline_stage(ctx: Context) -> StageRecord:
-    """Fine-tune the model on all training data, recording dynamics; save its logits."""
-    c = ctx.config
-    inputs = {"data": ctx.rec("data").digest, "model": describe_model(c.model),
-              "training_args": ctx.training_args(), "dynamics_mode": c.dynamics_mode, "max_length": c.max_length}
-    inputs.update({k: getattr(c, k) for k in ("folds", "seeds") if getattr(c, k)})  # absent: old hashes hold
-    if c.folds or c.seeds:
-        inputs["dynamics"] = c.dynamics
-    return ctx.runner.run("baseline", inputs, lambda: _train_baseline(ctx, digest(inputs)))
+def baseline_stage(ctx: Context) -> StageOutput:
+    """Fine-tune the model on all training data, recording dynamics; save its logits.
+
+    An interrupted baseline with the same key resumes from its last checkpoint.
+    """
+    return _train_baseline(ctx, ctx.key)
 
 
 def _baseline_args(ctx: Context) -> dict[str, Any]:
@@ -111,10 +114,9 @@ def _train_baseline(ctx: Context, key: str):
     seed_everything(args.get("seed", c.seed))  # the new classifier head is drawn before the Trainer seeds
     # with a test set, the baseline predicts it at each epoch end: test dynamics give test regions
     result = train_baseline(
-        model=c.model, train=ctx.split("train"), validation=splits["validation"], text_columns=spec.text_columns,
-        label_column=spec.label_column, label_names=spec.label_names, output_dir=layout.baseline_dir,
-        training_args=args, dynamics_mode=c.dynamics_mode, max_length=c.max_length,
-        resume_from_checkpoint=resume, test=splits.get("test"), **spec_options(spec))
+        model=c.model, train=ctx.split("train"), validation=splits["validation"], task_spec=spec,
+        output_dir=layout.baseline_dir, training_args=args, dynamics_mode=c.dynamics_mode, max_length=ctx.max_length,
+        resume_from_checkpoint=resume, test=splits.get("test"))
     # the epochs the Trainer ran with, from its resolved arguments (not guessed from defaults)
     epochs = float(result.trainer.args.num_train_epochs)
     gold, logits = {}, {}
@@ -122,31 +124,19 @@ def _train_baseline(ctx: Context, key: str):
         recorded = None
         if resume is None and (split == "test" or str(args.get("eval_strategy")) == "epoch"):
             recorded = _final_eval_logits(layout.baseline_dir, split, len(ds), epochs)
-        gold[split], logits[split] = recorded or predict(result.trainer, ds, spec, max_length=c.max_length)
+        gold[split], logits[split] = recorded or predict(result.trainer, ds, spec, max_length=ctx.max_length)
     save_predictions(layout.unit_gold, **gold)
     save_predictions(layout.predictions("baseline"), **logits)
     repeats = _train_repeats(ctx, args)
     layout.baseline_started.unlink(missing_ok=True)
-    summary = {"output_dir": layout.rel(layout.baseline_dir), "model_dir": layout.rel(layout.baseline_model),
-               "train_metrics": {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
-               "units": {split: int(len(g)) for split, g in gold.items()},
-               **({"repeats": [layout.rel(p) for p in repeats]} if repeats else {})}
+    summary = BaselineSummary(
+        output_dir=layout.rel(layout.baseline_dir), model_dir=layout.rel(layout.baseline_model),
+        train_metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
+        units={split: int(len(g)) for split, g in gold.items()}, repeats=[layout.rel(p) for p in repeats])
     outputs = [layout.rel(layout.baseline_model), layout.rel(layout.baseline_dynamics),
                layout.rel(layout.predictions("baseline")), layout.rel(layout.unit_gold),
                *[layout.rel(p / "training_dynamics") for p in repeats]]
     return outputs, summary, None
-
-
-def spec_options(spec) -> dict[str, Any]:
-    """``train_baseline``'s task arguments from the data stage's TaskSpec (none for sequence classification)."""
-    from ..task_options import task_arguments
-
-    if spec.task == "sequence-classification":
-        return {}
-    return task_arguments(spec.task, choice_columns=spec.choice_columns or None,
-                          tokens_column=spec.tokens_column or "tokens", tags_column=spec.label_column,
-                          prompt_column=spec.prompt_column, response_column=spec.response_column,
-                          chat_template=spec.chat_template)
 
 
 def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:
@@ -160,9 +150,8 @@ def _train_repeats(ctx: Context, args: dict[str, Any]) -> list[Path]:
 
     c, layout, spec = ctx.config, ctx.layout, ctx.spec
     quiet = {**args, "eval_strategy": "no", "save_strategy": "no"}
-    common = dict(model=c.model, train=ctx.split("train"), text_columns=spec.text_columns,
-                  label_column=spec.label_column, label_names=spec.label_names, dynamics_mode=c.dynamics_mode,
-                  max_length=c.max_length, overwrite_dynamics=True)
+    common = dict(model=c.model, train=ctx.split("train"), task_spec=spec, dynamics_mode=c.dynamics_mode,
+                  max_length=ctx.max_length, overwrite_dynamics=True)
     own_seed, done = args.get("seed", c.seed), []
     if c.folds:
         ctx.log(f"      cross-fitting: {c.folds} fold models")
@@ -188,9 +177,11 @@ def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> tupl
     With one evaluation (or test prediction) per epoch and no best-model reloading, the last
     recorded epoch *is* the final model on that set, so predicting it again would only repeat that
     pass. ``n``: the split's examples; ``epochs``: the Trainer's ``num_train_epochs``. A causal
-    LM's token statistics are predicted again (the store keeps them beside the logits).
+    LM's token statistics and a regression's predicted and gold scores are predicted again (the
+    store keeps them beside the logits).
     """
     from ..dynamics.generative import is_generative
+    from ..dynamics.regression import is_numeric
     from ..dynamics.store import load_dynamics
 
     try:
@@ -198,7 +189,7 @@ def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> tupl
     except DatacartoError:
         return None
     rows = dyn.row_ids if dyn.unit_level else dyn.ids
-    if is_generative(run_dir, split) or not np.array_equal(np.unique(rows), np.arange(n)) \
+    if is_generative(run_dir, split) or is_numeric(run_dir, split) or not np.array_equal(np.unique(rows), np.arange(n)) \
             or dyn.epochs[-1] != int(np.ceil(epochs)) - 1:
         return None
     return np.asarray(dyn.gold, dtype=np.int64), np.ascontiguousarray(dyn.logits[:, -1, :], dtype=np.float32)
@@ -208,26 +199,22 @@ def _final_eval_logits(run_dir: Path, split: str, n: int, epochs: float) -> tupl
 # 6 focus
 
 
-def focus_stage(ctx: Context) -> StageRecord:
-    """One model per subset, each a unit of the runner (unchanged recipes reuse theirs)."""
-    c = ctx.config
-    source = ctx.rec("baseline").digest if c.focus_init == "baseline" else describe_model(c.model)
-    common = {"init": c.focus_init, "source": source, "training_args": ctx.training_args(focus=True),
-              "max_length": c.max_length, "data": ctx.rec("data").digest}
+def focus_stage(ctx: Context) -> StageOutput:
+    """One model per subset, each a unit of the runner keyed by its subset (unchanged recipes reuse theirs).
 
-    def body():
-        done, outputs = {}, []
-        for u in units(ctx):
-            unit_outputs = [ctx.layout.rel(ctx.layout.model_dir(u.model_name) / "model"),
-                            ctx.layout.rel(ctx.layout.predictions(u.model_name))]
-            record = ctx.runner.run_unit("focus", u.model_name, {**common, "subset": u.subset_digest}, unit_outputs,
-                                         lambda u=u: _train_focused(ctx, u))
-            done[u.model_name] = {"token": record.token, "seconds": record.seconds, "n": record.summary["n"],
-                                  "ran": record.ran}
-            outputs += unit_outputs
-        return outputs, {"models": done}, digest({k: v["token"] for k, v in done.items()})
-
-    return ctx.runner.run("focus", {"select": ctx.rec("select").digest, **common}, body)
+    Their weights are kept only with ``save_focused_models``; their predictions always.
+    """
+    keep = ctx.config.save_focused_models
+    done, outputs = {}, []
+    for u in units(ctx):
+        weights = [ctx.layout.rel(ctx.layout.model_dir(u.model_name) / "model")] if keep else []
+        unit_outputs = [*weights, ctx.layout.rel(ctx.layout.predictions(u.model_name))]
+        record = ctx.runner.run_unit("focus", u.model_name, {"subset": u.subset_digest}, unit_outputs,
+                                     lambda u=u: _train_focused(ctx, u))
+        done[u.model_name] = FocusModel(token=record.token, seconds=record.seconds, n=record.summary["n"],
+                                        ran=record.ran)
+        outputs += unit_outputs
+    return outputs, FocusSummary(models=done), digest({k: v.token for k, v in done.items()})
 
 
 def _train_focused(ctx: Context, u: Unit) -> dict[str, Any]:
@@ -235,26 +222,27 @@ def _train_focused(ctx: Context, u: Unit) -> dict[str, Any]:
     from ..train.focused import train_focused
 
     c, layout = ctx.config, ctx.layout
-    entry = ctx.rec("select").summary["subsets"][u.recipe]
-    part = entry if u.kind == "focused" else entry["control"]
-    ctx.log(f"      {u.model_name}: training on {part['n']} examples (init: {c.focus_init})")
+    entry = ctx.rec("select").summary.subsets[u.recipe]
+    part = entry if u.kind == "focused" else entry.control
+    ctx.log(f"      {u.model_name}: training on {part.n} examples (init: {c.focus_init})")
     directory = layout.model_dir(u.model_name)
     if directory.exists():
         shutil.rmtree(directory)
     args = ctx.training_args(focus=True)
     seed_everything(args.get("seed", c.seed))
-    result = train_focused(layout.baseline_dir, layout.root / part["path"], init=c.focus_init,
+    result = train_focused(layout.baseline_dir, layout.root / part.path, init=c.focus_init,
                            model=c.model if c.focus_init == "pretrained" else None, output_dir=directory,
-                           training_args=args, label_column="label", max_length=c.max_length)
+                           training_args=args, label_column="label", max_length=ctx.max_length,
+                           save_model=c.save_focused_models)
     save_model_predictions(ctx, result.trainer, u.model_name)
-    return {"n": part["n"]}
+    return {"n": part.n}
 
 
 def save_model_predictions(ctx: Context, trainer, model_name: str) -> None:
     """A trained model's validation (and test) logits, on the same units as the baseline's, to its predictions file."""
     logits = {}
     for split in ("validation", *(["test"] if ctx.has_test() else [])):
-        gold, logits[split] = predict(trainer, ctx.split(split), ctx.spec, max_length=ctx.config.max_length)
+        gold, logits[split] = predict(trainer, ctx.split(split), ctx.spec, max_length=ctx.max_length)
         if not np.array_equal(gold, ctx.gold(split)):  # the same units as the baseline's, or no comparison
             raise DatacartoError(f"{model_name} predicted {len(gold)} units of the {split} set, the baseline "
                                  f"{len(ctx.gold(split))}: were they tokenized alike?")
@@ -262,18 +250,11 @@ def save_model_predictions(ctx: Context, trainer, model_name: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# 7 ensemble
+# 8 ensemble
 
 
-def ensemble_stage(ctx: Context) -> StageRecord:
+def ensemble_stage(ctx: Context) -> StageOutput:
     """Baseline + each focused (and control) model, weights tuned on validation only."""
-    c = ctx.config
-    inputs = {"baseline": ctx.rec("baseline").digest, "focus": ctx.rec("focus").digest,
-              "data": ctx.rec("data").digest, "combine": c.ensemble_combine, "tune": c.ensemble_tune}
-    return ctx.runner.run("ensemble", inputs, lambda: _combine(ctx))
-
-
-def _combine(ctx: Context):
     from ..ensemble_weights import combine_logits, tune_weights
 
     c, layout = ctx.config, ctx.layout
@@ -295,8 +276,9 @@ def _combine(ctx: Context):
         save_predictions(layout.predictions(name), **arrays)
         outputs.append(layout.rel(layout.predictions(name)))
         tuning = {k: info[k] for k in ("method", "objective", "accuracy", "log_loss") if k in info}
-        ensembles[name] = {"members": members, "weights": [float(w) for w in weights],
-                           "combine": c.ensemble_combine, "tuned": c.ensemble_tune, "tuning": jsonable(tuning)}
-    write_json_atomic(layout.ensembles_json, ensembles)
+        ensembles[name] = Ensemble(members=members, weights=[float(w) for w in weights], combine=c.ensemble_combine,
+                                   tuned=c.ensemble_tune, tuning=jsonable(tuning))
+    summary = EnsembleSummary(ensembles=ensembles)
+    write_json_atomic(layout.ensembles_json, summary_json(summary)["ensembles"])
     outputs.append(layout.rel(layout.ensembles_json))
-    return outputs, {"ensembles": ensembles}, None
+    return outputs, summary, None

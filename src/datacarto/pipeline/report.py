@@ -2,9 +2,9 @@
 
 ``write_report(output_dir)`` reads the run folder through a :class:`~.layout.RunLayout` (config.json,
 stages/*.json, metrics/, evaluation/, ensembles.json, maps/ and the baseline's recorded examples),
-so a finished run can be reported again without training; it imports no other part of the
-pipeline. Both files hold the same sections: with cleaning recipes first label errors and retraining
-(:mod:`.report_cleaning`), then data map, regions (counts, label mix, examples),
+so a finished run can be reported again without training; of the pipeline it imports only the
+layout and the stage summaries. Both files hold the same sections: with cleaning recipes first label
+errors and retraining (:mod:`.report_cleaning`), then data map, regions (counts, label mix, examples),
 label noise (when a column marks known wrong labels, as in the demo), focused subsets, accuracy,
 time per stage, config and versions. The HTML page is self-contained and escapes all record text.
 """
@@ -24,7 +24,6 @@ from ..errors import DatacartoError
 from ..learning_check import learning_warning
 from ..metrics import REGIONS
 from ..selection import REGION_RANKING, ranks_descending
-from ..task_data import SINGLE_LABEL_TASKS
 from ..units import words_column
 from .document import Document, fmt_float, pct, share
 from .layout import RunLayout
@@ -38,17 +37,6 @@ REGION_HELP = {
     "hard-to-learn": "low confidence, low variability: the model rarely gives the gold label (often label errors)",
 }
 
-_LABEL_WORD = {"multiple-choice": "Choices", "token-classification": "Tags"}
-_UNIT_HELP = {
-    "multi-label": "Each example is scored per label: every (example, label) pair is a yes/no decision with its "
-                   "own dynamics; an example's confidence and variability are the means over its labels, and "
-                   "its region is assigned from them.",
-    "token-classification": "Each word (its first sub-token) carries a gold tag with its own dynamics; an "
-                            "example's confidence and variability are the means over its words.",
-    "causal-lm": "Each example's confidence is exp(-mean NLL) of its response tokens (the geometric-mean "
-                 "token probability) at each epoch end; variability is its standard deviation over epochs and "
-                 "correctness the mean token accuracy (docs/generative.md).",
-}
 
 def planted_summary(metrics: pd.DataFrame, marked: np.ndarray, region: str, scores: list[str]) -> dict[str, Any]:
     """Where planted examples (a boolean mask) landed and how well each score finds them.
@@ -106,13 +94,14 @@ def _noise_column(examples: pd.DataFrame | None, name: str | None) -> str | None
 
 def _intro(doc: Document, run: RunState, title: str) -> None:
     doc.h(1, title)
-    rows = run.summary("data").get("rows", {})
-    labels = "" if run.task == "causal-lm" else f" {_LABEL_WORD.get(run.task, 'Labels')}: {', '.join(run.label_names)}."
+    rows = run.summary("data").rows
+    word = run.task_type.label_word  # the task's wording (datacarto.tasks)
+    labels = "" if word is None else f" {word}: {', '.join(run.label_names)}."
     doc.p(f"Model: {run.config.get('model')}. Task: {run.task}. Training examples: "
           f"{rows.get('train', len(run.metrics)):,}; validation: {rows.get('validation', 0):,}; test: "
           f"{rows.get('test', 0):,}.{labels} Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}.")
-    if run.task in _UNIT_HELP:
-        doc.p(_UNIT_HELP[run.task])
+    if run.task_type.about:
+        doc.p(run.task_type.about)
 
 
 def _data_map(doc: Document, run: RunState) -> None:
@@ -137,7 +126,7 @@ def _regions(doc: Document, run: RunState) -> None:
         doc.p(f"Warning: {barely}.")
     region = metrics["region"].astype(object)
     gold = metrics["gold"].to_numpy()
-    names = names if run.task in SINGLE_LABEL_TASKS else []  # others: the per-label table below
+    names = names if run.task_type.single_label else []  # others: the per-label table below
     table = []
     for r in REGIONS:
         members = (region == r).to_numpy()
@@ -145,7 +134,7 @@ def _regions(doc: Document, run: RunState) -> None:
         table.append([r, int(members.sum()), share(members.sum(), len(metrics)), *[int(c) for c in counts],
                       REGION_HELP[r]])
     doc.table(["region", "examples", "share", *[f"label: {n}" for n in names], "meaning"], table)
-    thresholds = run.summary("metrics").get("attrs", {})
+    thresholds = run.summary("metrics").attrs
     if thresholds.get("variability_threshold") is not None:
         doc.p(f"Thresholds ({thresholds.get('method', 'quantile')}): ambiguous when variability > "
               f"{thresholds['variability_threshold']:.3f}; otherwise hard-to-learn when confidence <= "
@@ -155,10 +144,10 @@ def _regions(doc: Document, run: RunState) -> None:
 
 def _by_label(doc: Document, run: RunState) -> None:
     """Multi-label: which labels are hard or ambiguous; token classification: which tags."""
-    rows = run.summary("metrics").get("by_label")
+    rows = run.summary("metrics").by_label
     if not rows:
         return
-    what = "label" if run.task == "multi-label" else "gold tag"
+    what = "label" if run.task_type.unit == "label" else "gold tag"  # grouped by the label, or by the gold tag
     doc.p(f"Per {what} (units, hardest first):")
     doc.table([what, "units", "confidence", "variability", *REGIONS],
               [[r["label"], r["n"], fmt_float(r["confidence"]), fmt_float(r["variability"]),
@@ -166,22 +155,22 @@ def _by_label(doc: Document, run: RunState) -> None:
 
 
 def _crossfit(doc: Document, run: RunState) -> None:
-    info = run.summary("metrics").get("crossfit")
-    if not info:
+    info = run.summary("metrics").crossfit
+    if info is None:
         return
-    shown = info.get("map", "out-of-sample")
+    shown = info.map
     other = "in-sample (the baseline)" if shown == "out-of-sample" else "out-of-sample (cross-fitted)"
     doc.h(2, "Cross-fitted dynamics")
-    doc.p(f"{info['folds']} fold models, each trained on {info['folds'] - 1} of {info['folds']} folds (stratified "
+    doc.p(f"{info.folds} fold models, each trained on {info.folds - 1} of {info.folds} folds (stratified "
           f"by label) and predicting its held-out fold at every epoch end. The map, the regions and the subsets "
-          f"use the {shown} dynamics; {pct(info['same_region_share'])} of the examples fall in the same region "
+          f"use the {shown} dynamics; {pct(info.same_region_share)} of the examples fall in the same region "
           f"with the {other} dynamics, whose regions are:")
-    counts = info.get("other_regions", {})
+    counts = info.other_regions
     doc.table(["region", "examples"], [[r, int(counts.get(r, 0))] for r in REGIONS])
 
 
 def _seed_stability(doc: Document, run: RunState, n_examples: int) -> None:
-    info = run.summary("metrics").get("seed_stability")
+    info = run.summary("metrics").seed_stability
     if not info:
         return
     doc.h(2, "Seed stability")
@@ -196,7 +185,7 @@ def _seed_stability(doc: Document, run: RunState, n_examples: int) -> None:
         else None
     if table is not None and info["unstable"]:
         unstable = table[~table["stable"]].head(n_examples)
-        text_columns = run.summary("data").get("text_columns") or []
+        text_columns = run.summary("data").text_columns
         rows = []
         for rid, row in unstable.iterrows():
             ex = run.examples.loc[rid] if run.examples is not None and rid in run.examples.index else None
@@ -213,9 +202,9 @@ def _gold_cell(run: RunState, ex, row) -> str:
 
     def name(i) -> str:
         return names[int(i)] if 0 <= int(i) < len(names) else str(i)
-    if run.task == "multi-label":
+    if run.task_type.unit == "label":
         return ", ".join(name(i) for i in ex["label"]) if ex is not None else ""
-    if run.task == "token-classification":
+    if run.task_type.unit == "word":
         column = words_column(run.examples) if run.examples is not None else None
         words = ex[column] if ex is not None and column is not None else None
         sub = int(row.get("hardest_unit", -1))
@@ -227,11 +216,10 @@ def _gold_cell(run: RunState, ex, row) -> str:
 def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_examples: int) -> None:
     metrics, examples = run.metrics, run.examples
     data = run.summary("data")
-    text_columns = [*(data.get("text_columns") or []), *((data.get("task_columns") or {}).get("choice_columns") or [])]
+    text_columns = [*data.text_columns, *run.spec.choice_columns]
     extra = [c for c in (noise_col, "is_ambiguous") if c and examples is not None and c in examples.columns]
     region = metrics["region"].astype(object)
-    gold_header = {"multi-label": "gold labels", "token-classification": "hardest word: gold tag",
-                   "causal-lm": "mean NLL"}.get(run.task, "gold label")
+    gold_header = run.task_type.gold_header
     for r in REGIONS:
         doc.h(3, f"Examples: {r}")
         metric, order = REGION_RANKING[r]  # first the examples select's region mode takes first
@@ -244,7 +232,8 @@ def _region_examples(doc: Document, run: RunState, noise_col: str | None, n_exam
         for rid, row in members.iterrows():
             ex = examples.loc[rid] if examples is not None else None
             texts = [fold(ex[c]) if ex is not None and c in ex.index else "" for c in text_columns]
-            gold = fmt_float(row["nll"]) if run.task == "causal-lm" and "nll" in row.index else _gold_cell(run, ex, row)
+            column = run.task_type.gold_column
+            gold = fmt_float(row[column]) if column in row.index else _gold_cell(run, ex, row)
             rows.append([int(rid), *texts, gold, f"{row['confidence']:.3f}", f"{row['variability']:.3f}",
                          f"{row['correctness']:.2f}", *[bool(ex[c]) if ex is not None else "" for c in extra]])
         doc.table(["row", *text_columns, gold_header, "confidence", "variability", "correctness", *extra], rows)
@@ -254,7 +243,7 @@ def _label_noise(doc: Document, run: RunState, noise_col: str) -> None:
     noisy = run.examples[noise_col].fillna(False).astype(bool).to_numpy()
     ns = noise_summary(run.metrics, noisy)
     doc.h(2, "Label noise")
-    what = "responses" if run.task == "causal-lm" else "labels"
+    what = "responses" if run.task_type.generative else "labels"
     doc.p(f"{ns['n_noisy']} of {ns['n']} training {what} are known to be wrong (column {noise_col!r}). "
           f"{ns['in_hard']} of them ({share(ns['in_hard'], ns['n_noisy'])}) landed in hard-to-learn, a region "
           f"of {ns['hard_size']} examples ({share(ns['hard_size'], ns['n'])} of the data). AUROC of low "

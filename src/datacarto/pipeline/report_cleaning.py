@@ -39,14 +39,12 @@ def cleaning_results(run: RunState, noise_col: str | None) -> dict[str, Any] | N
     None without a cleaning recipe; ``{"refused": why}`` when the run could not support an estimate.
     """
     summary = run.summary("clean")
-    if not summary:
+    if not summary.order:
         return None
-    if summary.get("refused"):
-        return {"refused": summary["refused"]}
-    order = [r["name"] for r in run.config.get("recipes") or [] if isinstance(r, dict) and "action" in r]
-    entries = {n: summary["recipes"][n] for n in order if n in summary["recipes"]}
-    names = ["baseline", *[m for e in entries.values() if e.get("model")
-                           for m in (e["model"], *([e["control"]["model"]] if e.get("control") else []))]]
+    if summary.refused:
+        return {"refused": summary.refused}
+    entries = summary.in_order()
+    names = ["baseline", *summary.model_names()]
     split, correct = _correct(run, names)
     noisy = None
     if noise_col is not None and run.examples is not None:
@@ -55,14 +53,14 @@ def cleaning_results(run: RunState, noise_col: str | None) -> dict[str, Any] | N
     for name, e in entries.items():
         r = {"entry": e}
         if noisy is not None:
-            flagged = pd.read_csv(run.layout.root / e["corrections"])["row_id"] if e.get("corrections") else []
+            flagged = pd.read_csv(run.layout.root / e.corrections)["row_id"] if e.corrections else []
             hits, precision, recall = flag_precision_recall(np.isin(run.examples.index, flagged), noisy)
             r["flags"] = {"true": hits, "precision": precision, "recall": recall}
-        if e.get("model"):
-            r["vs_baseline"] = compare_paired(correct[e["model"]], correct["baseline"])
-            if e.get("control"):
-                r["vs_control"] = compare_paired(correct[e["model"]], correct[e["control"]["model"]])
-                r["control_vs_baseline"] = compare_paired(correct[e["control"]["model"]], correct["baseline"])
+        if e.model:
+            r["vs_baseline"] = compare_paired(correct[e.model], correct["baseline"])
+            if e.control is not None:
+                r["vs_control"] = compare_paired(correct[e.model], correct[e.control.model])
+                r["control_vs_baseline"] = compare_paired(correct[e.control.model], correct["baseline"])
         recipes[name] = r
     return {"refused": None, "summary": summary, "split": split, "n_rows": int(len(correct["baseline"])),
             "noise_column": noise_col, "n_noisy": int(noisy.sum()) if noisy is not None else None,
@@ -79,9 +77,9 @@ def cleaning_lines(results: dict[str, Any]) -> list[str]:
     if results.get("refused"):
         return [f"Label errors: not estimated, nothing retrained: {results['refused']}."]
     s = results["summary"]
-    est, src = s["estimate"], s["source"]
+    est, src = s.estimate, s.source
     first = next(iter(results["recipes"].values()), None)
-    flagged = first["entry"]["flagged"] if first else est["total"]
+    flagged = first["entry"].flagged if first else est["total"]
     line = (f"Label errors: {est['total']} of {est['n']} training labels estimated wrong "
             f"({pct(est['total'] / max(est['n'], 1))}; confident learning on {src['dynamics']} dynamics, "
             f"{src['epochs']} of {src['n_epochs']} epochs' probabilities); {flagged} flagged")
@@ -96,8 +94,8 @@ def cleaning_lines(results: dict[str, Any]) -> list[str]:
         if "vs_baseline" not in r:
             lines.append(f"{name}: nothing flagged, nothing retrained.")
             continue
-        done = f"{e['relabelled']} relabelled" if e["action"] == "relabel" else f"{e['dropped']} dropped"
-        text = (f"{name} ({e['action']}: {done}), {what} accuracy on {results['n_rows']} rows with 95% intervals: "
+        done = f"{e.relabelled} relabelled" if e.action == "relabel" else f"{e.dropped} dropped"
+        text = (f"{name} ({e.action}: {done}), {what} accuracy on {results['n_rows']} rows with 95% intervals: "
                 f"cleaned {_acc(r['vs_baseline'].accuracy_a)}, baseline {_acc(r['vs_baseline'].accuracy_b)}")
         if "vs_control" in r:
             text += (f", random-drop control {_acc(r['vs_control'].accuracy_b)}; "
@@ -121,9 +119,9 @@ def cleaning_section(doc: Document, run: RunState, noise_col: str | None) -> Non
     if results.get("refused"):
         return
     s = results["summary"]
-    if s["source"].get("warning"):
-        doc.p(f"Warning: {s['source']['warning']}.")
-    per_class = s["estimate"]["per_class"]  # stored records sort their keys: back to the classes' order
+    if s.source.get("warning"):
+        doc.p(f"Warning: {s.source['warning']}.")
+    per_class = s.estimate["per_class"]  # stored records sort their keys: back to the classes' order
     order = [*[n for n in run.label_names if n in per_class], *[n for n in per_class if n not in run.label_names]]
     doc.table(["given label", "examples", "estimated wrong", "share"],
               [[k, per_class[k]["n"], per_class[k]["estimated_errors"],
@@ -133,11 +131,10 @@ def cleaning_section(doc: Document, run: RunState, noise_col: str | None) -> Non
         e = r["entry"]
         if "vs_baseline" not in r:
             continue
-        rows.append(_model_row(name, "cleaned", e["model"], e["n_train"], e["data"], r["vs_baseline"],
-                               r.get("vs_control")))
+        rows.append(_model_row(name, "cleaned", e.model, e.n_train, e.data, r["vs_baseline"], r.get("vs_control")))
         if "vs_control" in r:
-            c = e["control"]
-            rows.append(_model_row(name, "random-drop control", c["model"], c["n_train"], c["data"],
+            c = e.control
+            rows.append(_model_row(name, "random-drop control", c.model, c.n_train, c.data,
                                    r["control_vs_baseline"], None))
     what = "test" if results["split"] == "test" else "validation"
     doc.p(f"Each model is trained from the pretrained model with the baseline's training arguments; {what} "

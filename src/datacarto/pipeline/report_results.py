@@ -8,28 +8,24 @@ import json
 import pandas as pd
 
 from .._validation import fmt_seconds
-from ..evaluation import TASK_SCORES
 from ..metrics import REGIONS
-from ..task_data import SINGLE_LABEL_TASKS
 from .document import Document, fmt_float, mix, pct
-from .layout import read_json
 from .report_state import RunState
 
 
 def subsets_section(doc: Document, run: RunState) -> None:
-    subsets = run.summary("select").get("subsets", {})
-    subsets = {n: subsets[n] for n in [*run.recipe_order, *subsets] if n in subsets}  # config order
+    subsets = run.summary("select").in_order(run.recipe_order)
     if not subsets:
         return
     doc.h(2, "Focused subsets")
     rows = []
     for name, s in subsets.items():
-        recipe = ", ".join(f"{k}={v}" for k, v in s["recipe"].items() if k != "name")
-        for kind, part in (("focused", s), ("random control", s.get("control"))):
+        recipe = ", ".join(f"{k}={v}" for k, v in s.recipe.items() if k != "name")
+        for kind, part in (("focused", s), ("random control", s.control)):
             if part is not None:
-                control = "same size and label mix, random" if run.task in SINGLE_LABEL_TASKS else "same size, random"
+                control = "same size and label mix, random" if run.task_type.single_label else "same size, random"
                 rows.append([name, kind, recipe if kind == "focused" else control,
-                             part["n"], mix(part["regions"]), mix(part["labels"]), part["path"]])
+                             part.n, mix(part.regions), mix(part.labels), part.path])
     doc.table(["recipe", "subset", "selection", "examples", "regions", "labels", "file"], rows)
 
 
@@ -37,12 +33,12 @@ def scores_section(doc: Document, run: RunState) -> None:
     if not run.layout.accuracy_csv.is_file():
         return
     acc = pd.read_csv(run.layout.accuracy_csv).set_index("model")
-    scores = [s for s in TASK_SCORES.get(run.task, TASK_SCORES["sequence-classification"])
+    scores = [s for s in run.task_type.scores
               if f"validation_{s}" in acc and s != "macro_f1"]  # macro-F1 is in accuracy.csv
     if not scores:
         return
     head = scores[0]
-    doc.h(2, "Held-out loss" if head == "loss" else "Accuracy")
+    doc.h(2, {"loss": "Held-out loss", "rmse": "Held-out RMSE"}.get(head, "Accuracy"))
     by_split = {split: [r for r in REGIONS if f"{split}_{r}_{head}" in acc] for split in ("test", "validation")}
 
     def region_header(split: str) -> list[str]:
@@ -50,7 +46,7 @@ def scores_section(doc: Document, run: RunState) -> None:
                 for r in by_split[split]]
 
     def cell(value, score: str) -> str:
-        return fmt_float(value) if score == "loss" else pct(value)
+        return fmt_float(value) if score in RAW_SCORES else pct(value)
 
     def cells(row, split: str) -> list[str]:
         return [*[cell(row[f"{split}_{s}"], s) for s in scores],
@@ -63,9 +59,8 @@ def scores_section(doc: Document, run: RunState) -> None:
     if head == "loss":
         doc.p("Loss: the mean negative log-likelihood per response token of the held-out set (lower is better); "
               "compare each focused model with its random control of the same size.")
-    elif head != "accuracy":
-        doc.p(f"Scores per {'(example, label) decision' if run.task == 'multi-label' else 'word'}: "
-              + SCORE_HELP[run.task])
+    elif head != "accuracy" and run.task_type.score_help:
+        doc.p(run.task_type.score_help)
     if by_split["validation"] or by_split["test"]:
         doc.p("Regions of validation and test examples come from the baseline's own predictions on them at "
               "each epoch end, so the baseline's per-region scores are biased by construction (easy-to-learn "
@@ -76,28 +71,23 @@ def scores_section(doc: Document, run: RunState) -> None:
 
 SCORE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "micro_f1": "micro-F1", "micro_ap": "micro AP",
                 "tag_f1": "tag F1",
-                "loss": "loss", "token_accuracy": "token accuracy"}
-SCORE_HELP = {
-    "multi-label": "micro-F1 of the labels that apply; micro AP, the average precision of all the decisions ranked "
-                   "by the model's logit (threshold-free: it tells models apart even when none predicts a label "
-                   "above 1/2); accuracy of the yes/no decisions.",
-    "token-classification": "accuracy of the words' tags; tag F1 is the micro-F1 of the tags other than O "
-                            "(word level, not entity spans).",
-}
+                "loss": "loss", "token_accuracy": "token accuracy", "rmse": "RMSE", "spearman": "Spearman"}
+#: scores shown as numbers, not percentages
+RAW_SCORES = ("loss", "rmse", "spearman")
 
 
 def _ensembles(doc: Document, run: RunState, order: list[str]) -> None:
-    ensembles = read_json(run.layout.ensembles_json, {})
+    ensembles = run.summary("ensemble").ensembles
     ensembles = {n: ensembles[n] for n in [*order, *ensembles] if n in ensembles}
     if not ensembles:
         return
     first = next(iter(ensembles.values()))
-    how = "weighted mean of logits" if first["combine"] == "logits" else "weighted mean of probabilities"
+    how = "weighted mean of logits" if first.combine == "logits" else "weighted mean of probabilities"
     doc.p(f"Ensembles: {how}, " + (
         "weights tuned on the validation set (so their validation accuracy is optimistic; compare them "
-        "on test):" if first.get("tuned") else "equal weights:"))
+        "on test):" if first.tuned else "equal weights:"))
     doc.table(["ensemble", "members", "weights"],
-              [[n, " + ".join(e["members"]), " / ".join(f"{w:.2f}" for w in e["weights"])]
+              [[n, " + ".join(e.members), " / ".join(f"{w:.2f}" for w in e.weights)]
                for n, e in ensembles.items()])
 
 
@@ -112,18 +102,23 @@ def times_section(doc: Document, run: RunState) -> None:
         rows.append([name, fmt_seconds(float(rec.get("seconds", 0.0))), finished])
     rows.append(["total (without the report)", fmt_seconds(total), ""])
     doc.table(["stage", "time", "finished"], rows)
-    models = run.summary("focus").get("models", {})
+    models = run.summary("focus").models
     if models:
-        order = [f"{k}/{r}" for r in run.recipe_order for k in ("focused", "control")]
+        order = [f"{k}/{r}" for r in run.summary("select").in_order(run.recipe_order) for k in ("focused", "control")]
         models = {n: models[n] for n in [*order, *models] if n in models}
         doc.table(["model", "training examples", "time (training and prediction)"],
-                  [[n, m["n"], fmt_seconds(m["seconds"])] for n, m in models.items()])
+                  [[n, m.n, fmt_seconds(m.seconds)] for n, m in models.items()])
 
 
 def configuration_section(doc: Document, run: RunState) -> None:
     from ..dynamics.store import package_versions
 
+    text = json.dumps(run.config, indent=2, sort_keys=True, default=str)
     doc.h(2, "Configuration")
-    doc.code(json.dumps(run.config, indent=2, sort_keys=True, default=str))
+    with doc.folded(f"the run's whole configuration (config.json, {text.count(chr(10)) + 1} lines)"):
+        doc.code(text)
     doc.h(2, "Package versions")
-    doc.table(["package", "version"], [[k, v] for k, v in package_versions().items()])
+    versions = package_versions()
+    head = ", ".join(f"{k} {v}" for k, v in list(versions.items())[:3])
+    with doc.folded(head + (f" and {len(versions) - 3} more" if len(versions) > 3 else "")):
+        doc.table(["package", "version"], [[k, v] for k, v in versions.items()])

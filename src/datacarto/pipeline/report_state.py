@@ -1,4 +1,7 @@
-"""What the report reads from a run folder: :class:`RunState` (config, stage records, metrics, examples)."""
+"""What the report reads from a run folder: :class:`RunState` (config, stage records, metrics, examples).
+
+Stage summaries are read through :func:`~.summaries.read_summary`, as the pipeline reads them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pandas as pd
 
 from ..errors import DatacartoError
 from .layout import RunLayout, read_json
+from .summaries import read_summary
 
 #: record text longer than this is folded in the report's tables (the full text is in the data files)
 FOLD_AT = 300
@@ -31,16 +35,27 @@ class RunState:
     metrics: pd.DataFrame
     examples: pd.DataFrame | None  # the recorded training examples, in the metrics' row order
 
-    def summary(self, stage: str) -> dict[str, Any]:
-        return self.stages.get(stage, {}).get("summary", {})
+    def summary(self, stage: str) -> Any:
+        """The typed summary of ``stage`` (its defaults when the stage has no record)."""
+        return read_summary(stage, self.stages.get(stage, {}).get("summary"))
 
     @property
     def label_names(self) -> list[str]:
-        return self.summary("data").get("label_names") or []
+        return self.summary("data").label_names
+
+    @property
+    def spec(self):
+        """The run's TaskSpec, as the data stage resolved it."""
+        return self.summary("data").spec
 
     @property
     def task(self) -> str:
-        return self.summary("data").get("task", "sequence-classification")
+        return self.spec.task
+
+    @property
+    def task_type(self):
+        """The run's task type (its registry entry, :mod:`datacarto.tasks`)."""
+        return self.spec.type
 
     @property
     def recipe_order(self) -> list[str]:
@@ -59,10 +74,10 @@ def read_run(layout: RunLayout) -> RunState:
     from ..dynamics.store import load_examples
 
     metrics = read_train_metrics(layout)
-    stages = layout.stage_records()
-    metrics.attrs.update(stages.get("metrics", {}).get("summary", {}).get("attrs", {}))  # thresholds, verdicts
     examples = load_examples(layout.baseline_dir)
     if examples is not None:
         examples = examples.reindex(metrics.index)
-    return RunState(layout=layout, config=read_json(layout.config_json, {}), stages=stages,
-                    metrics=metrics, examples=examples)
+    run = RunState(layout=layout, config=read_json(layout.config_json, {}), stages=layout.stage_records(),
+                   metrics=metrics, examples=examples)
+    metrics.attrs.update(run.summary("metrics").attrs)  # thresholds, verdicts
+    return run

@@ -3,7 +3,8 @@
 ``PipelineConfig.validate`` checks every key on its own (seeds, recipes, a given task's options);
 :func:`check_request` then reads the training set once and checks what depends on it: the task it
 implies and that task's options, the folds against the class counts, and the chat template rendered
-on the first row, and that cleaning recipes have one label per example to correct. The data stage reuses the prepared training split it returns.
+on the first row, and that cleaning recipes have one label per example to correct. The data stage
+reuses the prepared training split it returns.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DatacartoError
-from ..task_data import SINGLE_LABEL_TASKS
 from .config import PipelineConfig, cleaning_recipes
 
 
@@ -28,29 +28,41 @@ class CheckedRequest:
 def check_request(config: PipelineConfig) -> CheckedRequest:
     """Load and prepare the training set and check the request against it (DatacartoError: one line)."""
     from .._validation import check_folds
+    from ..tasks import check_repeats
+
+    c = config
+    checked = prepare_request(config)
+    check_repeats(checked.spec.task, folds=c.folds, seeds=c.seeds)
+    if c.folds is not None:
+        check_folds(c.folds, checked.train[checked.spec.label_column], label_names=checked.spec.label_names,
+                    name="config key 'folds'")
+    cleaning = cleaning_recipes(c.recipes)
+    if cleaning and not checked.spec.type.single_label:
+        raise DatacartoError(f"recipe {cleaning[0]['name']!r}: cleaning recipes (action drop or relabel) retrain "
+                             f"on corrected example labels, which a {checked.spec.task} run does not have; use "
+                             "datacarto label-errors and apply-corrections on its units")
+    return checked
+
+
+def prepare_request(config: PipelineConfig) -> CheckedRequest:
+    """The training split prepared for the task given or inferred, its TaskSpec, and the chat template checked.
+
+    What the data stage makes of the config (:func:`check_request` adds the checks of ``folds`` and
+    ``seeds`` against it).
+    """
     from ..data import load_table
     from ..models import load_tokenizer
-    from ..task_data import TaskSpec, check_chat_template, check_repeats, infer_task
-    from ..task_options import check_task_options
+    from ..task_data import check_chat_template
+    from ..tasks import TaskSpec, infer_task
     from ..train.baseline import load_split
 
     c = config
     table = load_table(c.dataset, "train")
     task, why = infer_task(table, task=c.task, label_column=c.label_column, choice_columns=c.choice_columns,
                            tokens_column=c.tokens_column, tags_column=c.tags_column, prompt_column=c.prompt_column)
-    check_task_options(task, **c.task_options())
-    check_repeats(task, folds=c.folds, seeds=c.seeds)
-    train, spec = load_split(table, split="train", text_columns=c.text_columns, label_column=c.label_column,
-                             label_names=c.class_names, task=task, model=c.model, **c.task_options())
-    if not hasattr(spec, "task"):  # sequence classification: a LabelSpec; every stage reads a TaskSpec
-        spec = TaskSpec(text_columns=spec.text_columns, label_column=spec.label_column, label_names=spec.label_names)
-    if c.folds is not None:
-        check_folds(c.folds, train[spec.label_column], label_names=spec.label_names, name="config key 'folds'")
+    spec = TaskSpec.from_options(task, text_columns=c.text_columns, label_column=c.label_column,
+                                 label_names=c.class_names, **c.task_options())
+    train, spec = load_split(table, spec, split="train", model=c.model)
     if spec.chat_template:
         check_chat_template(load_tokenizer(c.model), spec, train)
-    cleaning = cleaning_recipes(c.recipes)
-    if cleaning and spec.task not in SINGLE_LABEL_TASKS:
-        raise DatacartoError(f"recipe {cleaning[0]['name']!r}: cleaning recipes (action drop or relabel) retrain "
-                             f"on corrected example labels, which a {spec.task} run does not have; use "
-                             "datacarto label-errors and apply-corrections on its units")
     return CheckedRequest(train=train, spec=spec, why=why)

@@ -7,25 +7,31 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from .._io import run_lock, write_json_atomic
 from .._validation import fmt_seconds
 from ..errors import DatacartoError
-from .config import DATA_KEYS, PipelineConfig, selection_recipes
+from .config import DATA_KEYS, PipelineConfig, cleaning_recipes
 from .context import Context
-from .layout import STAGES
+from .layout import STAGES, RunLayout
 from .models import ensemble_plans, model_names
 from .request import check_request
-from .runner import StageRecord
-from .stages import STAGE_FUNCTIONS
+from .runner import RECORD_FORMAT, StageRecord
+from .stages import PIPELINE
+from .summaries import CleanSummary, Ensemble, Subset
 
 
 @dataclass
 class PipelineResult:
-    """What a pipeline run produced; every path lies under ``output_dir``."""
+    """What a pipeline run produced; every path lies under ``output_dir``.
+
+    ``models``: the saved model folders by name: the baseline's, and the focused and control
+    models' only with ``save_focused_models`` (their predictions are under ``predictions/`` always).
+    ``stages``: every stage's record, its ``summary`` typed (``pipeline.summaries``); ``subsets`` and
+    ``ensembles`` are those of the select and ensemble stages' summaries, in config order.
+    """
 
     output_dir: Path
     config: PipelineConfig
@@ -35,10 +41,10 @@ class PipelineResult:
     report_md: Path
     baseline_dir: Path
     models: dict[str, Path]
-    subsets: dict[str, dict[str, Any]]
-    ensembles: dict[str, dict[str, Any]]
+    subsets: dict[str, Subset]
+    ensembles: dict[str, Ensemble]
     seconds: float = 0.0
-    cleaning: dict[str, Any] | None = None  # the clean stage's summary (None without a cleaning recipe)
+    cleaning: CleanSummary | None = None  # the clean stage's summary (None without a cleaning recipe)
 
     @property
     def ran(self) -> list[str]:
@@ -59,6 +65,16 @@ def _forced(force: Iterable[str] | bool | None) -> set[str]:
     if unknown:
         raise DatacartoError(f"unknown stage(s) to force: {', '.join(unknown)} (stages: {', '.join(STAGES)})")
     return force  # a forced stage redoes everything downstream (its digest changes): nothing else is needed
+
+
+def _check_record_format(layout: RunLayout, forced: set[str]) -> None:
+    """Refuse (one line) a run folder whose stage records are keyed another way, unless those stages are forced."""
+    old = [name for name, record in layout.stage_records().items()
+           if record.get("format", 1) != RECORD_FORMAT and name not in forced]
+    if old:
+        redo = "all" if set(old) | forced == set(STAGES) else ",".join(old)
+        raise DatacartoError(f"{layout.root}: the records of stage(s) {', '.join(old)} were written by another "
+                             f"datacarto version, whose resume keys this one cannot check: rerun with --force {redo}")
 
 
 def _check_local_inputs(config: PipelineConfig) -> None:
@@ -106,19 +122,21 @@ def run_pipeline(config: PipelineConfig | dict, *, force: Iterable[str] | bool |
     ctx = Context(config, force=forced, log=log, progress=progress and not quiet, checked=checked)
     layout = ctx.layout
     with run_lock(layout.root, what="another datacarto run"):  # two runs into one folder: the second is refused
+        _check_record_format(layout, forced)
         write_json_atomic(layout.config_json, config.to_dict())
-        for stage in STAGE_FUNCTIONS.values():
-            stage(ctx)
+        for stage in PIPELINE:
+            ctx.run(stage)
     seconds = time.perf_counter() - start
     ran = [n for n in STAGES if ctx.rec(n).ran]
     log(f"done in {fmt_seconds(seconds)} ({len(ran)} of {len(STAGES)} stages ran); report: {layout.report_html}")
-    stored = ctx.rec("select").summary["subsets"]
-    models = {name: layout.model_dir(name) / "model" for name in model_names(ctx)}
+    names = [*model_names(ctx), *ctx.rec("clean").summary.model_names()]
+    models = {name: layout.model_dir(name) / "model" for name in names}
+    models = {name: path for name, path in models.items() if path.is_dir()}  # focused, cleaned: save_focused_models
     return PipelineResult(
         output_dir=layout.root, config=config, stages=dict(ctx.runner.records),
         accuracy=pd.read_csv(layout.accuracy_csv).set_index("model"),
         report_html=layout.report_html, report_md=layout.report_md, baseline_dir=layout.baseline_dir,
-        models=models, subsets={r["name"]: stored[r["name"]] for r in selection_recipes(config.recipes)}, seconds=seconds,
-        ensembles={n: ctx.rec("ensemble").summary["ensembles"][n] for n in ensemble_plans(ctx)},
-        cleaning=ctx.rec("clean").summary or None,
+        models=models, subsets=ctx.rec("select").summary.in_order(), seconds=seconds,
+        ensembles={n: ctx.rec("ensemble").summary.ensembles[n] for n in ensemble_plans(ctx)},
+        cleaning=ctx.rec("clean").summary if cleaning_recipes(config.recipes) else None,
     )

@@ -26,9 +26,12 @@ from .examples import (
     records_frame,
     units_of,
 )
+from .packing import Packed, check_packing, packing_reason
 from .predict import predict_logits, preserved_rng
 from .recorder import EpochBuffer, SplitRecorder, warn_once
+from .segments import merge_pieces
 from .tasks import task_of
+from .trackers import install as install_trackers
 
 STATE_FILE = "datacarto_recorder_rank{rank}.npz"
 PENDING_BATCHES = 64  # training-pass batches whose (B, 3) causal-LM statistics wait on the device
@@ -66,13 +69,31 @@ def check_plan(args, state, train_dataloader) -> None:
         warn_once(partial_epoch_message(full, planned=True))
 
 
+def best_model_note(args, state) -> str | None:
+    """One line when ``load_best_model_at_end`` left an earlier epoch's model than the last one recorded."""
+    checkpoint = state.best_model_checkpoint
+    if not args.load_best_model_at_end or not checkpoint or not state.epoch:
+        return None
+    step = state.best_global_step or int(str(checkpoint).rstrip("/").rsplit("-", 1)[-1] or 0)
+    epochs = [h["epoch"] for h in state.log_history if h.get("step") == step and "epoch" in h]
+    if not epochs or abs(epochs[0] - state.epoch) < 1e-6:
+        return None
+    return (f"load_best_model_at_end: the model at the end of training is epoch {epochs[0]:g}'s ({Path(checkpoint).name}"
+            f", the best {args.metric_for_best_model or 'loss'}), while the dynamics record every epoch up to "
+            f"{state.epoch:g}: the later epochs' predictions are not this model's")
+
+
 class _Recording(TrainerCallback):
     """The start-of-training checks and the evaluation snapshots that both modes share."""
 
     mode = "epoch_end"
+    #: whose options a refusal to mix runs names (record.recorder.STORE_OPTIONS); the mixin sets "trainer"
+    entry = "callback"
 
     def __init__(self, *, records=None, label_names=None, text_columns=None, dataset_name=None,
-                 output_dir=None, overwrite: bool = False, eval_dynamics: bool = True, snapshots_per_epoch: int = 1):
+                 output_dir=None, overwrite: bool = False, eval_dynamics: bool = True, snapshots_per_epoch: int = 1,
+                 task_spec=None):
+        self.task_spec = task_spec  # a datacarto.tasks.TaskSpec: the task checked against the head, in the manifest
         self.records = records
         self.label_names = label_names
         self.text_columns = text_columns
@@ -85,6 +106,9 @@ class _Recording(TrainerCallback):
         self.n_examples = 0
         self._eval: dict[str, SplitRecorder] = {}
         self._planned_stop = None
+        self.packed: Packed | None = None  # a packed training set's examples (the mixin with TRL packing)
+        self.examples = None  # the data set whose rows are the examples: predicted at epoch ends and for filled rows
+        self.handler = None  # the Trainer's CallbackHandler where known (the mixin's); else found when training starts
 
     def run_dir(self, args) -> Path:
         return Path(self.output_dir or args.output_dir)
@@ -99,31 +123,35 @@ class _Recording(TrainerCallback):
                        **kwargs):
         train_set = getattr(train_dataloader, "dataset", None)
         check_map_style(train_set)
-        self.task = task_of(model)
-        check_not_packed(self.task, train_set)
-        records = self.records if self.records is not None else train_set
+        self.task = task_of(model, getattr(self.task_spec, "task", None))
+        check_packing(self.task, train_set, self.packed, args)
+        self.examples = train_set if self.packed is None else self.packed.examples
+        records = self.records if self.records is not None else self.examples
         check_map_style(records, "records data set")
-        if len(records) != len(train_set):
+        if len(records) != len(self.examples):
             raise DatacartoError(f"the dataset given for records has {len(records)} rows, the training set "
-                                 f"{len(train_set)}")
+                                 f"{len(self.examples)}")
         self.label_keys = tuple(args.label_names or ()) + LABEL_KEYS
-        labels, self.units, column = self.read_units(train_set, model, records=records)
+        labels, self.units, column = self.read_units(self.examples, model, records=records)
         check_plan(args, state, train_dataloader)
         self._planned_stop = state.max_steps
         frame, text = records_frame(records, processing_class if hasattr(processing_class, "batch_decode") else None)
         self.n_examples = self.units.n
         self.recorder = SplitRecorder(dynamics_dir(self.run_dir(args)), mode=self.mode, meta={
             "model": model_name(model), "dataset": self.dataset_name, "split": "train",
-            "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit},
+            "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit,
+            "task_spec": self.task_spec.to_dict() if self.task_spec is not None else None},
             extra_columns=self.task.extra_columns)
         self.recorder.expect(self.units.gold)
         resume = self.resume_index(state)
         self.label_names = self.task.label_names or label_names_of(model, records, self.label_names, column)
         self.recorder.begin(frame, self.task.example_labels(labels), self.label_names, self.text_columns or text,
-                            resume_from=resume, overwrite=self.overwrite, units=self.task.keyed(self.units))
+                            resume_from=resume, overwrite=self.overwrite, units=self.task.keyed(self.units),
+                            entry=self.entry)
         if resume is not None:
             self._drop_later_evaluations(args, state.global_step)
         self.start(args, state, model)
+        install_trackers(self, args, self.handler)  # the data map in TensorBoard, MLflow, W&B (record/trackers.py)
         barrier()
 
     def read_units(self, dataset, model, what: str = "training set", records=None):
@@ -136,6 +164,11 @@ class _Recording(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):
         if state.epoch and not at_epoch_boundary(state.epoch) and state.global_step != self._planned_stop:
             warn_once(partial_epoch_message(int(state.epoch), planned=False))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        note = best_model_note(args, state)  # the Trainer has loaded the best model by now
+        if note:
+            warn_once(note)
 
     # -- evaluation snapshots (both modes)
     def _drop_later_evaluations(self, args, global_step: int) -> None:
@@ -173,18 +206,6 @@ class _Recording(TrainerCallback):
             recorder.drop_snapshots(lambda i, s: i > index)
 
 
-_PACKING_COLUMNS = ("position_ids", "seq_lengths", "cu_seq_lens_q")
-
-
-def check_not_packed(task, dataset) -> None:
-    """Packed sequences (several examples in one row) cannot be recorded per example: refused."""
-    columns = getattr(dataset, "column_names", None) or []
-    packed = [c for c in _PACKING_COLUMNS if c in columns]
-    if task.name == "causal-lm" and packed:
-        raise DatacartoError(f"the training set looks packed (column {packed[0]!r}): datacarto records one unit "
-                             "per example and refuses packed sequences; train with packing off (TRL: packing=False)")
-
-
 class _Positions:
     """A stand-in for an eval set without records: only its length."""
 
@@ -215,7 +236,7 @@ class CartographyCallback(_Recording):
     def __init__(self, mode: str = "epoch_end", *, snapshots_per_epoch: int = 1, eval_dynamics: bool = True,
                  dataset=None, label_names: list[str] | None = None, text_columns: list[str] | None = None,
                  dataset_name: str | None = None, output_dir: str | os.PathLike | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, task_spec=None):
         if mode != "epoch_end":
             raise DatacartoError(
                 f"CartographyCallback records in mode 'epoch_end'; got {mode!r}. For 'training_pass' "
@@ -224,7 +245,7 @@ class CartographyCallback(_Recording):
             raise DatacartoError(f"snapshots_per_epoch must be >= 1, got {snapshots_per_epoch}")
         super().__init__(records=dataset, label_names=label_names, text_columns=text_columns,
                          dataset_name=dataset_name, output_dir=output_dir, overwrite=overwrite,
-                         eval_dynamics=eval_dynamics, snapshots_per_epoch=snapshots_per_epoch)
+                         eval_dynamics=eval_dynamics, snapshots_per_epoch=snapshots_per_epoch, task_spec=task_spec)
         self._done = 0
 
     def start(self, args, state, model) -> None:
@@ -233,7 +254,7 @@ class CartographyCallback(_Recording):
     def on_step_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         reached = int(math.floor(state.epoch * self.snapshots_per_epoch + 1e-6))
         if reached > self._done:
-            ids, gold, logits = predict_logits(model, train_dataloader.dataset, train_dataloader.collate_fn,
+            ids, gold, logits = predict_logits(model, self.examples, train_dataloader.collate_fn,
                                                args.per_device_eval_batch_size, task=self.task, units=self.units)
             self.recorder.write(reached - 1, ids, gold, logits, epoch=state.epoch, global_step=state.global_step,
                                 n_expected=self.n_examples)
@@ -243,6 +264,10 @@ class CartographyCallback(_Recording):
         if not self.eval_dynamics or eval_dataloader is None or self.recorder is None or not state.epoch:
             return  # (an evaluation before the first step, eval_on_start, is not a snapshot: as in the mixin)
         dataset = eval_dataloader.dataset
+        if packing_reason(dataset, args, evaluation=True):
+            warn_once(f"the evaluation set {_split_of(metrics)!r} is packed: its dynamics are not recorded (record TRL "
+                      "packing with class SFT(CartographyMixin, SFTTrainer), which keeps each token's row id)")
+            return
         _, units, _ = self.read_units(dataset, model, "evaluation set")
         ids, gold, logits = predict_logits(model, dataset, eval_dataloader.collate_fn,
                                            args.per_device_eval_batch_size, task=self.task, units=units)
@@ -273,33 +298,54 @@ class TrainingPassCallback(_Recording):
         self._first_step: int | None = None
         self._expect_gaps = False
 
-    def observe(self, row_ids, labels, logits, *, outputs=None) -> None:
+    def observe(self, row_ids, labels, logits, *, outputs=None, segments=None) -> None:
         """One micro-batch of the training pass (called by the mixin's ``compute_loss``).
 
         ``outputs``: instead of ``logits``, what a causal LM's step gives (the loss's per-token NLL,
         or the model's output): reduced to (B, 3) on the device and kept there, then moved to the
         host for :data:`PENDING_BATCHES` batches at a time (and before every flush and checkpoint),
-        so a step adds no device-to-host copy and no host work.
+        so a step adds no device-to-host copy and no host work. ``segments``: a packed or
+        padding-free batch's (B, T) segment index; ``row_ids`` then holds each segment's row id.
         """
         if self.buffer is None:
             return
+        if segments is not None:
+            from .causal_lm import Segments
+
+            segments = Segments(segments, len(row_ids))
         if outputs is not None:
-            self._pending.append((row_ids, self.task.device_stats(labels, outputs)))
+            self._pending.append((row_ids, self.task.device_stats(labels, outputs, segments)))
             if len(self._pending) >= PENDING_BATCHES:
                 self._drain()
-        else:
-            self._add(row_ids, *self.task.reduce(labels, logits))  # on the host: (B, C) logits
+        else:  # on the host: (B, C) logits, or a causal LM's statistics
+            gold, values = self.task.reduce(labels, logits, segments)
+            rows = np.asarray(row_ids.cpu())
+            if segments is not None:
+                rows, values = self._pieces(rows, values)
+                gold = np.ones(len(rows), np.int64)
+            self._add(rows, gold, values)
         self._observed += len(row_ids)
 
     def _add(self, row_ids, labels, logits) -> None:
-        self.buffer.add(*self.task.to_units(np.asarray(row_ids.cpu()), labels, logits, self.units))
+        self.buffer.add(*self.task.to_units(np.asarray(row_ids), labels, logits, self.units))
+
+    def _pieces(self, rows: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Segments' statistics as examples': one with no target token dropped; an example cut across packed rows
+        (TRL ``"wrapped"``) gets its pieces added, with those already in this epoch's buffer."""
+        if self.packed is None or not self.packed.splits:
+            keep = stats[:, 2] > 0
+            return rows[keep], stats[keep]
+        earlier = rows[self.buffer.seen[rows]]
+        before = self.buffer.logits[earlier, -3:] if len(earlier) else np.empty((0, 3))
+        return merge_pieces(np.concatenate([earlier, rows]), np.concatenate([before, stats]))
 
     def _drain(self) -> None:
         """Move the batches kept on the device into the epoch buffer (one transfer)."""
         if self._pending:
-            rows = torch.cat([r.reshape(-1).cpu() for r, _ in self._pending])
+            rows = torch.cat([r.reshape(-1).cpu() for r, _ in self._pending]).numpy()
             stats = torch.cat([s for _, s in self._pending]).cpu().numpy()
             self._pending.clear()
+            rows, stats = self._pieces(rows, stats)
             self._add(rows, np.ones(len(rows), np.int64), stats)
 
     def start(self, args, state, model) -> None:
@@ -333,11 +379,13 @@ class TrainingPassCallback(_Recording):
     def _flush(self, args, state, model, train_dataloader, index: int) -> None:
         self._drain()
         if self.buffer.count < self.n_examples and not self._expect_gaps:
-            warn_once(f"epoch {index}: the training pass saw {self.buffer.count} of {self.n_examples} rows (a "
-                      "sampler that skips rows?): the others are predicted in eval mode and marked 'filled'")
+            why = ("a packed row that starts with an example's only target token?" if self.packed is not None
+                   else "a sampler that skips rows?")
+            warn_once(f"epoch {index}: the training pass saw {self.buffer.count} of {self.n_examples} rows ({why}): "
+                      "the others are predicted in eval mode and marked 'filled'")
 
         def fill(missing_units):
-            return predict_logits(model, train_dataloader.dataset, train_dataloader.collate_fn,
+            return predict_logits(model, self.examples, train_dataloader.collate_fn,
                                   args.per_device_eval_batch_size, rows=self.units.rows_of(missing_units),
                                   task=self.task, units=self.units)
 

@@ -24,25 +24,50 @@ from ..task_data import IGNORE
 _MIN_NLL = 1e-12  # exp(-nll) < 1 in float64, so the pseudo-logit stays finite
 
 
-def _per_example(nll: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """(B, 3) float64 from per-token tensors: mean NLL, token accuracy, target tokens.
+class Segments:
+    """A packed or padding-free batch's segments: ``index`` (B, T), the segment of each position's target
+    (-1: none), and ``count``, the number of segments (:func:`~datacarto.record.segments.segment_batch`)."""
 
-    ``nll`` (B, T) is 0 where ``keep`` is False. A target token is a hit when it is the argmax of
-    its row, the first index on ties (as ``np.argmax`` and TRL's ``is_top1``; bf16 logits do tie):
-    ``max(-1).indices`` gives that at about half ``argmax``'s cost on CPU, with no (B, T, V)
-    temporary. One stacked sum, in float64: a step of a small model pays for each op it launches.
+    def __init__(self, index: torch.Tensor, count: int):
+        self.index, self.count = index, int(count)
+
+
+def _sums(nll: torch.Tensor, hit: torch.Tensor, keep: torch.Tensor, segments: Segments | None) -> torch.Tensor:
+    """Per row (B, 3), or per segment (S, 3): float64 sums of NLL, hits and target tokens over the kept positions.
+
+    ``nll`` (B, T) is 0 where ``keep`` is False and ``hit`` is already ``& keep``. One stacked sum: a
+    step of a small model pays for each op it launches. Per segment, positions outside any segment
+    go to one extra slot, dropped: no host synchronisation.
     """
-    hit = (logits.max(-1).indices == target) & keep
-    sums = torch.stack([nll, hit, keep], dim=-1).sum(1, dtype=torch.float64)
+    values = torch.stack([nll, hit, keep], dim=-1)
+    if segments is None:
+        return values.sum(1, dtype=torch.float64)
+    index = segments.index.to(values.device, non_blocking=True)[:, :values.shape[1]]
+    index = torch.where(keep & (index >= 0), index, segments.count).reshape(-1)
+    sums = torch.zeros(segments.count + 1, 3, dtype=torch.float64, device=values.device)
+    return sums.index_add_(0, index, values.reshape(-1, 3).to(torch.float64))[:segments.count]
+
+
+def _means(sums: torch.Tensor) -> torch.Tensor:
+    """(k, 3) sums -> mean NLL, token accuracy, target tokens (NaN means where a row has no target)."""
     n = sums[:, 2:]
     return torch.cat([sums[:, :2] / n, n], dim=-1)
 
 
+def _hits(logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Target tokens that are the argmax of their row, the first index on ties (as ``np.argmax`` and TRL's
+    ``is_top1``; bf16 logits do tie): ``max(-1).indices`` gives that at about half ``argmax``'s cost on CPU,
+    with no (B, T, V) temporary."""
+    return (logits.max(-1).indices == target) & keep
+
+
 @torch.no_grad()
-def token_stats(labels: torch.Tensor, logits: torch.Tensor, *, chunk_elements: int = 1 << 26) -> torch.Tensor:
+def token_stats(labels: torch.Tensor, logits: torch.Tensor, *, chunk_elements: int = 1 << 26,
+                segments: Segments | None = None) -> torch.Tensor:
     """(B, 3) float64: mean NLL, token accuracy, target tokens over positions with ``labels != -100``.
 
     Shifted by one as Hugging Face causal LMs are: the logits at position t predict token t + 1.
+    With ``segments`` (a packed or padding-free batch), (S, 3): one row per segment.
     Rows are reduced in chunks of at most ``chunk_elements`` logits, so the temporary of the
     cross-entropy never grows to the batch's (B, T, V); no host synchronisation happens here.
     Used where no loss computed the per-token NLL already (eval-mode passes, a label smoother).
@@ -54,10 +79,11 @@ def token_stats(labels: torch.Tensor, logits: torch.Tensor, *, chunk_elements: i
     rows = max(1, chunk_elements // max(1, logits.shape[1] * logits.shape[2]))
     out = []
     for start in range(0, labels.shape[0], rows):
-        chunk, gold = logits[start:start + rows], target[start:start + rows]
+        chunk, gold, keep = logits[start:start + rows], target[start:start + rows], mask[start:start + rows]
         nll = F.cross_entropy(chunk.float().flatten(0, 1), gold.reshape(-1), ignore_index=IGNORE, reduction="none")
-        out.append(_per_example(nll.view(gold.shape), chunk, gold, mask[start:start + rows]))
-    return torch.cat(out)
+        part = None if segments is None else Segments(segments.index[start:start + rows], segments.count)
+        out.append(_sums(nll.view(gold.shape), _hits(chunk, gold, keep), keep, part))
+    return _means(torch.cat(out) if segments is None else torch.stack(out).sum(0))
 
 
 @dataclass
@@ -70,9 +96,10 @@ class TokenLoss:
     ignore_index: int = IGNORE
 
     @torch.no_grad()
-    def stats(self) -> torch.Tensor:
+    def stats(self, segments: Segments | None = None) -> torch.Tensor:
         """(B, 3) like :func:`token_stats`, from the loss's own per-token NLL (ignored positions are 0)."""
-        return _per_example(self.nll, self.logits, self.target, self.target != self.ignore_index)
+        keep = self.target != self.ignore_index
+        return _means(_sums(self.nll, _hits(self.logits, self.target, keep), keep, segments))
 
 
 def causal_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_index=IGNORE, shift_labels=None,
@@ -144,20 +171,21 @@ _UNSET = object()
 
 
 @torch.no_grad()
-def fused_stats(outputs) -> torch.Tensor | None:
+def fused_stats(outputs, segments: Segments | None = None) -> torch.Tensor | None:
     """(B, 3) like :func:`token_stats` from a fused LM head's per-token outputs (TRL's ``SFTTrainer``), or None.
 
-    TRL's fused head returns ``log_probs`` (B, T), zero on ignored positions, its ``label_mask`` and
+    TRL's fused head returns ``log_probs`` (B, T - 1), zero on ignored positions, its ``label_mask`` and
     ``is_top1`` instead of the (B, T, V) logits: the same statistics, with no logits at all.
     """
     log_probs, mask = getattr(outputs, "log_probs", None), getattr(outputs, "label_mask", None)
     if log_probs is None or mask is None:
         return None
-    mask = mask.to(torch.float64)
-    n = mask.sum(-1)
     top1 = getattr(outputs, "is_top1", None)
-    hits = (top1.to(torch.float64) * mask).sum(-1) if top1 is not None else torch.full_like(n, float("nan"))
-    return torch.stack([-(log_probs.detach().double() * mask).sum(-1) / n, hits / n, n], dim=-1)
+    hits = mask if top1 is None else top1.bool() & mask
+    stats = _means(_sums(-log_probs.detach(), hits, mask, segments))
+    if top1 is None:
+        stats[:, 1] = float("nan")
+    return stats
 
 
 def pseudo_logits(stats: np.ndarray) -> np.ndarray:

@@ -16,6 +16,22 @@ def rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def equal_share(rows: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This rank's contiguous share of ``rows``, padded to ``ceil(n / world)`` with repeated rows.
+
+    Every rank then runs as many forward passes as every other: a sharded model (FSDP, DeepSpeed
+    ZeRO-3) gathers its weights from all ranks in each forward, so a rank with one batch more
+    would wait forever. The repeats are dropped after gathering (ids are deduplicated).
+    """
+    n = len(rows)
+    if world == 1 or n == 0:
+        return rows
+    size = -(-n // world)
+    mine = rows[rank * size: (rank + 1) * size]
+    pad = rows[-1:] if len(mine) == 0 else mine[-1:]
+    return np.concatenate([mine, np.repeat(pad, size - len(mine))])
+
+
 def is_main() -> bool:
     return rank_world()[0] == 0
 

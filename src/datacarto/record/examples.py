@@ -18,8 +18,9 @@ from ..errors import DatacartoError
 from ..task_data import UNIT_WORDS
 
 ROW_ID = "datacarto_row_id"
+SEGMENTS = "datacarto_segments"  # a packed or padding-free batch: each position's target segment (record/segments.py)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "label_ids", ROW_ID,
-                UNIT_WORDS)
+                UNIT_WORDS, "seq_lengths")
 LABEL_KEYS = ("labels", "label", "label_ids")
 
 
@@ -60,16 +61,6 @@ def read_labels(dataset, label_names: tuple[str, ...] = LABEL_KEYS) -> tuple[obj
     return values, column
 
 
-def num_classes(task, model, dataset) -> int | None:
-    """Classes of the task's decision: the model's labels, or the number of choices of an example."""
-    if task.name == "causal-lm":
-        return None
-    if task.name == "multiple-choice":
-        first = dataset[0].get("input_ids") if len(dataset) else None
-        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "shape") else None
-    return getattr(getattr(model, "config", None), "num_labels", None)
-
-
 def units_of(task, dataset, model, what: str = "training set", *, label_keys: tuple[str, ...] = LABEL_KEYS,
              records=None):
     """(example labels, Units, label column) of a (tokenized) data set, validated for ``task``.
@@ -78,7 +69,7 @@ def units_of(task, dataset, model, what: str = "training set", *, label_keys: tu
     Trainer removes the columns the model does not take before callbacks see the data set).
     """
     raw, column = read_labels(dataset, label_keys)
-    labels = task_labels(task, raw, column, num_classes(task, model, dataset), what)
+    labels = task_labels(task, raw, column, task.num_classes(model, dataset), what)
     return labels, task.units(labels, unit_words(dataset, records)), column
 
 
@@ -95,17 +86,16 @@ def unit_words(*datasets) -> list | None:
 
 
 def task_labels(task, raw, column: str, num_classes: int | None, what: str = "training set"):
-    """Validated labels for ``task.units``: class ids, multi-hot rows, or tag lists (with -100)."""
+    """Validated labels for ``task.units`` (as its ``label_form`` says): class ids, multi-hot rows, tag
+    lists (with -100), or a causal LM's target tokens."""
     if len(raw) == 0:
         raise DatacartoError(f"the {what} is empty")
     first = next((v for v in raw if v is not None), None)
     listed = isinstance(first, (list, tuple, np.ndarray))
-    if task.name == "multi-label":
-        return _multi_hot(raw, column, num_classes, listed, what)
-    if task.name == "token-classification":
-        return _tag_lists(raw, column, num_classes, listed, what)
-    if task.name == "causal-lm":
-        return _target_tokens(raw, column, listed, what)
+    return _LABEL_FORMS[task.label_form](raw, column, num_classes, listed, what)
+
+
+def _class_ids(raw, column, num_classes, listed, what):
     if listed:
         raise DatacartoError(
             f"the {what}'s label column {column!r} holds a list per row, not one class id: for multi-label data "
@@ -142,7 +132,7 @@ def _tag_lists(raw, column, num_classes, listed, what):
     return tags
 
 
-def _target_tokens(raw, column, listed, what):
+def _target_tokens(raw, column, num_classes, listed, what):
     """A causal LM's labels: token ids with -100 on the prompt; every row needs a target token."""
     if not listed:
         raise DatacartoError(f"the {what}'s label column {column!r} holds one value per row, but the model is a "
@@ -153,6 +143,24 @@ def _target_tokens(raw, column, listed, what):
                              "every label is -100, e.g. the response was truncated away): drop them or raise "
                              "max_length")
     return raw
+
+
+def _float_scores(raw, column, num_classes, listed, what):
+    """A regression's gold: one finite number per row."""
+    if listed:
+        raise DatacartoError(f"the {what}'s label column {column!r} holds a list per row, but the model is a "
+                             "regression (one output): give one number per row")
+    try:
+        scores = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise DatacartoError(f"the {what}'s label column {column!r} must hold numbers (gold scores): {e}") from e
+    if scores.ndim != 1 or not np.all(np.isfinite(scores)):
+        raise DatacartoError(f"the {what}'s label column {column!r} must hold one finite number per row")
+    return scores
+
+
+_LABEL_FORMS = {"classes": _class_ids, "multi_hot": _multi_hot, "tags": _tag_lists, "tokens": _target_tokens,
+                "scores": _float_scores}
 
 
 def validate_labels(raw: np.ndarray, column: str, what: str = "training set") -> np.ndarray:
@@ -231,7 +239,12 @@ def split_name(metric_key_prefix: str) -> str:
 
 
 class RowIdCollator:
-    """Wraps a data collator: drops text fields, collates the rest, adds the row ids as a tensor."""
+    """Wraps a data collator: drops text fields, collates the rest, adds the row ids as a tensor.
+
+    A batch whose rows hold several examples (packed rows, whose row id is a list with one per
+    token, or a padding-free collator's one flattened row) gets the row id of each segment and
+    :data:`SEGMENTS`, the segment of each position's target (:func:`~datacarto.record.segments.segment_batch`).
+    """
 
     def __init__(self, inner: Callable):
         self.inner = inner
@@ -250,8 +263,18 @@ class RowIdCollator:
             for f in features:
                 for k in text:
                     f.pop(k, None)
+        tokens = [f.get("input_ids") for f in features]
         batch = self.inner(features)
-        if row_ids and row_ids[0] is not None:
+        if not row_ids or row_ids[0] is None:
+            return batch
+        ids = batch.get("input_ids") if hasattr(batch, "get") else None
+        packed = np.ndim(row_ids[0]) > 0
+        if packed or (ids is not None and ids.ndim == 2 and ids.shape[0] != len(features)):
+            from .segments import segment_batch
+
+            rows, segments = segment_batch(row_ids, tokens, ids)
+            batch[ROW_ID], batch[SEGMENTS] = torch.as_tensor(rows), torch.as_tensor(segments)
+        else:
             batch[ROW_ID] = torch.as_tensor(row_ids, dtype=torch.long)
         return batch
 

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .distributed import rank_world
-from .examples import LABEL_KEYS, ROW_ID, IndexedDataset, RowIdCollator, units_of
+from .causal_lm import Segments
+from .distributed import equal_share, rank_world
+from .examples import LABEL_KEYS, ROW_ID, SEGMENTS, IndexedDataset, RowIdCollator, units_of
 
 
 @contextmanager
@@ -35,15 +36,17 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
                    task=None, units=None):
     """Eval-mode logits over this rank's contiguous share of ``rows`` (default: every row).
 
+    Under several processes the shares have equal length (padded with repeated rows:
+    :func:`~datacarto.record.distributed.equal_share`), so all ranks run the same number of
+    forward passes, as a sharded model (FSDP, ZeRO-3) needs; gathered ids must be deduplicated.
+
     Returns (ids, gold labels, logits): row ids (positions in ``dataset``), or with ``task`` and
     ``units`` (:mod:`datacarto.record.tasks`) the unit ids of those rows. Each example carries its
     row id through the collator, and the ids stored are those the batches hold. The model's
     training flag and every random generator's state are restored afterwards.
     """
-    rank, world = rank_world()
     rows = np.arange(len(dataset), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    n = len(rows)
-    mine = rows[n * rank // world: n * (rank + 1) // world]
+    mine = equal_share(rows, *rank_world())
     subset = torch.utils.data.Subset(IndexedDataset(dataset), mine.tolist())
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False,
                                          collate_fn=RowIdCollator(collate_fn))
@@ -56,11 +59,13 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
             for batch in loader:
                 batch = dict(batch)
                 batch_rows = batch.pop(ROW_ID).numpy()
+                segments = batch.pop(SEGMENTS, None)
                 gold = next((batch.pop(k) for k in LABEL_KEYS if k in batch), None)
                 batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
                 logits = model(**batch).logits
                 if task is not None and gold is not None:
-                    gold, logits = task.reduce(gold, logits)  # a causal LM's (B, T, V) stays on the device
+                    segments = None if segments is None else Segments(segments, len(batch_rows))
+                    gold, logits = task.reduce(gold, logits, segments)  # a causal LM's (B, T, V) stays on the device
                 else:
                     gold = None if gold is None else gold.cpu().numpy()
                     logits = logits.float().cpu().numpy()
@@ -79,7 +84,8 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
             np.concatenate(out_logits))
 
 
-def predict_split(trainer, dataset, *, what: str = "evaluation set") -> tuple[np.ndarray, np.ndarray]:
+def predict_split(trainer, dataset, *, what: str = "evaluation set",
+                  task: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(gold, logits) of every unit of a tokenized labelled ``dataset``, in unit order, with ``trainer.model``.
 
     The one prediction of the pipeline, for every task: examples (sequence classification,
@@ -87,11 +93,12 @@ def predict_split(trainer, dataset, *, what: str = "evaluation set") -> tuple[np
     statistics (:mod:`datacarto.record.tasks`). It goes through the trainer's own test data loader
     (its collator and column removal) and the recorder's :func:`predict_logits`, so the units are
     those the recorded evaluation dynamics hold. Single process: every row is predicted here.
+    ``task``: the registered task (checked against the model's head; None: the head says it).
     """
     from .tasks import task_of
 
     model = trainer.model
-    task = task_of(model)
+    task = task_of(model, task)
     loader = trainer.get_test_dataloader(dataset)
     _, units, _ = units_of(task, loader.dataset, model, what)
     ids, gold, logits = predict_logits(model, loader.dataset, loader.collate_fn,

@@ -6,6 +6,8 @@ checked against which data set, at which index) is decided here, once.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import shutil
 import warnings
 from collections.abc import Callable
@@ -27,6 +29,43 @@ from .distributed import gather_arrays, is_main
 
 #: ``fill(missing_row_ids) -> (ids, gold, logits)``: eval-mode logits for rows a pass did not see.
 Fill = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+#: How each entry point starts a new store over recorded epochs, and resumes the old one (None: it cannot).
+#: "trainer": CartographyTrainer, a CartographyMixin class, train_baseline, train_crossfit;
+#: "callback": CartographyCallback with a plain Trainer; "cli": ``datacarto train``; "focus": ``datacarto focus``.
+STORE_OPTIONS = {
+    "trainer": ("overwrite_dynamics=True", "trainer.train(resume_from_checkpoint=...)"),
+    "callback": ("CartographyCallback(overwrite=True)", "trainer.train(resume_from_checkpoint=...)"),
+    "cli": ("--overwrite_output_dir", "--resume_from_checkpoint"),
+    "focus": (None, None),
+}
+_ENTRY: contextvars.ContextVar[str | None] = contextvars.ContextVar("datacarto_entry", default=None)
+
+
+@contextlib.contextmanager
+def entry_point(name: str):
+    """Within the block, refusals to mix runs name ``name``'s options (a CLI command sets its own)."""
+    if name not in STORE_OPTIONS:
+        raise ValueError(f"unknown entry point {name!r}")
+    token = _ENTRY.set(name)
+    try:
+        yield
+    finally:
+        _ENTRY.reset(token)
+
+
+def mixing_refused(directory, holds: str, entry: str = "trainer", *, resumable: bool = False) -> str:
+    """The one message that refuses a new run into ``directory`` (holding ``holds``), in the caller's terms.
+
+    ``entry``: the recorder's own kind ("trainer" or "callback"), unless a CLI command set its own.
+    ``resumable``: the same data set, so resuming is a way out too.
+    """
+    new, resume = STORE_OPTIONS[_ENTRY.get() or entry]
+    ways = [f"resume the run ({resume})"] if resumable and resume else []
+    ways.append(f"start a new store ({new})" if new else "use another output folder")
+    if new and not ways[0].startswith("resume"):
+        ways.insert(0, "use another output folder")
+    return f"{directory} already holds {holds}: {' or '.join(ways)}, so two runs are never mixed"
 
 
 class EpochBuffer:
@@ -105,22 +144,23 @@ class SplitRecorder:
         return (self.directory / "examples.parquet").is_file()
 
     # -- the start of a recording
-    def check_folder(self, fingerprint: str, *, resume: bool, overwrite: bool) -> None:
-        """Refuse to mix runs: a new run into a folder holding recorded epochs needs overwrite or resume."""
+    def check_folder(self, fingerprint: str, *, resume: bool, overwrite: bool, entry: str = "trainer") -> None:
+        """Refuse to mix runs: a new run into a folder holding recorded epochs needs overwrite or resume.
+
+        ``entry``: whose options the refusal names (:data:`STORE_OPTIONS`)."""
         epochs = list_epoch_files(self.directory)
         if not epochs or overwrite:
             return
-        self.writer.check_fingerprint(fingerprint, dataset=self.meta.get("dataset"))
+        dataset = self.meta.get("dataset")
+        self.writer.check_fingerprint(fingerprint, dataset=dataset, refusal=lambda holds: mixing_refused(
+            self.directory, holds, entry))
         if not resume:
-            raise DatacartoError(
-                f"{self.directory} already holds {len(epochs)} recorded epoch(s) of this data set: resume the run "
-                "(--resume_from_checkpoint) or start a new store (--overwrite_output_dir; in Python "
-                "overwrite_dynamics=True), so two runs are never mixed"
-            )
+            raise DatacartoError(mixing_refused(self.directory, f"{len(epochs)} recorded epoch(s) of this data set",
+                                                entry, resumable=True))
 
     def begin(self, examples: pd.DataFrame, labels, label_names: list[str] | None,
               text_columns: list[str], *, resume_from: int | None = None, overwrite: bool = False,
-              extra: dict[str, Any] | None = None, units=None) -> None:
+              extra: dict[str, Any] | None = None, units=None, entry: str = "trainer") -> None:
         """Check the data set against the folder, then write examples and manifest (rank 0).
 
         ``resume_from``: the first snapshot index this run writes; later snapshots of an earlier
@@ -134,7 +174,7 @@ class SplitRecorder:
         fp_frame = examples[cols].assign(__label=labels) if cols else pd.DataFrame({"__label": labels})
         fps = example_fingerprints(fp_frame)
         fingerprint = dataset_fingerprint(fps)
-        self.check_folder(fingerprint, resume=resume_from is not None, overwrite=overwrite)
+        self.check_folder(fingerprint, resume=resume_from is not None, overwrite=overwrite, entry=entry)
         if resume_from is None and self.directory.exists():
             _remove_tree(self.directory)
         elif resume_from is not None:

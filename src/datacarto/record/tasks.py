@@ -12,6 +12,9 @@
 
 Every metric is then computed per unit by the code that exists; per-example scores aggregate the
 units (:mod:`datacarto.units`). The store keys units by ``(row_id, sub_id)`` (docs/format.md).
+
+Which class records a task is its registry entry's ``recorder`` (:mod:`datacarto.tasks`): a task
+is looked up by name (:func:`get_task`) and checked against the model's head (:func:`task_of`).
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ import numpy as np
 
 from ..dynamics.generative import STATS
 from ..errors import DatacartoError
-from ..task_data import IGNORE, TASKS, UNIT_WORDS  # noqa: F401  (TASKS: the names, owned by the data layer)
+from ..task_data import IGNORE, UNIT_WORDS
+from ..tasks import TASK_TYPES, TaskType, head_task, task_type
 
 _UNSUPPORTED_HEADS = {
     "ForMaskedLM": "masked language modelling",
     "ForQuestionAnswering": "question answering", "ForConditionalGeneration": "sequence-to-sequence",
     "ForSeq2SeqLM": "sequence-to-sequence",
 }
-SUPPORTED = "sequence classification, multiple choice, multi-label and token classification, causal LM"
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Units:
     sub: np.ndarray
     gold: np.ndarray
     offsets: np.ndarray  # units of row r: offsets[r]:offsets[r + 1]
+    scale: float = 1.0  # regression: the standard deviation s of the split's gold scores (closeness's width)
+    scores: np.ndarray | None = None  # regression: each unit's gold score in the data set
 
     @property
     def n(self) -> int:
@@ -50,11 +55,30 @@ class Units:
 
 
 class Task:
-    """Sequence classification (and the base): one unit per example."""
+    """Sequence classification (and the base): one unit per example, one class id per example."""
 
-    name = "sequence-classification"
-    unit = "example"
-    per_row = False  # True: several units per row, stored with a sub_id
+    #: how the labels of a batch are checked (:func:`datacarto.record.examples.task_labels`)
+    label_form = "classes"
+
+    def __init__(self, entry: TaskType):
+        self.entry = entry
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def unit(self) -> str:
+        return self.entry.unit
+
+    @property
+    def per_row(self) -> bool:
+        """Several units per row, stored with a sub_id."""
+        return self.entry.per_row
+
+    def num_classes(self, model, dataset) -> int | None:
+        """Classes of the task's decision: the model's labels."""
+        return getattr(getattr(model, "config", None), "num_labels", None)
 
     def units(self, labels, words=None) -> Units:
         """The units of a data set's labels (``words``: token classification's units' word indices)."""
@@ -85,20 +109,28 @@ class Task:
         """(unit ids, gold, logits (k, C)) of a batch of ``rows``."""
         return np.asarray(rows, np.int64), np.asarray(labels, np.int64), np.asarray(logits, np.float32)
 
-    def reduce(self, labels, logits):
+    def reduce(self, labels, logits, segments=None):
         """A batch's labels and logits (tensors) as NumPy arrays for :meth:`to_units`, on the host."""
+        if segments is not None:
+            raise DatacartoError(f"a packed or padding-free batch (several examples in one row) is recorded for "
+                                 f"causal LMs only, not for {self.name}: use a collator that pads")
         labels = None if labels is None else labels.detach().cpu().numpy()
         return labels, logits.detach().float().cpu().numpy()
 
 
 class MultipleChoice(Task):
-    name = "multiple-choice"
+    """One unit per example; its classes are the choices."""
+
+    def num_classes(self, model, dataset) -> int | None:
+        """The number of choices of an example."""
+        first = dataset[0].get("input_ids") if len(dataset) else None
+        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "shape") else None
 
 
 class MultiLabel(Task):
-    name = "multi-label"
-    unit = "label"
-    per_row = True
+    """One unit per (example, label): a yes/no decision."""
+
+    label_form = "multi_hot"
 
     def units(self, labels, words=None) -> Units:
         hot = np.asarray(labels, dtype=np.float64)
@@ -122,9 +154,9 @@ class MultiLabel(Task):
 
 
 class TokenClassification(Task):
-    name = "token-classification"
-    unit = "word"
-    per_row = True
+    """One unit per (example, word): the first sub-token of the word."""
+
+    label_form = "tags"
 
     def units(self, labels, words=None) -> Units:
         """One unit per tagged token; its sub id is its word's index (``words``), else its place among them."""
@@ -160,16 +192,19 @@ def _word_subs(words, counts: np.ndarray, dtype) -> np.ndarray:
     for r, (w, k) in enumerate(zip(words, counts)):
         if len(w) != k or np.any(np.diff(w) <= 0) or (k and w[0] < 0):
             raise DatacartoError(f"row {r}: the {UNIT_WORDS!r} column lists {len(w)} increasing word indices for "
-                                 f"{k} tagged tokens; tokenize with datacarto.task_data.tokenize_task again")
+                                 f"{k} tagged tokens; tokenize with datacarto.tasks.tokenize_task again")
     return np.concatenate([np.asarray(w, dtype=dtype) for w in words]) if len(words) else np.empty(0, dtype)
 
 
 class CausalLM(Task):
     """Causal language modelling: one unit per example, its response tokens reduced on the device."""
 
-    name = "causal-lm"
+    label_form = "tokens"
     extra_columns = STATS  # the epoch-file columns nll, token_accuracy, n_tokens (docs/format.md)
     label_names = ["other", "response"]
+
+    def num_classes(self, model, dataset) -> None:
+        return None
 
     def units(self, labels, words=None) -> Units:
         return super().units(np.ones(len(labels), dtype=np.int64))
@@ -177,24 +212,28 @@ class CausalLM(Task):
     def example_labels(self, labels):
         return np.ones(len(labels), dtype=np.int64)
 
-    def reduce(self, labels, logits):
+    def reduce(self, labels, logits, segments=None):
+        """(gold, (k, 3) statistics) of a batch: per row, or per segment of a packed or padding-free batch."""
         from .causal_lm import token_stats
 
-        return np.ones(len(labels), np.int64), token_stats(labels, logits.detach()).cpu().numpy()
+        stats = token_stats(labels, logits.detach(), segments=segments).cpu().numpy()
+        return np.ones(len(stats), np.int64), stats
 
-    def device_stats(self, labels, outputs):
+    def device_stats(self, labels, outputs, segments=None):
         """(B, 3) statistics tensor, on the device, of a step's loss or outputs (see :meth:`reduce`).
 
         ``outputs``: a :class:`~datacarto.record.causal_lm.TokenLoss` (the training loss's own
         per-token NLL), or the model's output (a fused LM head's per-token log-probs, else the logits).
+        ``segments`` (:class:`~datacarto.record.causal_lm.Segments`): (S, 3), one row per segment.
         """
         from .causal_lm import TokenLoss, fused_stats, token_stats
 
         if isinstance(outputs, TokenLoss):
-            return outputs.stats()
-        stats = fused_stats(outputs)
+            return outputs.stats(segments)
+        stats = fused_stats(outputs, segments)
         if stats is None:
-            stats = token_stats(labels, (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).detach())
+            logits = (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).detach()
+            stats = token_stats(labels, logits, segments=segments)
         return stats
 
     def to_units(self, rows, labels, logits, units):
@@ -204,32 +243,78 @@ class CausalLM(Task):
         return rows, np.ones(len(rows), np.int64), pseudo_logits(logits)
 
 
-_BY_NAME = {t.name: t for t in (Task, MultipleChoice, MultiLabel, TokenClassification, CausalLM)}
-_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+class Regression(Task):
+    """One unit per example with a float gold score; stored as the pseudo-logits ``[0, z]`` with
+    ``sigmoid(z) = exp(-(prediction - score)^2 / (2 s^2))`` (its closeness), gold 1, and the prediction
+    and gold score in the epoch files' ``prediction`` and ``score`` columns (docs/tasks.md)."""
+
+    label_form = "scores"
+    extra_columns = ("prediction", "score")
+    label_names = ["far", "near"]
+
+    def num_classes(self, model, dataset) -> None:
+        return None
+
+    def units(self, labels, words=None) -> Units:
+        scores = np.asarray(labels, dtype=np.float64)
+        spread = float(np.std(scores)) if scores.size else 0.0
+        units = super().units(np.ones(len(scores), dtype=np.int64))
+        units.scale = spread if np.isfinite(spread) and spread > 0 else 1.0
+        units.scores = scores
+        return units
+
+    def example_labels(self, labels):
+        return np.ones(len(labels), dtype=np.int64)
+
+    def to_units(self, rows, labels, logits, units):
+        rows = np.asarray(rows, np.int64)
+        pred = np.asarray(logits, np.float64).reshape(len(rows), -1)[:, 0]
+        score = np.asarray(labels, np.float64).reshape(-1)
+        if units.scores is not None and not np.allclose(score, units.scores[rows], rtol=1e-5, atol=1e-6):
+            bad = int(np.flatnonzero(~np.isclose(score, units.scores[rows], rtol=1e-5, atol=1e-6))[0])
+            raise DatacartoError(f"row {int(rows[bad])}: the batch's gold score {score[bad]:g} is not the data set's "
+                                 f"{units.scores[rows[bad]]:g}: the collator takes the labels from another column "
+                                 "(keep one label column)")
+        # log q - log(1 - q) with log q = -err^2 / (2 s^2): z = log q - log(-expm1(log q)), stable at both ends
+        log_q = np.minimum(-((pred - score) ** 2) / (2.0 * units.scale ** 2), -1e-12)
+        z = log_q - np.log(-np.expm1(log_q))
+        values = np.stack([np.zeros_like(z), z, pred, score], axis=1).astype(np.float32)
+        return rows, np.ones(len(rows), np.int64), values
 
 
-def get_task(name: str) -> Task:
-    if name not in _BY_NAME:
-        raise DatacartoError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
-    return _BY_NAME[name]()
+_CLASSES = {c.__name__: c for c in (Task, MultipleChoice, MultiLabel, TokenClassification, CausalLM, Regression)}
 
 
-def task_of(model) -> Task:
-    """The task of a model, from its head and config; one line for what is not supported."""
+def get_task(name: str | None = None) -> Task:
+    """The recorder's unit class of the registered task ``name`` (None: the default task)."""
+    entry = task_type(name)
+    if entry.recorder not in _CLASSES:
+        raise DatacartoError(f"task {entry.name!r}: no recorder class {entry.recorder!r}; classes: "
+                             f"{', '.join(_CLASSES)}")
+    return _CLASSES[entry.recorder](entry)
+
+
+def _supported() -> str:
+    return ", ".join(name.replace("-", " ") for name in TASK_TYPES)
+
+
+def task_of(model, task: str | None = None) -> Task:
+    """The task of a model: ``task`` (a registered name) checked against the model's head, else the
+    task its head and config say; one line for what is not supported."""
     name = type(model).__name__
-    if name.endswith(_CAUSAL_SUFFIXES) and not getattr(getattr(model, "config", None), "is_encoder_decoder", False):
-        return CausalLM()
-    for suffix, what in _UNSUPPORTED_HEADS.items():
-        if name.endswith(suffix):
-            raise DatacartoError(f"{name} is a {what} model: datacarto records {SUPPORTED} so far")
     config = getattr(model, "config", None)
-    if name.endswith("ForTokenClassification"):
-        return TokenClassification()
-    if name.endswith("ForMultipleChoice"):
-        return MultipleChoice()
-    problem = getattr(config, "problem_type", None)
-    if problem == "multi_label_classification":
-        return MultiLabel()
-    if problem == "regression" or getattr(config, "num_labels", 2) == 1:
-        raise DatacartoError(f"regression (num_labels=1) is not supported: datacarto records {SUPPORTED}")
-    return Task()
+    found = head_task(name, config)
+    if found is not None and found.generative and getattr(config, "is_encoder_decoder", False):
+        found = None
+    if found is None:
+        for suffix, what in _UNSUPPORTED_HEADS.items():
+            if name.endswith(suffix):
+                raise DatacartoError(f"{name} is a {what} model: datacarto records {_supported()} so far")
+        found = task_type(None)  # a model of no known head: recorded as the default task
+    if task is None:
+        return get_task(found.name)
+    entry = task_type(task)
+    if (entry.heads, entry.problem_type) != (found.heads, found.problem_type):
+        raise DatacartoError(f"the task is {entry.name}, but the model {name} has a {found.name} head "
+                             f"({found.heads[0]}{f', problem_type {found.problem_type}' if found.problem_type else ''})")
+    return get_task(entry.name)

@@ -15,7 +15,8 @@ from transformers import Trainer
 
 from ..errors import DatacartoError
 from .callbacks import CartographyCallback, TrainingPassCallback, _Recording
-from .examples import LABEL_KEYS, ROW_ID, RowIdCollator, split_name, with_row_ids
+from .examples import LABEL_KEYS, ROW_ID, SEGMENTS, RowIdCollator, split_name, with_row_ids
+from .recorder import warn_once
 
 MODES = ("training_pass", "epoch_end")
 
@@ -34,9 +35,12 @@ class CartographyMixin:
       (see :mod:`datacarto.train.losses`).
     * ``label_names``, ``text_columns``, ``dataset_name``: stored in the manifest and records.
     * ``overwrite_dynamics``: start a new store where an earlier run recorded epochs (else refused).
+    * ``task_spec``: the run's :class:`~datacarto.tasks.TaskSpec`; its task is checked against the
+      model's head (else the head says the task) and it is written whole into the manifest.
 
     The training set may keep its raw text columns: they go to ``examples.parquet`` for
-    tooltips and are kept away from the collator.
+    tooltips and are kept away from the collator. Packed (TRL ``packing=True``) and padding-free
+    batches are recorded per example (docs/generative.md, "Packed and padding-free SFT").
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -51,7 +55,7 @@ class CartographyMixin:
     def __init__(self, *args, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
                  eval_dynamics: bool = True, loss: Callable | None = None, label_names: list[str] | None = None,
                  text_columns: list[str] | None = None, dataset_name: str | None = None,
-                 record: bool = True, overwrite_dynamics: bool = False, **kwargs):
+                 record: bool = True, overwrite_dynamics: bool = False, task_spec=None, **kwargs):
         if dynamics_mode not in MODES:
             raise DatacartoError(f"dynamics_mode must be one of {MODES}, got {dynamics_mode!r}")
         if dynamics_mode == "training_pass" and snapshots_per_epoch != 1:
@@ -60,7 +64,8 @@ class CartographyMixin:
         self.record_dynamics = record
         self.record_eval_dynamics = eval_dynamics and record
         self.custom_loss = loss
-        self._dc_row_ids = None
+        self._dc_row_ids = self._dc_segments = None
+        self._dc_packed: dict = {}  # id(packed set) -> its Packed (record/packing.py): TRL packing, row ids kept
         self._dc_eval_records = None
         self._dc_eval_ids: list | None = None  # row ids of the evaluation loop's batches, while one records
         self._dc_with_ids: dict = {}  # id(evaluation set) -> (the set, the set with row ids)
@@ -75,13 +80,24 @@ class CartographyMixin:
         self.cartography: _Recording | None = None
         if record:
             options = dict(label_names=label_names, text_columns=text_columns, dataset_name=dataset_name,
-                           overwrite=overwrite_dynamics)
+                           overwrite=overwrite_dynamics, task_spec=task_spec)
             if dynamics_mode == "epoch_end":  # the mixin records evaluations itself, from the evaluation pass
                 self.cartography = CartographyCallback(snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=False,
                                                        dataset=records, **options)
             else:
                 self.cartography = TrainingPassCallback(records=records, **options)
+            self.cartography.packed = self._dc_packed.get(id(self.train_dataset))
+            self.cartography.entry = "trainer"  # a refusal names overwrite_dynamics=True, this class's option
+            self.cartography.handler = self.callback_handler
             self.add_callback(self.cartography)
+
+    def _prepare_dataset(self, dataset, *args, **kwargs):
+        """TRL's ``SFTTrainer`` preparation; with packing, each token's row id is carried through (record/packing.py)."""
+        if not self.record_dynamics or len(args) + len(kwargs) != 5:
+            return super()._prepare_dataset(dataset, *args, **kwargs)
+        from .packing import prepare_with_row_ids
+
+        return prepare_with_row_ids(self, super()._prepare_dataset, dataset, *args, **kwargs)
 
     # -- columns: keep our row id through the Trainer's column filter
     def _set_signature_columns_if_needed(self):
@@ -98,19 +114,21 @@ class CartographyMixin:
     # -- the training forward pass
     def training_step(self, model, inputs, num_items_in_batch=None):
         self._dc_row_ids = inputs.pop(ROW_ID, None)  # kept away from any compute_loss override
+        self._dc_segments = inputs.pop(SEGMENTS, None)
         try:
             return super().training_step(model, inputs, num_items_in_batch)
         finally:
-            self._dc_row_ids = None
+            self._dc_row_ids = self._dc_segments = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        row_ids = inputs.pop(ROW_ID, None)
-        row_ids = self._dc_row_ids if row_ids is None else row_ids
+        row_ids, segments = inputs.pop(ROW_ID, None), inputs.pop(SEGMENTS, None)
+        if row_ids is None:
+            row_ids, segments = self._dc_row_ids, self._dc_segments
         labels = inputs.get("labels")
         recording = (model.training and row_ids is not None and labels is not None
                      and isinstance(self.cartography, TrainingPassCallback))
-        if recording and self.custom_loss is None and self.cartography.task.extra_columns and not return_outputs:
-            return self._causal_lm_loss(model, inputs, row_ids, labels, num_items_in_batch)
+        if recording and self.custom_loss is None and self.cartography.task.entry.generative and not return_outputs:
+            return self._causal_lm_loss(model, inputs, row_ids, segments, labels, num_items_in_batch)
         if self.custom_loss is not None and labels is not None:
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
             loss = self.custom_loss(outputs.logits, labels, row_ids)
@@ -126,10 +144,10 @@ class CartographyMixin:
             return super().compute_loss(model, inputs, return_outputs=False, num_items_in_batch=num_items_in_batch)
         if recording:
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-            self.cartography.observe(row_ids, labels, logits)
+            self.cartography.observe(row_ids, labels, logits, segments=segments)
         return (loss, outputs) if return_outputs else loss
 
-    def _causal_lm_loss(self, model, inputs, row_ids, labels, num_items_in_batch):
+    def _causal_lm_loss(self, model, inputs, row_ids, segments, labels, num_items_in_batch):
         """A causal LM's training loss, with the per-example statistics of the forward it uses.
 
         The loss is computed once: the model's ``ForCausalLMLoss`` keeps its per-token NLL
@@ -149,26 +167,35 @@ class CartographyMixin:
             handle.remove()
         fused = [o for o in caught if getattr(o, "log_probs", None) is not None]
         # one loss over the whole batch (nn.DataParallel's replicas each compute a part: their logits, gathered)
-        whole = [t for t in token_losses if t.nll.shape[0] == len(row_ids)] if len(token_losses) == 1 else []
+        whole = [t for t in token_losses if t.nll.shape[0] == labels.shape[0]] if len(token_losses) == 1 else []
         usable = fused or whole or [o for o in caught if getattr(o, "logits", None) is not None]
         if usable:
-            self.cartography.observe(row_ids, labels, None, outputs=usable[0])
+            self.cartography.observe(row_ids, labels, None, outputs=usable[0], segments=segments)
         return loss
 
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False,
                         dataloader_key=None):
-        """Evaluation and test sets carry their row ids too, whatever sampler the Trainer picks for them."""
+        """Evaluation and test sets carry their row ids too, whatever sampler the Trainer picks for them.
+
+        The loader of a packed set (TRL ``eval_packing``) carries its unpacked examples (``_datacarto_examples``).
+        """
+        packed = None
         if self.record_eval_dynamics and not is_training and dataset is not None:
+            packed = self._dc_packed.get(id(dataset))
             cached = self._dc_with_ids.get(id(dataset))  # evaluated every epoch: one copy with ids per set
             if cached is None or cached[0] is not dataset:
                 cached = self._dc_with_ids[id(dataset)] = (dataset, with_row_ids(dataset, "evaluation set"))
             dataset = cached[1]
-        return super()._get_dataloader(dataset, description, batch_size, sampler_fn=sampler_fn,
-                                       is_training=is_training, dataloader_key=dataloader_key)
+        loader = super()._get_dataloader(dataset, description, batch_size, sampler_fn=sampler_fn,
+                                         is_training=is_training, dataloader_key=dataloader_key)
+        if packed is not None:
+            loader._datacarto_examples = packed.examples
+        return loader
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = dict(inputs)
         row_ids = inputs.pop(ROW_ID, None)
+        inputs.pop(SEGMENTS, None)
         if self._dc_eval_ids is not None and row_ids is not None:  # gathered as the loop gathers the logits
             self._dc_eval_ids.append(self.gather_function(row_ids.to(self.args.device)).cpu().numpy())
         return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
@@ -189,7 +216,7 @@ class CartographyMixin:
                         metric_key_prefix="eval"):
         record = bool(self.record_eval_dynamics and self.state.epoch and self.cartography is not None
                       and self.cartography.recorder is not None)
-        if record and self.cartography.task.extra_columns:  # a causal LM: never gather (N, T, V) predictions
+        if record and self.cartography.task.entry.generative:  # a causal LM: never gather (N, T, V) predictions
             output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
                                              ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
             self._record_reduced_eval(dataloader, metric_key_prefix)
@@ -236,13 +263,21 @@ class CartographyMixin:
 
     def _record_reduced_eval(self, dataloader, metric_key_prefix: str) -> None:
         """Evaluation dynamics of a task reduced on the device (causal LM): one eval-mode pass over the set."""
+        from .packing import packing_reason
         from .predict import predict_logits
 
         rec, dataset = self.cartography, dataloader.dataset
+        examples = getattr(dataloader, "_datacarto_examples", None)
+        if examples is None and packing_reason(dataset, self.args, evaluation=True):
+            warn_once(f"the evaluation set {split_name(metric_key_prefix)!r} is packed without datacarto's row ids: "
+                      "its dynamics are not recorded (pass it unprocessed to the trainer, which keeps them)")
+            return
+        records = self._dc_eval_records if self._dc_eval_records is not None else dataset
+        if examples is not None:  # a packed set: its examples, unpacked, one segment each
+            records = dataset = examples
         _, units, _ = rec.read_units(dataset, self.model, "evaluation set")
         ids, gold, logits = predict_logits(self.model, dataset, dataloader.collate_fn, self.args.per_device_eval_batch_size,
                                            task=rec.task, units=units)
-        records = self._dc_eval_records if self._dc_eval_records is not None else dataset
         rec.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records, units, ids, gold,
                         logits, gathered=False)
 

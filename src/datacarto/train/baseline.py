@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from .._validation import check_seed
-from ..data import LabelSpec, load_table
-from ..dynamics.store import DynamicsWriter, dynamics_dir
+from ..data import load_table
 from ..errors import DatacartoError
 from ..models import classifier_head, effective_max_length, load_model, load_tokenizer
-from ..task_data import check_chat_template, collator_for, encode, prepare_for_task
-from ..task_options import check_task_options
+from ..task_data import check_chat_template
+from ..tasks import DEFAULT_TASK, TaskSpec, collator_for, prepare_for_task, tokenize_task
 
 #: TrainingArguments defaults for datacarto (the Trainer's own defaults otherwise).
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -40,7 +39,7 @@ class TrainResult:
 
     output_dir: Path
     model_dir: Path
-    label_spec: LabelSpec
+    label_spec: TaskSpec  # the resolved spec
     trainer: Any = field(repr=False, default=None)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -70,22 +69,41 @@ def make_training_args(output_dir: str | os.PathLike | None, training_args=None,
     return TrainingArguments(**fields)
 
 
-def load_split(data, *, split: str, spec: LabelSpec | None = None, text_columns=None, label_column="label",
-               label_names=None, num_labels=None, what: str = "training set", task: str = "sequence-classification",
-               model: str | None = None, **task_columns):
-    """A validated ``datasets.Dataset`` and its spec; ``spec`` forces the training set's columns and labels.
+#: train_baseline's task keywords and their defaults: a thin adapter to a TaskSpec (:func:`task_spec_of`)
+TASK_KEYWORDS: dict[str, Any] = {
+    "task": DEFAULT_TASK, "text_columns": None, "label_column": "label", "label_names": None,
+    "choice_columns": None, "tokens_column": "tokens", "tags_column": "ner_tags", "prompt_column": None,
+    "response_column": None, "chat_template": False,
+}
 
-    Without ``spec`` the classes follow one rule (:func:`datacarto.data.class_names`): those of
-    ``model``'s classification head when it has one, so data lacking some classes still fits it;
-    classes without an example are said in one warning. ``task_columns``: ``choice_columns``,
-    ``tokens_column``, ``tags_column`` of the other task types.
+
+def task_spec_of(task_spec: TaskSpec | None = None, **keywords: Any) -> TaskSpec:
+    """``task_spec``, or the spec that the task keywords (:data:`TASK_KEYWORDS`) describe; not both."""
+    given = [k for k, v in keywords.items() if v not in (None, [], ()) and v != TASK_KEYWORDS[k]]
+    if task_spec is not None:
+        if given:
+            raise DatacartoError(f"give task_spec or the task keywords, not both ({', '.join(given)} given)")
+        if not isinstance(task_spec, TaskSpec):
+            raise DatacartoError(f"task_spec must be a datacarto.tasks.TaskSpec, got {type(task_spec).__name__}")
+        return task_spec
+    options = {**TASK_KEYWORDS, **keywords}
+    return TaskSpec.from_options(options.pop("task"), **options)
+
+
+def load_split(data, spec: TaskSpec, *, split: str, what: str = "training set", model: str | None = None,
+               num_labels: int | None = None):
+    """A validated ``datasets.Dataset`` and its resolved spec.
+
+    With ``model``, the training split, resolved against ``spec`` (a request): the classes follow
+    one rule (:func:`datacarto.data.class_names`), those of ``model``'s classification head when it
+    has one, so data lacking some classes still fits it; classes without an example are said in
+    one warning. Without ``model``, another split, forced to the training set's resolved ``spec``.
     """
-    ds = load_table(data, split) if isinstance(data, (str, os.PathLike)) else data
-    head = classifier_head(model, task) if model is not None and spec is None else None
-    if spec is not None:
-        return prepare_for_task(ds, task, spec=spec, num_labels=spec.num_labels, what=what)
-    return prepare_for_task(ds, task, text_columns=text_columns, label_column=label_column, label_names=label_names,
-                            num_labels=num_labels, what=what, head=head, warn_absent=True, **task_columns)
+    ds = load_table(data, split)
+    if model is None:
+        return prepare_for_task(ds, spec, num_labels=spec.num_labels, what=what)
+    return prepare_for_task(ds, spec, num_labels=num_labels, what=what, head=classifier_head(model, spec.task),
+                            warn_absent=True)
 
 
 def train_baseline(*, model: str, train, validation=None, text_columns: list[str] | None = None,
@@ -94,11 +112,11 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
                    training_args=None, dynamics_mode: str = "training_pass", snapshots_per_epoch: int = 1,
                    eval_dynamics: bool = True, max_length: int = 128, loss=None, record: bool = True,
                    resume_from_checkpoint=None, save_model: bool = True, test=None,
-                   overwrite_dynamics: bool = False, task: str = "sequence-classification",
+                   overwrite_dynamics: bool = False, task: str = DEFAULT_TASK,
                    choice_columns: list[str] | None = None, tokens_column: str = "tokens",
                    tags_column: str = "ner_tags", prompt_column: str | None = None,
                    response_column: str | None = None, chat_template: bool = False,
-                   predict_each_epoch: dict | None = None) -> TrainResult:
+                   predict_each_epoch: dict | None = None, task_spec: TaskSpec | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train`` while recording training dynamics.
 
     ``train``/``validation``/``test``: a hub name, a local jsonl/csv/parquet file or a
@@ -107,8 +125,10 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     model predicts it at each epoch end and its dynamics are recorded (split ``"test"``), so test
     examples get regions too. The final model goes to ``<output_dir>/model``. ``max_length`` is
     capped at the model's positions. A folder holding recorded epochs is refused unless resuming
-    or ``overwrite_dynamics`` (then a new store replaces the old one). ``task``: one of
-    ``datacarto.record.tasks.TASKS``, with ``choice_columns`` (multiple choice; ``text_columns``
+    or ``overwrite_dynamics`` (then a new store replaces the old one). ``task_spec``: the task and
+    its columns (:class:`datacarto.tasks.TaskSpec`), resolved on ``train`` and written whole into
+    the manifest; or, instead of it, the task keywords: ``task`` (one of
+    ``datacarto.tasks.task_names()``), with ``choice_columns`` (multiple choice; ``text_columns``
     is the context), a ``label_column`` of label-id lists (multi-label) or ``tokens_column`` and
     ``tags_column`` (token classification, words pre-split), ``prompt_column`` and
     ``response_column`` (causal LM; labels -100 on the prompt; ``chat_template``: as the user and
@@ -118,64 +138,44 @@ def train_baseline(*, model: str, train, validation=None, text_columns: list[str
     """
     from ..record import CartographyTrainer, PredictEachEpoch
 
-    check_task_options(task, choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column,
-                       prompt_column=prompt_column, response_column=response_column, chat_template=chat_template)
-    train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
-                                label_names=label_names, num_labels=num_labels, task=task, model=model,
-                                choice_columns=choice_columns, tokens_column=tokens_column, tags_column=tags_column,
-                                prompt_column=prompt_column, response_column=response_column,
-                                chat_template=chat_template)
+    spec = task_spec_of(task_spec, task=task, text_columns=text_columns, label_column=label_column,
+                        label_names=label_names, choice_columns=choice_columns, tokens_column=tokens_column,
+                        tags_column=tags_column, prompt_column=prompt_column, response_column=response_column,
+                        chat_template=chat_template)
+    train_ds, spec = load_split(train, spec, split="train", num_labels=num_labels, model=model)
     val_ds = None
     if validation is not None:
-        val_ds, _ = load_split(validation, split="validation", spec=spec, what="validation set", task=task)
+        val_ds, _ = load_split(validation, spec, split="validation", what="validation set")
     # the test set is one more split predicted each epoch; all are checked before the model loads
     each_epoch = {**({"test": test} if test is not None else {}), **(predict_each_epoch or {})}
-    extra = {split: load_split(data, split=split, spec=spec, what=f"{split} set", task=task)[0]
-             for split, data in each_epoch.items()}
+    extra = {split: load_split(data, spec, split=split, what=f"{split} set")[0] for split, data in each_epoch.items()}
     args = make_training_args(output_dir, training_args, has_eval=val_ds is not None)
     if val_ds is None and str(getattr(args, "eval_strategy", "no")) not in ("no", "IntervalStrategy.NO"):
         args.eval_strategy = "no"
     check_seed(args.seed, "training_args.seed")
-    if getattr(spec, "chat_template", False):  # rendered once on the first row before a large model loads
+    if spec.chat_template:  # rendered once on the first row before a large model loads
         check_chat_template(load_tokenizer(model), spec, train_ds)
-    tokenizer, net = load_model(model, spec.num_labels, spec.label_names, task=task)
+    tokenizer, net = load_model(model, spec.num_labels, spec.label_names, task=spec.task)
     max_length = effective_max_length(tokenizer, net, max_length)
-    train_tok = encode(train_ds, tokenizer, spec, max_length=max_length)
-    val_tok = encode(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
+    train_tok = tokenize_task(train_ds, tokenizer, spec, max_length=max_length)
+    val_tok = tokenize_task(val_ds, tokenizer, spec, max_length=max_length) if val_ds is not None else None
     trainer = CartographyTrainer(
         model=net, args=args, train_dataset=train_tok, eval_dataset=val_tok, processing_class=tokenizer,
         dynamics_mode=dynamics_mode, snapshots_per_epoch=snapshots_per_epoch, eval_dynamics=eval_dynamics,
         loss=loss, label_names=spec.label_names, text_columns=spec.text_columns,
         dataset_name=str(train) if isinstance(train, (str, os.PathLike)) else None, record=record,
-        overwrite_dynamics=overwrite_dynamics, data_collator=collator_for(task, tokenizer),
+        overwrite_dynamics=overwrite_dynamics, data_collator=collator_for(spec.task, tokenizer), task_spec=spec,
     )
     for split, ds in extra.items():
         if record and eval_dynamics:
-            trainer.add_callback(PredictEachEpoch(trainer, encode(ds, tokenizer, spec, max_length=max_length),
+            trainer.add_callback(PredictEachEpoch(trainer, tokenize_task(ds, tokenizer, spec, max_length=max_length),
                                                   split=split))
     if resume_from_checkpoint in ("", "false", "False"):
         resume_from_checkpoint = None
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     out = Path(args.output_dir)
-    if record and task != "sequence-classification" and trainer.is_world_process_zero():
-        _write_task_columns(out, spec, task, train_tok.column_names)
     model_dir = out / "model"
     if save_model:
         trainer.save_model(str(model_dir))
     return TrainResult(output_dir=out, model_dir=model_dir, label_spec=spec, trainer=trainer,
                        metrics=dict(result.metrics))
-
-
-def _write_task_columns(out: Path, spec, task: str, tokenized_columns: list[str]) -> None:
-    """What focused training on a subset of these records needs to prepare it the same way.
-
-    Token classification: the data's tag column, one tag per word; the records' label holds the
-    recorded words' tags only, which a word without a token or truncated away makes shorter.
-    """
-    tags = spec.label_column if task == "token-classification" and spec.label_column in tokenized_columns else None
-    DynamicsWriter(dynamics_dir(out)).update_manifest(task_columns={
-        "choice_columns": getattr(spec, "choice_columns", None) or None,
-        "tokens_column": getattr(spec, "tokens_column", None), "tags_column": tags,
-        "prompt_column": getattr(spec, "prompt_column", None),
-        "response_column": getattr(spec, "response_column", None),
-        "chat_template": bool(getattr(spec, "chat_template", False))})

@@ -90,7 +90,8 @@ def train_crossfit(*, model: str, train, folds: int = 5, seed: int = 0, output_d
                    dynamics: str = "out-of-sample", validation=None, test=None, text_columns=None,
                    label_column: str = "label", label_names=None, num_labels=None, training_args=None,
                    dynamics_mode: str = "training_pass", max_length: int = 128, loss=None,
-                   save_fold_models: bool = False, overwrite_dynamics: bool = False) -> CrossfitResult:
+                   save_fold_models: bool = False, overwrite_dynamics: bool = False,
+                   task_spec=None) -> CrossfitResult:
     """Train ``folds`` models and record cross-fitted (out-of-sample) training dynamics.
 
     Each fold model trains on the other ``folds - 1`` folds (stratified by label, shuffled with
@@ -99,15 +100,18 @@ def train_crossfit(*, model: str, train, folds: int = 5, seed: int = 0, output_d
     positions in ``train``: ``dynamics`` names the one written to ``<output_dir>/training_dynamics/``
     (so every command reads it by default); the other is split ``oos`` or ``insample``. Other
     arguments as for :func:`~datacarto.train.baseline.train_baseline`; ``validation``/``test`` are
-    recorded by every fold model in its own folder ``<output_dir>/folds/fold_<k>/``.
+    recorded by every fold model in its own folder ``<output_dir>/folds/fold_<k>/``. ``task_spec``
+    (:class:`datacarto.tasks.TaskSpec`) instead of ``text_columns``, ``label_column`` and ``label_names``.
     """
-    from .baseline import load_split, train_baseline
+    from ..tasks import check_repeats
+    from .baseline import load_split, task_spec_of, train_baseline
 
     if dynamics not in DYNAMICS_CHOICES:
         raise DatacartoError(f"dynamics must be one of {DYNAMICS_CHOICES}, got {dynamics!r}")
     out = Path(output_dir)
-    train_ds, spec = load_split(train, split="train", text_columns=text_columns, label_column=label_column,
-                                label_names=label_names, num_labels=num_labels, model=model)
+    spec = task_spec_of(task_spec, text_columns=text_columns, label_column=label_column, label_names=label_names)
+    check_repeats(spec.task, folds=folds)
+    train_ds, spec = load_split(train, spec, split="train", num_labels=num_labels, model=model)
     labels = np.asarray(train_ds[spec.label_column], dtype=np.int64)
     fold_of = fold_assignments(labels, folds, seed=seed, label_names=spec.label_names)
     _check_target(out, overwrite_dynamics)
@@ -117,8 +121,8 @@ def train_crossfit(*, model: str, train, folds: int = 5, seed: int = 0, output_d
         train_idx, held_idx = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
         result = train_baseline(
             model=model, train=train_ds.select(train_idx), validation=validation, test=test,
-            text_columns=spec.text_columns, label_column=spec.label_column, label_names=spec.label_names,
-            num_labels=spec.num_labels, output_dir=fold_dir, training_args=_fold_args(training_args, fold_dir),
+            task_spec=spec, num_labels=spec.num_labels, output_dir=fold_dir,
+            training_args=_fold_args(training_args, fold_dir),
             dynamics_mode=dynamics_mode, max_length=max_length, loss=loss, save_model=save_fold_models,
             overwrite_dynamics=True, predict_each_epoch={HELDOUT_SPLIT: train_ds.select(held_idx)})
         trainer = result.trainer
@@ -144,10 +148,10 @@ def _barrier() -> None:
 
 def _check_target(out: Path, overwrite: bool) -> None:
     from ..dynamics.store import dynamics_dir, list_epoch_files
+    from ..record.recorder import mixing_refused
 
     if list_epoch_files(dynamics_dir(out)) and not overwrite:
-        raise DatacartoError(f"{dynamics_dir(out)} already holds recorded epochs: use another output folder or "
-                             "overwrite them (--overwrite_output_dir, overwrite_dynamics=True)")
+        raise DatacartoError(mixing_refused(dynamics_dir(out), "recorded epochs"))
 
 
 def merge_folds(out: Path, fold_of: np.ndarray, fold_dirs: list[Path], *, dynamics: str = "out-of-sample",
@@ -223,7 +227,8 @@ def _write_merged(target: Path, fold_of, fold_dirs, held, trained, *, oos: bool,
     writer.write_examples(examples.index.to_numpy(), examples["fingerprint"].to_numpy(),
                           examples["label"].to_numpy(), texts=examples.drop(columns=["fingerprint", "label"]))
     base = read_manifest(run_of_train(fold_dirs[0]))
-    keep = ("model", "label_names", "text_columns", "mode", "versions", "snapshots_per_epoch", "num_labels")
+    keep = ("model", "label_names", "text_columns", "mode", "versions", "snapshots_per_epoch", "num_labels", "task",
+            "task_spec")
     fields = {k: base[k] for k in keep if k in base}
     if oos:
         fields["mode"] = "epoch_end"  # eval-mode predictions at each epoch end

@@ -181,7 +181,7 @@ class Ensemble:
 
         if dataset is None:
             raise DatacartoError("no data set given")
-        ds = load_table(dataset, split) if isinstance(dataset, (str, os.PathLike)) else dataset
+        ds = load_table(dataset, split)
         if not hasattr(ds, "column_names"):
             raise DatacartoError(f"expected a datasets.Dataset or a data file, got {type(ds).__name__}")
         gold = None

@@ -8,13 +8,14 @@ run's own dynamics). Compare the result with a random control of the same size
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 from .._validation import check_choice
 from ..data import column_values
 from ..errors import DatacartoError
-from ..task_options import task_arguments
+from ..tasks import TaskSpec
 from .baseline import TrainResult, train_baseline
 
 INITS = ("baseline", "pretrained")
@@ -56,29 +57,17 @@ def start_model(run_dir: str | os.PathLike, init: str = "baseline", model: str |
     return str(name)
 
 
-def _task_options(manifest: dict, text_columns: list[str] | None, label_column: str, columns_of_subset) -> dict:
-    """train_baseline's task arguments, from the run's manifest (none for sequence classification).
-
-    Causal LM (SFT): the text columns are prompt and response. The other task types: the columns
-    the manifest kept (``task_columns``); as the tags, the data's tag column (one tag per word) when
-    the subset has it and ``label_column`` is the default, else ``label_column``.
-    """
-    task = manifest.get("task", "sequence-classification")
-    if task == "sequence-classification":
-        return {}
-    columns = manifest.get("task_columns") or {}
-    if task == "causal-lm":
-        if columns.get("response_column"):
-            return {"task": task, "prompt_column": columns.get("prompt_column"),
-                    "response_column": columns["response_column"], "chat_template": bool(columns.get("chat_template"))}
-        if text_columns and len(text_columns) == 2:  # a run recorded before task_columns held them
-            return {"task": task, "prompt_column": text_columns[0], "response_column": text_columns[1]}
-        return {"task": task}
-    tags = columns.get("tags_column")
-    return task_arguments(task, choice_columns=columns.get("choice_columns"),
-                          tokens_column=columns.get("tokens_column") or "tokens",
-                          tags_column=tags if tags and label_column == "label" and tags in columns_of_subset
-                          else label_column)
+def subset_spec(spec: TaskSpec, label_column: str, columns_of_subset) -> TaskSpec:
+    """The run's spec for training on a subset of its records: the gold is ``label_column`` (the
+    records' ``label``), but a task whose records' gold lacks some units (token classification: the
+    words without a token) keeps the data's own label column when the subset has it and
+    ``label_column`` is the default; a generative task has no label column."""
+    entry = spec.type
+    if entry.generative:
+        return spec
+    if entry.gold_from_data and label_column == "label" and spec.label_column in columns_of_subset:
+        return spec
+    return dataclasses.replace(spec, label_column=label_column)
 
 
 def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline", model: str | None = None,
@@ -116,10 +105,9 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
         if missing:
             raise DatacartoError(f"the subset lacks the baseline's text column(s) {missing} "
                                  f"(columns: {ds.column_names})")
-    task_options = _task_options(manifest, text_columns, label_column, ds.column_names)
-    gold_column = task_options.get("tags_column") or label_column
-    if task_options.get("task") != "causal-lm" and gold_column not in ds.column_names:
-        raise DatacartoError(f"label column {gold_column!r} not in the subset (columns: {ds.column_names})")
+    spec = subset_spec(TaskSpec.from_manifest(manifest), label_column, ds.column_names)
+    if not spec.type.generative and spec.label_column not in ds.column_names:
+        raise DatacartoError(f"label column {spec.label_column!r} not in the subset (columns: {ds.column_names})")
 
     if source_ids is not None:
         if SOURCE_ROW_ID in ds.column_names:
@@ -132,11 +120,10 @@ def train_focused(run_dir: str | os.PathLike, subset, *, init: str = "baseline",
         loss = loss.for_rows(source_ids)
 
     result = train_baseline(
-        model=start, train=ds, validation=validation, text_columns=text_columns, label_column=label_column,
-        label_names=label_names,
+        model=start, train=ds, validation=validation, task_spec=spec,
         num_labels=len(label_names) if label_names else manifest.get("num_labels"),
         output_dir=output_dir, training_args=training_args, dynamics_mode=dynamics_mode,
-        eval_dynamics=eval_dynamics, max_length=max_length, loss=loss, save_model=save_model, **task_options,
+        eval_dynamics=eval_dynamics, max_length=max_length, loss=loss, save_model=save_model,
     )
     if result.trainer is None or result.trainer.is_world_process_zero():
         write_json_atomic(Path(result.output_dir) / "focus.json", {

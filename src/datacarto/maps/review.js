@@ -1,0 +1,126 @@
+  // ---------------------------------------------------------------- reviewing suspected labels (review.js)
+  // With meta.review (a run that supports a label-error estimate: datacarto/maps/review.py) the table
+  // of that level has `suspect` (the rank of a flagged row, most suspect first), `suggested_label`
+  // (with its probability) and `decision`: a menu per row to accept the suggestion, relabel to another
+  // class, drop the row or keep its label. Decisions are kept per level and exported as the
+  // corrections file `datacarto apply-corrections` reads (row_id, sub_id for units, given_label,
+  // decision, new_label, dataset_fingerprint). Names go into the page through textContent only.
+  var decisionsByLevel = {};   // level -> { global index: { decision, label } }
+  var DECISION_KEYS = ['accept', 'relabel', 'drop', 'keep'];
+
+  function decisions() { return decisionsByLevel[meta.level] || (decisionsByLevel[meta.level] = {}); }
+  function suggestedLabel(i) { return meta.review ? labelName(A.suggested[i]) : null; }
+  function suggestedProb(i) { var p = A.suggested_p[i]; return p === 255 ? null : p / 100; }
+  function reviewColumns() {             // the table's review columns, for tableColumns()
+    if (!meta.review) return [];
+    var keys = new Float32Array(N);      // a suspect's rank; NaN (sorted last) for the rest
+    for (var i = 0; i < N; i++) keys[i] = A.suspect[i] ? A.suspect[i] : NaN;
+    return [
+      { name: 'suspect', kind: 'score', width: 70, values: function () { return keys; },
+        get: function (i) { return A.suspect[i] ? String(A.suspect[i]) : ''; } },
+      { name: 'suggested_label', kind: 'label', width: 130, codes: function () { return A.suggested; }, names: meta.label_names,
+        get: function (i) { var s = suggestedLabel(i); return s === null ? '' : s + ' (' + fmt(suggestedProb(i), 2) + ')'; } },
+      { name: 'decision', kind: 'control', width: 160, nosort: true, make: decisionMenu, fill: fillDecision,
+        get: function (i) { var d = decisions()[i]; return d ? decisionText(i, d) : ''; } }
+    ];
+  }
+  function decisionText(i, d) {
+    return d.decision === 'accept' ? 'accept: ' + suggestedLabel(i) : d.decision === 'relabel' ? 'relabel: ' + labelName(d.label) : d.decision;
+  }
+  function decisionMenu(cell) {          // one <select> per pooled row, filled per row by fillDecision
+    var sel = document.createElement('select');
+    sel.setAttribute('aria-label', 'decision');
+    [['', '\u2014'], ['accept', 'accept']].concat(meta.label_names.map(function (name, k) { return ['relabel:' + k, 'relabel: ' + name]; }),
+      [['drop', 'drop the row'], ['keep', 'keep the label']]).forEach(function (o) {
+      var opt = el('option', null, o[1]);
+      opt.value = o[0];
+      sel.appendChild(opt);
+    });
+    ['click', 'mousedown'].forEach(function (t) { sel.addEventListener(t, function (e) { e.stopPropagation(); }); });
+    sel.addEventListener('change', function () {
+      var v = sel.value, k = v.indexOf('relabel:') === 0 ? +v.slice(8) : null;
+      setDecision(+sel.dataset.index, v === '' ? null : k === null ? v : 'relabel', k);
+    });
+    cell.appendChild(sel);
+  }
+  function fillDecision(cell, i) {
+    var sel = cell.firstChild, d = decisions()[i], s = suggestedLabel(i);
+    sel.dataset.index = String(i);
+    sel.options[1].textContent = s === null ? 'accept (no suggestion)' : 'accept: ' + s;
+    sel.options[1].disabled = s === null;
+    for (var k = 0; k < meta.label_names.length; k++) sel.options[2 + k].hidden = sel.options[2 + k].disabled = k === A.gold[i];
+    sel.value = !d ? '' : d.decision === 'relabel' ? 'relabel:' + d.label : d.decision;
+  }
+  function setDecision(i, decision, label) {
+    if (!meta.review) throw new Error('this level has no label-error review');
+    if (!(i >= 0 && i < N)) throw new Error('no row ' + i);
+    if (decision !== null && DECISION_KEYS.indexOf(decision) < 0) throw new Error('unknown decision ' + decision + '; one of ' + DECISION_KEYS.join(', '));
+    if (decision === 'accept' && suggestedLabel(i) === null) throw new Error('row ' + rowId(i) + ' has no suggested label to accept');
+    if (decision === 'relabel') {
+      label = typeof label === 'number' ? label : meta.label_names.indexOf(label);
+      if (!(label >= 0 && label < meta.label_names.length)) throw new Error('relabel needs one of ' + meta.label_names.join(', '));
+    }
+    if (decision === null) delete decisions()[i];
+    else decisions()[i] = { decision: decision, label: decision === 'relabel' ? label : null };
+    reviewCount();
+    scheduleRender();
+    return Object.keys(decisions()).length;
+  }
+  function decisionRows() {              // the corrections, in row order
+    var d = decisions(), unit = meta.level === 'unit';
+    return Object.keys(d).map(Number).sort(function (a, b) { return a - b; }).map(function (i) {
+      var o = unit ? { row_id: A.unit_row[i], sub_id: A.unit_sub[i] } : { row_id: rowId(i) };
+      var new_label = d[i].decision === 'accept' ? suggestedLabel(i) : d[i].decision === 'relabel' ? labelName(d[i].label) : '';
+      o.given_label = labelName(A.gold[i]);
+      o.suggested_label = suggestedLabel(i);
+      o.decision = d[i].decision === 'accept' ? 'relabel' : d[i].decision;   // accepting is relabelling to the suggestion
+      o.new_label = new_label;
+      o.dataset_fingerprint = meta.review.fingerprint;
+      return o;
+    });
+  }
+  function decisionsJSONL() {
+    return decisionRows().map(function (o) { return JSON.stringify(o); }).join('\n') + (Object.keys(decisions()).length ? '\n' : '');
+  }
+  function decisionsCSV() {
+    var rows = decisionRows();
+    if (!rows.length) return '';
+    var keys = Object.keys(rows[0]);
+    return [keys.join(',')].concat(rows.map(function (o) { return keys.map(function (k) { return csvField(o[k]); }).join(','); }))
+      .join('\r\n') + '\r\n';
+  }
+  function exportDecisions(format) {
+    if (!meta.review || !Object.keys(decisions()).length) { status('no decisions to export: choose one in the decision column'); return ''; }
+    return format === 'jsonl' ? download(decisionsJSONL(), 'datacarto-corrections.jsonl', 'application/x-ndjson')
+      : download(decisionsCSV(), 'datacarto-corrections.csv', 'text/csv');
+  }
+  function reviewCount() {
+    var n = Object.keys(decisions()).length;
+    $('dc-decided').textContent = n ? n.toLocaleString() + ' decision' + (n === 1 ? '' : 's') : 'no decisions yet';
+    $('dc-export-decisions').disabled = $('dc-export-decisions-jsonl').disabled = n === 0;
+  }
+  function reviewLevel() {                // the side panel's review section, for the level shown
+    var r = meta.review;
+    $('dc-review').hidden = !r;
+    $('dc-suspects-only').checked = false;
+    if (!r) return;
+    $('dc-review-note').textContent = 'Estimated ' + r.estimate.toLocaleString() + ' wrong labels (' + r.note + '); ' +
+      r.flagged.toLocaleString() + ' flagged' + (r.shown < r.flagged ? ', ' + r.shown.toLocaleString() + ' of them on this page' : '') +
+      '. The suspect column ranks them (most suspect first); decide per row in the decision column.';
+    reviewCount();
+  }
+  var reviewWired = false;
+  function reviewInit() {
+    if (reviewWired) return;
+    reviewWired = true;
+    $('dc-export-decisions').addEventListener('click', function () { exportDecisions('csv'); });
+    $('dc-export-decisions-jsonl').addEventListener('click', function () { exportDecisions('jsonl'); });
+    $('dc-suspects-only').addEventListener('change', fromInputs);
+  }
+  Object.assign(api, {
+    decide: function (i, decision, label) { return setDecision(i, decision === undefined ? null : decision, label); },
+    decisions: decisionRows,
+    decisionsJSONL: decisionsJSONL,
+    decisionsCSV: decisionsCSV,
+    exportDecisions: exportDecisions
+  });
