@@ -105,4 +105,5 @@ def test_demo_config(tmp_path, tiny_model):
     assert config.training_args["num_train_epochs"] == 3
     for split in ("train", "validation", "test"):
         assert (tmp_path / "demo" / "demo_data" / f"{split}.jsonl").is_file()
-    assert [r["name"] for r in config.recipes] == ["ambiguous-33", "hard-10"]
+    assert [r["name"] for r in config.recipes] == ["ambiguous-33", "hard-10", "drop-flagged", "relabel-flagged"]
+    assert [r.get("action") for r in config.recipes] == [None, None, "drop", "relabel"]  # the cleaning recipes
