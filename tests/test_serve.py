@@ -122,3 +122,28 @@ def test_a_port_in_use_and_a_missing_run_fail_in_one_line(served, tmp_path, caps
         serve(tmp_path / "nope")
     with socket.socket() as s:  # nothing was left listening by the failed starts
         s.bind(("127.0.0.1", 0))
+
+
+def test_the_command_says_where_it_serves_and_stops_on_ctrl_c(served):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "datacarto.cli", "serve", str(served["run"]), "--port", "0",
+                             "--no-open", "--max-points", "25"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"serving {served['run']} ({N} examples) at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "api/info", timeout=30) as r:
+            info = json.loads(r.read())
+        assert info["n_total"] == N and info["cap"] == 25 and info["text_columns"] == ["premise", "hypothesis"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err

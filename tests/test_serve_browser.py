@@ -11,19 +11,19 @@ import os
 
 import pytest
 
+import test_serve as shared  # the served run (a module fixture) and its sizes
 from test_maps_browser import CHROMIUM
-from test_serve import CAP, N
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
-from test_serve import served  # noqa: E402,F401 (the served run: a fixture)
+served, CAP, N = shared.served, shared.CAP, shared.N
 
 
 @pytest.fixture
-def page(browser, served):  # noqa: F811
+def page(browser, served):
     url = served["server"].url
     context = browser.new_context(viewport={"width": 1300, "height": 850})
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith((url, "blob:", "data:"))

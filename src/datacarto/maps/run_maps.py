@@ -113,10 +113,8 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
     if examples.records is None:
         said.append("no recorded examples (examples.parquet): tooltips show row ids only")
     total = len(examples.metrics)
-    if sample is None and html is not None and total > PAGE_MAX_POINTS:
-        sample = PAGE_MAX_POINTS
-        said.append(f"{total:,} examples: the page holds a random sample of {sample:,}; "
-                    f"`datacarto serve {run_dir}` shows all of them")
+    if sample is None and html is not None:
+        sample = _page_sample(run_dir, total, said)
     title = run_title(run_dir, split, title, units or examples, total, sample)
     if sample is not None and sample < len(examples.metrics):
         examples, units = _sampled(examples, units, sample, seed)
@@ -200,6 +198,15 @@ def _example_records(records: pd.DataFrame | None, unit: str = "example", names=
         named = np.asarray(names, dtype=object)
         out["gold labels"] = [", ".join(named[list(v)]) for v in records["label"]]
     return out
+
+
+def _page_sample(run_dir, total: int, said: list[str]) -> int | None:
+    """The sample a page of ``total`` examples needs (None: every example fits), said in ``said``."""
+    if total <= PAGE_MAX_POINTS:
+        return None
+    said.append(f"{total:,} examples: the page holds a random sample of {PAGE_MAX_POINTS:,}; "
+                f"`datacarto serve {run_dir}` shows all of them")
+    return PAGE_MAX_POINTS
 
 
 def run_title(run_dir, split: str, title: str | None, judged: _Level, n: int, sample: int | None) -> str:
