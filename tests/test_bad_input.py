@@ -329,6 +329,16 @@ CASES = [
     Case("map-png-format", "map {w}/run --png {w}/m.txt", "unsupported figure format"),
     Case("map-html-is-dir", "map {w}/run --html {w}/d.html", "is a directory", _dir("d.html")),
     Case("map-html-read-only", "map {w}/run --html {ro}/m.html", "read-only file system"),
+    # -- serve (each fails before it serves: a success would serve until stopped)
+    Case("serve-missing-run", "serve {w}/nope --port 0 --no-open", "run directory {w}/nope not found"),
+    Case("serve-run-is-file", "serve {w}/train.jsonl --port 0 --no-open", "not found"),
+    Case("serve-empty-run", "serve {w}/empty --port 0 --no-open", "no training dynamics found", _dir("empty")),
+    Case("serve-split-escapes", "serve {w}/run --port 0 --no-open --split ../x", "invalid split name"),
+    Case("serve-port-out-of-range", "serve {w}/run --port 70000 --no-open", "port must be between 0 and 65535"),
+    Case("serve-port-negative", "serve {w}/run --port -1 --no-open", "port must be between 0 and 65535"),
+    Case("serve-bad-host", "serve {w}/run --host no-such-host.invalid --port 0 --no-open",
+         "cannot listen on no-such-host.invalid:0: unknown host"),
+    Case("serve-max-points-0", "serve {w}/run --port 0 --no-open --max-points 0", "--max-points must be at least 1"),
     # -- focus
     Case("focus-missing-subset", f"focus {{w}}/run --subset {{w}}/nope.jsonl --output-dir {{w}}/f {FAST}",
          "data file not found"),

@@ -165,7 +165,9 @@ def test_page_is_self_contained(data):
     tags = re.findall(r"<(?:script|link|img|iframe|object|embed)\b[^>]*>", ours, flags=re.I)
     assert tags and all("src=" not in t and "href=" not in t for t in tags)
     assert not re.search(r"https?://", ours.replace("http://www.w3.org/2000/svg", ""))
-    assert "@import" not in ours and "fetch(" not in ours
+    assert "@import" not in ours
+    # the one fetch: a page from `datacarto serve` (meta.server) asks its own server, by a relative address
+    assert re.findall(r"fetch\(([^,)]*)", ours) == ["'api/rows'"]
     assert "scattergl" in ours and "DecompressionStream('gzip')" in ours
 
 

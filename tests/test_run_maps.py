@@ -165,3 +165,24 @@ def test_a_unit_runs_flags_are_on_its_unit_level(tmp_path):
     assert umeta["review"]["flagged"] == len(flagged) > 0 and umeta["review"]["level"] == "unit"
     assert list(zip(uarrays["unit_row"][at], uarrays["unit_sub"][at])) == list(zip(flagged["row_id"], flagged["sub_id"]))
     assert [umeta["label_names"][k] for k in uarrays["suggested"][at]] == flagged["suggested_label"].tolist()
+
+
+def test_a_run_above_the_page_threshold_gets_a_sample_and_a_pointer_to_serve(tmp_path, monkeypatch, capsys):
+    """Above PAGE_MAX_POINTS the one-file page holds a random sample, and the command says that
+    ``datacarto serve RUN`` shows every point; below it nothing is said and every point is mapped."""
+    import datacarto.maps.run_maps as run_maps
+    from datacarto.cli import main
+
+    write_run(tmp_path / "run")
+    assert main(["map", str(tmp_path / "run"), "--html", str(tmp_path / "all.html")]) == 0
+    assert "datacarto serve" not in "".join(capsys.readouterr())
+    monkeypatch.setattr(run_maps, "PAGE_MAX_POINTS", 50)
+    assert main(["map", str(tmp_path / "run"), "--html", str(tmp_path / "m.html")]) == 0
+    out, err = capsys.readouterr()
+    said = [line for line in (out + err).splitlines() if "datacarto serve" in line]
+    assert len(said) == 1 and f"datacarto serve {tmp_path / 'run'}" in said[0] and "120" in said[0], out + err
+    meta, arrays, _ = decode_payload((tmp_path / "m.html").read_text(encoding="utf-8"))
+    assert meta["n"] == 50 and "random sample of 50 of 120" in meta["title"]
+    # an explicit --sample is the user's choice: nothing more is said
+    assert main(["map", str(tmp_path / "run"), "--html", str(tmp_path / "s.html"), "--sample", "60"]) == 0
+    assert "datacarto serve" not in "".join(capsys.readouterr())

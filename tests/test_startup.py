@@ -133,3 +133,23 @@ def test_show_and_plot_data_map_in_a_notebook_import_no_torch(runs):
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found == {"ok": True, "heavy": []}
+
+
+SERVE_PROBE = f"""
+import json, sys
+from datacarto.maps.serve import serve
+server = serve("run", port=0)
+ok = "dc-plotlyjs" in server.run.page() and len(server.run.answer({{"search": "example 1"}})) > 0
+server.stop()
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})
+print(json.dumps({{"ok": ok, "heavy": heavy}}))
+"""
+
+
+def test_serve_reads_a_run_and_answers_without_torch(runs):
+    """``datacarto serve`` serves until stopped, so its work is probed through the Python entry."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", SERVE_PROBE], cwd=runs, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"ok": True, "heavy": []}

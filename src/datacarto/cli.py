@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("datacarto.commands.train", "fine-tune a model while recording training dynamics"),
     "metrics": ("datacarto.commands.metrics", "compute per-example metrics and regions of a run"),
     "map": ("datacarto.commands.map", "draw the data map (PNG/PDF/SVG and interactive HTML)"),
+    "serve": ("datacarto.commands.serve", "serve the interactive data map of a large run from a local server"),
     "select": ("datacarto.commands.select", "select a focused subset of the training data"),
     "focus": ("datacarto.commands.focus", "fine-tune on a focused subset"),
     "ensemble": ("datacarto.commands.ensemble", "combine N models by weighted mean logits"),

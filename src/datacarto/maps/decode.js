@@ -32,6 +32,12 @@
     }
     return { head: head, ids: ids, starts: starts };
   }
+  function unpack(buf) {                       // a served payload (encoding.frame_payload): meta, numbers, words
+    var bytes = new Uint8Array(buf), n = new DataView(buf, 0, 4).getUint32(0, true), at = 4 + n;
+    var head = JSON.parse(new TextDecoder('utf-8').decode(bytes.subarray(4, at)));
+    var text = head.text ? words(bytes.subarray(at + head.numeric, at + head.numeric + head.text)) : null;
+    return { meta: head.meta, numeric: bytes.subarray(at, at + head.numeric), words: text };
+  }
   function numericPart(b64) { return gunzip(bytesOf(b64)); }
   function textPart(b64) { return b64 ? gunzip(bytesOf(b64)).then(words) : Promise.resolve(null); }
 
@@ -93,7 +99,7 @@
   var main = request('main');
   if (!worker) started();
   window.__datacartoData = {
-    numeric: main.numeric, text: main.text,
+    numeric: main.numeric, text: main.text, unpack: unpack,
     alt: function () { return blocks.alt ? request('alt') : null; }   // once: the app keeps what it decoded
   };
   // Run plotly.js only once the worker has begun: a long script on the page can hold up the

@@ -183,7 +183,13 @@ def decode_payload(page: str, level: str | None = None) -> tuple[dict, dict[str,
             raise DatacartoError(f"the page has no {level} level")
         prefix = "dc-alt-"
     meta = json.loads(block(prefix + "meta"))
-    raw = gzip.decompress(base64.b64decode(block(prefix + "numeric")))
+    text = block(prefix + "text")
+    return decode_parts(meta, gzip.decompress(base64.b64decode(block(prefix + "numeric"))),
+                        gzip.decompress(base64.b64decode(text)) if text else None)
+
+
+def decode_parts(meta: dict, raw: bytes, text: bytes | None) -> tuple[dict, dict[str, np.ndarray], dict | None]:
+    """One payload's (meta, numeric arrays by name, text columns or None) from its raw blobs."""
     arrays = {}
     for spec in meta["arrays"]:
         dtype = np.dtype("<" + spec["dtype"])
@@ -200,6 +206,28 @@ def decode_payload(page: str, level: str | None = None) -> tuple[dict, dict[str,
     for spec in meta.get("scores", []):  # scores come back as values (to 1/65534 of their range)
         codes = arrays.pop(f"score:{spec['name']}")
         arrays[spec["name"]] = np.where(codes == 65535, np.nan, spec["lo"] + codes * spec["step"])
-    text = block(prefix + "text")
-    columns = decode_text(gzip.decompress(base64.b64decode(text))) if text else None
-    return meta, arrays, columns
+    return meta, arrays, decode_text(text) if text else None
+
+
+# ----------------------------------------------------------------------------------------------
+# one payload as one binary message (``datacarto serve``'s answers; decode.js ``unpack`` reads it)
+
+
+def frame_payload(meta: dict, blob: bytes, text_blob: bytes | None) -> bytes:
+    """``uint32 n`` + ``n`` bytes of JSON ``{meta, numeric, text}`` (padded so the numbers start 8-byte
+    aligned) + the numeric blob + the text blob: what the page views as typed arrays without a copy."""
+    text_blob = text_blob or b""
+    head = json.dumps({"meta": meta, "numeric": len(blob), "text": len(text_blob)},
+                      ensure_ascii=False, allow_nan=False).encode("utf-8")
+    head += b" " * ((-(4 + len(head))) % 8)
+    return len(head).to_bytes(4, "little") + head + blob + text_blob
+
+
+def decode_response(data: bytes) -> tuple[dict, dict[str, np.ndarray], dict[str, list] | None]:
+    """Inverse of :func:`frame_payload`: (meta, numeric arrays by name, text columns or None)."""
+    size = int.from_bytes(data[:4], "little")
+    head = json.loads(data[4:4 + size].decode("utf-8"))
+    start = 4 + size
+    raw = data[start:start + head["numeric"]]
+    text = data[start + head["numeric"]:start + head["numeric"] + head["text"]]
+    return decode_parts(head["meta"], raw, text or None)

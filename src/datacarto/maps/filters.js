@@ -67,6 +67,7 @@
   }
   var timing = {};             // the last filter or search: ms until the table, then the map, were updated
   function applyTableFilter(t0) {
+    if (meta.server) return serverRefresh(t0);   // a served page: the server filters all rows (serve.js)
     t0 = t0 || performance.now();
     keep = computeKeep();
     if (focused >= 0 && !shown(focused)) { focused = -1; plotLayout.shapes = guideShapes; hideTooltip(); }

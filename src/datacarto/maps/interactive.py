@@ -4,7 +4,8 @@ The page is the map, a linked virtualised table of the records (search, sort, fi
 and, with ``compare=``, the regions of several runs. Its code is the scripts of :data:`SCRIPTS`,
 one file per part, found by name (``page.js`` state and records, ``plot.js`` the map,
 ``tooltip.js``, ``panel.js`` the side panel, ``explorer.js`` the table, ``sort.js``, ``filters.js``,
-``details.js``, ``levels.js``, ``compare.js``, ``review.js``, ``main.js`` last, which starts it),
+``details.js``, ``levels.js``, ``compare.js``, ``review.js``, ``serve.js`` (a page that
+``datacarto serve`` gives asks it for its rows), ``main.js`` last, which starts it),
 inlined in that order into the page's one app function, so the file stays one offline page.
 
 Why it is built this way:
@@ -67,7 +68,7 @@ FORMAT_VERSION = 1
 TEMPLATE = "map_template.html"
 #: the page's own code, inlined in this order into its app function (one scope; no data in them)
 SCRIPTS = ("page.js", "plot.js", "tooltip.js", "panel.js", "explorer.js", "sort.js", "filters.js", "details.js",
-           "levels.js", "compare.js", "review.js", "main.js")
+           "levels.js", "compare.js", "review.js", "serve.js", "main.js")
 DECODER = "decode.js"  # the payload decoder (a worker, or the page without one), its own script after the app
 _PLACEHOLDER = re.compile(r"/\*@(PLOTLYJS|META|NUMERIC|TEXT|ALTMETA|ALTNUMERIC|ALTTEXT|TITLE|APPJS|DECODEJS)@\*/")
 _SKIP_COLUMNS = {"row_id", "fingerprint"}
@@ -379,7 +380,7 @@ def interactive_map(metrics: pd.DataFrame, records: pd.DataFrame | None = None, 
         if open_level == "unit":
             payloads.reverse()
         payloads[0][0]["alt_level"] = payloads[1][0]["level"]
-    page = _page(payloads)
+    page = render_page(payloads)
     if path is not None:
         write_text_atomic(path, page)
     return page
@@ -394,7 +395,7 @@ def _units_of(units: UnitLevel, examples: np.ndarray) -> UnitLevel:
     return UnitLevel(table, records, probs, units.label_names, units.kind)
 
 
-def _page(payloads: list[tuple[dict, bytes, bytes | None]]) -> str:
+def render_page(payloads: list[tuple[dict, bytes, bytes | None]]) -> str:
     """The HTML page of one level's payload, or of two (the first opens; the second is the switch's)."""
     from plotly.offline import get_plotlyjs
 
@@ -432,4 +433,4 @@ def gold_probabilities(logits: np.ndarray, gold: np.ndarray, chunk: int = 65536)
 
 
 __all__ = ["interactive_map", "UnitLevel", "decode_payload", "encode_text", "decode_text", "gold_probabilities",
-           "build_payload"]
+           "build_payload", "render_page"]

@@ -15,6 +15,7 @@
     return 'row ' + A.unit_row[i] + ' \u00b7 ' + unitWord(meta, false) + ' ' + A.unit_sub[i] + ' (unit ' + rowId(i) + ')';
   }
   function levelStatus() {
+    if (meta.server) return serverStatus();
     var sub = meta.n < meta.n_total ? ' (a random ' + meta.n.toLocaleString() + ' of ' + meta.n_total.toLocaleString() + ')' : '';
     return N.toLocaleString() + ' ' + unitWord(meta, true) + sub + ' \u00b7 ' + meta.n_epochs + ' epochs';
   }

@@ -45,6 +45,7 @@
       levelsInit();
       wire();
       explorerInit();
+      serverInit();
       // ready only once the first frame is on screen, so "ready" means the page responds
       return new Promise(function (resolve) { requestAnimationFrame(function () { requestAnimationFrame(resolve); }); });
     }).then(function () {

@@ -45,7 +45,7 @@
       box.appendChild(row);
     });
   }
-  function applyFilter() { return redraw(); }
+  function applyFilter() { return meta.server ? serverRefresh() : redraw(); }
   function setLabelFilter(labels) {
     labelOn = meta.label_names.map(function (_, k) { return labels.indexOf(k) >= 0 || labels.indexOf(meta.label_names[k]) >= 0; });
     Array.prototype.forEach.call($('dc-labels').querySelectorAll('input'), function (cb) { cb.checked = labelOn[+cb.dataset.label]; });

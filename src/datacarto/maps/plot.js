@@ -40,7 +40,7 @@
                       marker: { size: size, opacity: opacity, color: colors[c] }, unselected: { marker: { opacity: 0.08 } } });
       }
     });
-    return traces;
+    return traces.concat(densityTraces());   // a served page's density layer (serve.js)
   }
 
   // ---------------------------------------------------------------- plot

@@ -23,6 +23,9 @@ from ..tasks import task_type
 from . import inferred_thresholds, subsample
 
 LEVELS = ("example", "unit")
+#: Above this many examples the one-file page holds a seeded random sample of this many (it is about
+#: 45 MB at 550k points); ``datacarto serve`` (:mod:`datacarto.maps.serve`) shows every point.
+PAGE_MAX_POINTS = 600_000
 
 
 @dataclass
@@ -79,6 +82,8 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
         the sample are added to it.
     sample : int, optional
         Map a seeded (``seed``) random subset of that many examples (and, at the unit level, their units).
+        Without it, a run of more than :data:`PAGE_MAX_POINTS` examples with ``html`` is mapped by a
+        sample of that many, and a warning names ``datacarto serve``, which shows every point.
     compare : DataFrame, optional
         A :func:`datacarto.compare_runs` table of this run and others: regions per run on the page.
     dpi : int, optional
@@ -108,7 +113,9 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
     if examples.records is None:
         said.append("no recorded examples (examples.parquet): tooltips show row ids only")
     total = len(examples.metrics)
-    title = _title(run_dir, split, title, units or examples, total, sample)
+    if sample is None and html is not None:
+        sample = _page_sample(run_dir, total, said)
+    title = run_title(run_dir, split, title, units or examples, total, sample)
     if sample is not None and sample < len(examples.metrics):
         examples, units = _sampled(examples, units, sample, seed)
     shown = units if level == "unit" else examples
@@ -193,7 +200,17 @@ def _example_records(records: pd.DataFrame | None, unit: str = "example", names=
     return out
 
 
-def _title(run_dir, split: str, title: str | None, judged: _Level, n: int, sample: int | None) -> str:
+def _page_sample(run_dir, total: int, said: list[str]) -> int | None:
+    """The sample a page of ``total`` examples needs (None: every example fits), said in ``said``."""
+    if total <= PAGE_MAX_POINTS:
+        return None
+    said.append(f"{total:,} examples: the page holds a random sample of {PAGE_MAX_POINTS:,}; "
+                f"`datacarto serve {run_dir}` shows all of them")
+    return PAGE_MAX_POINTS
+
+
+def run_title(run_dir, split: str, title: str | None, judged: _Level, n: int, sample: int | None) -> str:
+    """A run's map title: the folder and split (or ``title``), the learning warning's head, the sample."""
     from ..learning_check import learning_warning
 
     title = title or f"{Path(run_dir).resolve().name} ({split})"
@@ -236,7 +253,7 @@ def _write_page(path, examples: _Level, units: _Level | None, *, level: str, col
     return Path(path)
 
 
-__all__ = ["write_run_maps", "run_levels", "sampled_title", "RunMaps", "LEVELS"]
+__all__ = ["write_run_maps", "run_levels", "run_title", "sampled_title", "RunMaps", "LEVELS", "PAGE_MAX_POINTS"]
 
 
 def _write_figures(shown, figures: Mapping, title: str, dpi: int | None) -> list:

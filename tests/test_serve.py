@@ -1,0 +1,149 @@
+"""``datacarto serve``: the server's answers over all rows, checked against pandas, and its errors.
+
+A tiny synthetic run (``datacarto.testing.write_toy_run``) is served on port 0 in a thread with a
+small cap, so the page holds a sample and the answers must come from every row. The page itself in
+Chromium is in test_serve_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from datacarto.errors import DatacartoError
+from datacarto.maps.encoding import decode_response
+from datacarto.testing import write_toy_run
+
+N, CAP = 300, 40
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from datacarto.dynamics.cache import get_metrics
+    from datacarto.dynamics.store import load_examples
+    from datacarto.maps.serve import serve
+
+    run = write_toy_run(tmp_path_factory.mktemp("serve") / "run", N, epochs=4, seed=3)
+    server = serve(run, port=0, cap=CAP).start()
+    yield {"server": server, "run": run, "metrics": get_metrics(run), "records": load_examples(run)}
+    server.stop()
+
+
+def ask(server, spec) -> tuple[dict, dict, dict | None]:
+    request = urllib.request.Request(server.url + "api/rows", data=json.dumps(spec).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return decode_response(r.read())
+
+
+def test_the_page_is_the_explorer_with_plotly_inside_and_the_server_flag(served):
+    from datacarto.maps.interactive import decode_payload
+
+    with urllib.request.urlopen(served["server"].url, timeout=30) as r:
+        page = r.read().decode("utf-8")
+    plotlyjs = page.split('id="dc-plotlyjs">', 1)[1].split("</script>", 1)[0]
+    assert len(plotlyjs) > 1_000_000 and "plotly" in plotlyjs.lower()  # plotly.js travels inside the page
+    meta, arrays, text = decode_payload(page)
+    assert meta["server"]["n_total"] == N and meta["n"] == CAP == meta["server"]["shown"]
+    assert set(arrays["row_id"]) <= set(served["metrics"].index) and len(set(arrays["row_id"])) == CAP
+    assert sum(meta["server"]["density"]["counts"]) == N  # the density layer counts every row
+    assert list(text) == ["premise", "hypothesis"]
+
+
+def test_a_view_gets_exactly_the_points_inside_its_box(served):
+    m = served["metrics"]
+    box = [*m.variability.quantile([0.45, 0.6]), *m.confidence.quantile([0.2, 0.8])]  # a zoomed-in view
+    inside = m[m.variability.between(*box[:2]) & m.confidence.between(*box[2:])]
+    assert 0 < len(inside) <= CAP
+    meta, arrays, text = ask(served["server"], {"box": box})
+    assert arrays["row_id"].tolist() == inside.index.tolist()
+    np.testing.assert_allclose(arrays["confidence"], inside.confidence, rtol=1e-6)
+    assert text["premise"] == served["records"].loc[inside.index, "premise"].tolist()
+    assert meta["server"]["in_view"] == meta["server"]["shown"] == len(inside) and meta["server"]["matched"] == N
+    # a view holding more than the cap gets a sample of it, and zooming in keeps the points shown
+    big_meta, big, _ = ask(served["server"], {"box": [0, 1, 0, 1]})
+    assert big_meta["server"]["in_view"] == N and big_meta["n"] == CAP
+    small_meta, small, _ = ask(served["server"], {"box": [0, 1, 0.5, 1]})
+    shown_inside = [i for i in big["row_id"].tolist() if m.loc[i, "confidence"] >= 0.5]
+    assert set(shown_inside) <= set(small["row_id"].tolist())
+
+
+def test_search_runs_over_all_rows_as_pandas_does(served):
+    records = served["records"]
+    for query in ("dog", "The Cat", "park", "no such words"):
+        q = query.lower()
+        expected = records.index[records["premise"].str.lower().str.contains(q, regex=False)
+                                 | records["hypothesis"].str.lower().str.contains(q, regex=False)]
+        meta, arrays, _ = ask(served["server"], {"search": query})
+        assert meta["server"]["matched"] == len(expected)
+        if len(expected) <= CAP:
+            assert arrays["row_id"].tolist() == sorted(expected.tolist())
+        else:
+            assert set(arrays["row_id"].tolist()) <= set(expected.tolist()) and meta["n"] == CAP
+
+
+def test_filters_by_region_label_and_range_run_over_all_rows(served):
+    m = served["metrics"]
+    meta, arrays, _ = ask(served["server"], {"region": ["hard-to-learn"]})
+    hard = m.index[m.region == "hard-to-learn"]
+    assert meta["server"]["matched"] == len(hard) and set(arrays["row_id"].tolist()) <= set(hard)
+    assert (arrays["region"] == 2).all()
+    meta, arrays, _ = ask(served["server"], {"region": ["ambiguous"], "gold": [1], "ranges": {"confidence": [0.4, None]}})
+    want = m.index[(m.region == "ambiguous") & (m.gold == 1) & (m.confidence >= 0.4)]
+    assert meta["server"]["matched"] == len(want) <= CAP and arrays["row_id"].tolist() == want.tolist()
+
+
+def test_a_bad_query_is_answered_with_one_line_and_the_server_goes_on(served):
+    for spec, said in (({"region": ["sideways"]}, "unknown region 'sideways'"),
+                       ({"ranges": {"shininess": [0, 1]}}, "no score 'shininess'"),
+                       ({"box": [0, "a", 0, 1]}, "box must be")):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            ask(served["server"], spec)
+        assert caught.value.code == 400 and said in json.loads(caught.value.read())["error"]
+    assert ask(served["server"], {})[0]["n"] == CAP
+
+
+def test_a_port_in_use_and_a_missing_run_fail_in_one_line(served, tmp_path, capsys):
+    from datacarto.cli import main
+    from datacarto.maps.serve import serve
+
+    port = served["server"].httpd.server_address[1]
+    with pytest.raises(DatacartoError, match=f"cannot listen on 127.0.0.1:{port}"):
+        serve(served["run"], port=port)
+    assert main(["serve", str(served["run"]), "--port", str(port), "--no-open"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"datacarto: error: cannot listen on 127.0.0.1:{port}")
+    with pytest.raises(DatacartoError, match="not found"):
+        serve(tmp_path / "nope")
+    with socket.socket() as s:  # nothing was left listening by the failed starts
+        s.bind(("127.0.0.1", 0))
+
+
+def test_the_command_says_where_it_serves_and_stops_on_ctrl_c(served):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "datacarto.cli", "serve", str(served["run"]), "--port", "0",
+                             "--no-open", "--max-points", "25"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"serving {served['run']} ({N} examples) at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "api/info", timeout=30) as r:
+            info = json.loads(r.read())
+        assert info["n_total"] == N and info["cap"] == 25 and info["text_columns"] == ["premise", "hypothesis"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
