@@ -19,8 +19,8 @@ from ..dynamics.store import dynamics_dir
 from ..errors import DatacartoError
 from .distributed import barrier, gather_arrays, is_main, rank_world
 from .examples import (
-    LABEL_KEYS,
     check_map_style,
+    label_keys,
     label_names_of,
     model_name,
     records_frame,
@@ -131,7 +131,7 @@ class _Recording(TrainerCallback):
         if len(records) != len(self.examples):
             raise DatacartoError(f"the dataset given for records has {len(records)} rows, the training set "
                                  f"{len(self.examples)}")
-        self.label_keys = tuple(args.label_names or ()) + LABEL_KEYS
+        self.label_keys = label_keys(args.label_names)
         labels, self.units, column = self.read_units(self.examples, model, records=records)
         check_plan(args, state, train_dataloader)
         self._planned_stop = state.max_steps
