@@ -100,11 +100,24 @@ def cli_fails(capsys, argv, message):
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium, offline-capable, for the page tests (skipped without playwright or Chromium)."""
-    from test_maps_browser import ARGS, CHROMIUM
+    """Headless Chromium for the page tests (skipped without playwright or Chromium); pages: ``open_page``."""
+    from _browser import ARGS, CHROMIUM, MISSING
 
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as p:
+    if MISSING:
+        pytest.skip(MISSING)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """``open_page(path_or_url) -> page``, ready and offline; checked when the test ends (tests/_browser.py)."""
+    from _browser import PageOpener
+
+    opener = PageOpener(browser)
+    yield opener
+    opener.close()

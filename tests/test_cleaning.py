@@ -51,9 +51,22 @@ def make_config(world, out, **overrides) -> PipelineConfig:
     return PipelineConfig(**values)
 
 
+FINDER_CALLS: list = []  # every label-error estimate the `cleaned` run made (its run folder, per call)
+
+
 @pytest.fixture(scope="module")
 def cleaned(world, tmp_path_factory):
-    return run_pipeline(make_config(world, tmp_path_factory.mktemp("run") / "run"), quiet=True)
+    from datacarto.dynamics import label_errors
+
+    real = label_errors.run_label_errors
+
+    def counted(*args, **kwargs):
+        FINDER_CALLS.append(args[0])
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(label_errors, "run_label_errors", counted)
+        return run_pipeline(make_config(world, tmp_path_factory.mktemp("run") / "run"), quiet=True)
 
 
 def read_jsonl(path) -> pd.DataFrame:
@@ -129,6 +142,23 @@ def test_the_retrained_models_and_their_evaluation(cleaned, world):
     np.testing.assert_array_equal(load_predictions(out / "predictions" / "random-drop/fix.npz")["test"],
                                   load_predictions(out / "predictions" / "random-drop/drop.npz")["test"])
     assert list(cleaned.accuracy.index) == ["baseline", *names]  # no selection recipe: no focused model
+
+
+def test_the_map_shows_the_clean_stages_flags_without_estimating_again(cleaned):
+    """The clean stage estimates the wrong labels once (both recipes rank by the same score); the maps
+    stage reads that estimate: the page's suspects are the clean stage's flags, in its order."""
+    from datacarto.maps.interactive import decode_payload
+
+    out = cleaned.output_dir
+    assert len(FINDER_CALLS) == 1, FINDER_CALLS
+    meta, arrays, _ = decode_payload((out / "maps" / "data_map.html").read_text(encoding="utf-8"))
+    flags = pd.read_csv(out / "cleaning" / "drop.corrections.csv")
+    suspect = pd.Series(arrays["suspect"], index=arrays["row_id"])
+    shown = suspect[suspect > 0].sort_values()
+    assert shown.index.tolist() == flags["row_id"].tolist() and shown.tolist() == list(range(1, len(flags) + 1))
+    suggested = pd.Series(arrays["suggested"], index=arrays["row_id"])[shown.index]
+    assert [meta["label_names"][c] for c in suggested] == flags["suggested_label"].tolist()
+    assert meta["review"]["estimate"] == cleaned.cleaning.estimate["total"]
 
 
 def test_a_second_run_reuses_every_stage_and_a_control_change_retrains_nothing(cleaned, world, tmp_path):

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-# the shared fixtures: the browser, and a page of this module's `mapped` map (offline, no page error);
-# importing them skips this module as it skips that one (no playwright package or no Chromium)
-import test_maps_browser as shared  # noqa: E402
+# the shared page: this module's `mapped` map, opened by conftest's open_page (offline, no page error)
+import test_maps_browser as shared
+from _browser import needs_browser
 
-page = shared.page  # (the browser fixture is conftest's)
+page = shared.page
 
-pytestmark = pytest.mark.browser
+pytestmark = needs_browser
 
 LABELS = ["entailment", "neutral", "contradiction"]
 IMG_XSS = 'a zebra <img src=x onerror="window.__xss=1">'
@@ -234,7 +234,7 @@ def write_run(folder, seed, fingerprint="same-data"):
     return folder
 
 
-def test_compare_page_gives_the_transition_matrix(browser, tmp_path):
+def test_compare_page_gives_the_transition_matrix(open_page, tmp_path):
     from datacarto.cli import main
     from datacarto.dynamics.cache import get_metrics
 
@@ -244,35 +244,28 @@ def test_compare_page_gives_the_transition_matrix(browser, tmp_path):
     ra, rb = get_metrics(a)["region"].astype(str), get_metrics(b)["region"].astype(str)
     expected = pd.crosstab(ra, rb).reindex(index=["easy-to-learn", "ambiguous", "hard-to-learn"],
                                            columns=["easy-to-learn", "ambiguous", "hard-to-learn"], fill_value=0)
-    context = browser.new_context(viewport={"width": 1300, "height": 900})
-    try:
-        pg = context.new_page()
-        pg.goto(out.as_uri())
-        pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
-        assert pg.evaluate("window.datacartoError || null") is None
-        got = pg.evaluate("window.datacarto.compareMatrix()")
-        assert got["runs"] == ["seed0", "seed1"]
-        assert got["counts"] == expected.to_numpy().tolist()
-        shown = [[int(x.replace(",", "")) for x in pg.locator(f"#dc-matrix tr:nth-child({r + 2}) td").all_text_contents()]
-                 for r in range(3)]
-        assert shown == expected.to_numpy().tolist()
-        stable = float((ra == rb).mean())
-        assert f"{100 * stable:.1f}%" in pg.text_content("#dc-stable")
-        # a click on a cell selects those examples (and the table lists them)
-        pg.click("#dc-matrix button[data-from='easy-to-learn'][data-to='ambiguous']")
-        want = np.flatnonzero((ra == "easy-to-learn").to_numpy() & (rb == "ambiguous").to_numpy())
-        assert want.size == expected.loc["easy-to-learn", "ambiguous"] > 0
-        pg.wait_for_function(f"window.datacarto.selected().length === {want.size}")
-        assert pg.evaluate("window.datacarto.selected()") == want.tolist()
-        assert pg.evaluate("window.datacarto.tableRows()") == ra.index[want].tolist()
-        # colour by transition: one legend entry per transition present
-        pg.evaluate("window.datacarto.setColorBy('transition')")
-        legend = pg.text_content("#dc-legend")
-        assert "kept easy-to-learn" in legend and "easy-to-learn \u2192 ambiguous" in legend
-        rec = pg.evaluate("window.datacarto.record(0)")
-        assert rec["region:seed0"] == ra.iloc[0] and rec["region:seed1"] == rb.iloc[0]
-    finally:
-        context.close()
+    pg = open_page(out, viewport=(1300, 900))
+    got = pg.evaluate("window.datacarto.compareMatrix()")
+    assert got["runs"] == ["seed0", "seed1"]
+    assert got["counts"] == expected.to_numpy().tolist()
+    shown = [[int(x.replace(",", "")) for x in pg.locator(f"#dc-matrix tr:nth-child({r + 2}) td").all_text_contents()]
+             for r in range(3)]
+    assert shown == expected.to_numpy().tolist()
+    stable = float((ra == rb).mean())
+    assert f"{100 * stable:.1f}%" in pg.text_content("#dc-stable")
+    # a click on a cell selects those examples (and the table lists them)
+    pg.click("#dc-matrix button[data-from='easy-to-learn'][data-to='ambiguous']")
+    want = np.flatnonzero((ra == "easy-to-learn").to_numpy() & (rb == "ambiguous").to_numpy())
+    assert want.size == expected.loc["easy-to-learn", "ambiguous"] > 0
+    pg.wait_for_function(f"window.datacarto.selected().length === {want.size}")
+    assert pg.evaluate("window.datacarto.selected()") == want.tolist()
+    assert pg.evaluate("window.datacarto.tableRows()") == ra.index[want].tolist()
+    # colour by transition: one legend entry per transition present
+    pg.evaluate("window.datacarto.setColorBy('transition')")
+    legend = pg.text_content("#dc-legend")
+    assert "kept easy-to-learn" in legend and "easy-to-learn \u2192 ambiguous" in legend
+    rec = pg.evaluate("window.datacarto.record(0)")
+    assert rec["region:seed0"] == ra.iloc[0] and rec["region:seed1"] == rb.iloc[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,28 +320,21 @@ def test_a_clicked_rows_tooltip_leaves_the_details_view_free(page, mapped):
         assert tip[0] >= 0 and tip[1] >= 0 and tip[2] <= vw and tip[3] <= vh, (k, tip)
 
 
-def test_compared_runs_fit_the_side_panel_and_their_columns_read_apart(browser, tmp_path):
+def test_compared_runs_fit_the_side_panel_and_their_columns_read_apart(open_page, tmp_path):
     from datacarto.cli import main
 
     a = write_run(tmp_path / "snli-minilm-baseline-seed0", 1)
     b = write_run(tmp_path / "snli-minilm-baseline-seed1", 2)
     out = tmp_path / "compare.html"
     assert main(["map", str(a), "--compare", str(b), "--html", str(out)]) == 0
-    context = browser.new_context(viewport={"width": 1300, "height": 900})
-    try:
-        pg = context.new_page()
-        pg.goto(out.as_uri())
-        pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
-        assert pg.evaluate("window.datacartoError || null") is None
-        pg.evaluate("document.getElementById('dc-compare').scrollIntoView()")
-        side = pg.evaluate(RECT, "dc-side")
-        assert pg.evaluate("(() => { const s = document.getElementById('dc-side'); return s.scrollWidth <= s.clientWidth; })()")
-        rights = pg.evaluate("Array.from(document.querySelectorAll('#dc-compare *')).map(e => e.getBoundingClientRect().right)")
-        assert max(rights) <= side[2] + 0.5  # nothing of the comparison is cut off at the right edge
-        heads = pg.evaluate("""Array.from(document.querySelectorAll('#dc-table .dc-th button'))
-          .filter(b => b.dataset.column.startsWith('region:'))
-          .map(b => ({text: b.textContent, clipped: b.scrollWidth > b.clientWidth}))""")
-        assert len(heads) == 2 and not any(h["clipped"] for h in heads), heads
-        assert heads[0]["text"] != heads[1]["text"] and heads[0]["text"].endswith("seed0") and heads[1]["text"].endswith("seed1")
-    finally:
-        context.close()
+    pg = open_page(out, viewport=(1300, 900))
+    pg.evaluate("document.getElementById('dc-compare').scrollIntoView()")
+    side = pg.evaluate(RECT, "dc-side")
+    assert pg.evaluate("(() => { const s = document.getElementById('dc-side'); return s.scrollWidth <= s.clientWidth; })()")
+    rights = pg.evaluate("Array.from(document.querySelectorAll('#dc-compare *')).map(e => e.getBoundingClientRect().right)")
+    assert max(rights) <= side[2] + 0.5  # nothing of the comparison is cut off at the right edge
+    heads = pg.evaluate("""Array.from(document.querySelectorAll('#dc-table .dc-th button'))
+      .filter(b => b.dataset.column.startsWith('region:'))
+      .map(b => ({text: b.textContent, clipped: b.scrollWidth > b.clientWidth}))""")
+    assert len(heads) == 2 and not any(h["clipped"] for h in heads), heads
+    assert heads[0]["text"] != heads[1]["text"] and heads[0]["text"].endswith("seed0") and heads[1]["text"].endswith("seed1")

@@ -258,3 +258,26 @@ def test_kill_9_during_import_leaves_no_partial_run_and_a_retry_works(tmp_path):
     import_allenai(tmp_path / "paper", tmp_path / "run")  # the stale lock and the partial folder go
     assert load_dynamics(tmp_path / "run").n_epochs == 4
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["training_dynamics"]
+
+
+def test_an_imported_run_names_its_task_as_recording_does(tmp_path, tiny_model, toy_jsonl):
+    """The manifest of an import holds the TaskSpec (and task, unit) a recorded classifier's holds: one
+    format for every reader (an import has no text columns, a recorded NLI run has two)."""
+    from conftest import training_args
+    from datacarto.dynamics.store import dynamics_dir, read_manifest
+    from datacarto.tasks import TaskSpec
+    from datacarto.train.baseline import train_baseline
+
+    names = ["entailment", "neutral", "contradiction"]
+    train_baseline(model=tiny_model, train=str(toy_jsonl), text_columns=["premise", "hypothesis"], label_names=names,
+                   output_dir=tmp_path / "recorded", training_args=training_args(tmp_path / "recorded",
+                                                                                  num_train_epochs=1),
+                   save_model=False)
+    recorded = read_manifest(dynamics_dir(tmp_path / "recorded"))
+    ids, gold, logits = example()
+    write_paper(tmp_path / "paper", ids, gold, logits)
+    import_allenai(tmp_path / "paper", tmp_path / "run", label_names=names)
+    imported = read_manifest(dynamics_dir(tmp_path / "run"))
+    assert imported["task_spec"] == {**recorded["task_spec"], "text_columns": []}
+    assert (imported["task"], imported["unit"]) == (recorded["task"], recorded["unit"])
+    assert TaskSpec.from_manifest(imported) == TaskSpec.from_dict(imported["task_spec"])

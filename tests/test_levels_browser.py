@@ -8,35 +8,17 @@ Skipped only when /usr/bin/chromium or the playwright package is missing.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from test_maps_browser import CHROMIUM, hover, isolated, pixel
+from _browser import needs_browser
+from test_maps_browser import hover, isolated, pixel
 
-pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+pytestmark = needs_browser
 
 N = 60
-
-def open_page(browser, path, viewport=(1300, 850)):
-    """(context, page, requests outside the file, page errors) for a written map, once it is ready."""
-    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "blob:", "data:"))
-                  else route.abort())  # the network is cut
-    pg = context.new_page()
-    outside, errors = [], []
-    pg.on("request", lambda r: None if r.url.startswith(("file:", "blob:", "data:")) else outside.append(r.url))
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(path.as_uri())
-    pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
-    assert pg.evaluate("window.datacartoError || null") is None
-    return context, pg, outside, errors
-
 
 @pytest.fixture(scope="module")
 def token_run(tmp_path_factory):
@@ -52,54 +34,50 @@ def token_run(tmp_path_factory):
     return {"run": run, "html": out, "units": units, "tokens": load_examples(run)["tokens"].map(list)}
 
 
-def test_the_switch_changes_the_points_the_tooltip_and_the_table(browser, token_run):
+def test_the_switch_changes_the_points_the_tooltip_and_the_table(open_page, token_run):
     units, tokens = token_run["units"], token_run["tokens"]
-    context, pg, outside, errors = open_page(browser, token_run["html"])
-    try:
-        api = "window.datacarto"
-        assert pg.evaluate(f"{api}.level()") == "example" and pg.evaluate(f"{api}.levels()") == ["example", "unit"]
-        assert pg.is_visible("#dc-level") and pg.evaluate(f"{api}.visibleCount()") == N
-        assert pg.evaluate(f"{api}.tableRows().length") == N
-        assert pg.text_content("#dc-level button[data-level=unit]") == "words"
+    pg = open_page(token_run["html"])
+    api = "window.datacarto"
+    assert pg.evaluate(f"{api}.level()") == "example" and pg.evaluate(f"{api}.levels()") == ["example", "unit"]
+    assert pg.is_visible("#dc-level") and pg.evaluate(f"{api}.visibleCount()") == N
+    assert pg.evaluate(f"{api}.tableRows().length") == N
+    assert pg.text_content("#dc-level button[data-level=unit]") == "words"
 
-        pg.click("#dc-level button[data-level=unit]")
-        pg.wait_for_function(f"{api}.level() === 'unit' && {api}.switchMs() !== null", timeout=10_000)
-        assert pg.evaluate(f"{api}.visibleCount()") == len(units) > N
-        assert pg.evaluate(f"{api}.tableRows().length") == len(units)
-        assert pg.get_attribute("#dc-level button[data-level=unit]", "aria-pressed") == "true"
-        assert {"unit_id", "row_id", "sub_id", "sentence", "word"} <= set(pg.evaluate(f"{api}.tableColumns()"))
+    pg.click("#dc-level button[data-level=unit]")
+    pg.wait_for_function(f"{api}.level() === 'unit' && {api}.switchMs() !== null", timeout=10_000)
+    assert pg.evaluate(f"{api}.visibleCount()") == len(units) > N
+    assert pg.evaluate(f"{api}.tableRows().length") == len(units)
+    assert pg.get_attribute("#dc-level button[data-level=unit]", "aria-pressed") == "true"
+    assert {"unit_id", "row_id", "sub_id", "sentence", "word"} <= set(pg.evaluate(f"{api}.tableColumns()"))
 
-        # a real hover on a unit's point: its sentence with the word marked, and which word it is
-        i = isolated(units, 1)[0]
-        r, s = int(units["row_id"].iloc[i]), int(units["sub_id"].iloc[i])
-        shown, tip = hover(pg, pixel(pg, units, i))
-        marked = " ".join(f"[{w}]" if k == s else w for k, w in enumerate(tokens[r]))
-        assert shown == i and marked in tip and f"row {r} \u00b7 word {s}" in tip
-        rec = pg.evaluate(f"{api}.record({i})")
-        assert (rec["unit_id"], rec["row_id"], rec["sub_id"], rec["word"]) == (i, r, s, tokens[r][s])
+    # a real hover on a unit's point: its sentence with the word marked, and which word it is
+    i = isolated(units, 1)[0]
+    r, s = int(units["row_id"].iloc[i]), int(units["sub_id"].iloc[i])
+    shown, tip = hover(pg, pixel(pg, units, i))
+    marked = " ".join(f"[{w}]" if k == s else w for k, w in enumerate(tokens[r]))
+    assert shown == i and marked in tip and f"row {r} \u00b7 word {s}" in tip
+    rec = pg.evaluate(f"{api}.record({i})")
+    assert (rec["unit_id"], rec["row_id"], rec["sub_id"], rec["word"]) == (i, r, s, tokens[r][s])
 
-        # search at the unit level: the units whose sentence holds the word; the map shows just those
-        has = tokens.map(lambda ws: "london" in ws)
-        want_units = int(units["row_id"].map(has).sum())
-        assert 0 < pg.evaluate(f"{api}.search('london')") == want_units == pg.evaluate(f"{api}.visibleCount()")
-        lines = [json.loads(x) for x in pg.evaluate(f"{api}.tableJSONL()").splitlines()]
-        assert len(lines) == want_units and all("london" in x["sentence"] for x in lines)
-        assert all(tokens[x["row_id"]][x["sub_id"]] == x["word"] for x in lines)
+    # search at the unit level: the units whose sentence holds the word; the map shows just those
+    has = tokens.map(lambda ws: "london" in ws)
+    want_units = int(units["row_id"].map(has).sum())
+    assert 0 < pg.evaluate(f"{api}.search('london')") == want_units == pg.evaluate(f"{api}.visibleCount()")
+    lines = [json.loads(x) for x in pg.evaluate(f"{api}.tableJSONL()").splitlines()]
+    assert len(lines) == want_units and all("london" in x["sentence"] for x in lines)
+    assert all(tokens[x["row_id"]][x["sub_id"]] == x["word"] for x in lines)
 
-        # back to examples: the search is kept and runs on the examples' text
-        pg.click("#dc-level button[data-level=example]")
-        pg.wait_for_function(f"{api}.level() === 'example'", timeout=10_000)
-        pg.wait_for_function(f"{api}.visibleCount() === {int(has.sum())}", timeout=10_000)
-        assert pg.evaluate(f"{api}.tableRows()") == tokens.index[has.to_numpy()].tolist()
-        assert pg.evaluate(f"{api}.search('')") == N and pg.evaluate(f"{api}.visibleCount()") == N
-        tip = pg.evaluate(f"{api}.showTooltip(0)")
-        assert tip.startswith("row 0") and " ".join(tokens[0]) in tip and "[" not in tip.split("tokens")[1][:60]
-    finally:
-        context.close()
-    assert outside == [] and errors == []
+    # back to examples: the search is kept and runs on the examples' text
+    pg.click("#dc-level button[data-level=example]")
+    pg.wait_for_function(f"{api}.level() === 'example'", timeout=10_000)
+    pg.wait_for_function(f"{api}.visibleCount() === {int(has.sum())}", timeout=10_000)
+    assert pg.evaluate(f"{api}.tableRows()") == tokens.index[has.to_numpy()].tolist()
+    assert pg.evaluate(f"{api}.search('')") == N and pg.evaluate(f"{api}.visibleCount()") == N
+    tip = pg.evaluate(f"{api}.showTooltip(0)")
+    assert tip.startswith("row 0") and " ".join(tokens[0]) in tip and "[" not in tip.split("tokens")[1][:60]
 
 
-def test_a_unit_level_page_opens_at_units_and_marks_the_label(browser, tmp_path):
+def test_a_unit_level_page_opens_at_units_and_marks_the_label(open_page, tmp_path):
     """Multi-label, ``--level unit``: the page opens at the units; a unit's tooltip names its label."""
     from datacarto.cli import main
     from datacarto.dynamics.cache import get_metrics
@@ -109,24 +87,20 @@ def test_a_unit_level_page_opens_at_units_and_marks_the_label(browser, tmp_path)
     out = tmp_path / "units.html"
     assert main(["map", str(run), "--level", "unit", "--html", str(out)]) == 0
     units = get_metrics(run, level="unit")
-    context, pg, outside, errors = open_page(browser, out)
-    try:
-        assert pg.evaluate("window.datacarto.level()") == "unit"
-        assert pg.evaluate("window.datacarto.visibleCount()") == len(units) == 120
-        assert pg.text_content("#dc-level button[data-level=unit]") == "labels"
-        i = int(np.flatnonzero(units["sub_id"].to_numpy() == 1)[0])
-        tip = pg.evaluate(f"window.datacarto.showTooltip({i})")
-        r = int(units["row_id"].iloc[i])
-        assert f"row {r} \u00b7 label 1" in tip and "rainy" in tip  # the example's decision about "rainy"
-        assert pg.evaluate(f"window.datacarto.record({i})")["label"] == "rainy"
-        assert pg.evaluate("window.datacarto.setLevel('example')") == 40
-        assert pg.evaluate("window.datacarto.visibleCount()") == 40
-    finally:
-        context.close()
-    assert outside == [] and errors == []
+    pg = open_page(out)
+    assert pg.evaluate("window.datacarto.level()") == "unit"
+    assert pg.evaluate("window.datacarto.visibleCount()") == len(units) == 120
+    assert pg.text_content("#dc-level button[data-level=unit]") == "labels"
+    i = int(np.flatnonzero(units["sub_id"].to_numpy() == 1)[0])
+    tip = pg.evaluate(f"window.datacarto.showTooltip({i})")
+    r = int(units["row_id"].iloc[i])
+    assert f"row {r} \u00b7 label 1" in tip and "rainy" in tip  # the example's decision about "rainy"
+    assert pg.evaluate(f"window.datacarto.record({i})")["label"] == "rainy"
+    assert pg.evaluate("window.datacarto.setLevel('example')") == 40
+    assert pg.evaluate("window.datacarto.visibleCount()") == 40
 
 
-def test_long_texts_are_folded_escaped_and_shown_in_full_on_demand(browser, tmp_path):
+def test_long_texts_are_folded_escaped_and_shown_in_full_on_demand(open_page, tmp_path):
     from datacarto.maps.interactive import interactive_map
     from datacarto.metrics import assign_regions, compute_metrics
 
@@ -144,29 +118,25 @@ def test_long_texts_are_folded_escaped_and_shown_in_full_on_demand(browser, tmp_
     records.loc[7, "response"] = long_text
     out = tmp_path / "long.html"
     interactive_map(metrics, records, label_names=["a", "b"], path=out)
-    context, pg, outside, errors = open_page(browser, out, viewport=(700, 500))
-    try:
-        tip = pg.evaluate("window.datacarto.showTooltip(7)")
-        assert evil in tip and "\u2026 (+4700 chars)" in tip and "word " * 1000 not in tip
-        assert len(tip) < 1200
-        box = pg.evaluate("(() => { const b = document.getElementById('dc-tooltip').getBoundingClientRect();"
-                          " return [b.left, b.top, b.right, b.bottom, innerWidth, innerHeight]; })()")
-        assert box[0] >= 0 and box[1] >= 0 and box[2] <= box[4] and box[3] <= box[5]
-        # the table folds the cell and says how much is left out
-        cells = {row[0]: row for row in pg.evaluate("window.datacarto.renderedRows()")}
-        column = pg.evaluate("window.datacarto.tableColumns()").index("response")
-        assert "(+" in cells["7"][column] and len(cells["7"][column]) < 300
-        assert cells["8"][column] == "short 8"
-        # focusing the row (what a click on it or on its point does): the details view holds the whole text
-        pg.evaluate("window.datacarto.focusRow(7)")
-        pg.wait_for_selector("#dc-details:not([hidden])", timeout=5_000)
-        details = pg.evaluate("window.datacarto.details()")
-        assert long_text in details and "(5000 chars)" in details
-        pg.wait_for_timeout(300)  # time for an <img onerror> to fire, if one had been created
-        assert pg.evaluate("typeof window.__xss") == "undefined"
-        assert pg.evaluate("document.querySelectorAll('#dc-tooltip img, #dc-tooltip script, #dc-details img, "
-                           "#dc-details script, #dc-table img, #dc-table script').length") == 0
-        assert pg.evaluate("window.datacarto.levels()") == ["example"] and not pg.is_visible("#dc-level")
-    finally:
-        context.close()
-    assert outside == [] and errors == []
+    pg = open_page(out, viewport=(700, 500))
+    tip = pg.evaluate("window.datacarto.showTooltip(7)")
+    assert evil in tip and "\u2026 (+4700 chars)" in tip and "word " * 1000 not in tip
+    assert len(tip) < 1200
+    box = pg.evaluate("(() => { const b = document.getElementById('dc-tooltip').getBoundingClientRect();"
+                      " return [b.left, b.top, b.right, b.bottom, innerWidth, innerHeight]; })()")
+    assert box[0] >= 0 and box[1] >= 0 and box[2] <= box[4] and box[3] <= box[5]
+    # the table folds the cell and says how much is left out
+    cells = {row[0]: row for row in pg.evaluate("window.datacarto.renderedRows()")}
+    column = pg.evaluate("window.datacarto.tableColumns()").index("response")
+    assert "(+" in cells["7"][column] and len(cells["7"][column]) < 300
+    assert cells["8"][column] == "short 8"
+    # focusing the row (what a click on it or on its point does): the details view holds the whole text
+    pg.evaluate("window.datacarto.focusRow(7)")
+    pg.wait_for_selector("#dc-details:not([hidden])", timeout=5_000)
+    details = pg.evaluate("window.datacarto.details()")
+    assert long_text in details and "(5000 chars)" in details
+    pg.wait_for_timeout(300)  # time for an <img onerror> to fire, if one had been created
+    assert pg.evaluate("typeof window.__xss") == "undefined"
+    assert pg.evaluate("document.querySelectorAll('#dc-tooltip img, #dc-tooltip script, #dc-details img, "
+                       "#dc-details script, #dc-table img, #dc-table script').length") == 0
+    assert pg.evaluate("window.datacarto.levels()") == ["example"] and not pg.is_visible("#dc-level")

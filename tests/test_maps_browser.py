@@ -6,20 +6,14 @@ Skipped only when /usr/bin/chromium or the playwright package is missing.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from _browser import needs_browser
 
-pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+pytestmark = needs_browser
 
 LABELS = ["entailment", "<i>neutral</i>", "contradiction"]
 IMG_XSS = '<img src=x onerror="window.__xss=1">'
@@ -57,20 +51,9 @@ def mapped(tmp_path_factory):
 
 
 @pytest.fixture
-def page(browser, mapped):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1300, "height": 850})
-    pg = context.new_page()
-    outside = []
-    pg.on("request", lambda r: None if r.url.startswith(("file:", "blob:", "data:")) else outside.append(r.url))
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(mapped["path"].as_uri())
-    pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
-    assert pg.evaluate("window.datacartoError || null") is None
-    yield pg
-    context.close()
-    assert outside == []  # works offline: nothing but the file itself is loaded
-    assert errors == []
+def page(open_page, mapped):
+    """The map, ready; offline and free of page errors (checked when the test ends)."""
+    return open_page(mapped["path"])
 
 
 # the pixel of a data point, from plotly's own axes (plot area offset + linear data-to-pixel map)
@@ -189,24 +172,16 @@ def test_api_selection_export_and_label_filter(page, mapped):
     assert records["premise"].iloc[kept] in text
 
 
-def test_fallbacks_without_workers_or_webgl(browser, mapped):
+def test_fallbacks_without_workers_or_webgl(open_page, mapped):
     """No Web Worker (decoding on the page) and no WebGL (SVG drawing): the map still works."""
-    context = browser.new_context(viewport={"width": 1300, "height": 850})
-    try:
-        pg = context.new_page()
-        pg.add_init_script("""
-            delete window.Worker;
-            const getContext = HTMLCanvasElement.prototype.getContext;
-            HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
-              return /webgl/.test(type) ? null : getContext.call(this, type, ...rest);
-            };""")
-        pg.goto(mapped["path"].as_uri())
-        pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
-        assert pg.evaluate("window.datacartoError || null") is None
-        # drawn as SVG: one <path class="point"> per example
-        assert pg.evaluate("document.querySelectorAll('#dc-plot .scatterlayer .point').length") == N
-        i, metrics, records = mapped["known"], mapped["metrics"], mapped["records"]
-        shown, tip = hover(pg, pixel(pg, metrics, i))
-        assert shown == i and records["premise"].iloc[i] in tip
-    finally:
-        context.close()
+    pg = open_page(mapped["path"], init_script="""
+        delete window.Worker;
+        const getContext = HTMLCanvasElement.prototype.getContext;
+        HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+          return /webgl/.test(type) ? null : getContext.call(this, type, ...rest);
+        };""")
+    # drawn as SVG: one <path class="point"> per example
+    assert pg.evaluate("document.querySelectorAll('#dc-plot .scatterlayer .point').length") == N
+    i, metrics, records = mapped["known"], mapped["metrics"], mapped["records"]
+    shown, tip = hover(pg, pixel(pg, metrics, i))
+    assert shown == i and records["premise"].iloc[i] in tip

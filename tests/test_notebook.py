@@ -119,7 +119,7 @@ def test_show_refuses_bad_input_in_one_line(call, message, tmp_path):
 
 
 @pytest.mark.browser
-def test_the_inline_explorer_works_inside_its_frame(browser, tmp_path):
+def test_the_inline_explorer_works_inside_its_frame(open_page, tmp_path):
     """The iframe of ``show`` in a notebook-like page: the explorer loads, draws and fills its table."""
     import datacarto
     from datacarto.testing import write_toy_run
@@ -128,10 +128,7 @@ def test_the_inline_explorer_works_inside_its_frame(browser, tmp_path):
     outer = tmp_path / "notebook.html"
     outer.write_text(f"<!doctype html><html><body><div style='width: 900px'>{shown._repr_html_()}</div></body></html>",
                      encoding="utf-8")
-    page = browser.new_page(viewport={"width": 1000, "height": 900})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(outer.as_uri())
+    page = open_page(outer, viewport=(1000, 900), ready=False)  # the explorer is in the frame: waited for below
     frame = page.frame_locator("iframe.datacarto-map")
     inner = page.frames[1]
     inner.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=30_000)
@@ -139,5 +136,3 @@ def test_the_inline_explorer_works_inside_its_frame(browser, tmp_path):
     assert frame.locator(".dc-tr").count() > 0  # the table's rows
     box = page.locator("iframe.datacarto-map").bounding_box()
     assert box["height"] == pytest.approx(760, abs=4) and box["width"] <= 900
-    assert errors == []
-    page.close()

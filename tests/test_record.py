@@ -181,17 +181,26 @@ def test_gold_that_differs_from_the_data_stops_the_write(tmp_path):
     assert sorted(p.name for p in rec.directory.glob("epoch_*")) == ["epoch_000.parquet"]
 
 
-def test_pipeline_prediction_caps_max_length_as_training_does(tmp_path, tiny_model, toy_rows):
-    """A max_length beyond the model's 64 positions: training caps it, and so does the pipeline's prediction."""
+def test_pipeline_prediction_uses_the_runs_cap_and_caps_nothing_again(tmp_path, tiny_model, toy_rows, monkeypatch):
+    """A max_length beyond the model's 64 positions is capped once for the run (capped_max_length, as
+    Context.max_length does); the pipeline's prediction takes that value as it is and caps nothing itself."""
+    from datacarto import models
     from datacarto.pipeline.context import predict
     from datacarto.tasks import TaskSpec
 
+    with pytest.warns(UserWarning, match="--max-length 512 is longer than the model's 64 positions: using 64"):
+        max_length = models.capped_max_length(tiny_model, 512)
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
     long_rows = [dict(r, premise=" ".join([r["premise"]] * 40)) for r in toy_rows[:4]]
     spec = TaskSpec(text_columns=["premise", "hypothesis"], label_column="label", label_names=list("abc"))
     trainer = Trainer(model=model, args=training_args(tmp_path), processing_class=tok)
-    gold, logits = predict(trainer, Dataset.from_list(long_rows), spec, max_length=512)
+
+    def second_cap(*args, **kwargs):
+        raise AssertionError("predict capped max_length again")
+
+    monkeypatch.setattr(models, "effective_max_length", second_cap)
+    gold, logits = predict(trainer, Dataset.from_list(long_rows), spec, max_length=max_length)
     assert gold.tolist() == [r["label"] for r in long_rows] and logits.shape == (4, 3)
 
 

@@ -73,6 +73,23 @@ def test_records_the_gold_scores_and_the_closeness(run, rows):
     np.testing.assert_allclose(squared_errors(run).to_numpy(), (values["prediction"] - values["score"]) ** 2)
 
 
+def test_the_map_table_shows_each_rows_squared_error(run, tmp_path):
+    """A regression's page shows squared_error beside the other per-row scores: each row's own value
+    (stored to 1/65534 of its range)."""
+    import pandas as pd
+
+    from datacarto.maps.interactive import decode_payload
+    from datacarto.maps.run_maps import write_run_maps
+
+    m = get_metrics(run)
+    write_run_maps(run, html=tmp_path / "map.html")
+    meta, arrays, _ = decode_payload((tmp_path / "map.html").read_text(encoding="utf-8"))
+    assert "squared_error" in [s["name"] for s in meta["scores"]]
+    shown = pd.Series(arrays["squared_error"], index=arrays["row_id"]).reindex(m.index)
+    error = m["squared_error"]
+    np.testing.assert_allclose(shown, error, atol=(error.max() - error.min()) / 65534 + 1e-12)
+
+
 def test_metrics_map_and_select(run, rows, tmp_path):
     from datacarto.dynamics.subsets import select_from_run
     from datacarto.maps.run_maps import write_run_maps

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
-pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from _browser import needs_browser
+
+pytestmark = needs_browser
 markdown_it = pytest.importorskip("markdown_it")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
 HOSTILE = ['<script>window.__xss=1</script>', '<img src=x onerror="window.__xss=2">',
            '[click](javascript:window.__xss=3)', '<a href="javascript:window.__xss=4">x</a>', '**bold** & `code`']
 
 
-def test_hostile_title_records_and_class_names_render_as_text(tmp_path):
+def test_hostile_title_records_and_class_names_render_as_text(open_page, tmp_path):
     from datacarto.pipeline.document import Document
 
     doc = Document()
@@ -28,19 +23,13 @@ def test_hostile_title_records_and_class_names_render_as_text(tmp_path):
     html = markdown_it.MarkdownIt("commonmark").render(doc.markdown())
     page_file = tmp_path / "report.html"
     page_file.write_text(f"<!doctype html><html><body>{html}</body></html>", encoding="utf-8")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page()
-        outside = []
-        page.on("request", lambda r: None if r.url.startswith("file:") else outside.append(r.url))
-        page.goto(page_file.as_uri())
-        for link in page.query_selector_all("a"):
-            link.click()
-        text = page.inner_text("body")
-        xss = page.evaluate("window.__xss || null")
-        counts = page.evaluate("[document.scripts.length, document.images.length, document.links.length]")
-        browser.close()
-    assert xss is None and counts == [0, 0, 0] and outside == []
+    page = open_page(page_file, ready=False)
+    for link in page.query_selector_all("a"):
+        link.click()
+    text = page.inner_text("body")
+    xss = page.evaluate("window.__xss || null")
+    counts = page.evaluate("[document.scripts.length, document.images.length, document.links.length]")
+    assert xss is None and counts == [0, 0, 0]
     for hostile in HOSTILE[:4]:
         assert hostile in text  # shown literally, not interpreted
 
@@ -63,27 +52,20 @@ def report(data_files, tmp_path_factory):  # noqa: F811
     return out
 
 
-def test_the_report_folds_its_configuration(report):
+def test_the_report_folds_its_configuration(open_page, report):
     import json
 
     config = json.loads((report / "config.json").read_text())
     md = (report / "report.md").read_text()
     assert "<details>" in md and "</details>" in md and '"output_dir"' in md  # folded there too, still whole
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        outside = []
-        page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else outside.append(r.url))
-        page.goto((report / "report.html").as_uri())
-        folded = page.evaluate(HEIGHT)
-        names = page.evaluate("Array.from(document.querySelectorAll('details > summary')).map(s => s.textContent)")
-        shown = page.inner_text("body")
-        page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
-        unfolded = page.evaluate(HEIGHT)
-        config_px = page.evaluate("document.querySelector('details pre').getBoundingClientRect().height")
-        opened = page.inner_text("body")
-        browser.close()
-    assert outside == []
+    page = open_page(report / "report.html", viewport=(1280, 900), ready=False)
+    folded = page.evaluate(HEIGHT)
+    names = page.evaluate("Array.from(document.querySelectorAll('details > summary')).map(s => s.textContent)")
+    shown = page.inner_text("body")
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    unfolded = page.evaluate(HEIGHT)
+    config_px = page.evaluate("document.querySelector('details pre').getBoundingClientRect().height")
+    opened = page.inner_text("body")
     assert any("configuration" in n.lower() for n in names), names
     assert json.dumps(config["output_dir"]) not in shown and json.dumps(config["output_dir"]) in opened
     # folded, the page is shorter by the whole configuration (over a thousand pixels of JSON), results kept

@@ -8,26 +8,16 @@ Skipped only when /usr/bin/chromium or the playwright package is missing.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
+from _browser import needs_browser
 from conftest import write_jsonl
-from test_maps_browser import CHROMIUM
 
-pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+pytestmark = needs_browser
 
 FAST = ["--per_device_train_batch_size", "8", "--learning_rate", "5e-3", "--use_cpu", "--report_to", "none",
         "--save_strategy", "no", "--logging_strategy", "no", "--disable_tqdm", "true"]
-
-
-def _page(browser, path):
-    from test_levels_browser import open_page
-
-    return open_page(browser, path)
 
 
 def _lines(text: str) -> list[dict]:
@@ -46,19 +36,16 @@ def nli_run(tmp_path_factory, tiny_model, toy_jsonl):
     return root
 
 
-def test_rows_exported_from_the_page_train_a_focused_model(browser, nli_run, capsys):
+def test_rows_exported_from_the_page_train_a_focused_model(open_page, nli_run, capsys):
     from datacarto.cli import main
     from datacarto.dynamics.store import load_examples
 
-    context, pg, outside, errors = _page(browser, nli_run / "map.html")
-    try:
-        pg.evaluate("window.datacarto.filter({region: ['ambiguous']})")
-        exported = _lines(pg.evaluate("window.datacarto.tableJSONL()"))
-        pg.evaluate("window.datacarto.select([0, 1, 2, 3, 4])")
-        selection = _lines(pg.evaluate("window.datacarto.selectionJSONL()"))
-    finally:
-        context.close()
-    assert outside == [] and errors == [] and exported and len(selection) == 5
+    pg = open_page(nli_run / "map.html")
+    pg.evaluate("window.datacarto.filter({region: ['ambiguous']})")
+    exported = _lines(pg.evaluate("window.datacarto.tableJSONL()"))
+    pg.evaluate("window.datacarto.select([0, 1, 2, 3, 4])")
+    selection = _lines(pg.evaluate("window.datacarto.selectionJSONL()"))
+    assert exported and len(selection) == 5
     # the columns `datacarto select` writes, with the same values, are in every export of the page
     assert main(["select", str(nli_run / "run"), "--region", "ambiguous", "--out", str(nli_run / "sel.jsonl")]) == 0
     selected = {r["row_id"]: r for r in map(json.loads, open(nli_run / "sel.jsonl"))}
@@ -94,17 +81,13 @@ def sft_run(tmp_path_factory):
     return root
 
 
-def test_a_causal_lm_page_has_no_label_columns(browser, sft_run):
-    context, pg, outside, errors = _page(browser, sft_run / "map.html")
-    try:
-        columns = pg.evaluate("window.datacarto.tableColumns()")
-        record = pg.evaluate("window.datacarto.record(0)")
-        exported = _lines(pg.evaluate("window.datacarto.tableJSONL()"))
-        tip = pg.evaluate("window.datacarto.focusRow(0)")
-        label_mode_off = pg.evaluate("document.querySelector('#dc-color-by [data-mode=label]').disabled")
-    finally:
-        context.close()
-    assert outside == [] and errors == []
+def test_a_causal_lm_page_has_no_label_columns(open_page, sft_run):
+    pg = open_page(sft_run / "map.html")
+    columns = pg.evaluate("window.datacarto.tableColumns()")
+    record = pg.evaluate("window.datacarto.record(0)")
+    exported = _lines(pg.evaluate("window.datacarto.tableJSONL()"))
+    tip = pg.evaluate("window.datacarto.focusRow(0)")
+    label_mode_off = pg.evaluate("document.querySelector('#dc-color-by [data-mode=label]').disabled")
     assert columns[:3] == ["row_id", "prompt", "response"]
     for name in ("gold_label", "last_pred_label", "label"):
         assert name not in columns and name not in record and name not in exported[0]

@@ -80,6 +80,7 @@ def test_the_cli_and_the_pipeline_stage_call_write_run_maps(token_run, tmp_path,
     from datacarto.cli import main
     from datacarto.pipeline.layout import RunLayout
     from datacarto.pipeline.stages import maps_stage
+    from datacarto.pipeline.summaries import CleanSummary
 
     calls, real = [], run_maps.write_run_maps
 
@@ -91,7 +92,8 @@ def test_the_cli_and_the_pipeline_stage_call_write_run_maps(token_run, tmp_path,
     assert main(["map", str(token_run), "--html", str(tmp_path / "cli.html")]) == 0
     layout = RunLayout(tmp_path / "pipeline")
     ctx = SimpleNamespace(config=SimpleNamespace(map_color_by="region", title="toy report"), layout=layout,
-                          rec=lambda stage: SimpleNamespace(digest="d"), map_dir=lambda: token_run,
+                          rec=lambda stage: SimpleNamespace(digest="d", summary=CleanSummary()),  # no cleaning
+                          map_dir=lambda: token_run,
                           runner=SimpleNamespace(run=lambda name, inputs, body: body()))
     outputs, _, _ = maps_stage(ctx)
     assert [c[0] for c in calls] == [str(token_run)] * 2

@@ -221,17 +221,12 @@ def test_cli_train_metrics_map_for_each_task(tmp_path, task_model, capsys, task,
     assert main(["map", str(out), "--html", str(tmp_path / "map.html"), "--png", str(tmp_path / "map.png")]) == 0
 
 
-def test_unit_map_tooltip_marks_the_word(tmp_path, task_model, capsys):
+@pytest.mark.browser
+def test_unit_map_tooltip_marks_the_word(open_page, tmp_path, task_model, capsys):
     """Token classification, one point per word: hovering a point shows its sentence with the word marked."""
-    import os
-
     from datacarto.cli import main
-
-    if not os.path.exists("/usr/bin/chromium"):
-        pytest.skip("no Chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
     from datacarto.dynamics.cache import get_metrics
-    from test_maps_browser import ARGS, CHROMIUM, hover, isolated, pixel
+    from test_maps_browser import hover, isolated, pixel
 
     rows, *_ = train("token-classification", "training_pass", task_model, tmp_path / "run", num_train_epochs=3)
     html = tmp_path / "units.html"
@@ -241,13 +236,8 @@ def test_unit_map_tooltip_marks_the_word(tmp_path, task_model, capsys):
     r, s = int(units["row_id"].iloc[i]), int(units["sub_id"].iloc[i])
     words = rows[r]["tokens"]
     marked = " ".join(f"[{w}]" if k == s else w for k, w in enumerate(words))
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 850})
-        page.goto(html.as_uri())
-        page.wait_for_function("window.datacartoReady === true", timeout=30_000)
-        shown, tip = hover(page, pixel(page, units, i))
-        browser.close()
+    page = open_page(html)
+    shown, tip = hover(page, pixel(page, units, i))
     assert shown == i and marked in tip
     assert TOY_TAGS[rows[r]["ner_tags"][s]] in tip
 

@@ -140,6 +140,20 @@ def test_setup_records_every_row_once_per_epoch(tmp_path, tiny_model, toy, toy_r
         assert not any("filled" in s for s in val.manifest["snapshots"].values())
 
 
+def test_a_list_evaluation_set_dropped_whole_is_recorded_as_an_arrow_one(tmp_path, tiny_model, toy, toy_rows):
+    """drop_last drops every batch of a 5-row set (batch 16): it is predicted whole, found labelled by the
+    same label-column rule as the training set, whether it is an arrow table or a list of dicts."""
+    tok, raw, data = toy
+    labels = _labels(toy_rows)
+    rows = [{k: v for k, v in data[i].items() if k in ("input_ids", "attention_mask", "label")} for i in range(5)]
+    for name, eval_set in (("arrow", data.select(range(5))), ("list", rows)):
+        out = tmp_path / name
+        _trainer("training_pass", tiny_model, tok, data, out, eval_dataset=eval_set, eval_strategy="epoch",
+                 dataloader_drop_last=True).train()
+        val = _assert_recorded(out, labels[:5], 2, split="validation")
+        assert [s["filled"] for s in val.manifest["snapshots"].values()] == [5, 5], name
+
+
 def test_raw_text_columns_reach_the_collator(tmp_path, tiny_model, toy, toy_rows):
     # remove_unused_columns=False (as under DDP): the mixin keeps text away from the user's collator
     tok, raw, data = toy

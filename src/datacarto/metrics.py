@@ -99,7 +99,7 @@ SCORES: dict[str, Score] = {s.name: s for s in (
     Score("nll", "high", "example", "a causal LM's mean token NLL of the response (from the run folder)",
           ("responses",)),
     Score("squared_error", "high", "example", "a regression's squared error of the prediction, mean over epochs "
-          "(from the run folder)", ("scores",)),
+          "(from the run folder)", ("scores",), map=True),
 )}
 
 

@@ -254,6 +254,13 @@ class TaskSpec(LabelSpec):
                    label_names=manifest.get("label_names"), **{k: v for k, v in columns.items() if v is not None})
 
 
+def manifest_task(task: str, spec: TaskSpec | None = None) -> dict[str, Any]:
+    """What a store's manifest says of its task, in every writer's one format: ``task``, its ``unit`` and
+    the TaskSpec whole (``task_spec``; None for a recording given no spec)."""
+    entry = task_type(spec.task if spec is not None else task)
+    return {"task": entry.name, "unit": entry.unit, "task_spec": spec.to_dict() if spec is not None else None}
+
+
 # ----------------------------------------------------------------------------------------------
 # what the registry's functions do for a spec
 

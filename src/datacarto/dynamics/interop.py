@@ -25,6 +25,7 @@ import pandas as pd
 
 from .._io import atomic_dir, remove_partials, run_lock
 from ..errors import DatacartoError
+from ..tasks import DEFAULT_TASK, TaskSpec, manifest_task
 from .store import (
     DYNAMICS_DIRNAME,
     MANIFEST,
@@ -228,11 +229,13 @@ def _write_import(files: dict[int, Path], folder: Path, label_names, source: Pat
     guids = aligner.guids.to_numpy()
     fps = np.asarray(pd.util.hash_pandas_object(pd.Series(guids.astype(str)), index=False), dtype=np.uint64)
     writer.write_examples(np.arange(len(guids)), fps, gold, pd.DataFrame({"guid": guids}))
+    names = _check_label_names(label_names, num_labels)
+    spec = TaskSpec(task=DEFAULT_TASK, text_columns=[], label_column="label", label_names=names)  # as recording's
     writer.update_manifest(mode="imported", source=str(source), source_format="allenai/cartography",
                            n_examples=int(len(guids)), dataset_fingerprint=dataset_fingerprint(fps),
-                           label_names=_check_label_names(label_names, num_labels),
-                           num_labels=int(num_labels), split="train", text_columns=[],
-                           row_ids="rank of the guid in sorted order; guids in examples.parquet")
+                           label_names=names, num_labels=int(num_labels), split="train", text_columns=[],
+                           row_ids="rank of the guid in sorted order; guids in examples.parquet",
+                           **manifest_task(DEFAULT_TASK, spec))
 
 
 def _check_no_dynamics(out: Path) -> None:

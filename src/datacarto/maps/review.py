@@ -65,6 +65,18 @@ def review_arrays(review: Review, table: pd.DataFrame, ids: np.ndarray, names: l
     return {"suspect": suspect, "suggested": suggested, "suggested_p": percent}, meta
 
 
+def review_of(found, fingerprint: str) -> Review:
+    """The page's review of a label-error estimate (a :class:`~datacarto.label_errors.LabelErrors` of
+    :func:`~datacarto.dynamics.label_errors.run_label_errors`) of a run with that data-set fingerprint."""
+    info = found.info
+    note = (f"confident learning on {info['dynamics']} dynamics, {info['epochs']} of {info['n_epochs']} epochs"
+            + (f"; {info['warning']}" if info.get("warning") else ""))
+    level = "unit" if "sub_id" in found.flagged.columns else "example"
+    flagged = found.flagged[[c for c in ("row_id", "sub_id", "suggested_label", "suggested_probability")
+                             if c in found.flagged.columns]]
+    return Review(flagged.reset_index(drop=True), str(fingerprint), int(found.total), note, level)
+
+
 def run_review(run_dir, split: str = "train") -> Review | None:
     """The flags of a run's label-error estimate for its page, or None where the run cannot support one
     (a causal LM, a model that barely learned, one epoch of in-sample dynamics, no fingerprint)."""
@@ -79,13 +91,7 @@ def run_review(run_dir, split: str = "train") -> Review | None:
             fingerprint = run_fingerprint(run_dir, split)
     except DatacartoError:
         return None
-    info = found.info
-    note = (f"confident learning on {info['dynamics']} dynamics, {info['epochs']} of {info['n_epochs']} epochs"
-            + (f"; {info['warning']}" if info.get("warning") else ""))
-    level = "unit" if "sub_id" in found.flagged.columns else "example"
-    flagged = found.flagged[[c for c in ("row_id", "sub_id", "suggested_label", "suggested_probability")
-                             if c in found.flagged.columns]]
-    return Review(flagged, fingerprint, found.total, note, level)
+    return review_of(found, fingerprint)
 
 
-__all__ = ["Review", "review_arrays", "run_review"]
+__all__ = ["Review", "review_arrays", "review_of", "run_review"]

@@ -21,6 +21,7 @@ import pandas as pd
 from ..errors import DatacartoError
 from ..tasks import task_type
 from . import inferred_thresholds, subsample
+from .review import Review, run_review
 
 LEVELS = ("example", "unit")
 #: Above this many examples the one-file page holds a seeded random sample of this many (it is about
@@ -57,7 +58,7 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
                    png: str | os.PathLike | None = None, extra_pngs: Mapping | None = None,
                    color_by: str = "correctness", level: str | None = None, title: str | None = None,
                    sample: int | None = None, seed: int = 0, compare: pd.DataFrame | None = None,
-                   dpi: int | None = None, label_errors: bool = True) -> RunMaps:
+                   dpi: int | None = None, label_errors: bool = True, review: Review | None = None) -> RunMaps:
     """Write the data maps of a recorded run: figures and one interactive page.
 
     Parameters
@@ -92,6 +93,8 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
         Where the run supports a label-error estimate, the page's table gets the flagged rows
         (``suspect``, suggested label) and the review controls (:func:`datacarto.maps.review.run_review`);
         where it does not, neither, and no error.
+    review : Review, optional
+        Flags estimated already (the pipeline's clean stage): shown as they are, nothing estimated again.
 
     Returns
     -------
@@ -121,11 +124,8 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
     shown = units if level == "unit" else examples
     figures = {**({png: color_by} if png is not None else {}), **dict(extra_pngs or {})}
     written = _write_figures(shown, figures, title, dpi)
-    review = None
     if html is not None:
-        if label_errors:
-            from .review import run_review
-
+        if review is None and label_errors:
             review = run_review(run_dir, split)
         written.append(_write_page(html, examples, units, level=level, color_by=color_by, title=title,
                                    compare=compare, review=review))

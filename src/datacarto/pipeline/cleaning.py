@@ -16,6 +16,9 @@ A cleaning recipe ``{name, action: drop | relabel, score?}`` (docs/pipeline.md, 
    of the same flags) train once. Their weights are kept only with ``save_focused_models``; their
    predictions always.
 
+The estimate's flagged rows are kept for the map (``cleaning/label_errors.parquet``): the maps stage, which
+runs after this one, shows them instead of estimating again (:func:`clean_review`).
+
 The stage is declared in ``stages.PIPELINE`` (what it reads: data, baseline, the recipes, the
 training arguments, ...); its summary is :class:`~.summaries.CleanSummary`.
 """
@@ -29,10 +32,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .._io import write_frame
 from ..errors import DatacartoError
+from ..maps.review import Review
 from .config import cleaning_recipes
 from .context import Context, load_predictions, save_predictions, seed_everything
-from .hashing import describe_model, digest, ids_digest
+from .hashing import describe_model, digest, frame_digest, ids_digest
 from .models import save_model_predictions
 from .runner import StageOutput
 from .summaries import CleanControl, CleanModel, CleanRecipe, CleanSummary, jsonable
@@ -88,7 +93,8 @@ def clean_stage(ctx: Context) -> StageOutput:
         return [], CleanSummary(order=order, refused=str(e)), None
     first = found[recipes[0].get("score", DEFAULT_SCORE)]
     ctx.log(f"      estimated wrong labels: {first.total} of {first.n} ({first.info['dynamics']} dynamics)")
-    entries, units, outputs = {}, [], []
+    review, outputs = _save_review(ctx, first, source, split)
+    entries, units = {}, []
     for recipe in recipes:
         entry, recipe_units = _prepare(ctx, recipe, found[recipe.get("score", DEFAULT_SCORE)], source, split)
         entries[recipe["name"]] = entry
@@ -97,8 +103,38 @@ def clean_stage(ctx: Context) -> StageOutput:
         outputs += [entry.control.data] if entry.control is not None else []
     models, unit_outputs = _train_units(ctx, units)
     summary = CleanSummary(order=order, source=jsonable({"run": ctx.layout.rel(source), "split": split, **_info(first)}),
-                           estimate=jsonable(_estimate(first)), recipes=entries, models=models)
-    return outputs + unit_outputs, summary, digest({k: v.token for k, v in models.items()})
+                           estimate=jsonable(_estimate(first)), review=review, recipes=entries, models=models)
+    return outputs + unit_outputs, summary, digest({"models": {k: v.token for k, v in models.items()}, "review": review})
+
+
+def _save_review(ctx: Context, found, source: Path, split: str) -> tuple[dict[str, Any], list[str]]:
+    """The estimate's flags for the map (:attr:`~.layout.RunLayout.label_error_flags`) and what else its
+    review says; nothing where the run has no data-set fingerprint (its decisions could not be applied)."""
+    from ..dynamics.label_errors import run_fingerprint
+    from ..maps.review import review_of
+
+    try:
+        review = review_of(found, run_fingerprint(source, split))
+    except DatacartoError:
+        return {}, []
+    path = ctx.layout.label_error_flags
+    write_frame(review.flagged, path, index=False)
+    return ({"flags": ctx.layout.rel(path), "flags_digest": frame_digest(review.flagged),
+             "fingerprint": review.fingerprint, "note": review.note, "level": review.level}, [ctx.layout.rel(path)])
+
+
+def clean_review(ctx: Context) -> tuple[bool, Review | None]:
+    """(whether the clean stage estimated the wrong labels, the map's review of its estimate or None).
+
+    Without a cleaning recipe the clean stage estimated nothing (False, None): the map estimates itself."""
+    summary = ctx.rec("clean").summary
+    if not summary.order:
+        return False, None
+    if not summary.review or summary.refused:
+        return True, None
+    r = summary.review
+    flagged = pd.read_parquet(ctx.layout.root / r["flags"])
+    return True, Review(flagged, r["fingerprint"], int(summary.estimate["total"]), r["note"], r["level"])
 
 
 def _info(found) -> dict[str, Any]:

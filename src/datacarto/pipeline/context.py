@@ -179,17 +179,10 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
 def predict(trainer, ds, spec, *, max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """(gold, logits) of every unit of ``ds`` (in unit order) with ``trainer.model``; nothing is recorded.
 
-    ``max_length``: the run's cap (:attr:`Context.max_length`), as in training; a longer one is capped
-    here too, silently (the run said it once)."""
-    import warnings
-
-    from ..models import effective_max_length
+    ``max_length``: the run's cap (:attr:`Context.max_length`, capped there once per run), taken as it is."""
     from ..record.predict import predict_split
     from ..tasks import tokenize_task
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        max_length = effective_max_length(trainer.processing_class, trainer.model, max_length)
     return predict_split(trainer, tokenize_task(ds, trainer.processing_class, spec, max_length=max_length),
                          task=spec.task)
 

@@ -18,6 +18,7 @@ a run-folder path. The layout knows nothing of how the files are made (no stage,
     maps/data_map.png, maps/data_map_regions.png, maps/data_map.html
     subsets/<recipe>.jsonl, subsets/<recipe>.control.jsonl
     models/<kind>/<recipe>/          focused and control models (model/ inside), cleaned/ and random-drop/ models
+    cleaning/label_errors.parquet    the clean stage's flagged rows, most suspect first (the map's review)
     cleaning/<recipe>.corrections.csv  a cleaning recipe's flagged rows with its decision (apply-corrections' input)
     cleaning/<recipe>.jsonl, cleaning/<recipe>.control.jsonl  the corrected training data and its random-drop control
     predictions/<model>.npz          validation (and test) logits of every model and ensemble, per unit
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-STAGES = ("data", "baseline", "metrics", "maps", "select", "focus", "clean", "ensemble", "evaluate", "report")
+STAGES = ("data", "baseline", "metrics", "select", "focus", "clean", "maps", "ensemble", "evaluate", "report")
 SPLITS = ("train", "validation", "test")
 
 
@@ -118,6 +119,11 @@ class RunLayout:
     # -- subsets, models, predictions
     def subset(self, recipe: str, *, control: bool = False) -> Path:
         return self.root / "subsets" / f"{recipe}{'.control' if control else ''}.jsonl"
+
+    @property
+    def label_error_flags(self) -> Path:
+        """The clean stage's label-error estimate: its flagged rows, most suspect first (the map shows them)."""
+        return self.root / "cleaning" / "label_errors.parquet"
 
     def cleaning_corrections(self, recipe: str) -> Path:
         """A cleaning recipe's flagged rows, its decision and the suggested labels (a corrections file)."""

@@ -17,7 +17,7 @@ from .._io import write_frame
 from ..errors import DatacartoError
 from ..evaluation import accuracy_table
 from ..tasks import DEFAULT_TASK, option_owners
-from .cleaning import clean_stage, cleaning_model_names
+from .cleaning import clean_review, clean_stage, cleaning_model_names
 from .config import PipelineConfig, selection_recipes
 from .context import Context, label_counts, load_predictions, region_counts, save_prepared
 from .declare import Stage
@@ -159,23 +159,25 @@ def _repeat_metrics(ctx: Context, m: pd.DataFrame, summary: MetricsSummary) -> l
 
 
 # ----------------------------------------------------------------------------------------------
-# 4 maps
+# 7 maps (after clean: the suspected labels it shows are the clean stage's estimate)
 
 
 def maps_stage(ctx: Context) -> StageOutput:
-    """The data map PNGs (by ``map_color_by`` and by region) and the interactive HTML map."""
+    """The data map PNGs (by ``map_color_by`` and by region) and the interactive HTML map; its suspected
+    labels are the clean stage's estimate where that stage made one, else estimated here."""
     from ..maps.run_maps import write_run_maps
 
     c, layout = ctx.config, ctx.layout
+    estimated, review = clean_review(ctx)
     write_run_maps(ctx.map_dir(), html=layout.data_map_html, png=layout.data_map_png,
                    extra_pngs={layout.data_map_regions_png: "region"}, color_by=c.map_color_by,
-                   title=c.title, dpi=110)
+                   title=c.title, dpi=110, review=review, label_errors=not estimated)
     paths = (layout.data_map_png, layout.data_map_regions_png, layout.data_map_html)
     return [layout.rel(p) for p in paths], NoSummary(), None
 
 
 # ----------------------------------------------------------------------------------------------
-# 5 select
+# 4 select
 
 
 def select_stage(ctx: Context) -> StageOutput:
@@ -284,7 +286,6 @@ PIPELINE: tuple[Stage, ...] = (
           config=("model", "training_args", "seed", "dynamics_mode", "max_length", "seeds", *_MAP_RUN)),
     Stage("metrics", metrics_stage, MetricsSummary, reads=("data", "baseline"),
           config=("seeds", "training_args.seed", "seed", *_MAP_RUN)),
-    Stage("maps", maps_stage, NoSummary, reads=("metrics",), config=("map_color_by", "title", *_MAP_RUN)),
     Stage("select", select_stage, SelectSummary, reads=("data", "metrics"),
           config=("recipes", "control", "seed", *_MAP_RUN)),
     Stage("focus", focus_stage, FocusSummary, reads=("data", "baseline", "select"), per_unit=("select",),
@@ -293,6 +294,7 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("clean", clean_stage, CleanSummary, reads=("data", "baseline"),
           config=("recipes", "control", "seed", "model", "training_args", "max_length", "dynamics_mode",
                   "save_focused_models", *_MAP_RUN)),
+    Stage("maps", maps_stage, NoSummary, reads=("metrics", "clean"), config=("map_color_by", "title", *_MAP_RUN)),
     Stage("ensemble", ensemble_stage, EnsembleSummary, reads=("data", "baseline", "select", "focus"),
           config=("ensemble_combine", "ensemble_tune")),
     Stage("evaluate", evaluate_stage, EvaluateSummary,

@@ -167,12 +167,14 @@ class CleanSummary:
     """The clean stage: the label-error estimate, each cleaning recipe and each retrained model.
 
     ``order``: the cleaning recipes in config order (empty without one); ``refused``: why no estimate.
+    ``review``: what the map shows of the estimate (flags file, fingerprint, note, level; empty: nothing).
     """
 
     order: list[str] = field(default_factory=list)
     refused: str | None = None
     source: dict[str, Any] = field(default_factory=dict)  # run, split, dynamics, epochs, n_epochs, method, warning
     estimate: dict[str, Any] = field(default_factory=dict)  # total, n, per_class: {label: {n, estimated_errors}}
+    review: dict[str, Any] = field(default_factory=dict)  # flags, fingerprint, note, level (maps.review.Review)
     recipes: dict[str, CleanRecipe] = field(default_factory=dict)
     models: dict[str, CleanModel] = field(default_factory=dict)
 

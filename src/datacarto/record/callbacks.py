@@ -17,10 +17,11 @@ from transformers import TrainerCallback
 
 from ..dynamics.store import dynamics_dir
 from ..errors import DatacartoError
+from ..tasks import manifest_task
 from .distributed import barrier, gather_arrays, is_main, rank_world
 from .examples import (
-    LABEL_KEYS,
     check_map_style,
+    label_keys,
     label_names_of,
     model_name,
     records_frame,
@@ -131,7 +132,7 @@ class _Recording(TrainerCallback):
         if len(records) != len(self.examples):
             raise DatacartoError(f"the dataset given for records has {len(records)} rows, the training set "
                                  f"{len(self.examples)}")
-        self.label_keys = tuple(args.label_names or ()) + LABEL_KEYS
+        self.label_keys = label_keys(args.label_names)
         labels, self.units, column = self.read_units(self.examples, model, records=records)
         check_plan(args, state, train_dataloader)
         self._planned_stop = state.max_steps
@@ -139,8 +140,7 @@ class _Recording(TrainerCallback):
         self.n_examples = self.units.n
         self.recorder = SplitRecorder(dynamics_dir(self.run_dir(args)), mode=self.mode, meta={
             "model": model_name(model), "dataset": self.dataset_name, "split": "train",
-            "snapshots_per_epoch": self.snapshots_per_epoch, "task": self.task.name, "unit": self.task.unit,
-            "task_spec": self.task_spec.to_dict() if self.task_spec is not None else None},
+            "snapshots_per_epoch": self.snapshots_per_epoch, **manifest_task(self.task.name, self.task_spec)},
             extra_columns=self.task.extra_columns)
         self.recorder.expect(self.units.gold)
         resume = self.resume_index(state)

@@ -6,7 +6,7 @@ stops with one line instead of training without a store (or with a wrong one).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -41,19 +41,38 @@ def check_map_style(dataset, what: str = "training set") -> None:
         )
 
 
+def label_keys(label_names=None) -> tuple[str, ...]:
+    """The label columns recording looks for, in order: the Trainer's ``label_names``, then :data:`LABEL_KEYS`."""
+    return tuple(label_names or ()) + LABEL_KEYS
+
+
+def label_column_of(data, keys: tuple[str, ...] = LABEL_KEYS) -> str | None:
+    """The first of ``keys`` that is a column of ``data``, or None: the one rule for where the labels are.
+
+    ``data``: a data set (a table's columns, else its first row's fields) or one row or batch (a mapping).
+    """
+    if isinstance(data, Mapping):
+        fields = data
+    elif _is_arrow_dataset(data) or getattr(data, "column_names", None) is not None:
+        fields = data.column_names
+    else:
+        first = data[0] if hasattr(data, "__len__") and len(data) else None
+        fields = first if isinstance(first, Mapping) else ()
+    return next((k for k in keys if k in fields), None)
+
+
 def read_labels(dataset, label_names: tuple[str, ...] = LABEL_KEYS) -> tuple[object, str]:
     """The raw gold labels of every row (an array, or a list of arrays) and their column."""
+    column = label_column_of(dataset, label_names)
     if _is_arrow_dataset(dataset):
-        column = next((c for c in label_names if c in dataset.column_names), None)
         if column is None:
             raise DatacartoError(f"no label column found in the training set (looked for {list(label_names)}; "
                                  f"columns: {dataset.column_names})")
         values = column_values(dataset, column)
         return (list(values) if values.dtype == object else values), column
-    values, column = [], None
+    values = []
     for i in range(len(dataset)):
         item = dataset[i]
-        column = column or next((k for k in label_names if k in item), None)
         if column is None or item.get(column) is None:
             raise DatacartoError(f"training example {i} has no label field (looked for {list(label_names)})")
         value = item[column]
@@ -199,8 +218,8 @@ def label_names_of(model, records, explicit: list[str] | None, column: str) -> l
     if explicit:
         return list(explicit)
     feature = getattr(records, "features", {}).get(column) if _is_arrow_dataset(records) else None
-    if feature is None and _is_arrow_dataset(records):
-        feature = next((records.features[c] for c in LABEL_KEYS if c in records.features), None)
+    if feature is None and _is_arrow_dataset(records) and label_column_of(records) is not None:
+        feature = records.features[label_column_of(records)]
     if getattr(feature, "names", None):
         return list(feature.names)
     id2label = getattr(getattr(model, "config", None), "id2label", None)

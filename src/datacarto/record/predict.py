@@ -10,7 +10,7 @@ import torch
 
 from .causal_lm import Segments
 from .distributed import equal_share, rank_world
-from .examples import LABEL_KEYS, ROW_ID, SEGMENTS, IndexedDataset, RowIdCollator, units_of
+from .examples import ROW_ID, SEGMENTS, IndexedDataset, RowIdCollator, label_column_of, units_of
 
 
 @contextmanager
@@ -60,7 +60,7 @@ def predict_logits(model, dataset, collate_fn, batch_size: int, *, rows: np.ndar
                 batch = dict(batch)
                 batch_rows = batch.pop(ROW_ID).numpy()
                 segments = batch.pop(SEGMENTS, None)
-                gold = next((batch.pop(k) for k in LABEL_KEYS if k in batch), None)
+                gold = batch.pop(label_column_of(batch), None)
                 batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
                 logits = model(**batch).logits
                 if task is not None and gold is not None:

@@ -15,7 +15,7 @@ from transformers import Trainer
 
 from ..errors import DatacartoError
 from .callbacks import CartographyCallback, TrainingPassCallback, _Recording
-from .examples import LABEL_KEYS, ROW_ID, SEGMENTS, RowIdCollator, split_name, with_row_ids
+from .examples import ROW_ID, SEGMENTS, RowIdCollator, label_column_of, label_keys, split_name, with_row_ids
 from .recorder import warn_once
 
 MODES = ("training_pass", "epoch_end")
@@ -229,7 +229,7 @@ class CartographyMixin:
             row_ids = np.concatenate(self._dc_eval_ids) if self._dc_eval_ids else None
         finally:
             self._dc_eval_ids = None
-        labelled = output.label_ids is not None or (row_ids is None and _has_labels(dataloader.dataset, self))
+        labelled = output.label_ids is not None or (row_ids is None and label_column_of(dataloader.dataset, label_keys(self.args.label_names)) is not None)
         if record and labelled:  # (a loop that dropped every batch, drop_last, saw nothing: all rows are filled)
             self._record_eval_output(dataloader, metric_key_prefix, output, row_ids)
         return output
@@ -280,11 +280,6 @@ class CartographyMixin:
                                            task=rec.task, units=units)
         rec.record_eval(self.args, self.state, self.model, split_name(metric_key_prefix), records, units, ids, gold,
                         logits, gathered=False)
-
-
-def _has_labels(dataset, trainer) -> bool:
-    columns = getattr(dataset, "column_names", None) or []
-    return any(k in columns for k in (*(trainer.args.label_names or ()), *LABEL_KEYS))
 
 
 def _checkpoint_path(resume_from_checkpoint, output_dir) -> str | None:
