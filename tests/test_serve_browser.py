@@ -7,37 +7,20 @@ Skipped only when /usr/bin/chromium or the playwright package is missing.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 import test_serve as shared  # the served run (a module fixture) and its sizes
-from test_maps_browser import CHROMIUM
+from _browser import needs_browser
 
-pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+pytestmark = needs_browser
 
 served, CAP, N = shared.served, shared.CAP, shared.N
 
 
 @pytest.fixture
-def page(browser, served):
-    url = served["server"].url
-    context = browser.new_context(viewport={"width": 1300, "height": 850})
-    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith((url, "blob:", "data:"))
-                  else route.abort())  # the network is cut: only the server itself
-    pg = context.new_page()
-    outside, errors = [], []
-    pg.on("request", lambda r: None if r.url.startswith((url, "blob:", "data:")) else outside.append(r.url))
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(url)
-    pg.wait_for_function("window.datacartoReady === true || !!window.datacartoError", timeout=60_000)
-    assert pg.evaluate("window.datacartoError || null") is None
-    yield pg
-    context.close()
-    assert outside == [] and errors == []
+def page(open_page, served):
+    """The served page, ready, the network cut (only the server itself answers): tests/_browser.py."""
+    return open_page(served["server"].url)
 
 
 def answered(pg, before: int) -> None:
