@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from _minilm import add_training_flags, offline_cpu_env
 from _minilm import training_args as minilm_training_args
 
@@ -110,6 +111,36 @@ def cleanlab_flags(labels: np.ndarray, probs: np.ndarray, flipped: np.ndarray) -
     return {"flagged": int(found.sum()), "true": hits, "precision": precision, "recall": recall}
 
 
+def rule_table(stores: dict, flipped: np.ndarray) -> dict:
+    """Confident learning on each store (and on their agreement): count, precision, recall, AUROC.
+
+    ``stores``: name -> Dynamics of the same rows (out-of-sample, in-sample). "agree" flags the rows
+    every store flags (its count is their number), a measured alternative to one store's estimate.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from datacarto.label_errors import find_label_errors, probabilities_from_logits
+    from datacarto.significance import flag_precision_recall
+
+    table, flags = {}, []
+    for name, dyn in stores.items():
+        noisy = flipped[dyn.ids]
+        probs = probabilities_from_logits(dyn.logits, epochs="mean")
+        found = find_label_errors(dyn.gold, probs, ids=dyn.ids)
+        flagged = np.isin(dyn.ids, found.flagged["row_id"].to_numpy())
+        hits, precision, recall = flag_precision_recall(flagged, noisy)
+        accuracy = float(np.mean(probs.argmax(1) == dyn.gold))
+        auroc = float(roc_auc_score(noisy, -probs[np.arange(len(probs)), dyn.gold]))
+        table[name] = {"estimate": found.total, "precision": precision, "recall": recall, "auroc": auroc,
+                       "agrees_with_given": accuracy}
+        flags.append(pd.Series(flagged, index=dyn.ids))
+    if len(flags) > 1:
+        both = pd.concat(flags, axis=1).fillna(False).all(axis=1)
+        hits, precision, recall = flag_precision_recall(both.to_numpy(), flipped[both.index.to_numpy()])
+        table["agree"] = {"estimate": int(both.sum()), "precision": precision, "recall": recall}
+    return table
+
+
 def upper_bound(rows: list[dict], paths: dict, out: Path, ns, args: dict) -> np.ndarray:
     """Test logits of a model trained on the true labels with the baseline's arguments."""
     from datacarto.data import minilm_path
@@ -142,6 +173,8 @@ def run_config(config: str, ns, out: Path) -> dict:
                                        read_jsonl(data / "validation.jsonl", ns.validation_limit, ns.seed)),
              "test": write_jsonl(out / "data" / "test.jsonl", read_jsonl(data / "test.jsonl", ns.test_limit, ns.seed))}
     args = minilm_training_args(ns)
+    if ns.estimate_only:
+        return estimate_only(config, paths, flipped, ns, out, args)
     start = time.perf_counter()
     result = run_pipeline(PipelineConfig(
         model=minilm_path(), dataset=str(paths["train"]), validation=str(paths["validation"]),
@@ -158,7 +191,10 @@ def run_config(config: str, ns, out: Path) -> dict:
     with np.load(layout.predictions("baseline")) as p:
         baseline_right = p["test"].argmax(1) == test_gold
     upper_right = upper_logits.argmax(1) == test_gold
+    stores = {"out-of-sample": dyn, "in-sample (baseline)": load_dynamics(layout.baseline_dir),
+              "in-sample (folds)": load_dynamics(layout.crossfit_dir, "insample")}
     summary = {"config": config, "rows": len(rows), "true_wrong": int(flipped.sum()),
+               "rules": rule_table(stores, flipped),
                "estimated_wrong": found["summary"].estimate["total"] if not found.get("refused") else None,
                "refused": found.get("refused"), "cleanlab": cleanlab_flags(dyn.gold, probs, flipped),
                "minutes": round((time.perf_counter() - start) / 60, 1), "pipeline_minutes": round(pipeline_minutes, 1),
@@ -172,6 +208,32 @@ def run_config(config: str, ns, out: Path) -> dict:
             entry["gap_recovered"] = r["vs_baseline"].difference[0] / gap if gap > 0 else None
         summary[name] = entry
     return summary
+
+
+def estimate_only(config: str, paths: dict, flipped: np.ndarray, ns, out: Path, args: dict) -> dict:
+    """The estimate without retraining: cross-fitted fold models only (``--estimate-only``)."""
+    from datacarto.data import minilm_path
+    from datacarto.dynamics.label_errors import run_label_errors
+    from datacarto.dynamics.store import load_dynamics
+    from datacarto.errors import DatacartoError
+    from datacarto.label_errors import probabilities_from_logits
+    from datacarto.train.crossfit import train_crossfit
+
+    start = time.perf_counter()
+    run = out / "crossfit"
+    train_crossfit(model=minilm_path(), train=str(paths["train"]), folds=ns.folds, seed=ns.seed, output_dir=run,
+                   text_columns=["premise", "hypothesis"], label_names=LABEL_NAMES, max_length=ns.max_length,
+                   training_args={**args, "eval_strategy": "no"}, overwrite_dynamics=True)
+    dyn = load_dynamics(run)
+    try:
+        estimate, refused = run_label_errors(run).total, None
+    except DatacartoError as e:
+        estimate, refused = None, str(e)
+    probs = probabilities_from_logits(dyn.logits, epochs="mean")
+    return {"config": config, "rows": int(flipped.size), "true_wrong": int(flipped.sum()), "estimated_wrong": estimate,
+            "refused": refused, "cleanlab": cleanlab_flags(dyn.gold, probs, flipped[dyn.ids]),
+            "rules": rule_table({"out-of-sample": dyn, "in-sample (folds)": load_dynamics(run, "insample")}, flipped),
+            "minutes": round((time.perf_counter() - start) / 60, 1), "estimate_only": True}
 
 
 def _comparison(c) -> dict | None:
@@ -192,6 +254,15 @@ def describe(s: dict) -> list[str]:
     est, true = s["estimated_wrong"], s["true_wrong"]
     lines.append(f"estimated wrong: {est} (true {true}, {est / max(true, 1):.2f}x; goal within "
                  f"{GOALS['count within']:.0%})")
+    for name, r in (s.get("rules") or {}).items():
+        extra = (f", AUROC {r['auroc']:.3f}, argmax = given label on {r['agrees_with_given']:.1%}"
+                 if "auroc" in r else "")
+        lines.append(f"  rule {name}: estimate {r['estimate']}, precision {r['precision']:.3f}, "
+                     f"recall {r['recall']:.3f}{extra}")
+    if s.get("estimate_only"):
+        c = s["cleanlab"]
+        return [*lines, f"cleanlab find_label_issues: {c['flagged']} flagged, precision {c['precision']:.3f}, "
+                        f"recall {c['recall']:.3f}"] if c else lines
     f = s["drop"]["flags"]
     lines.append(f"datacarto flags: {f['true']} of {est} right: precision {f['precision']:.3f}, recall "
                  f"{f['recall']:.3f} (goal: precision >= {GOALS['precision']} at recall >= {GOALS['recall']})")
@@ -225,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-limit", type=int, default=None, help="SNLI test rows (default: all 9,824)")
     p.add_argument("--validation-limit", type=int, default=None, help="SNLI validation rows (default: all 1,000)")
     p.add_argument("--noise", type=float, default=0.1, help="share of flipped labels (uniform, class-conditional)")
+    p.add_argument("--estimate-only", action="store_true",
+                   help="cross-fit only: the estimate and the flags, no baseline, retraining or upper bound")
     add_training_flags(p, folds=3)
     ns = p.parse_args(argv)
 
