@@ -60,9 +60,9 @@
 
   // ---- the view: the selection if there is one, else every row the filters pass
   function computeView() {
-    var member = new Uint8Array(N), n = 0, i;
-    if (selection.length) { selection.forEach(function (j) { if (!member[j]) { member[j] = 1; n++; } }); }
-    else { for (i = 0; i < N; i++) if (shown(i)) { member[i] = 1; n++; } }
+    var member, n = 0, i;
+    if (selection.length) { member = new Uint8Array(N); selection.forEach(function (j) { if (!member[j]) { member[j] = 1; n++; } }); }
+    else { member = shownMask(); for (i = 0; i < N; i++) n += member[i]; }
     var out = new Uint32Array(n), k = 0;
     if (sortState.column === null) { for (i = 0; i < N; i++) if (member[i]) out[k++] = i; }
     else {

@@ -1,22 +1,21 @@
   // ---------------------------------------------------------------- the table's search and filters (filters.js)
-  // What the map draws and the table lists: keep[i] (filters.js), shown(i) (page.js).
-  // ---- search: a word (no space) is in a value iff some vocabulary word holds it, so the
-  // search marks vocabulary words, then scans the word ids once. A query with spaces is checked
-  // on the text of the rows that hold its longest word.
-  var lowerVocab = null;
+  // What the map draws and the table lists: keep[i] (filters.js), shown(i) (page.js), or for every
+  // row at once shownMask().
+  // ---- search: a word (no space) is in a value iff some vocabulary word holds it, so the search
+  // marks vocabulary words, then finds the values holding a marked word: for a few words by the
+  // native indexOf over the word ids (word ids run from the most frequent word: a rare word is
+  // found in a few milliseconds), else in one pass over the ids. A query with spaces is checked on
+  // the text of the rows that hold its longest word.
+  var lowerVocab = null, FEW_WORDS = 4;
   function searchRows(q) {
     q = String(q || '').trim().toLowerCase();
     if (!q || !text) return null;
     if (!lowerVocab) lowerVocab = text.vocab.map(function (w) { return w.toLowerCase(); });
     var parts = q.split(' ').filter(Boolean), longest = parts.reduce(function (a, b) { return b.length > a.length ? b : a; }, '');
-    var flag = new Uint8Array(lowerVocab.length + 2);
-    for (var w = 0; w < lowerVocab.length; w++) if (lowerVocab[w].indexOf(longest) >= 0) flag[w + 2] = 1;
-    var out = new Uint8Array(N), ids = text.ids, r = 0, T = ids.length;
-    for (var t = 0; t < T; t++) {
-      var id = ids[t];
-      if (id === 0) { if (++r === N) r = 0; } else if (flag[id]) out[r] = 1;
-    }
-    if (parts.length > 1 || q.indexOf(' ') >= 0) {
+    var flag = new Uint8Array(lowerVocab.length + 2), marked = [];
+    for (var w = 0; w < lowerVocab.length; w++) if (lowerVocab[w].indexOf(longest) >= 0) { flag[w + 2] = 1; marked.push(w + 2); }
+    var out = (marked.length <= FEW_WORDS && rowsHolding(marked)) || rowsFlagged(flag);
+    if (parts.length > 1) {
       for (var i = 0; i < N; i++) {
         if (!out[i]) continue;
         var found = false;
@@ -27,6 +26,35 @@
         out[i] = found ? 1 : 0;
       }
     }
+    return out;
+  }
+  function rowsFlagged(flag) {    // rows with a value holding a flagged word id: one pass over the ids
+    var out = new Uint8Array(N), ids = text.ids, r = 0, T = ids.length;
+    for (var t = 0; t < T; t++) {
+      var id = ids[t];
+      if (id === 0) { if (++r === N) r = 0; } else if (flag[id]) out[r] = 1;
+    }
+    return out;
+  }
+  function rowsHolding(words) {   // the same for a few word ids, or null past `limit` hits (the pass is then faster)
+    var ids = text.ids, starts = text.starts, last = starts.length - 1, out = new Uint8Array(N);
+    var limit = Math.max(64, N >> 3), found = 0;
+    for (var k = 0; k < words.length; k++) {
+      var v = 0;                                 // the value holding token p: starts[v] <= p < starts[v + 1]
+      for (var p = ids.indexOf(words[k]); p >= 0; p = ids.indexOf(words[k], p + 1)) {
+        if (++found > limit) return null;
+        var hi = last;
+        while (hi - v > 1) { var m = (v + hi) >>> 1; if (starts[m] <= p) v = m; else hi = m; }
+        out[v % N] = 1;                          // value v is column floor(v / N) of row v % N
+      }
+    }
+    return out;
+  }
+  function shownMask() {          // shown(i) of every row, in one pass
+    var on = new Uint8Array(65536), gold = A.gold, out = new Uint8Array(N), i;
+    labelOn.forEach(function (v, k) { on[k] = v ? 1 : 0; });
+    if (keep === null) for (i = 0; i < N; i++) out[i] = on[gold[i]];
+    else for (i = 0; i < N; i++) out[i] = on[gold[i]] & keep[i];
     return out;
   }
 
@@ -40,36 +68,37 @@
     });
     return ok;
   }
-  function computeKeep() {        // one tight loop per active test, over the rows still kept
+  function computeKeep() {        // one tight loop per active test, over typed arrays
     var s = filterSpec, out = null, i;
     function narrow(test) {
       if (out === null) { out = new Uint8Array(N); for (i = 0; i < N; i++) out[i] = test(i) ? 1 : 0; return; }
       for (i = 0; i < N; i++) if (out[i] && !test(i)) out[i] = 0;
     }
-    if (s.region && s.region.length !== undefined) {
-      var rs = codeSet(s.region, meta.regions, 'region'), reg = A.region;
-      narrow(function (j) { return rs[reg[j]] === 1; });
+    function narrowCodes(codes, ok) {   // ok: Uint8Array of 0/1 by code (a 0/1 mask with `codes` null)
+      if (!codes) { if (out === null) out = ok.slice(); else for (i = 0; i < N; i++) out[i] &= ok[i]; return; }
+      if (out === null) { out = new Uint8Array(N); for (i = 0; i < N; i++) out[i] = ok[codes[i]]; return; }
+      for (i = 0; i < N; i++) out[i] &= ok[codes[i]];
     }
-    if (s.pred && meta.has_pred) {
-      var ps = codeSet(s.pred, meta.label_names, 'label'), pred = A.last_pred;
-      narrow(function (j) { return ps[pred[j]] === 1; });
-    }
+    if (s.region && s.region.length !== undefined) narrowCodes(A.region, codeSet(s.region, meta.regions, 'region'));
+    if (s.pred && meta.has_pred) narrowCodes(A.last_pred, codeSet(s.pred, meta.label_names, 'label'));
     Object.keys(s.ranges || {}).forEach(function (name) {
       if (scoreNames().indexOf(name) < 0) throw new Error('no score ' + name + '; scores: ' + scoreNames().join(', '));
       var lo = s.ranges[name][0], hi = s.ranges[name][1];
       lo = (lo === null || lo === undefined || lo === '') ? -Infinity : +lo;
       hi = (hi === null || hi === undefined || hi === '') ? Infinity : +hi;
-      narrow(function (j) { var v = scoreAt(name, j); return v >= lo && v <= hi; });
+      var sp = scoreSpec(name), q = sp ? A['score:' + name] : A[name];   // as scoreAt(name, j) reads it
+      if (sp) narrow(function (j) { var c = q[j], v = c === 65535 ? NaN : sp.lo + c * sp.step; return v >= lo && v <= hi; });
+      else narrow(function (j) { var v = q[j]; return v >= lo && v <= hi; });
     });
     if (s.suspects && meta.review) { var sus = A.suspect; narrow(function (j) { return sus[j] > 0; }); }
-    if (hits) narrow(function (j) { return hits[j] === 1; });
+    if (hits) narrowCodes(null, hits);
     return out;
   }
   var timing = {};             // the last filter or search: ms until the table, then the map, were updated
-  function applyTableFilter(t0) {
+  function applyTableFilter(t0, computed) {   // computed: keep, if the caller has it already
     if (meta.server) return serverRefresh(t0);   // a served page: the server filters all rows (serve.js)
     t0 = t0 || performance.now();
-    keep = computeKeep();
+    keep = computed !== undefined ? computed : computeKeep();
     if (focused >= 0 && !shown(focused)) { focused = -1; plotLayout.shapes = guideShapes; hideTooltip(); }
     timing = {};
     var done = redraw(true);                   // the table is updated synchronously, the map a frame later
@@ -80,15 +109,16 @@
     var t0 = performance.now();
     spec = spec || {};
     var next = { region: spec.region, pred: spec.pred, ranges: spec.ranges || {}, suspects: !!spec.suspects };
-    var saved = filterSpec;
+    var saved = [filterSpec, hits], computed;
     filterSpec = next;
-    try { computeKeep(); if (spec.gold) codeSet(spec.gold, meta.label_names, 'label'); }
-    catch (err) { filterSpec = saved; throw err; }   // a bad spec changes nothing
+    if (spec.search !== undefined) hits = searchRows(String(spec.search));
+    try { computed = computeKeep(); if (spec.gold) codeSet(spec.gold, meta.label_names, 'label'); }
+    catch (err) { filterSpec = saved[0]; hits = saved[1]; throw err; }   // a bad spec changes nothing
     if (spec.gold) labelOn = meta.label_names.map(function (name, k) { return spec.gold.indexOf(k) >= 0 || spec.gold.indexOf(name) >= 0; });
     else labelOn = meta.label_names.map(function () { return true; });
-    if (spec.search !== undefined) { query = String(spec.search); hits = searchRows(query); $('dc-search').value = query; }
+    if (spec.search !== undefined) { query = String(spec.search); $('dc-search').value = query; }
     syncFilterInputs();
-    return applyTableFilter(t0).then(function () { return view.length; });
+    return applyTableFilter(t0, computed).then(function () { return view.length; });
   }
   function setSearch(q) {
     var t0 = performance.now();

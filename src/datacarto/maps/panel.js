@@ -7,8 +7,7 @@
     });
   }
   function legend() {
-    var s = spec(mode), K = s.names.length, counts = new Array(K + 1).fill(0);
-    for (var i = 0; i < N; i++) if (shown(i)) counts[codeOf(s, i)]++;
+    var s = spec(mode), K = s.names.length, counts = shownCounts(s, shownMask());
     var box = $('dc-legend');
     box.replaceChildren();
     s.names.concat(['none']).forEach(function (name, k) {

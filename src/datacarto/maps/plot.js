@@ -13,12 +13,15 @@
     for (var k = 0; k <= meta.n_epochs; k++) names.push(k + '/' + meta.n_epochs);
     return { codes: A.level, names: names, colors: meta.correctness_colors, title: 'correctness' };
   }
-  function codeOf(sp, i) { var c = sp.codes[i]; return c < sp.names.length ? c : sp.names.length; }
+  function shownCounts(sp, vis) {              // points shown of each colour class (K: none), vis = shownMask()
+    var K = sp.names.length, codes = sp.codes, counts = new Array(K + 1).fill(0);
+    for (var i = 0; i < N; i++) if (vis[i]) { var c = codes[i]; counts[c < K ? c : K]++; }
+    return counts;
+  }
   function buildTraces() {                      // traces for the current colour mode and label filter
-    var sp = spec(mode), K = sp.names.length, counts = new Array(K + 1).fill(0), i, c;
-    for (i = 0; i < N; i++) if (shown(i)) counts[codeOf(sp, i)]++;
+    var sp = spec(mode), K = sp.names.length, vis = shownMask(), counts = shownCounts(sp, vis), codes = sp.codes, i, c;
     var buckets = counts.map(function (n) { return new Uint32Array(n); }), fill = new Array(K + 1).fill(0);
-    for (i = 0; i < N; i++) if (shown(i)) { c = codeOf(sp, i); buckets[c][fill[c]++] = i; }
+    for (i = 0; i < N; i++) if (vis[i]) { c = codes[i]; c = c < K ? c : K; buckets[c][fill[c]++] = i; }
     // the biggest class is drawn first (below), so small classes stay visible on top of it
     var order = [];
     for (c = 0; c <= K; c++) if (counts[c]) order.push(c);
@@ -109,6 +112,9 @@
       return getContext.apply(this, arguments);
     };
   }
+  // plotly draws its WebGL canvases at twice the screen's pixels by default: four times the pixels to
+  // fill and read back, for nothing on a screen of one pixel per CSS pixel (a third less time per redraw)
+  function glPixelRatio() { return Math.min(4, Math.max(1, window.devicePixelRatio || 1)); }
   var plotLayout = null, guideShapes = [], selectionRevision = 0;
   function makePlot() {
     noMultisampling();
@@ -116,7 +122,7 @@
     if (!useGL) status('WebGL is not available: drawing with SVG (slow for many points)');
     plotLayout = layout();
     guideShapes = plotLayout.shapes;
-    var config = { responsive: true, displaylogo: false, scrollZoom: true, doubleClick: 'reset' };
+    var config = { responsive: true, displaylogo: false, scrollZoom: true, doubleClick: 'reset', plotGlPixelRatio: glPixelRatio() };
     return Plotly.newPlot(gd, buildTraces(), plotLayout, config);
   }
   function nextFrame() { return new Promise(function (resolve) { requestAnimationFrame(function () { setTimeout(resolve, 0); }); }); }
