@@ -108,7 +108,12 @@ def encode_text(columns: dict[str, list]) -> bytes:
         ends = np.flatnonzero(ids == _END)
         starts = np.concatenate([[0], ends[:-1] + 1])
         ids[starts[null]] = _NULL
-    vocab = [str(uniques[c]) for c in order]
+    return text_stream(names, n_values, ids, [str(uniques[c]) for c in order])
+
+
+def text_stream(names: list[str], n_values: int, ids: np.ndarray, vocab: list[str]) -> bytes:
+    """The coded text of ``n_values`` values (column after column): word ids (0 ends a value, 1 is a missing
+    value, k >= 2 is ``vocab[k - 2]``) as two varint streams after a JSON header (what the page reads)."""
     first, rest = _varint_streams(ids)
     header = json.dumps({"columns": names, "n_values": n_values, "n_tokens": int(ids.size),
                          "n_first": int(first.size), "n_rest": int(rest.size), "vocab": vocab},

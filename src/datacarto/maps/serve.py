@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
-from ..metrics import REGIONS, map_scores, row_ids
+from ..metrics import REGIONS, map_scores
 from . import gold_labels, region_codes, region_guides
 from .encoding import frame_payload
+from .textcodes import TextCodes
 
 #: rows the page holds at once: every row of a view up to this many, else a random sample of this many
 VIEW_CAP = 100_000  # build_payload of 200k SNLI-like rows took 1.15 s here, of 100k 0.67 s
@@ -71,6 +72,7 @@ class ServedRun:
         self.guides = [{"axis": g.axis, "value": g.value, "label": g.label, "start": g.start, "end": g.end}
                        for g in guides if np.isfinite(g.value)]
         self.text = _text_table(examples.records, m.index)
+        self.codes = TextCodes(self.text) if self.text is not None else None
         self.x = pd.to_numeric(m["variability"], errors="coerce").to_numpy(dtype=np.float64)
         self.y = pd.to_numeric(m["confidence"], errors="coerce").to_numpy(dtype=np.float64)
         self.gold = gold_labels(m, self.names)[0]
@@ -164,13 +166,11 @@ class ServedRun:
         positions, info = self.rows(spec)
         empty = positions.size == 0
         take = positions if not empty else np.arange(min(1, self.n))  # a payload of one row, emptied below
-        table = self.metrics.iloc[take]
-        records = None
-        if self.text is not None:
-            records = self.text.take(take).to_pandas()
-            records.index = pd.Index(row_ids(table))
-        meta, blob, text_blob = build_payload(table, records, gold_probs=self.probs[take], label_names=self.names,
-                                              title=self.title)
+        meta, blob, _ = build_payload(self.metrics.iloc[take], None, gold_probs=self.probs[take],
+                                      label_names=self.names, title=self.title)
+        text_blob = None
+        if self.codes is not None:  # the text coded at start-up: gathered, not coded again
+            text_blob, meta["text_columns"] = self.codes.encode(take), list(self.codes.columns)
         meta.update(guides=self.guides, guide_kind=self.guide_kind, n_total=self.n, server=info)
         if empty:
             meta, blob, text_blob = _emptied(meta, text_blob)
