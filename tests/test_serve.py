@@ -231,3 +231,15 @@ def test_the_text_coded_once_gives_every_subset_its_own_strings(odd_run):
         rows = np.sort(rng.choice(run.n, k, replace=False))
         assert decode_text(run.codes.encode(rows)) == {"premise": [premise[i] for i in rows],
                                                         "hypothesis": [hypothesis[i] for i in rows]}
+
+
+def test_word_ids_of_every_width_round_trip():
+    """The varints' fast path (every id below 2**14) and the general one decode the same ids."""
+    from datacarto.maps.encoding import decode_text, text_stream
+
+    for top in (100, 16_000, 3_000_000):
+        ids = np.random.default_rng(top).integers(2, top + 2, 500).astype(np.uint32)
+        ids[4::5] = 0  # every value: four words, then its end
+        vocab = [f"w{k}" for k in range(top)]
+        got = decode_text(text_stream(["t"], 100, ids, vocab))["t"]
+        assert got == [" ".join(vocab[i - 2] for i in ids[k * 5:k * 5 + 4]) for k in range(100)]
