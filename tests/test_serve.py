@@ -243,3 +243,13 @@ def test_word_ids_of_every_width_round_trip():
         vocab = [f"w{k}" for k in range(top)]
         got = decode_text(text_stream(["t"], 100, ids, vocab))["t"]
         assert got == [" ".join(vocab[i - 2] for i in ids[k * 5:k * 5 + 4]) for k in range(100)]
+
+
+def test_search_by_the_vocabulary_finds_what_the_values_hold(odd_run, served):
+    for run, queries in ((odd_run[0], ["A", "b", "É", "日", "/scr", "<", "w1", "lead", "ab", "\x1e", "a  b"]),
+                         (served["server"].run, ["dog", "DOG", "ar", "e", "zzz"])):
+        for query in queries:
+            expected = run.search_values(query)
+            assert (run.search(query) == expected).all(), query
+            if " " not in query:
+                assert run.codes.search(query) is not None

@@ -112,6 +112,11 @@ class ServedRun:
 
     def search(self, query: str) -> np.ndarray:
         """Rows whose text (any column) holds ``query``, case-insensitive (as the page's search)."""
+        found = self.codes.search(query) if self.codes is not None else None  # by the vocabulary: faster
+        return found if found is not None else self.search_values(query)
+
+    def search_values(self, query: str) -> np.ndarray:
+        """:meth:`search` over the values themselves (pyarrow.compute), for a query of several words."""
         import pyarrow.compute as pc
 
         found = np.zeros(self.n, dtype=bool)

@@ -55,6 +55,7 @@ class TextCodes:
         rank[order] = np.arange(2, len(words) + 2)
         self.vocab = words[order]
         self._vocab_list = self.vocab.tolist()
+        self._words = None  # the vocabulary as a pyarrow array, for search
         self.ids, self.starts, at = [], [], 0
         for count, null in zip(lengths, nulls):
             self.starts.append(np.concatenate([[0], np.cumsum(count + 1)]))
@@ -72,6 +73,25 @@ class TextCodes:
             out[np.arange(w0, w1) + np.repeat(np.arange(a, b), count[a:b])] = word_ids[w0:w1]
         out[starts[:-1][null]] = _NULL
         return out
+
+    def search(self, query: str) -> np.ndarray | None:
+        """Rows where a value holds ``query`` (case-insensitive, as ``pyarrow.compute.match_substring``):
+        the words holding it, then the rows holding such a word. None for a query with a space (it may
+        span words: search the values themselves)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if " " in query:
+            return None
+        if self._words is None:
+            self._words = pa.array(self.vocab, type=pa.string())
+        flag = np.zeros(len(self.vocab) + 2, dtype=bool)
+        flag[2:] = pc.match_substring(self._words, query, ignore_case=True).to_numpy(zero_copy_only=False)
+        found = np.zeros(self.n, dtype=bool)
+        for ids, starts in zip(self.ids, self.starts):
+            if self.n:  # every value's span holds at least its end: no empty segment
+                found |= np.logical_or.reduceat(flag[ids], starts[:-1])
+        return found
 
     @property
     def n(self) -> int:
