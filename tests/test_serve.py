@@ -11,6 +11,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+import warnings
 
 import numpy as np
 import pytest
@@ -147,3 +148,108 @@ def test_the_command_says_where_it_serves_and_stops_on_ctrl_c(served):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------------------------------------- fast answers
+# The server codes the text once at start-up (maps/textcodes.py) and gathers each answer's rows; the page
+# must receive what build_payload codes from the rows' strings, as the server did per answer before.
+
+ODD = ["a  b", "", None, " lead", "trail ", "nul\0in", "é ü 日本", "\x1e sep", "</script>", "a b a b"]
+
+
+def reference_answer(run, spec) -> tuple[dict, dict, dict | None]:
+    """What the server answered before the start-up coding: build_payload of the rows' strings."""
+    import pandas as pd
+
+    from datacarto.maps.encoding import frame_payload
+    from datacarto.maps.interactive import build_payload
+    from datacarto.maps.serve import _emptied
+    from datacarto.metrics import row_ids
+
+    positions, info = run.rows(spec)
+    take = positions if positions.size else np.arange(1)
+    table = run.metrics.iloc[take]
+    records = run.text.take(take).to_pandas()
+    records.index = pd.Index(row_ids(table))
+    meta, blob, text = build_payload(table, records, gold_probs=run.probs[take], label_names=run.names, title=run.title)
+    meta.update(guides=run.guides, guide_kind=run.guide_kind, n_total=run.n, server=info)
+    if not positions.size:
+        meta, blob, text = _emptied(meta, text)
+    return decode_response(frame_payload(meta, blob, text))
+
+
+@pytest.fixture(scope="module")
+def odd_run(tmp_path_factory):
+    """A served run whose text holds missing values, empty ones, double spaces, NUL and non-ASCII words."""
+    import pandas as pd
+
+    from datacarto.dynamics.store import DynamicsWriter, dynamics_dir
+    from datacarto.maps.serve import ServedRun
+
+    n, rng = 90, np.random.default_rng(5)
+    run = tmp_path_factory.mktemp("odd") / "run"
+    premise = [ODD[i % len(ODD)] if i % 4 == 0 else f"w{rng.integers(0, 30)} w{rng.integers(0, 9)} {ODD[i % 3]}"
+               for i in range(n)]
+    hypothesis = [None if i % 7 == 0 else ODD[(i * 3) % len(ODD)] or f"h{i % 5}" for i in range(n)]
+    gold, ids = rng.integers(0, 3, n), np.arange(n)
+    writer = DynamicsWriter(dynamics_dir(run))
+    writer.write_examples(ids, ids.astype(np.uint64), gold,
+                          pd.DataFrame({"premise": premise, "hypothesis": hypothesis}, dtype=object))
+    writer.update_manifest(label_names=["e", "n", "c"], num_labels=3, n_examples=n, mode="training_pass",
+                           text_columns=["premise", "hypothesis"])
+    for e in range(3):
+        writer.write_epoch(e, ids, gold, rng.normal(0, 1, (n, 3)).astype(np.float32), epoch=float(e + 1))
+    with warnings.catch_warnings():  # random logits: "the model barely learned" is expected
+        warnings.simplefilter("ignore", UserWarning)
+        return ServedRun(run, cap=25), premise, hypothesis
+
+
+def assert_same_answer(got, want) -> None:
+    assert got[0] == want[0]  # meta, the server's counts and density included
+    assert list(got[1]) == list(want[1])
+    for name in want[1]:
+        np.testing.assert_array_equal(got[1][name], want[1][name], err_msg=name)
+    assert got[2] == want[2]
+
+
+@pytest.mark.parametrize("spec", [{}, {"box": [0, 1, 0.5, 1]}, {"search": "w1"}, {"search": "日本"},
+                                  {"region": ["ambiguous"], "gold": [0, 2]}, {"search": "no such words"}])
+def test_answers_decode_to_what_build_payload_codes_from_the_strings(odd_run, served, spec):
+    run = odd_run[0]
+    assert_same_answer(decode_response(run.answer(spec)), reference_answer(run, spec))
+    assert_same_answer(decode_response(served["server"].run.answer(spec)), reference_answer(served["server"].run, spec))
+
+
+def test_the_text_coded_once_gives_every_subset_its_own_strings(odd_run):
+    from datacarto.maps.encoding import decode_text, encode_text
+
+    run, premise, hypothesis = odd_run
+    everything = np.arange(run.n)
+    assert run.codes.encode(everything) == encode_text({"premise": premise, "hypothesis": hypothesis})
+    rng = np.random.default_rng(1)
+    for k in (0, 1, 7, 40):
+        rows = np.sort(rng.choice(run.n, k, replace=False))
+        assert decode_text(run.codes.encode(rows)) == {"premise": [premise[i] for i in rows],
+                                                        "hypothesis": [hypothesis[i] for i in rows]}
+
+
+def test_word_ids_of_every_width_round_trip():
+    """The varints' fast path (every id below 2**14) and the general one decode the same ids."""
+    from datacarto.maps.encoding import decode_text, text_stream
+
+    for top in (100, 16_000, 3_000_000):
+        ids = np.random.default_rng(top).integers(2, top + 2, 500).astype(np.uint32)
+        ids[4::5] = 0  # every value: four words, then its end
+        vocab = [f"w{k}" for k in range(top)]
+        got = decode_text(text_stream(["t"], 100, ids, vocab))["t"]
+        assert got == [" ".join(vocab[i - 2] for i in ids[k * 5:k * 5 + 4]) for k in range(100)]
+
+
+def test_search_by_the_vocabulary_finds_what_the_values_hold(odd_run, served):
+    for run, queries in ((odd_run[0], ["A", "b", "É", "日", "/scr", "<", "w1", "lead", "ab", "\x1e", "a  b"]),
+                         (served["server"].run, ["dog", "DOG", "ar", "e", "zzz"])):
+        for query in queries:
+            expected = run.search_values(query)
+            assert (run.search(query) == expected).all(), query
+            if " " not in query:
+                assert run.codes.search(query) is not None

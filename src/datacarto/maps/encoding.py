@@ -38,11 +38,14 @@ def _numeric_blob(arrays: dict[str, np.ndarray]) -> tuple[bytes, list[dict]]:
 
 def _varint_streams(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """LEB128 varints of ``ids`` (< 2**32), split into first bytes and continuation bytes (vectorized)."""
-    ids = np.asarray(ids, dtype=np.uint32)
-    first = (ids & 0x7F).astype(np.uint8)
+    ids = np.asarray(ids)
+    if ids.dtype not in (np.uint8, np.uint16, np.uint32):
+        ids = ids.astype(np.uint32)
     multi = ids >= 0x80
-    first[multi] |= 0x80
+    first = (ids & 0x7F).astype(np.uint8) | (multi.view(np.uint8) << 7)
     high = ids[multi] >> 7  # what the continuation bytes carry, 7 bits each
+    if not high.size or high.max() < 0x80:  # every id below 2**14: one continuation byte at most
+        return first, high.astype(np.uint8)
     nbytes = np.ones(high.shape, dtype=np.int64)
     for k in range(1, 4):
         nbytes += high >= (1 << (7 * k))
@@ -108,7 +111,12 @@ def encode_text(columns: dict[str, list]) -> bytes:
         ends = np.flatnonzero(ids == _END)
         starts = np.concatenate([[0], ends[:-1] + 1])
         ids[starts[null]] = _NULL
-    vocab = [str(uniques[c]) for c in order]
+    return text_stream(names, n_values, ids, [str(uniques[c]) for c in order])
+
+
+def text_stream(names: list[str], n_values: int, ids: np.ndarray, vocab: list[str]) -> bytes:
+    """The coded text of ``n_values`` values (column after column): word ids (0 ends a value, 1 is a missing
+    value, k >= 2 is ``vocab[k - 2]``) as two varint streams after a JSON header (what the page reads)."""
     first, rest = _varint_streams(ids)
     header = json.dumps({"columns": names, "n_values": n_values, "n_tokens": int(ids.size),
                          "n_first": int(first.size), "n_rest": int(rest.size), "vocab": vocab},

@@ -2,7 +2,8 @@
 
 The server reads the run once as ``datacarto map`` does (:func:`datacarto.maps.run_maps.run_levels`)
 and keeps it in memory: the metrics table, p(gold) per epoch, and the text columns as pyarrow
-arrays. It gives the same page as ``datacarto map`` (same scripts, plotly.js inside, nothing from
+arrays, word-coded once (:class:`~datacarto.maps.textcodes.TextCodes`: an answer gathers its rows'
+word ids instead of coding their text again). It gives the same page as ``datacarto map`` (same scripts, plotly.js inside, nothing from
 the network) with ``meta.server`` set; the page then asks ``POST /api/rows`` for the rows of its
 view (the plot's axis ranges) that pass its search and filters, and swaps them in as it swaps a
 level (``serve.js``). Every answer is one payload of the page's format (:func:`build_payload`,
@@ -14,8 +15,9 @@ framed by :func:`datacarto.maps.encoding.frame_payload`) with, in ``meta.server`
 * ``density``: the ``in_view`` rows binned over the view (``nx`` x ``ny`` counts), which the page
   draws as a grey layer under the points.
 
-Search (case-insensitive substring over every text column, pyarrow.compute) and filters (regions,
-gold and predicted labels, score ranges) run here over all rows. Only the example level is served.
+Search (case-insensitive substring over every text column: a one-word query over the vocabulary,
+then the rows holding a matched word; several words over the values, pyarrow.compute) and filters
+(regions, gold and predicted labels, score ranges) run here over all rows. Only the example level is served.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatacartoError
-from ..metrics import REGIONS, map_scores, row_ids
+from ..metrics import REGIONS, map_scores
 from . import gold_labels, region_codes, region_guides
 from .encoding import frame_payload
+from .textcodes import TextCodes
 
 #: rows the page holds at once: every row of a view up to this many, else a random sample of this many
-VIEW_CAP = 100_000  # build_payload of 200k SNLI-like rows took 1.15 s here, of 100k 0.67 s
+VIEW_CAP = 100_000  # an answer of 100k SNLI-like rows: about 80 ms here (the page's redraw: about 300 ms)
 DENSITY_BINS = 128
 
 
@@ -71,6 +74,7 @@ class ServedRun:
         self.guides = [{"axis": g.axis, "value": g.value, "label": g.label, "start": g.start, "end": g.end}
                        for g in guides if np.isfinite(g.value)]
         self.text = _text_table(examples.records, m.index)
+        self.codes = TextCodes(self.text) if self.text is not None else None
         self.x = pd.to_numeric(m["variability"], errors="coerce").to_numpy(dtype=np.float64)
         self.y = pd.to_numeric(m["confidence"], errors="coerce").to_numpy(dtype=np.float64)
         self.gold = gold_labels(m, self.names)[0]
@@ -110,6 +114,11 @@ class ServedRun:
 
     def search(self, query: str) -> np.ndarray:
         """Rows whose text (any column) holds ``query``, case-insensitive (as the page's search)."""
+        found = self.codes.search(query) if self.codes is not None else None  # by the vocabulary: faster
+        return found if found is not None else self.search_values(query)
+
+    def search_values(self, query: str) -> np.ndarray:
+        """:meth:`search` over the values themselves (pyarrow.compute), for a query of several words."""
         import pyarrow.compute as pc
 
         found = np.zeros(self.n, dtype=bool)
@@ -164,13 +173,11 @@ class ServedRun:
         positions, info = self.rows(spec)
         empty = positions.size == 0
         take = positions if not empty else np.arange(min(1, self.n))  # a payload of one row, emptied below
-        table = self.metrics.iloc[take]
-        records = None
-        if self.text is not None:
-            records = self.text.take(take).to_pandas()
-            records.index = pd.Index(row_ids(table))
-        meta, blob, text_blob = build_payload(table, records, gold_probs=self.probs[take], label_names=self.names,
-                                              title=self.title)
+        meta, blob, _ = build_payload(self.metrics.iloc[take], None, gold_probs=self.probs[take],
+                                      label_names=self.names, title=self.title)
+        text_blob = None
+        if self.codes is not None:  # the text coded at start-up: gathered, not coded again
+            text_blob, meta["text_columns"] = self.codes.encode(take), list(self.codes.columns)
         meta.update(guides=self.guides, guide_kind=self.guide_kind, n_total=self.n, server=info)
         if empty:
             meta, blob, text_blob = _emptied(meta, text_blob)
