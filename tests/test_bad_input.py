@@ -691,5 +691,5 @@ def test_the_table_is_big_enough():
     assert len({c.id for c in CASES}) == len(CASES)
     commands = {(c.argv.split()[0] if isinstance(c.argv, str) else c.argv[0]) for c in CASES}
     assert commands == {"train", "metrics", "map", "select", "focus", "ensemble", "audit", "run",
-                        "import-allenai", "export-allenai", "demo", "label-errors", "apply-corrections"}
+                        "import-allenai", "export-allenai", "demo", "label-errors", "apply-corrections", "serve"}
 
