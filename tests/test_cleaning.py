@@ -77,12 +77,17 @@ def test_the_flagged_rows_are_the_cross_fitted_estimates(cleaned, world):
     from datacarto.dynamics.label_errors import run_label_errors
 
     out = cleaned.output_dir
-    found = run_label_errors(out / "crossfit", method="out-of-sample")
-    assert found.info["dynamics"] == "out-of-sample"
+    found = run_label_errors(out / "crossfit", agree_with=[(out / "baseline", "train")])
+    assert found.info["dynamics"] == "out-of-sample" and found.info["method"].startswith("agreement")
+    assert [s["split"] for s in found.info["stores"]] == ["train", "insample", "train"]
     summary = cleaned.cleaning
     assert summary.refused is None and summary.source["run"] == "crossfit"
     assert summary.estimate["total"] == found.total > 0
     flagged = found.flagged["row_id"].to_numpy()
+    # the rows every store flags: out-of-sample, the fold models' in-sample and the baseline's
+    for store in (run_label_errors(out / "crossfit", method="out-of-sample"),
+                  run_label_errors(out / "crossfit", split="insample"), run_label_errors(out / "baseline")):
+        assert set(flagged) <= set(store.flagged["row_id"]) and found.total <= store.total
     for name in ("drop", "fix"):
         corrections = pd.read_csv(out / "cleaning" / f"{name}.corrections.csv")
         assert corrections["row_id"].tolist() == flagged.tolist()
@@ -98,7 +103,7 @@ def test_the_corrected_data_and_the_random_drop_control(cleaned, world):
     from datacarto.selection import random_control
 
     out = cleaned.output_dir
-    flagged = run_label_errors(out / "crossfit").flagged
+    flagged = run_label_errors(out / "crossfit", agree_with=[(out / "baseline", "train")]).flagged
     ids = flagged["row_id"].to_numpy()
     dropped = read_jsonl(out / "cleaning" / "drop.jsonl")
     assert len(dropped) == 240 - ids.size and not set(dropped["row_id"]) & set(ids)

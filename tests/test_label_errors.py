@@ -571,3 +571,40 @@ def test_a_column_of_the_data_named_original_label_is_kept(tmp_path):
     fixed = fixed.set_index("row_id")
     assert fixed["given_label"].tolist() == load_examples(run)["label"].tolist()
     assert fixed["original_label"].tolist() == truth.tolist()
+
+
+def test_agreement_keeps_the_rows_both_estimates_flag_and_counts_them_per_class():
+    from datacarto.label_errors import agreeing_errors
+
+    labels, probs, flipped = _noisy_probabilities(n=2000, seed=3)
+    true = np.where(flipped, np.argmax(probs, axis=1), labels)  # two models of the same rows, their own noise
+    other = softmax(3.0 * np.eye(3)[true] + np.random.default_rng(4).normal(0, 1.5, (2000, 3)))
+    groups = np.arange(2000) % 2  # two problems, as a multi-label run's labels are
+    for kwargs in ({}, {"groups": groups, "group_names": ["g0", "g1"]}):
+        a = find_label_errors(labels, probs, **kwargs)
+        b = find_label_errors(labels, other, **kwargs)
+        both = agreeing_errors(a, b)
+        keys = ["row_id", "group"] if kwargs else ["row_id"]
+        expected = a.flagged.merge(b.flagged[keys], on=keys)  # a's order, rows b flags too
+        assert both.flagged[keys].values.tolist() == expected[keys].values.tolist() and 0 < len(expected) < a.total
+        assert both.total == len(expected) and both.per_class["n"].equals(a.per_class["n"])
+        name = (expected["group"] + ": " + expected["given_label"].astype(str)) if kwargs \
+            else expected["given_label"].astype(str)
+        assert both.per_class["estimated_errors"].to_dict() == {k: int((name == str(k)).sum()) for k in a.per_class.index}
+
+
+def test_a_cross_fitted_run_flags_what_its_out_of_sample_and_in_sample_stores_both_flag(flipped_runs):
+    from datacarto.dynamics.label_errors import run_label_errors
+
+    runs, flipped, _ = flipped_runs
+    found = run_label_errors(runs["out-of-sample"])  # auto: the agreement where the run has both stores
+    alone = run_label_errors(runs["out-of-sample"], method="out-of-sample")
+    insample = run_label_errors(runs["out-of-sample"], split="insample")
+    assert found.info["method"].startswith("agreement") and alone.info["method"] == "confident learning"
+    assert [(s["split"], s["dynamics"], s["estimate"]) for s in found.info["stores"]] == [
+        ("train", "out-of-sample", alone.total), ("insample", "in-sample", insample.total)]
+    both = set(alone.flagged["row_id"]) & set(insample.flagged["row_id"])
+    assert found.flagged["row_id"].tolist() == [r for r in alone.flagged["row_id"] if r in both]
+    assert found.total == len(both) == run_label_errors(runs["out-of-sample"], method="agreement").total
+    with pytest.raises(DatacartoError, match="method agreement needs out-of-sample dynamics"):
+        run_label_errors(runs["in-sample"], method="agreement")

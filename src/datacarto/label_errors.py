@@ -288,6 +288,40 @@ def find_label_errors(labels, probabilities, *, score: str = "self_confidence", 
                        thresholds=pd.concat(thresholds), score=score, n=int(usable.sum()))
 
 
+def agreeing_errors(first: LabelErrors, *others: LabelErrors) -> LabelErrors:
+    """The rows every estimate flags: ``first``'s flagged rows (its order, suggestions and scores) that
+    each of ``others`` flags too, counted per given class (the estimate is their number).
+
+    Two estimates of the same rows from different models (out-of-sample and in-sample dynamics)
+    disagree most on the models' own mistakes and agree on wrong labels: on SNLI with 10% flipped
+    labels the agreement flagged fewer clean rows than either (docs/label_errors.md, measured).
+
+    >>> import numpy as np
+    >>> p = np.array([[.9, .1], [.8, .2], [.2, .8], [.1, .9], [.1, .9], [.3, .7]])
+    >>> q = np.array([[.9, .1], [.8, .2], [.6, .4], [.1, .9], [.1, .9], [.3, .7]])
+    >>> labels = [0, 0, 0, 0, 1, 1]
+    >>> a, b = find_label_errors(labels, p), find_label_errors(labels, q)
+    >>> a.flagged["row_id"].tolist(), b.flagged["row_id"].tolist(), agreeing_errors(a, b).flagged["row_id"].tolist()
+    ([3, 2], [3], [3])
+    """
+    keys = [c for c in ("row_id", "sub_id", "group") if c in first.flagged.columns]
+    kept = np.ones(len(first.flagged), dtype=bool)
+    for other in others:
+        if list(other.per_class.index) != list(first.per_class.index):
+            raise DatacartoError("the estimates to agree are of different classes: "
+                                 f"{list(first.per_class.index)} and {list(other.per_class.index)}")
+        theirs = pd.MultiIndex.from_frame(other.flagged[keys].astype(str))
+        kept &= pd.MultiIndex.from_frame(first.flagged[keys].astype(str)).isin(theirs)
+    flagged = first.flagged[kept].reset_index(drop=True)
+    names = (flagged["group"].astype(str) + ": " + flagged["given_label"].astype(str)) if "group" in keys \
+        else flagged["given_label"].astype(str)
+    per_class = first.per_class.copy()
+    per_class["estimated_errors"] = names.value_counts().reindex(per_class.index.astype(str), fill_value=0).to_numpy()
+    per_class["share"] = np.where(per_class["n"] > 0, per_class["estimated_errors"] / per_class["n"].clip(lower=1), 0.0)
+    return LabelErrors(per_class=per_class, flagged=flagged, joint=first.joint, thresholds=first.thresholds,
+                       score=first.score, n=first.n, info=dict(first.info))
+
+
 def _names(names, count: int, what: str) -> list:
     if names is None:
         return list(range(count))

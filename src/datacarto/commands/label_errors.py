@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", help="csv, jsonl, label-studio or argilla (default: by --out's extension)")
     p.add_argument("--split", default="train", help="which recorded store (default: train)")
     p.add_argument("--method", default="auto",
-                   help="auto (the store's own dynamics), out-of-sample (refuse in-sample dynamics), in-sample")
+                   help="auto (a cross-fitted run: the rows its out-of-sample and in-sample stores both flag; else the "
+                        "store's own dynamics), agreement (refuse a run without both), out-of-sample (that store alone), "
+                        "in-sample")
     p.add_argument("--score", default="self_confidence",
                    help="rank by self_confidence (p of the given label) or normalized_margin")
     p.add_argument("--epochs", help="mean or last: which epochs' probabilities (default: mean, measured)")

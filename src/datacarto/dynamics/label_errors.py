@@ -17,15 +17,18 @@ import pandas as pd
 
 from .._validation import check_choice
 from ..errors import DatacartoError
-from ..label_errors import LabelErrors, find_label_errors, probabilities_from_logits
+from ..label_errors import LabelErrors, agreeing_errors, find_label_errors, probabilities_from_logits
 from ..learning_check import barely_learned, compressed_confidences
 from ..metrics import assign_regions, compute_metrics
 from ..tasks import TaskSpec
 from .store import EXAMPLES, dataset_fingerprint, dynamics_dir, load_dynamics, load_examples, read_manifest
 
-#: ``method=``: "auto" reads the store's manifest (``dynamics: out-of-sample`` for cross-fitted runs);
-#: "out-of-sample" refuses an in-sample store; "in-sample" applies the in-sample rule to any store.
-METHODS = ("auto", "out-of-sample", "in-sample")
+#: ``method=``: "agreement" flags the rows that confident learning flags on a cross-fitted run's
+#: out-of-sample store *and* on its in-sample store (the fold models' own training rows), and on every
+#: ``agree_with`` store; "auto" is the agreement where a cross-fitted run has both stores, else the
+#: store's own kind (its manifest); "out-of-sample" refuses an in-sample store and uses it alone;
+#: "in-sample" applies the in-sample rule to any store.
+METHODS = ("auto", "agreement", "out-of-sample", "in-sample")
 #: which epochs' probabilities each kind of dynamics uses, chosen by measurement (docs/label_errors.md)
 EPOCHS_BY_DYNAMICS = {"out-of-sample": "mean", "in-sample": "mean"}
 #: in-sample, a model that predicts at least this share of the given labels at its last epoch may have
@@ -68,8 +71,8 @@ def _check_run(run_dir, split: str, method: str) -> tuple[dict, str]:
                              "wrong labels applies to; rank them by squared_error (datacarto select --metric "
                              "squared_error, docs/tasks.md)")
     kind = dynamics_kind(manifest)
-    if method == "out-of-sample" and kind != "out-of-sample":
-        raise DatacartoError(f"method out-of-sample needs out-of-sample dynamics, but the {split!r} store of {run_dir} "
+    if method in ("out-of-sample", "agreement") and kind != "out-of-sample":
+        raise DatacartoError(f"method {method} needs out-of-sample dynamics, but the {split!r} store of {run_dir} "
                              "is in-sample: train with --folds K (a run cross-fitted with --dynamics in-sample "
                              "keeps them as --split oos), or use --method auto")
     return manifest, "in-sample" if method == "in-sample" else kind
@@ -92,7 +95,7 @@ def _check_learned(dyn, split: str) -> None:
 
 
 def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method: str = "auto",
-                     score: str = "self_confidence", epochs: str | None = None) -> LabelErrors:
+                     score: str = "self_confidence", epochs: str | None = None, agree_with=()) -> LabelErrors:
     """Estimate and flag the wrong labels of a recorded run (one label per unit).
 
     Parameters
@@ -102,20 +105,71 @@ def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method
     split : str
         The store to read: ``train`` (a cross-fitted run's main store is out-of-sample), ``oos``,
         ``insample``...
-    method : {"auto", "out-of-sample", "in-sample"}
+    method : {"auto", "agreement", "out-of-sample", "in-sample"}
         See :data:`METHODS`.
     score : {"self_confidence", "normalized_margin"}
         The label-quality score that ranks the rows.
     epochs : {"mean", "last"}, optional
         Which epochs' probabilities to use; default :data:`EPOCHS_BY_DYNAMICS` of the dynamics.
+    agree_with : list of (path, split)
+        More in-sample stores of the same rows (the pipeline's baseline) whose flags must agree too
+        (methods auto and agreement).
 
     Returns
     -------
     LabelErrors
         Its ``flagged`` table has ``row_id`` (the example) and, for units, ``sub_id`` and ``unit``
-        (the label or the word); ``info`` says which dynamics and epochs were used.
+        (the label or the word); ``info`` says which dynamics, epochs and stores were used.
     """
     manifest, kind = _check_run(run_dir, split, method)
+    found, dyn = _store_errors(run_dir, split, kind, manifest, score=score, epochs=epochs)
+    partners = [*_insample_partner(run_dir, split, kind, method), *(agree_with if method != "in-sample" else ())]
+    others = []
+    for path, other_split in partners:
+        try:
+            other = _store_errors(path, other_split, "in-sample", read_manifest(dynamics_dir(path, other_split)),
+                                  score=score, epochs=epochs)
+        except DatacartoError:
+            if method == "agreement":
+                raise
+            continue
+        if not np.array_equal(np.sort(other[1].ids), np.sort(dyn.ids)):
+            raise DatacartoError(f"the stores to agree hold different rows: {path} ({other_split}) and "
+                                 f"{run_dir} ({split})")
+        others.append(other[0])
+    if method == "agreement" and not others:
+        raise DatacartoError(f"method agreement needs the in-sample store of the cross-fitted run {run_dir} "
+                             "(recorded by datacarto train --folds K): none was found")
+    if others:
+        stores = [found, *others]
+        found = agreeing_errors(found, *others)
+        found.info["method"] = "agreement of confident learning on " + ", ".join(
+            f"{o.info['dynamics']} {o.info['split']!r} ({o.total})" for o in stores)
+        found.info["stores"] = [{k: o.info[k] for k in ("run", "split", "dynamics")} | {"estimate": o.total}
+                                for o in stores]
+    if dyn.unit_level:
+        found.flagged = _unit_rows(found.flagged, dyn, run_dir, split, found.info["unit_kind"])
+    return found
+
+
+def _insample_partner(run_dir, split: str, kind: str, method: str) -> list[tuple]:
+    """The cross-fitted run's in-sample store beside its out-of-sample one, where it has one."""
+    if kind != "out-of-sample" or method not in ("auto", "agreement"):
+        return []
+    other = {"train": "insample", "oos": "train"}.get(split)
+    if other is None:
+        return []
+    try:
+        manifest = read_manifest(dynamics_dir(run_dir, other))
+    except DatacartoError:
+        return []
+    return [(run_dir, other)] if dynamics_kind(manifest) == "in-sample" else []
+
+
+def _store_errors(run_dir, split: str, kind: str, manifest: dict, *, score: str, epochs: str | None):
+    """(confident learning on one store, its dynamics treated as ``kind``; the store): the refusals first.
+
+    The flagged rows are still units (``row_id`` the unit id, ``group`` its label) for a unit-level store."""
     dyn = load_dynamics(run_dir, split)
     if kind == "in-sample" and dyn.n_epochs < 2:
         raise DatacartoError(f"the {split!r} store of {run_dir} holds one epoch of in-sample dynamics: a model "
@@ -131,12 +185,10 @@ def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method
                                   groups=dyn.sub_ids, group_names=names)
     else:
         found = find_label_errors(dyn.gold, probs, score=score, ids=dyn.ids, class_names=names)
-    if dyn.unit_level:
-        found.flagged = _unit_rows(found.flagged, dyn, run_dir, split, entry.unit)
     found.info = {"run": str(run_dir), "split": split, "dynamics": kind, "epochs": rule, "n_epochs": dyn.n_epochs,
-                  "task": entry.name, "unit": manifest.get("unit", entry.unit), "method": "confident learning",
-                  "warning": _memorised(dyn) if kind == "in-sample" else None}
-    return found
+                  "task": entry.name, "unit": manifest.get("unit", entry.unit), "unit_kind": entry.unit,
+                  "method": "confident learning", "warning": _memorised(dyn) if kind == "in-sample" else None}
+    return found, dyn
 
 
 def _memorised(dyn) -> str | None:

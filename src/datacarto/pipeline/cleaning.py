@@ -3,8 +3,9 @@
 A cleaning recipe ``{name, action: drop | relabel, score?}`` (docs/pipeline.md, "Cleaning recipes"):
 
 1. the label-error estimate of the baseline's training data (:func:`~datacarto.dynamics.label_errors.run_label_errors`):
-   on the cross-fitted run's out-of-sample dynamics when the run has ``folds``, else on the
-   baseline's in-sample dynamics; a run that cannot support an estimate is recorded as refused;
+   with ``folds``, the rows flagged on the cross-fitted run's out-of-sample dynamics and on the
+   in-sample ones (the fold models' and the baseline's) alike, else on the baseline's in-sample
+   dynamics; a run that cannot support an estimate is recorded as refused;
 2. its flagged rows, with the recipe's decision and the suggested label, as a corrections file
    (``cleaning/<recipe>.corrections.csv``), applied by :func:`~datacarto.dynamics.corrections.apply_corrections`
    (the one code path of ``datacarto apply-corrections``) into ``cleaning/<recipe>.jsonl``;
@@ -57,12 +58,17 @@ class CleanUnit(NamedTuple):
     data: str
 
 
-def estimate_source(ctx: Context) -> tuple[Path, str, str]:
-    """(run folder, split, method) of the label-error estimate: cross-fitted with ``folds``, else the baseline."""
+def estimate_source(ctx: Context) -> tuple[Path, str, list[tuple[Path, str]]]:
+    """(run folder, split, in-sample stores to agree with) of the label-error estimate.
+
+    With ``folds``: the cross-fitted run's out-of-sample store, agreed with its in-sample store and
+    the baseline's (method auto of :func:`~datacarto.dynamics.label_errors.run_label_errors`: a store
+    that cannot support an estimate is left out); else the baseline's in-sample store alone."""
     c, layout = ctx.config, ctx.layout
     if c.folds:
-        return layout.crossfit_dir, "train" if c.dynamics == "out-of-sample" else "oos", "out-of-sample"
-    return layout.baseline_dir, "train", "auto"
+        return (layout.crossfit_dir, "train" if c.dynamics == "out-of-sample" else "oos",
+                [(layout.baseline_dir, "train")])
+    return layout.baseline_dir, "train", []
 
 
 def cleaning_model_names(ctx: Context) -> list[str]:
@@ -83,11 +89,11 @@ def clean_stage(ctx: Context) -> StageOutput:
     if not recipes:
         return [], CleanSummary(), digest("no cleaning recipe")
     order = [r["name"] for r in recipes]
-    source, split, method = estimate_source(ctx)
+    source, split, agree_with = estimate_source(ctx)
     found = {}
     try:
         for score in dict.fromkeys(r.get("score", DEFAULT_SCORE) for r in recipes):
-            found[score] = run_label_errors(source, split=split, method=method, score=score)
+            found[score] = run_label_errors(source, split=split, score=score, agree_with=agree_with)
     except DatacartoError as e:  # e.g. a model that barely learned: said in the log and the report
         ctx.log(f"      no label-error estimate, nothing retrained: {e}")
         return [], CleanSummary(order=order, refused=str(e)), None
