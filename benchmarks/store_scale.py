@@ -33,7 +33,8 @@ CHILD = """
 import json, resource, sys, time, warnings
 warnings.simplefilter("ignore")
 from datacarto.dynamics.store import open_dynamics
-from datacarto.metrics import compute_metrics, get_metrics
+from datacarto.dynamics.cache import get_metrics
+from datacarto.metrics import compute_metrics
 
 
 def cpu():
