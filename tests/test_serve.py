@@ -102,11 +102,47 @@ def test_filters_by_region_label_and_range_run_over_all_rows(served):
 def test_a_bad_query_is_answered_with_one_line_and_the_server_goes_on(served):
     for spec, said in (({"region": ["sideways"]}, "unknown region 'sideways'"),
                        ({"ranges": {"shininess": [0, 1]}}, "no score 'shininess'"),
-                       ({"box": [0, "a", 0, 1]}, "box must be")):
+                       ({"box": [0, "a", 0, 1]}, "box must be"),
+                       ({"ranges": [1]}, "ranges must map"), ({"ranges": {"confidence": 5}}, "ranges must map"),
+                       ({"ranges": {"confidence": [{}, None]}}, "TypeError"),
+                       ({"search": [[[["deep"]]]] * 3, "region": {"a": 1}}, "region")):
         with pytest.raises(urllib.error.HTTPError) as caught:
             ask(served["server"], spec)
         assert caught.value.code == 400 and said in json.loads(caught.value.read())["error"]
     assert ask(served["server"], {})[0]["n"] == CAP
+
+
+def test_a_query_body_out_of_bounds_is_refused_unread_and_the_server_goes_on(served):
+    import http.client
+    from urllib.parse import urlsplit
+
+    from datacarto.maps.serve import MAX_QUERY_BYTES
+
+    where = urlsplit(served["server"].url)
+    for length in ("-1", str(MAX_QUERY_BYTES + 1), "10000000000000", "many"):
+        conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+        conn.putrequest("POST", "/api/rows")
+        conn.putheader("Content-Length", length)
+        conn.endheaders()  # no body: a server that read it would wait, or try to hold 10 TB
+        answer = conn.getresponse()
+        assert answer.status == 400 and "bytes" in json.loads(answer.read())["error"], length
+        conn.close()
+    nested = "[" * 100_000 + "]" * 100_000  # parsing it overflows the stack: still one answer
+    request = urllib.request.Request(served["server"].url + "api/rows", data=nested.encode())
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 400
+    assert ask(served["server"], {})[0]["n"] == CAP
+
+
+def test_the_density_counts_every_row_in_view_the_far_edges_included(served):
+    run = served["server"].run
+    m = served["metrics"]
+    box = [float(m.variability.min()), float(m.variability.max()), float(m.confidence.min()),
+           float(m.confidence.max())]  # the extreme rows lie on the box's far edges
+    meta, _, _ = ask(served["server"], {"box": box})
+    assert meta["server"]["in_view"] == N and sum(meta["server"]["density"]["counts"]) == N
+    assert int(run.in_box(box).sum()) == N
 
 
 def test_a_port_in_use_and_a_missing_run_fail_in_one_line(served, tmp_path, capsys):

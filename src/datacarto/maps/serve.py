@@ -42,6 +42,8 @@ from .textcodes import TextCodes
 #: rows the page holds at once: every row of a view up to this many, else a random sample of this many
 VIEW_CAP = 100_000  # an answer of 100k SNLI-like rows: about 80 ms here (the page's redraw: about 300 ms)
 DENSITY_BINS = 128
+#: the largest query body the server reads (a page's query is well under a kilobyte)
+MAX_QUERY_BYTES = 1 << 20
 
 
 def _text_table(records: pd.DataFrame | None, index: pd.Index):
@@ -95,7 +97,11 @@ class ServedRun:
                                   ("pred", self.pred, self.names)):
             if spec.get(key) is not None and codes is not None:
                 mask &= np.isin(codes, _codes(spec[key], names, key))
-        for name, (lo, hi) in (spec.get("ranges") or {}).items():
+        ranges = spec.get("ranges") or {}
+        if not isinstance(ranges, dict) or not all(isinstance(r, (list, tuple)) and len(r) == 2
+                                                   for r in ranges.values()):
+            raise DatacartoError('ranges must map a score to [low, high] (null for no bound)')
+        for name, (lo, hi) in ranges.items():
             values = self._score(name)
             if lo is not None:
                 mask &= values >= float(lo)
@@ -160,6 +166,7 @@ class ServedRun:
         x0, x1, y0, y1 = view
         ix = np.floor((self.x[positions] - x0) / ((x1 - x0) or 1) * bins).astype(np.int64)
         iy = np.floor((self.y[positions] - y0) / ((y1 - y0) or 1) * bins).astype(np.int64)
+        ix, iy = np.where(ix == bins, bins - 1, ix), np.where(iy == bins, bins - 1, iy)  # the box's far edges
         ok = (ix >= 0) & (ix < bins) & (iy >= 0) & (iy < bins)
         counts = np.bincount(iy[ok] * bins + ix[ok], minlength=bins * bins)
         return {"x0": x0, "x1": x1, "y0": y0, "y1": y1, "nx": bins, "ny": bins, "counts": counts.tolist()}
@@ -253,12 +260,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             size = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            size = -1
+        if not 0 <= size <= MAX_QUERY_BYTES:  # unread: the connection is closed after the answer
+            self.close_connection = True
+            self._send(400, json.dumps({"error": f"a query is 0 to {MAX_QUERY_BYTES} bytes"}).encode("utf-8"),
+                       "application/json")
+            return
+        try:
             spec = json.loads(self.rfile.read(size).decode("utf-8") or "{}")
             if not isinstance(spec, dict):
                 raise DatacartoError("the query must be a JSON object")
             body = self.server.app.run.answer(spec)
-        except (DatacartoError, ValueError) as e:  # a bad query: say why, keep serving
-            self._send(400, json.dumps({"error": str(e)}).encode("utf-8"), "application/json")
+        except Exception as e:  # noqa: BLE001 (any bad query, however malformed: say why, keep serving)
+            self._send(400, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode("utf-8"), "application/json")
             return
         self._send(200, body, "application/octet-stream")
 
