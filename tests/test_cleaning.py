@@ -277,3 +277,22 @@ def test_cleaning_recipes_are_checked_with_the_config():
     # cross-fitted, one epoch is enough (out-of-sample probabilities)
     PipelineConfig(**base, recipes=[{"name": "x", "action": "drop"}], folds=2,
                    training_args={"num_train_epochs": 1}).validate()
+
+
+def test_without_a_cleaning_recipe_the_map_shows_the_same_estimate(cleaned, world):
+    """One estimate per run: the map of a run without cleaning recipes flags what the clean stage would."""
+    from types import SimpleNamespace
+
+    from datacarto.pipeline.cleaning import clean_review
+    from datacarto.pipeline.layout import RunLayout
+    from datacarto.pipeline.summaries import CleanSummary
+
+    out = cleaned.output_dir
+    config = make_config(world, out)
+    flagged_rows = pd.read_parquet(out / "cleaning" / "label_errors.parquet")  # the clean stage's
+    no_recipe = SimpleNamespace(config=config, layout=RunLayout(out),
+                                rec=lambda stage: SimpleNamespace(summary=CleanSummary()))
+    review = clean_review(no_recipe)
+    assert review is not None and review.note.startswith("agreement of confident learning")
+    assert review.flagged["row_id"].tolist() == flagged_rows["row_id"].tolist()
+    assert review.estimate == cleaned.cleaning.estimate["total"]

@@ -91,7 +91,7 @@ def test_the_cli_and_the_pipeline_stage_call_write_run_maps(token_run, tmp_path,
     monkeypatch.setattr(run_maps, "write_run_maps", spy)
     assert main(["map", str(token_run), "--html", str(tmp_path / "cli.html")]) == 0
     layout = RunLayout(tmp_path / "pipeline")
-    ctx = SimpleNamespace(config=SimpleNamespace(map_color_by="region", title="toy report"), layout=layout,
+    ctx = SimpleNamespace(config=SimpleNamespace(map_color_by="region", title="toy report", folds=0), layout=layout,
                           rec=lambda stage: SimpleNamespace(digest="d", summary=CleanSummary()),  # no cleaning
                           map_dir=lambda: token_run,
                           runner=SimpleNamespace(run=lambda name, inputs, body: body()))

@@ -123,20 +123,21 @@ def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method
     """
     manifest, kind = _check_run(run_dir, split, method)
     found, dyn = _store_errors(run_dir, split, kind, manifest, score=score, epochs=epochs)
-    partners = [*_insample_partner(run_dir, split, kind, method), *(agree_with if method != "in-sample" else ())]
+    partners = [*_insample_partner(run_dir, split, kind, method),
+                *(agree_with if method in ("auto", "agreement") else ())]
     others = []
     for path, other_split in partners:
         try:
-            other = _store_errors(path, other_split, "in-sample", read_manifest(dynamics_dir(path, other_split)),
-                                  score=score, epochs=epochs)
+            other, other_dyn = _store_errors(path, other_split, "in-sample",
+                                             read_manifest(dynamics_dir(path, other_split)), score=score, epochs=epochs)
         except DatacartoError:
             if method == "agreement":
                 raise
             continue
-        if not np.array_equal(np.sort(other[1].ids), np.sort(dyn.ids)):
+        if not _rows_of(other_dyn).equals(_rows_of(dyn)):
             raise DatacartoError(f"the stores to agree hold different rows: {path} ({other_split}) and "
                                  f"{run_dir} ({split})")
-        others.append(other[0])
+        others.append(other)
     if method == "agreement" and not others:
         raise DatacartoError(f"method agreement needs the in-sample store of the cross-fitted run {run_dir} "
                              "(recorded by datacarto train --folds K): none was found")
@@ -148,8 +149,15 @@ def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method
         found.info["stores"] = [{k: o.info[k] for k in ("run", "split", "dynamics")} | {"estimate": o.total}
                                 for o in stores]
     if dyn.unit_level:
-        found.flagged = _unit_rows(found.flagged, dyn, run_dir, split, found.info["unit_kind"])
+        found.flagged = found.flagged.drop(columns=["group"], errors="ignore")
     return found
+
+
+def _rows_of(dyn) -> pd.Index:
+    """The rows (units: (row_id, sub_id)) a store holds, sorted: what two stores to agree must share."""
+    if dyn.unit_level:
+        return pd.MultiIndex.from_arrays([dyn.row_ids, dyn.sub_ids]).sort_values()
+    return pd.Index(np.sort(np.asarray(dyn.ids)))
 
 
 def _insample_partner(run_dir, split: str, kind: str, method: str) -> list[tuple]:
@@ -169,7 +177,7 @@ def _insample_partner(run_dir, split: str, kind: str, method: str) -> list[tuple
 def _store_errors(run_dir, split: str, kind: str, manifest: dict, *, score: str, epochs: str | None):
     """(confident learning on one store, its dynamics treated as ``kind``; the store): the refusals first.
 
-    The flagged rows are still units (``row_id`` the unit id, ``group`` its label) for a unit-level store."""
+    A unit-level store's flagged rows carry ``row_id``, ``sub_id``, ``unit`` and still ``group`` (a label's)."""
     dyn = load_dynamics(run_dir, split)
     if kind == "in-sample" and dyn.n_epochs < 2:
         raise DatacartoError(f"the {split!r} store of {run_dir} holds one epoch of in-sample dynamics: a model "
@@ -185,8 +193,10 @@ def _store_errors(run_dir, split: str, kind: str, manifest: dict, *, score: str,
                                   groups=dyn.sub_ids, group_names=names)
     else:
         found = find_label_errors(dyn.gold, probs, score=score, ids=dyn.ids, class_names=names)
+    if dyn.unit_level:  # units keyed by (row_id, sub_id), their label kept as ``group`` until the end
+        found.flagged = _unit_rows(found.flagged, dyn, run_dir, split, entry.unit)
     found.info = {"run": str(run_dir), "split": split, "dynamics": kind, "epochs": rule, "n_epochs": dyn.n_epochs,
-                  "task": entry.name, "unit": manifest.get("unit", entry.unit), "unit_kind": entry.unit,
+                  "task": entry.name, "unit": manifest.get("unit", entry.unit),
                   "method": "confident learning", "warning": _memorised(dyn) if kind == "in-sample" else None}
     return found, dyn
 
@@ -206,7 +216,7 @@ def _memorised(dyn) -> str | None:
 def _unit_rows(flagged: pd.DataFrame, dyn, run_dir, split: str, kind: str) -> pd.DataFrame:
     """Unit ids -> ``row_id``, ``sub_id`` and ``unit`` (the label's name or the word)."""
     units = flagged["row_id"].to_numpy()
-    out = flagged.drop(columns=["row_id", "group"], errors="ignore")
+    out = flagged.drop(columns=["row_id"])
     out.insert(0, "row_id", dyn.row_ids[units])
     out.insert(1, "sub_id", dyn.sub_ids[units])
     if kind == "label":  # the task's unit (datacarto.tasks): a label's yes/no decision, else a word

@@ -18,7 +18,8 @@ A cleaning recipe ``{name, action: drop | relabel, score?}`` (docs/pipeline.md, 
    predictions always.
 
 The estimate's flagged rows are kept for the map (``cleaning/label_errors.parquet``): the maps stage, which
-runs after this one, shows them instead of estimating again (:func:`clean_review`).
+runs after this one, shows them instead of estimating again (:func:`clean_review`); without a cleaning
+recipe it makes the same estimate (:func:`run_estimate`).
 
 The stage is declared in ``stages.PIPELINE`` (what it reads: data, baseline, the recipes, the
 training arguments, ...); its summary is :class:`~.summaries.CleanSummary`.
@@ -83,17 +84,15 @@ def retrain_args(ctx: Context) -> dict[str, Any]:
 
 def clean_stage(ctx: Context) -> StageOutput:
     """The cleaning recipes' corrected training data and models (nothing without a cleaning recipe)."""
-    from ..dynamics.label_errors import run_label_errors
-
     recipes = cleaning_recipes(ctx.config.recipes)
     if not recipes:
         return [], CleanSummary(), digest("no cleaning recipe")
     order = [r["name"] for r in recipes]
-    source, split, agree_with = estimate_source(ctx)
+    source, split, _ = estimate_source(ctx)
     found = {}
     try:
         for score in dict.fromkeys(r.get("score", DEFAULT_SCORE) for r in recipes):
-            found[score] = run_label_errors(source, split=split, score=score, agree_with=agree_with)
+            found[score] = run_estimate(ctx, score)
     except DatacartoError as e:  # e.g. a model that barely learned: said in the log and the report
         ctx.log(f"      no label-error estimate, nothing retrained: {e}")
         return [], CleanSummary(order=order, refused=str(e)), None
@@ -129,18 +128,37 @@ def _save_review(ctx: Context, found, source: Path, split: str) -> tuple[dict[st
              "fingerprint": review.fingerprint, "note": review.note, "level": review.level}, [ctx.layout.rel(path)])
 
 
-def clean_review(ctx: Context) -> tuple[bool, Review | None]:
-    """(whether the clean stage estimated the wrong labels, the map's review of its estimate or None).
+def run_estimate(ctx: Context, score: str = DEFAULT_SCORE):
+    """The run's one label-error estimate of its training data (:func:`estimate_source`): the clean stage's
+    and, without a cleaning recipe, the map's."""
+    from ..dynamics.label_errors import run_label_errors
 
-    Without a cleaning recipe the clean stage estimated nothing (False, None): the map estimates itself."""
+    source, split, agree_with = estimate_source(ctx)
+    return run_label_errors(source, split=split, score=score, agree_with=agree_with)
+
+
+def clean_review(ctx: Context) -> Review | None:
+    """The map's review: the clean stage's estimate where it made one, else :func:`run_estimate` made here;
+    None where the run cannot support an estimate (or its data has no fingerprint)."""
+    import warnings
+
+    from ..dynamics.label_errors import run_fingerprint
+    from ..maps.review import review_of
+
     summary = ctx.rec("clean").summary
-    if not summary.order:
-        return False, None
+    if not summary.order:  # no cleaning recipe: the same estimate, made for the map
+        source, split, _ = estimate_source(ctx)
+        try:
+            with warnings.catch_warnings():  # what the map's own reading of the run says already
+                warnings.simplefilter("ignore")
+                return review_of(run_estimate(ctx), run_fingerprint(source, split))
+        except DatacartoError:
+            return None
     if not summary.review or summary.refused:
-        return True, None
+        return None
     r = summary.review
     flagged = pd.read_parquet(ctx.layout.root / r["flags"])
-    return True, Review(flagged, r["fingerprint"], int(summary.estimate["total"]), r["note"], r["level"])
+    return Review(flagged, r["fingerprint"], int(summary.estimate["total"]), r["note"], r["level"])
 
 
 def _info(found) -> dict[str, Any]:

@@ -164,14 +164,13 @@ def _repeat_metrics(ctx: Context, m: pd.DataFrame, summary: MetricsSummary) -> l
 
 def maps_stage(ctx: Context) -> StageOutput:
     """The data map PNGs (by ``map_color_by`` and by region) and the interactive HTML map; its suspected
-    labels are the clean stage's estimate where that stage made one, else estimated here."""
+    labels are the run's one estimate (the clean stage's, else made here: cleaning.clean_review)."""
     from ..maps.run_maps import write_run_maps
 
     c, layout = ctx.config, ctx.layout
-    estimated, review = clean_review(ctx)
     write_run_maps(ctx.map_dir(), html=layout.data_map_html, png=layout.data_map_png,
                    extra_pngs={layout.data_map_regions_png: "region"}, color_by=c.map_color_by,
-                   title=c.title, dpi=110, review=review, label_errors=not estimated)
+                   title=c.title, dpi=110, review=clean_review(ctx), label_errors=False)
     paths = (layout.data_map_png, layout.data_map_regions_png, layout.data_map_html)
     return [layout.rel(p) for p in paths], NoSummary(), None
 
