@@ -320,9 +320,11 @@ def test_apply_corrections_refuses_other_data_and_bad_decisions(noisy_store, tmp
 # units: multi-label decisions and token-classification words
 
 
-def write_noisy_unit_store(run, task: str, n: int = 80, noise: float = 0.1, *, epochs: int = 3, seed: int = 0):
+def write_noisy_unit_store(run, task: str, n: int = 80, noise: float = 0.1, *, epochs: int = 3, seed: int = 0,
+                           store: str = "training_dynamics", dynamics: str | None = None, logit_seed: int | None = None):
     """A multi-label or token-classification store with ``noise`` of its units changed (``inject_unit_noise``);
-    logits favour each unit's true label. Returns the flipped mask, in (row_id, sub_id) order."""
+    logits favour each unit's true label (their noise drawn with ``logit_seed``, default ``seed``). ``store``:
+    the folder under ``run``; ``dynamics``: the manifest's. Returns the flipped mask, in (row_id, sub_id) order."""
     from datacarto.audit_tasks import inject_unit_noise
     from datacarto.dynamics.store import DynamicsWriter
     from datacarto.testing import TOY_TAGS, toy_multilabel, toy_tokens
@@ -346,11 +348,12 @@ def write_noisy_unit_store(run, task: str, n: int = 80, noise: float = 0.1, *, e
         given = np.where(flipped, 1 - true, true)
     row_ids = np.repeat(np.arange(n), lengths)
     sub_ids = np.concatenate([np.arange(k) for k in lengths])
-    writer = DynamicsWriter(run / "training_dynamics")
+    writer = DynamicsWriter(run / store)
     writer.write_examples(np.arange(n), np.arange(n, dtype=np.uint64), noisy, pd.DataFrame(texts))
     writer.update_manifest(task=task, unit="word" if cols == [] else "label", label_names=names, n_examples=n,
-                           n_units=int(row_ids.size), mode="training_pass", text_columns=cols)
-    rng = np.random.default_rng(seed)
+                           n_units=int(row_ids.size), mode="training_pass", text_columns=cols,
+                           **({"dynamics": dynamics} if dynamics else {}))
+    rng = np.random.default_rng(seed if logit_seed is None else logit_seed)
     for e in range(epochs):
         if task == "token-classification":
             logits = 3.0 * np.eye(3)[true] + rng.normal(0, 1, (true.size, 3))
@@ -608,3 +611,20 @@ def test_a_cross_fitted_run_flags_what_its_out_of_sample_and_in_sample_stores_bo
     assert found.total == len(both) == run_label_errors(runs["out-of-sample"], method="agreement").total
     with pytest.raises(DatacartoError, match="method agreement needs out-of-sample dynamics"):
         run_label_errors(runs["in-sample"], method="agreement")
+
+
+@pytest.mark.parametrize("task", ["multi-label", "token-classification"])
+def test_units_agree_by_row_and_position(tmp_path, task):
+    from datacarto.dynamics.label_errors import run_label_errors
+
+    run = tmp_path / "run"
+    write_noisy_unit_store(run, task, dynamics="out-of-sample")
+    write_noisy_unit_store(run, task, store="training_dynamics/eval/insample", logit_seed=7)
+    found = run_label_errors(run)
+    alone = run_label_errors(run, method="out-of-sample")
+    insample = run_label_errors(run, split="insample")
+    assert found.info["method"].startswith("agreement") and "group" not in found.flagged.columns
+    key = ["row_id", "sub_id"]
+    both = alone.flagged[key].merge(insample.flagged[key])
+    assert found.flagged[key].values.tolist() == both.values.tolist() and 0 < len(both) < alone.total
+    assert found.total == len(both) and found.per_class["estimated_errors"].sum() == len(both)
