@@ -132,7 +132,7 @@
   function checkboxes(box, names, colors, counts, onChange) {
     $(box).replaceChildren();
     names.forEach(function (name, k) {
-      if (!counts[k]) return;
+      if (!counts[k] && !meta.server) return;   // a served page: a class its first rows lack is still filtered
       var row = el('label', 'dc-row'), cb = document.createElement('input');
       cb.type = 'checkbox'; cb.checked = true; cb.dataset.code = String(k);
       cb.addEventListener('change', onChange);
