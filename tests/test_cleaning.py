@@ -216,8 +216,10 @@ def test_the_report_opens_with_the_estimate_the_flags_and_the_paired_tests(clean
     total = cleaned.cleaning.estimate["total"]
     ids = pd.read_csv(out / "cleaning" / "drop.corrections.csv")["row_id"].to_numpy()
     hits = int(world["flipped"][ids].sum())
-    assert (f"Label errors: {total} of 240 training labels estimated wrong ({pct(total / 240)}; confident learning "
-            f"on out-of-sample dynamics, mean of 8 epochs' probabilities); {ids.size} flagged, {hits} of them known "
+    method = cleaned.cleaning.source["method"]  # which stores agreed, each with its own count
+    assert method.startswith("agreement of confident learning on out-of-sample 'train' (") and "in-sample" in method
+    assert (f"Label errors: {total} of 240 training labels estimated wrong ({pct(total / 240)}; {method}, "
+            f"mean of 8 epochs' probabilities); {ids.size} flagged, {hits} of them known "
             f"to be wrong (column 'is_flipped', {int(world['flipped'].sum())} in all): precision "
             f"{hits / ids.size:.2f}, recall {hits / world['flipped'].sum():.2f}.") in md
     gold = np.array([json.loads(line)["label"] for line in world["test"].read_text().splitlines()])

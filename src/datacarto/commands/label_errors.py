@@ -39,11 +39,13 @@ def _short(value, width: int = 48) -> str:
 def summary(found, *, rows=None, texts: list[str] = (), top: int = 10) -> str:
     """The estimate per class and in total, the number flagged, the first ``top`` flagged rows (of ``rows``,
     default ``found.flagged``; the review queue adds the ``texts`` columns)."""
+    from ..dynamics.label_errors import describe_method
+
     rows = found.flagged if rows is None else rows
     info, n = found.info, found.n
     unit = {"example": "examples", "label": "(example, label) decisions", "word": "words"}.get(info.get("unit"),
                                                                                                 "units")
-    lines = [f"{info.get('run')} ({info.get('split')}): confident learning on {info.get('dynamics')} dynamics, "
+    lines = [f"{info.get('run')} ({info.get('split')}): {describe_method(info)}, "
              f"{info.get('epochs')} of {info.get('n_epochs')} epochs' probabilities, {n} {unit}",
              f"estimated wrong labels: {found.total} of {n} ({100.0 * found.total / max(n, 1):.1f}%)"]
     for name, row in found.per_class.iterrows():

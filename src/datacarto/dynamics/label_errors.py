@@ -160,6 +160,13 @@ def _rows_of(dyn) -> pd.Index:
     return pd.Index(np.sort(np.asarray(dyn.ids)))
 
 
+def describe_method(info: dict) -> str:
+    """How an estimate was made, in words: "confident learning on out-of-sample dynamics", or the agreement
+    of several stores with each one's own count (the CLI, the map's note and the report say it so)."""
+    how = info.get("method") or "confident learning"
+    return f"confident learning on {info.get('dynamics')} dynamics" if how == "confident learning" else how
+
+
 def _insample_partner(run_dir, split: str, kind: str, method: str) -> list[tuple]:
     """The cross-fitted run's in-sample store beside its out-of-sample one, where it has one."""
     if kind != "out-of-sample" or method not in ("auto", "agreement"):

@@ -68,10 +68,11 @@ def review_arrays(review: Review, table: pd.DataFrame, ids: np.ndarray, names: l
 def review_of(found, fingerprint: str) -> Review:
     """The page's review of a label-error estimate (a :class:`~datacarto.label_errors.LabelErrors` of
     :func:`~datacarto.dynamics.label_errors.run_label_errors`) of a run with that data-set fingerprint."""
+    from ..dynamics.label_errors import describe_method
+
     info = found.info
-    how = info.get("method", "confident learning")
-    how = f"confident learning on {info['dynamics']} dynamics" if how == "confident learning" else how
-    note = f"{how}, {info['epochs']} of {info['n_epochs']} epochs" + (f"; {info['warning']}" if info.get("warning") else "")
+    note = (f"{describe_method(info)}, {info['epochs']} of {info['n_epochs']} epochs"
+            + (f"; {info['warning']}" if info.get("warning") else ""))
     level = "unit" if "sub_id" in found.flagged.columns else "example"
     flagged = found.flagged[[c for c in ("row_id", "sub_id", "suggested_label", "suggested_probability")
                              if c in found.flagged.columns]]

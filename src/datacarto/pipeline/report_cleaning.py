@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..dynamics.label_errors import describe_method
 from ..significance import compare_paired, flag_precision_recall, fmt_p
 from .document import Document, pct
 from .report_state import RunState
@@ -81,7 +82,7 @@ def cleaning_lines(results: dict[str, Any]) -> list[str]:
     first = next(iter(results["recipes"].values()), None)
     flagged = first["entry"].flagged if first else est["total"]
     line = (f"Label errors: {est['total']} of {est['n']} training labels estimated wrong "
-            f"({pct(est['total'] / max(est['n'], 1))}; confident learning on {src['dynamics']} dynamics, "
+            f"({pct(est['total'] / max(est['n'], 1))}; {describe_method(src)}, "
             f"{src['epochs']} of {src['n_epochs']} epochs' probabilities); {flagged} flagged")
     if first and "flags" in first:
         f = first["flags"]
