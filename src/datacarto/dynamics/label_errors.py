@@ -21,7 +21,15 @@ from ..label_errors import LabelErrors, agreeing_errors, find_label_errors, prob
 from ..learning_check import barely_learned, compressed_confidences
 from ..metrics import assign_regions, compute_metrics
 from ..tasks import TaskSpec
-from .store import EXAMPLES, dataset_fingerprint, dynamics_dir, load_dynamics, load_examples, read_manifest
+from .store import (
+    CROSSFIT_OTHER_SPLIT,
+    EXAMPLES,
+    dataset_fingerprint,
+    dynamics_dir,
+    load_dynamics,
+    load_examples,
+    read_manifest,
+)
 
 #: ``method=``: "agreement" flags the rows that confident learning flags on a cross-fitted run's
 #: out-of-sample store *and* on its in-sample store (the fold models' own training rows), and on every
@@ -171,8 +179,11 @@ def _insample_partner(run_dir, split: str, kind: str, method: str) -> list[tuple
     """The cross-fitted run's in-sample store beside its out-of-sample one, where it has one."""
     if kind != "out-of-sample" or method not in ("auto", "agreement"):
         return []
-    other = {"train": "insample", "oos": "train"}.get(split)
-    if other is None:
+    if split == "train":  # the main store is out-of-sample: the in-sample one is the other split
+        other = CROSSFIT_OTHER_SPLIT["out-of-sample"]
+    elif split == CROSSFIT_OTHER_SPLIT["in-sample"]:  # the other split of a run whose main store is in-sample
+        other = "train"
+    else:
         return []
     try:
         manifest = read_manifest(dynamics_dir(run_dir, other))

@@ -51,6 +51,8 @@ __all__ = ["DYNAMICS_DIRNAME", "EXAMPLES", "FORMAT_VERSION", "LOGITS_DTYPE", "MA
 DYNAMICS_DIRNAME = "training_dynamics"
 MANIFEST = "manifest.json"
 EXAMPLES = "examples.parquet"
+#: a cross-fitted run's store that is not its main one (``train``), by the main one's dynamics
+CROSSFIT_OTHER_SPLIT = {"out-of-sample": "insample", "in-sample": "oos"}
 _SPLIT_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .._io import write_frame
+from ..dynamics.store import CROSSFIT_OTHER_SPLIT
 from ..errors import DatacartoError
 from ..maps.review import Review
 from .config import cleaning_recipes
@@ -67,7 +68,7 @@ def estimate_source(ctx: Context) -> tuple[Path, str, list[tuple[Path, str]]]:
     that cannot support an estimate is left out); else the baseline's in-sample store alone."""
     c, layout = ctx.config, ctx.layout
     if c.folds:
-        return (layout.crossfit_dir, "train" if c.dynamics == "out-of-sample" else "oos",
+        return (layout.crossfit_dir, "train" if c.dynamics == "out-of-sample" else CROSSFIT_OTHER_SPLIT["in-sample"],
                 [(layout.baseline_dir, "train")])
     return layout.baseline_dir, "train", []
 

@@ -29,13 +29,12 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_folds, check_seed
+from ..dynamics.store import CROSSFIT_OTHER_SPLIT
 from ..errors import DatacartoError
 
 HELDOUT_SPLIT = "heldout"
 #: ``dynamics=`` choices: which store is the run's main one (``training_dynamics/``).
 DYNAMICS_CHOICES = ("out-of-sample", "in-sample")
-#: the split name of the store that is not the main one
-OTHER_SPLIT = {"out-of-sample": "insample", "in-sample": "oos"}
 
 
 def fold_assignments(labels, folds: int, *, seed: int = 0, label_names=None) -> np.ndarray:
@@ -69,7 +68,7 @@ class CrossfitResult:
 
     @property
     def other_split(self) -> str:
-        return OTHER_SPLIT[self.dynamics]
+        return CROSSFIT_OTHER_SPLIT[self.dynamics]
 
     def is_main_process(self) -> bool:
         return self.trainer is None or self.trainer.is_world_process_zero()
@@ -160,10 +159,9 @@ def merge_folds(out: Path, fold_of: np.ndarray, fold_dirs: list[Path], *, dynami
     from ..dynamics.store import DYNAMICS_DIRNAME, UNITS
 
     main = Path(out) / DYNAMICS_DIRNAME
-    places = {"out-of-sample": main, "in-sample": main / "eval" / "insample"}
-    if dynamics == "in-sample":
-        places = {"in-sample": main, "out-of-sample": main / "eval" / "oos"}
-    for path in (main / "eval" / "oos", main / "eval" / "insample"):
+    other = next(kind for kind in CROSSFIT_OTHER_SPLIT if kind != dynamics)
+    places = {dynamics: main, other: main / "eval" / CROSSFIT_OTHER_SPLIT[dynamics]}
+    for path in (main / "eval" / split for split in CROSSFIT_OTHER_SPLIT.values()):
         if path.is_dir():
             shutil.rmtree(path)
     if main.is_dir():  # an earlier merge: its files go, other eval splits stay
