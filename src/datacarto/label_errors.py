@@ -263,7 +263,7 @@ def find_label_errors(labels, probabilities, *, score: str = "self_confidence", 
     per_class, joints, thresholds, flagged = [], [], [], []
     for g in np.unique(groups):
         rows = np.flatnonzero((groups == g) & usable)
-        index = [f"{gnames[g]}: {x}" for x in names] if grouped else list(names)
+        index = [_problem_class(gnames[g], x) for x in names] if grouped else list(names)
         counts, joint, t, errors = _one_problem(labels[rows], probs[rows], index, names)
         per_class.append(counts)
         joints.append(joint)
@@ -313,13 +313,18 @@ def agreeing_errors(first: LabelErrors, *others: LabelErrors) -> LabelErrors:
         theirs = pd.MultiIndex.from_frame(other.flagged[keys].astype(str))
         kept &= pd.MultiIndex.from_frame(first.flagged[keys].astype(str)).isin(theirs)
     flagged = first.flagged[kept].reset_index(drop=True)
-    names = (flagged["group"].astype(str) + ": " + flagged["given_label"].astype(str)) if "group" in keys \
-        else flagged["given_label"].astype(str)
+    names = pd.Series([_problem_class(g, c) for g, c in zip(flagged["group"], flagged["given_label"])]
+                      if "group" in keys else flagged["given_label"].astype(str).tolist(), dtype=object)
     per_class = first.per_class.copy()
     per_class["estimated_errors"] = names.value_counts().reindex(per_class.index.astype(str), fill_value=0).to_numpy()
     per_class["share"] = np.where(per_class["n"] > 0, per_class["estimated_errors"] / per_class["n"].clip(lower=1), 0.0)
     return LabelErrors(per_class=per_class, flagged=flagged, joint=first.joint, thresholds=first.thresholds,
                        score=first.score, n=first.n, info=dict(first.info))
+
+
+def _problem_class(group, name) -> str:
+    """A class of one grouped problem as the per-class tables name it: "group: class"."""
+    return f"{group}: {name}"
 
 
 def _names(names, count: int, what: str) -> list:
