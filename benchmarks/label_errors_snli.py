@@ -112,17 +112,22 @@ def cleanlab_flags(labels: np.ndarray, probs: np.ndarray, flipped: np.ndarray) -
 
 
 def rule_table(stores: dict, flipped: np.ndarray) -> dict:
-    """Confident learning on each store (and on their agreement): count, precision, recall, AUROC.
+    """Confident learning on each store (and on their agreement): count, precision, recall, AUROC, ceiling.
 
     ``stores``: name -> Dynamics of the same rows (out-of-sample, in-sample). "agree" flags the rows
     every store flags (its count is their number), a measured alternative to one store's estimate.
+    ``ceiling``: the best precision of any cut of the store's ranking (p of the given label; for
+    "agree" the mean of the stores' ranks) that reaches the goal's recall: no rule on these
+    probabilities flags that share of the wrong labels more precisely.
     """
+    from scipy.stats import rankdata
     from sklearn.metrics import roc_auc_score
 
     from datacarto.label_errors import find_label_errors, probabilities_from_logits
+    from datacarto.noise import precision_at_recall
     from datacarto.significance import flag_precision_recall
 
-    table, flags = {}, []
+    table, flags, ranks = {}, [], []
     for name, dyn in stores.items():
         noisy = flipped[dyn.ids]
         probs = probabilities_from_logits(dyn.logits, epochs="mean")
@@ -130,14 +135,19 @@ def rule_table(stores: dict, flipped: np.ndarray) -> dict:
         flagged = np.isin(dyn.ids, found.flagged["row_id"].to_numpy())
         hits, precision, recall = flag_precision_recall(flagged, noisy)
         accuracy = float(np.mean(probs.argmax(1) == dyn.gold))
-        auroc = float(roc_auc_score(noisy, -probs[np.arange(len(probs)), dyn.gold]))
-        table[name] = {"estimate": found.total, "precision": precision, "recall": recall, "auroc": auroc,
-                       "agrees_with_given": accuracy}
+        suspicion = -probs[np.arange(len(probs)), dyn.gold]
+        table[name] = {"estimate": found.total, "precision": precision, "recall": recall,
+                       "auroc": float(roc_auc_score(noisy, suspicion)), "agrees_with_given": accuracy,
+                       "ceiling": precision_at_recall(suspicion, noisy, GOALS["recall"])}
         flags.append(pd.Series(flagged, index=dyn.ids))
+        ranks.append(pd.Series(rankdata(suspicion), index=dyn.ids))
     if len(flags) > 1:
         both = pd.concat(flags, axis=1).fillna(False).all(axis=1)
         hits, precision, recall = flag_precision_recall(both.to_numpy(), flipped[both.index.to_numpy()])
-        table["agree"] = {"estimate": int(both.sum()), "precision": precision, "recall": recall}
+        mean_rank = pd.concat(ranks, axis=1).mean(axis=1)
+        table["agree"] = {"estimate": int(both.sum()), "precision": precision, "recall": recall,
+                          "ceiling": precision_at_recall(mean_rank.to_numpy(), flipped[mean_rank.index.to_numpy()],
+                                                         GOALS["recall"])}
     return table
 
 
@@ -257,8 +267,10 @@ def describe(s: dict) -> list[str]:
     for name, r in (s.get("rules") or {}).items():
         extra = (f", AUROC {r['auroc']:.3f}, argmax = given label on {r['agrees_with_given']:.1%}"
                  if "auroc" in r else "")
+        ceiling = (f"; best precision at recall {GOALS['recall']} of its ranking {r['ceiling']:.3f}"
+                   if "ceiling" in r else "")
         lines.append(f"  rule {name}: estimate {r['estimate']}, precision {r['precision']:.3f}, "
-                     f"recall {r['recall']:.3f}{extra}")
+                     f"recall {r['recall']:.3f}{extra}{ceiling}")
     if s.get("estimate_only"):
         c = s["cleanlab"]
         return [*lines, f"cleanlab find_label_issues: {c['flagged']} flagged, precision {c['precision']:.3f}, "

@@ -283,6 +283,22 @@ def precision_recall_at_k(suspicion: np.ndarray, noisy: np.ndarray, k: int) -> t
     return float(hits / k), float(hits / noisy.sum())
 
 
+def precision_at_recall(suspicion: np.ndarray, noisy: np.ndarray, recall: float) -> float:
+    """The best precision of any cut of the ranking by ``suspicion`` that finds ``recall`` of ``noisy``.
+
+    The ceiling of every flagging rule that ranks by this score: a rule flagging that share of the
+    wrong labels cannot be more precise (interpolated precision; a cut never splits tied scores).
+
+    >>> precision_at_recall(np.array([0.9, 0.8, 0.7, 0.1]), np.array([True, False, True, False]), 1.0)
+    0.6666666666666666
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    recall = check_fraction(recall, "recall")
+    precision, reached, _ = precision_recall_curve(np.asarray(noisy, dtype=bool), np.asarray(suspicion, dtype=float))
+    return float(precision[reached >= recall].max())
+
+
 def audit_scores(metrics: pd.DataFrame, is_noisy, *, scores=None) -> pd.DataFrame:
     """How well each score ranks the noisy examples first; one row per score, best AUROC first.
 
