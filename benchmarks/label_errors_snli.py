@@ -17,9 +17,11 @@ Configurations:
 * ``class-conditional``: the same with 10% flipped i -> i + 1 (mod 3);
 * ``annotators``: the 1,599 MultiNLI pairs of ChaosNLI (../shared/data/nli-annotators): the given
   label is MultiNLI's (majority of 5), the true one the majority of 100 annotators, so a given label
-  that differs from it is real label noise; SNLI rows (taken as clean) fill the set up to ``--limit``.
+  that differs from it is real label noise; SNLI rows (taken as clean) fill the set up to ``--limit``;
+* ``sst2-uniform``: 9,000 SST-2 training phrases (``--limit``), 10% of the labels flipped: a task the
+  same model learns far better than NLI, to show what the estimate and the flags do with a strong model.
 
-Test and validation rows are SNLI's (``--test-limit``, ``--validation-limit``).
+Test and validation rows come from the configuration's data set (``--test-limit``, ``--validation-limit``).
 
     PYTHONPATH=src nice -n 5 .venv/bin/python benchmarks/label_errors_snli.py --configs uniform --folds 3 \\
         --epochs 3 --test-limit 3000 --validation-limit 500
@@ -46,19 +48,23 @@ from _minilm import add_training_flags, offline_cpu_env
 from _minilm import training_args as minilm_training_args
 
 ROOT = Path(__file__).resolve().parents[1]
-LABEL_NAMES = ["entailment", "neutral", "contradiction"]
-CONFIGS = ("uniform", "class-conditional", "annotators")
+#: the data sets: folder under --data-dir, text columns, class names
+DATASETS = {"snli": ("snli-9k", ["premise", "hypothesis"], ["entailment", "neutral", "contradiction"]),
+            "sst2": ("sst2", ["sentence"], ["negative", "positive"])}
+#: configuration -> (data set, noise kind)
+CONFIGS = {"uniform": ("snli", "uniform"), "class-conditional": ("snli", "class-conditional"),
+           "annotators": ("snli", None), "sst2-uniform": ("sst2", "uniform")}
 RECIPES = [{"name": "drop", "action": "drop"}, {"name": "relabel", "action": "relabel"}]
 #: the issue's goals, on SNLI 9k with 10% uniform flips
 GOALS = {"count within": 0.20, "precision": 0.75, "recall": 0.60, "gap recovered": 0.5}
 
 
-def read_jsonl(path: Path, limit: int | None = None, seed: int = 0) -> list[dict]:
+def read_jsonl(path: Path, limit: int | None = None, seed: int = 0, text: tuple = ("premise", "hypothesis")) -> list:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if limit is not None and limit < len(rows):
         keep = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
         rows = [rows[i] for i in keep]
-    return [{"premise": r["premise"], "hypothesis": r["hypothesis"], "label": int(r["label"])} for r in rows]
+    return [{**{c: r[c] for c in text}, "label": int(r["label"])} for r in rows]
 
 
 def training_rows(config: str, ns) -> tuple[list[dict], np.ndarray]:
@@ -66,6 +72,7 @@ def training_rows(config: str, ns) -> tuple[list[dict], np.ndarray]:
     from datacarto.noise import inject_label_noise
 
     data = Path(ns.data_dir)
+    folder, text, names = DATASETS[CONFIGS[config][0]]
     if config == "annotators":
         pairs = [json.loads(line) for line in (data / "nli-annotators" / "mnli_dev_matched_chaosnli.jsonl")
                  .read_text().splitlines() if line.strip()]
@@ -83,12 +90,13 @@ def training_rows(config: str, ns) -> tuple[list[dict], np.ndarray]:
         rows, given, true = [rows[i] for i in order], given[order], true[order]
         flipped = given != true
     else:
-        snli = read_jsonl(data / "snli-9k" / "train.jsonl", ns.limit, ns.seed)
-        true = np.array([r["label"] for r in snli])
-        given, flipped = inject_label_noise(true, ns.noise, kind=config, num_labels=3, seed=ns.seed)
-        rows = snli
-    out = [{"premise": r["premise"], "hypothesis": r["hypothesis"], "label": int(g), "true_label": int(t),
-            "is_flipped": bool(f)} for r, g, t, f in zip(rows, given, true, flipped)]
+        rows = read_jsonl(data / folder / "train.jsonl", ns.limit or (9000 if folder != "snli-9k" else None),
+                          ns.seed, text)
+        true = np.array([r["label"] for r in rows])
+        given, flipped = inject_label_noise(true, ns.noise, kind=CONFIGS[config][1], num_labels=len(names),
+                                            seed=ns.seed)
+    out = [{**{c: r[c] for c in text}, "label": int(g), "true_label": int(t), "is_flipped": bool(f)}
+           for r, g, t, f in zip(rows, given, true, flipped)]
     return out, true
 
 
@@ -151,7 +159,7 @@ def rule_table(stores: dict, flipped: np.ndarray) -> dict:
     return table
 
 
-def upper_bound(rows: list[dict], paths: dict, out: Path, ns, args: dict) -> np.ndarray:
+def upper_bound(config: str, rows: list[dict], paths: dict, out: Path, ns, args: dict) -> np.ndarray:
     """Test logits of a model trained on the true labels with the baseline's arguments."""
     from datacarto.data import minilm_path
     from datacarto.dynamics.store import load_dynamics
@@ -160,8 +168,9 @@ def upper_bound(rows: list[dict], paths: dict, out: Path, ns, args: dict) -> np.
 
     clean = write_jsonl(out / "true_labels.jsonl", [{**r, "label": r["true_label"]} for r in rows])
     seed_everything(ns.seed)
+    _, text, names = DATASETS[CONFIGS[config][0]]
     train_baseline(model=minilm_path(), train=str(clean), test=str(paths["test"]), output_dir=out / "upper",
-                   text_columns=["premise", "hypothesis"], label_names=LABEL_NAMES, max_length=ns.max_length,
+                   text_columns=text, label_names=names, max_length=ns.max_length,
                    training_args={**args, "eval_strategy": "no"}, save_model=False, overwrite_dynamics=True)
     return load_dynamics(out / "upper", "test").logits[:, -1, :]
 
@@ -177,27 +186,27 @@ def run_config(config: str, ns, out: Path) -> dict:
 
     rows, true = training_rows(config, ns)
     flipped = np.array([r["is_flipped"] for r in rows])
-    data = Path(ns.data_dir) / "snli-9k"
-    paths = {"train": write_jsonl(out / "data" / "train.jsonl", rows),
-             "validation": write_jsonl(out / "data" / "validation.jsonl",
-                                       read_jsonl(data / "validation.jsonl", ns.validation_limit, ns.seed)),
-             "test": write_jsonl(out / "data" / "test.jsonl", read_jsonl(data / "test.jsonl", ns.test_limit, ns.seed))}
+    folder, text, names = DATASETS[CONFIGS[config][0]]
+    paths = {"train": write_jsonl(out / "data" / "train.jsonl", rows)}
+    for split, limit in (("validation", ns.validation_limit), ("test", ns.test_limit)):
+        paths[split] = write_jsonl(out / "data" / f"{split}.jsonl",
+                                   read_jsonl(Path(ns.data_dir) / folder / f"{split}.jsonl", limit, ns.seed, text))
     args = minilm_training_args(ns)
     if ns.estimate_only:
         return estimate_only(config, paths, flipped, ns, out, args)
     start = time.perf_counter()
     result = run_pipeline(PipelineConfig(
         model=minilm_path(), dataset=str(paths["train"]), validation=str(paths["validation"]),
-        test=str(paths["test"]), output_dir=str(out / "run"), text_columns=["premise", "hypothesis"],
-        class_names=LABEL_NAMES, max_length=ns.max_length, training_args=args, recipes=[dict(r) for r in RECIPES],
+        test=str(paths["test"]), output_dir=str(out / "run"), text_columns=text,
+        class_names=names, max_length=ns.max_length, training_args=args, recipes=[dict(r) for r in RECIPES],
         folds=ns.folds, seed=ns.seed, noise_column="is_flipped", title=f"label errors: {config}"), progress=False)
     pipeline_minutes = (time.perf_counter() - start) / 60
-    upper_logits = upper_bound(rows, paths, out, ns, args)
+    upper_logits = upper_bound(config, rows, paths, out, ns, args)
     layout = RunLayout(result.output_dir)
     found = cleaning_results(read_run(layout), "is_flipped")
     dyn = load_dynamics(layout.crossfit_dir)
     probs = probabilities_from_logits(dyn.logits, epochs="mean")
-    test_gold = np.array([r["label"] for r in read_jsonl(paths["test"])])
+    test_gold = np.array([r["label"] for r in read_jsonl(paths["test"], text=text)])
     with np.load(layout.predictions("baseline")) as p:
         baseline_right = p["test"].argmax(1) == test_gold
     upper_right = upper_logits.argmax(1) == test_gold
@@ -232,7 +241,8 @@ def estimate_only(config: str, paths: dict, flipped: np.ndarray, ns, out: Path, 
     start = time.perf_counter()
     run = out / "crossfit"
     train_crossfit(model=minilm_path(), train=str(paths["train"]), folds=ns.folds, seed=ns.seed, output_dir=run,
-                   text_columns=["premise", "hypothesis"], label_names=LABEL_NAMES, max_length=ns.max_length,
+                   text_columns=DATASETS[CONFIGS[config][0]][1], label_names=DATASETS[CONFIGS[config][0]][2],
+                   max_length=ns.max_length,
                    training_args={**args, "eval_strategy": "no"}, overwrite_dynamics=True)
     dyn = load_dynamics(run)
     try:
@@ -302,11 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=["uniform"], choices=CONFIGS)
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"),
-                   help="holds snli-9k/ and nli-annotators/ (default ../shared/data)")
+                   help="holds snli-9k/, sst2/ and nli-annotators/ (default ../shared/data)")
     p.add_argument("--limit", type=int, default=None, help="training rows (default: all 8,999 SNLI rows; "
-                   "annotators: the 1,599 MultiNLI pairs, SNLI rows filling up to --limit)")
-    p.add_argument("--test-limit", type=int, default=None, help="SNLI test rows (default: all 9,824)")
-    p.add_argument("--validation-limit", type=int, default=None, help="SNLI validation rows (default: all 1,000)")
+                   "annotators: the 1,599 MultiNLI pairs, SNLI rows filling up to --limit; sst2: 9,000 phrases)")
+    p.add_argument("--test-limit", type=int, default=None, help="test rows (default: all; SNLI 9,824, SST-2 872)")
+    p.add_argument("--validation-limit", type=int, default=None,
+                   help="validation rows (default: all; SNLI 1,000, SST-2 6,735)")
     p.add_argument("--noise", type=float, default=0.1, help="share of flipped labels (uniform, class-conditional)")
     p.add_argument("--estimate-only", action="store_true",
                    help="cross-fit only: the estimate and the flags, no baseline, retraining or upper bound")
