@@ -126,12 +126,14 @@ def rule_table(stores: dict, flipped: np.ndarray) -> dict:
     every store flags (its count is their number), a measured alternative to one store's estimate.
     ``ceiling``: the best precision of any cut of the store's ranking (p of the given label; for
     "agree" the mean of the stores' ranks) that reaches the goal's recall: no rule on these
-    probabilities flags that share of the wrong labels more precisely.
+    probabilities flags that share of the wrong labels more precisely; ``ceiling_aum`` the same for
+    the ranking by AUM (the mean logit margin), whose cut AUM's threshold samples would set.
     """
     from scipy.stats import rankdata
     from sklearn.metrics import roc_auc_score
 
     from datacarto.label_errors import find_label_errors, probabilities_from_logits
+    from datacarto.metrics import compute_metrics
     from datacarto.noise import precision_at_recall
     from datacarto.significance import flag_precision_recall
 
@@ -144,9 +146,11 @@ def rule_table(stores: dict, flipped: np.ndarray) -> dict:
         hits, precision, recall = flag_precision_recall(flagged, noisy)
         accuracy = float(np.mean(probs.argmax(1) == dyn.gold))
         suspicion = -probs[np.arange(len(probs)), dyn.gold]
+        aum = compute_metrics(dyn)["aum"].reindex(dyn.ids).to_numpy()  # AUM's ranking (threshold samples set a cut)
         table[name] = {"estimate": found.total, "precision": precision, "recall": recall,
                        "auroc": float(roc_auc_score(noisy, suspicion)), "agrees_with_given": accuracy,
-                       "ceiling": precision_at_recall(suspicion, noisy, GOALS["recall"])}
+                       "ceiling": precision_at_recall(suspicion, noisy, GOALS["recall"]),
+                       "ceiling_aum": precision_at_recall(-aum, noisy, GOALS["recall"])}
         flags.append(pd.Series(flagged, index=dyn.ids))
         ranks.append(pd.Series(rankdata(suspicion), index=dyn.ids))
     if len(flags) > 1:
@@ -277,8 +281,10 @@ def describe(s: dict) -> list[str]:
     for name, r in (s.get("rules") or {}).items():
         extra = (f", AUROC {r['auroc']:.3f}, argmax = given label on {r['agrees_with_given']:.1%}"
                  if "auroc" in r else "")
-        ceiling = (f"; best precision at recall {GOALS['recall']} of its ranking {r['ceiling']:.3f}"
+        ranking = "the stores' mean rank" if name == "agree" else "its ranking"
+        ceiling = (f"; best precision at recall {GOALS['recall']} of {ranking} {r['ceiling']:.3f}"
                    if "ceiling" in r else "")
+        ceiling += f" (by AUM {r['ceiling_aum']:.3f})" if "ceiling_aum" in r else ""
         lines.append(f"  rule {name}: estimate {r['estimate']}, precision {r['precision']:.3f}, "
                      f"recall {r['recall']:.3f}{extra}{ceiling}")
     if s.get("estimate_only"):
