@@ -288,6 +288,7 @@ CASES = [
          _manifest_field(text_columns="premise")),
     Case("metrics-run-is-file", "metrics {w}/train.jsonl", "no training dynamics"),
     Case("metrics-empty-run", "metrics {w}/empty", "no training dynamics found", _dir("empty")),
+    Case("metrics-folder-of-runs", "metrics {w}", "{w} holds recorded runs: {w}/paper, {w}/run"),
     Case("metrics-out-full-disk", M + " --out {full}/m.parquet", "no space left on device"),
     Case("metrics-out-read-only", M + " --out {ro}/m.parquet", "read-only file system"),
     # -- select

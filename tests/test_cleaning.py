@@ -298,3 +298,29 @@ def test_without_a_cleaning_recipe_the_map_shows_the_same_estimate(cleaned, worl
     assert review is not None and review.note.startswith("agreement of confident learning")
     assert review.flagged["row_id"].tolist() == flagged_rows["row_id"].tolist()
     assert review.estimate == cleaned.cleaning.estimate["total"]
+
+
+def test_label_errors_and_apply_corrections_take_the_pipeline_run_folder(cleaned, tmp_path, capsys):
+    """A user who ran the pipeline names its folder: the queue holds the report's flags and applies there."""
+    from datacarto.cli import main
+    from datacarto.errors import DatacartoError
+    from datacarto.pipeline.cleaning import folder_estimate_source
+
+    out = cleaned.output_dir
+    queue = tmp_path / "queue.csv"
+    assert main(["label-errors", str(out), "--out", str(queue), "--top", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert f"estimated wrong labels: {cleaned.cleaning.estimate['total']} of 240 " in printed
+    assert "of baseline (" in printed  # the agreeing store of another run is named by its run
+    rows = pd.read_csv(queue)
+    assert rows["row_id"].tolist() == pd.read_parquet(out / "cleaning" / "label_errors.parquet")["row_id"].tolist()
+    rows["decision"] = "drop"
+    rows.to_csv(queue, index=False)
+    fixed = tmp_path / "fixed.jsonl"
+    assert main(["apply-corrections", str(out), "--corrections", str(queue), "--out", str(fixed)]) == 0
+    # the same training data as the clean stage's drop recipe made from the same flags
+    assert read_jsonl(fixed)["row_id"].tolist() == read_jsonl(out / "cleaning" / "drop.jsonl")["row_id"].tolist()
+    # a store of one of its runs is named by that run's folder
+    with pytest.raises(DatacartoError, match="is a pipeline run folder: --split insample"):
+        folder_estimate_source(out, "insample")
+    assert folder_estimate_source(out / "baseline", "train") == (out / "baseline", "train", [])

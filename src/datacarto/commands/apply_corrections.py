@@ -16,7 +16,8 @@ def _parser() -> argparse.ArgumentParser:
                     "corrected data with the columns given_label, new_label and decision. Refuses a "
                     "corrections file of other data. See docs/label_errors.md.",
     )
-    p.add_argument("run", help="training output folder (holding training_dynamics/)")
+    p.add_argument("run", help="training output folder (holding training_dynamics/), or a pipeline run folder "
+                               "(datacarto run: the records its estimate read)")
     p.add_argument("--corrections", required=True, help="corrections file: .csv or .jsonl")
     p.add_argument("--out", required=True, help="corrected data file: .jsonl, .csv or .parquet (a new file)")
     p.add_argument("--split", default="train", help="which recorded store's records (default: train)")
@@ -28,9 +29,11 @@ def main(argv: list[str]) -> int:
     if not Path(args.run).exists():
         raise DatacartoError(f"run directory {args.run} not found")
     from ..dynamics.corrections import apply_corrections, check_corrected_output, write_corrected
+    from ..pipeline.cleaning import folder_estimate_source
 
-    check_corrected_output(args.out, corrections=args.corrections, run_dir=args.run, split=args.split)
-    corrected, counts = apply_corrections(args.run, args.corrections, split=args.split)
+    source, split, _ = folder_estimate_source(args.run, args.split)
+    check_corrected_output(args.out, corrections=args.corrections, run_dir=source, split=split)
+    corrected, counts = apply_corrections(source, args.corrections, split=split)
     print(f"{args.corrections}: relabel {counts['relabel']}, drop {counts['drop']}, keep {counts['keep']}, "
           f"not reviewed {counts['unreviewed']}")
     write_corrected(corrected, args.out)

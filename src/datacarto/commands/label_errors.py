@@ -15,7 +15,8 @@ def _parser() -> argparse.ArgumentParser:
                     "on out-of-sample dynamics when the run is cross-fitted), flag as many rows, most suspect "
                     "first, with a suggested label, and write them as a review queue. See docs/label_errors.md.",
     )
-    p.add_argument("run", help="training output folder (holding training_dynamics/)")
+    p.add_argument("run", help="training output folder (holding training_dynamics/), or a pipeline run folder "
+                               "(datacarto run: the estimate its report shows)")
     p.add_argument("--out", help="write the review queue here: .csv, .jsonl, or .json with --format "
                                  "label-studio|argilla")
     p.add_argument("--format", help="csv, jsonl, label-studio or argilla (default: by --out's extension)")
@@ -82,10 +83,13 @@ def main(argv: list[str]) -> int:
     elif args.format is not None:
         raise DatacartoError("--format needs --out")
     from ..dynamics.label_errors import review_queue, run_label_errors, text_columns
+    from ..pipeline.cleaning import folder_estimate_source
 
-    found = run_label_errors(args.run, split=args.split, method=args.method, score=args.score, epochs=args.epochs)
-    queue = review_queue(args.run, found, split=args.split)
-    texts = [c for c in ("sentence", *text_columns(args.run, args.split)) if c in queue.columns]
+    source, split, agree_with = folder_estimate_source(args.run, args.split)
+    found = run_label_errors(source, split=split, method=args.method, score=args.score, epochs=args.epochs,
+                             agree_with=agree_with)
+    queue = review_queue(source, found, split=split)
+    texts = [c for c in ("sentence", *text_columns(source, split)) if c in queue.columns]
     if found.info.get("warning"):
         print(f"datacarto: warning: {found.info['warning']}", file=sys.stderr)
     print(summary(found, rows=queue, texts=texts, top=args.top))

@@ -153,7 +153,9 @@ def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method
         stores = [found, *others]
         found = agreeing_errors(found, *others)
         found.info["method"] = "agreement of confident learning on " + ", ".join(
-            f"{o.info['dynamics']} {o.info['split']!r} ({o.total})" for o in stores)
+            f"{o.info['dynamics']} {o.info['split']!r}"
+            + (f" of {Path(o.info['run']).name}" if o.info["run"] != found.info["run"] else "") + f" ({o.total})"
+            for o in stores)
         found.info["stores"] = [{k: o.info[k] for k in ("run", "split", "dynamics")} | {"estimate": o.total}
                                 for o in stores]
     if dyn.unit_level:

@@ -327,11 +327,20 @@ class Dynamics:
         return _read_examples(self.directory / EXAMPLES)
 
 
+def _runs_inside(directory: Path) -> str:
+    """"; <folder> holds recorded runs: ..." when the folder ``directory`` was looked for in holds runs
+    one level down (a pipeline run folder: baseline/, crossfit/), else ""."""
+    folder = directory.parent if directory.name == DYNAMICS_DIRNAME else directory
+    runs = sorted(str(p.parent) for p in folder.glob(f"*/{DYNAMICS_DIRNAME}") if p.is_dir())
+    return f"; {folder} holds recorded runs: {', '.join(runs[:6])}" if runs else ""
+
+
 def _epoch_files(directory: Path, manifest: dict[str, Any], epochs: list[int] | None) -> dict[int, Path]:
     """The epoch files to load: every one recorded, or ``epochs``; DatacartoError if any is missing."""
     files = list_epoch_files(directory)
     if not files:
-        raise DatacartoError(f"no training dynamics found in {directory} (expected epoch_*.parquet files)")
+        raise DatacartoError(f"no training dynamics found in {directory} (expected epoch_*.parquet files)"
+                             + _runs_inside(directory))
     version = manifest.get("format_version", 1)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise DatacartoError(f"{directory / MANIFEST}: format_version {version!r}: written by a newer datacarto "

@@ -41,6 +41,7 @@ from ..maps.review import Review
 from .config import cleaning_recipes
 from .context import Context, load_predictions, save_predictions, seed_everything
 from .hashing import describe_model, digest, frame_digest, ids_digest
+from .layout import RunLayout, read_json
 from .models import save_model_predictions
 from .runner import StageOutput
 from .summaries import CleanControl, CleanModel, CleanRecipe, CleanSummary, jsonable
@@ -61,16 +62,36 @@ class CleanUnit(NamedTuple):
 
 
 def estimate_source(ctx: Context) -> tuple[Path, str, list[tuple[Path, str]]]:
-    """(run folder, split, in-sample stores to agree with) of the label-error estimate.
+    """(run folder, split, in-sample stores to agree with) of the label-error estimate (:func:`estimate_stores`)."""
+    return estimate_stores(ctx.layout, folds=ctx.config.folds, dynamics=ctx.config.dynamics)
+
+
+def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str) -> tuple[Path, str, list[tuple[Path, str]]]:
+    """(run folder, split, in-sample stores to agree with) of a pipeline run's label-error estimate.
 
     With ``folds``: the cross-fitted run's out-of-sample store, agreed with its in-sample store and
     the baseline's (method auto of :func:`~datacarto.dynamics.label_errors.run_label_errors`: a store
     that cannot support an estimate is left out); else the baseline's in-sample store alone."""
-    c, layout = ctx.config, ctx.layout
-    if c.folds:
-        return (layout.crossfit_dir, "train" if c.dynamics == "out-of-sample" else CROSSFIT_OTHER_SPLIT["in-sample"],
+    if folds:
+        return (layout.crossfit_dir, "train" if dynamics == "out-of-sample" else CROSSFIT_OTHER_SPLIT["in-sample"],
                 [(layout.baseline_dir, "train")])
     return layout.baseline_dir, "train", []
+
+
+def folder_estimate_source(folder: str | Path, split: str = "train") -> tuple[Path, str, list[tuple[Path, str]]]:
+    """What ``datacarto label-errors`` and ``apply-corrections`` read when named ``folder``.
+
+    A pipeline run folder (``datacarto run``): the stores of its own estimate (:func:`estimate_stores`,
+    the clean stage's and the report's); any other folder: its ``split`` store alone.
+    """
+    layout = RunLayout(folder)
+    if not layout.is_run():
+        return Path(folder), split, []
+    if split != "train":
+        raise DatacartoError(f"{folder} is a pipeline run folder: --split {split} names a store of one of its "
+                             f"runs; give that run's folder ({layout.baseline_dir} or {layout.crossfit_dir})")
+    config = read_json(layout.config_json, {})
+    return estimate_stores(layout, folds=config.get("folds"), dynamics=config.get("dynamics", "out-of-sample"))
 
 
 def cleaning_model_names(ctx: Context) -> list[str]:

@@ -163,6 +163,10 @@ class RunLayout:
         return self.root / "report.md"
 
     # -- reading what is there
+    def is_run(self) -> bool:
+        """True when ``root`` is a pipeline run folder (its config and the data stage's record are there)."""
+        return self.config_json.is_file() and self.stage_record(STAGES[0]).is_file()
+
     def stage_records(self) -> dict[str, dict]:
         """The stage records present, in stage order (stage name -> the record's JSON)."""
         records = {}
