@@ -107,9 +107,9 @@ class ServedRun:
                 mask &= values >= float(lo)
             if hi is not None:
                 mask &= values <= float(hi)
-        query = str(spec.get("search") or "").strip()
-        if query:
-            mask &= self.search(query)
+        found = self.search(str(spec.get("search") or "").strip())
+        if found is not None:
+            mask &= found
         return mask
 
     def _score(self, name: str) -> np.ndarray:
@@ -118,9 +118,12 @@ class ServedRun:
                                  + ", ".join(self.scores))
         return pd.to_numeric(self.metrics[name], errors="coerce").to_numpy(dtype=np.float64)
 
-    def search(self, query: str) -> np.ndarray:
-        """Rows whose text (any column) holds ``query``, case-insensitive (as the page's search)."""
-        found = self.codes.search(query) if self.codes is not None else None  # by the vocabulary: faster
+    def search(self, query: str) -> np.ndarray | None:
+        """Rows whose text (any column) holds ``query``, case-insensitive, as the page's ``searchRows``;
+        None (the search is ignored, as there) for an empty query or a run without text columns."""
+        if not query or self.codes is None:
+            return None
+        found = self.codes.search(query)  # by the vocabulary: faster
         return found if found is not None else self.search_values(query)
 
     def search_values(self, query: str) -> np.ndarray:
@@ -128,8 +131,6 @@ class ServedRun:
         import pyarrow.compute as pc
 
         found = np.zeros(self.n, dtype=bool)
-        if self.text is None:
-            return found
         for column in self.text.columns:
             hit = pc.match_substring(column, query, ignore_case=True).fill_null(False)
             found |= hit.to_numpy(zero_copy_only=False)
