@@ -340,3 +340,19 @@ def test_a_run_without_text_ignores_the_search_as_the_written_page_does(plain):
     meta, _, _ = ask(plain["server"], {"search": "dog", "gold": [1]})  # the filters still apply
     assert meta["server"]["matched"] == int((everything[1]["gold"] == 1).sum())
 
+
+def test_rows_without_a_point_stay_in_every_view_as_in_the_written_table(plain):
+    run = plain["server"].run
+    assert np.isnan(run.x[:PLAIN_NAN]).all() and np.isfinite(run.x[PLAIN_NAN:]).all()
+    placed = np.flatnonzero(np.isfinite(run.x))
+    box = [float(np.quantile(run.x[placed], 0.3)), float(np.quantile(run.x[placed], 0.7)), 0.0, 1.0]
+    inside = placed[(run.x[placed] >= box[0]) & (run.x[placed] <= box[1])]
+    meta, arrays, _ = ask(plain["server"], {"box": box})
+    want = sorted([*range(PLAIN_NAN), *run.metrics.index[inside].tolist()])
+    assert arrays["row_id"].tolist() == want  # the zoomed view's points and the rows without one
+    info = meta["server"]
+    assert info["matched"] == PLAIN_N and info["in_view"] == len(want) and info["unplaced"] == PLAIN_NAN
+    assert sum(info["density"]["counts"]) == len(inside)  # the density layer counts points only
+    meta, arrays, _ = ask(plain["server"], {"box": box, "gold": [int(arrays["gold"][0])]})
+    assert arrays["row_id"][0] == 0 and meta["server"]["unplaced"] == sum(
+        int(run.gold[i] == run.gold[0]) for i in range(PLAIN_NAN))

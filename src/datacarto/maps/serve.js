@@ -4,7 +4,8 @@
   // server's cap, else a random sample. Zooming, the search, the filters and the gold-label boxes
   // ask the server (POST api/rows, over all rows) for the new window, which is swapped in as a
   // level is (meta, A, text); a grey density layer under the points counts every matching row of
-  // the view. A page written by `datacarto map` has no meta.server and none of this runs.
+  // the view. Rows without a point (a NaN coordinate) are in every view, as the written page's table
+  // lists them whatever the zoom. A page written by `datacarto map` has no meta.server and none of this runs.
   var serverAsked = 0, serverAnswered = 0, zoomTimer = null;
 
   function serverSpec() {                      // what the page shows: the view, the search, the filters
@@ -63,7 +64,8 @@
   }
   function serverStatus() {
     var s = meta.server, sample = s.shown < s.in_view ? ' (a random ' + s.shown.toLocaleString() + ')' : '';
-    return N.toLocaleString() + ' of ' + s.in_view.toLocaleString() + ' examples in view' + sample + ' \u00b7 ' +
+    var unplaced = s.unplaced ? ', ' + s.unplaced.toLocaleString() + ' of them without a point' : '';
+    return N.toLocaleString() + ' of ' + s.in_view.toLocaleString() + ' examples in view' + unplaced + sample + ' \u00b7 ' +
       s.matched.toLocaleString() + ' of ' + s.n_total.toLocaleString() + ' match \u00b7 ' + meta.n_epochs + ' epochs';
   }
   function serverInit() {

@@ -10,7 +10,8 @@ level (``serve.js``). Every answer is one payload of the page's format (:func:`b
 framed by :func:`datacarto.maps.encoding.frame_payload`) with, in ``meta.server``:
 
 * ``matched``: rows passing the search and filters in the whole run; ``in_view``: those of them in
-  the view; ``shown``: the rows sent, all of ``in_view`` when at most ``cap``, else the ``cap`` of
+  the view, with the rows that have no point (a NaN coordinate: ``unplaced``), which every view
+  holds as the written page's table lists them whatever the zoom; ``shown``: the rows sent, all of ``in_view`` when at most ``cap``, else the ``cap`` of
   them first in one seeded random order of the run (so zooming in keeps the points already shown);
 * ``density``: the ``in_view`` rows binned over the view (``nx`` x ``ny`` counts), which the page
   draws as a grey layer under the points.
@@ -79,6 +80,7 @@ class ServedRun:
         self.codes = TextCodes(self.text) if self.text is not None else None
         self.x = pd.to_numeric(m["variability"], errors="coerce").to_numpy(dtype=np.float64)
         self.y = pd.to_numeric(m["confidence"], errors="coerce").to_numpy(dtype=np.float64)
+        self.unplaced = ~(np.isfinite(self.x) & np.isfinite(self.y))  # no point on the map
         self.gold = gold_labels(m, self.names)[0]
         self.region = region_codes(m) if "region" in m.columns else None
         self.pred = (pd.to_numeric(m["last_pred"], errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
@@ -137,11 +139,13 @@ class ServedRun:
         return found
 
     def in_box(self, box) -> np.ndarray:
-        """Rows inside ``box`` = [x0, x1, y0, y1] (variability, confidence; ends included; None: all)."""
+        """Rows inside ``box`` = [x0, x1, y0, y1] (variability, confidence; ends included; None: all),
+        and the rows without a point (a NaN coordinate): the written page's table lists them whatever
+        the zoom, so every view holds them."""
         if box is None:
             return np.ones(self.n, dtype=bool)
         x0, x1, y0, y1 = _box(box)
-        return (self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1)
+        return (self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1) | self.unplaced
 
     def rows(self, spec: dict) -> tuple[np.ndarray, dict]:
         """Positions (ascending) of the rows the page gets for ``spec``, and what ``meta.server`` says."""
@@ -154,7 +158,8 @@ class ServedRun:
             shown = np.sort(inside[keep])
         view = list(_box(box)) if box is not None else self._padded_extent()
         info = {"n_total": self.n, "matched": int(passing.sum()), "in_view": int(inside.size),
-                "shown": int(shown.size), "cap": self.cap, "box": view, "density": self.density(inside, view)}
+                "unplaced": int(self.unplaced[inside].sum()), "shown": int(shown.size), "cap": self.cap,
+                "box": view, "density": self.density(inside, view)}
         return shown, info
 
     def _padded_extent(self) -> list[float]:
@@ -165,6 +170,7 @@ class ServedRun:
     def density(self, positions: np.ndarray, view, bins: int = DENSITY_BINS) -> dict:
         """Counts of ``positions`` in ``bins`` x ``bins`` cells over ``view`` (row-major by y, then x)."""
         x0, x1, y0, y1 = view
+        positions = positions[~self.unplaced[positions]]  # the rows without a point are in no cell
         ix = np.floor((self.x[positions] - x0) / ((x1 - x0) or 1) * bins).astype(np.int64)
         iy = np.floor((self.y[positions] - y0) / ((y1 - y0) or 1) * bins).astype(np.int64)
         ix, iy = np.where(ix == bins, bins - 1, ix), np.where(iy == bins, bins - 1, iy)  # the box's far edges
