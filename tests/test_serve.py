@@ -207,7 +207,8 @@ def reference_answer(run, spec) -> tuple[dict, dict, dict | None]:
     table = run.metrics.iloc[take]
     records = run.text.take(take).to_pandas()
     records.index = pd.Index(row_ids(table))
-    meta, blob, text = build_payload(table, records, gold_probs=run.probs[take], label_names=run.names, title=run.title)
+    meta, blob, text = build_payload(table, records, gold_probs=run.probs[take], label_names=run.names, title=run.title,
+                                     review=run.review)
     meta.update(guides=run.guides, guide_kind=run.guide_kind, n_total=run.n, server=info)
     if not positions.size:
         meta, blob, text = _emptied(meta, text)

@@ -18,7 +18,11 @@ framed by :func:`datacarto.maps.encoding.frame_payload`) with, in ``meta.server`
 
 Search (case-insensitive substring over every text column: a one-word query over the vocabulary,
 then the rows holding a matched word; several words over the values, pyarrow.compute) and filters
-(regions, gold and predicted labels, score ranges) run here over all rows. Only the example level is served.
+(regions, gold and predicted labels, score ranges, "show the suspects only") run here over all rows.
+Only the example level is served. Where the run supports a label-error estimate, every answer carries
+the review of ``datacarto map``'s page (the same flags: :func:`datacarto.maps.run_maps.page_review`,
+coded per row by ``build_payload``); the page keeps its decisions by row (``review.js``), so they
+outlive the view.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class ServedRun:
     """One run's example level in memory, and the queries the page asks (see the module docstring)."""
 
     def __init__(self, run_dir: str | os.PathLike, split: str = "train", *, cap: int = VIEW_CAP, seed: int = 0):
-        from .run_maps import run_levels, run_title
+        from .run_maps import page_review, run_levels, run_title
 
         if cap < 1:
             raise DatacartoError(f"cap must be at least 1, got {cap}")
@@ -87,8 +91,20 @@ class ServedRun:
                      if "last_pred" in m.columns else None)
         self.scores = [c for c in map_scores() if c in m.columns]
         self.rank = np.random.default_rng(seed).permutation(self.n).astype(np.int64)  # the order samples keep
+        self.review, self.suspect = self._review(page_review(run_dir, split))
         self.extent = [float(np.nanmin(self.x)), float(np.nanmax(self.x)), float(np.nanmin(self.y)),
                        float(np.nanmax(self.y))]
+
+    def _review(self, review):
+        """The review the examples' page shows (None for flags of units: the written page's example
+        level has none either), and each row's suspect rank over the whole run (0: not flagged)."""
+        from ..metrics import row_ids
+        from .review import review_arrays
+
+        if review is None or review.level != "example":
+            return None, None
+        arrays, _ = review_arrays(review, self.metrics, row_ids(self.metrics), self.names, 65535)
+        return review, arrays["suspect"]  # the ranks only: the answers code the rest per row
 
     # ------------------------------------------------------------------ queries
 
@@ -109,6 +125,8 @@ class ServedRun:
                 mask &= values >= float(lo)
             if hi is not None:
                 mask &= values <= float(hi)
+        if spec.get("suspects") and self.suspect is not None:  # "show the suspects only"
+            mask &= self.suspect > 0
         found = self.search(str(spec.get("search") or "").strip())
         if found is not None:
             mask &= found
@@ -188,7 +206,7 @@ class ServedRun:
         empty = positions.size == 0
         take = positions if not empty else np.arange(min(1, self.n))  # a payload of one row, emptied below
         meta, blob, _ = build_payload(self.metrics.iloc[take], None, gold_probs=self.probs[take],
-                                      label_names=self.names, title=self.title)
+                                      label_names=self.names, title=self.title, review=self.review)
         text_blob = None
         if self.codes is not None:  # the text coded at start-up: gathered, not coded again
             text_blob, meta["text_columns"] = self.codes.encode(take), list(self.codes.columns)
