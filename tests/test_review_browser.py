@@ -142,3 +142,86 @@ def test_a_run_without_an_estimate_has_no_review(open_page, tmp_path):
     pg = open_page(_map(tmp_path / "run"))
     assert not {"suspect", "suggested_label", "decision"} & set(pg.evaluate("window.datacarto.tableColumns()"))
     assert pg.is_hidden("#dc-review") and "suspect" not in pg.evaluate("window.datacarto.record(0)")
+
+
+# ---------------------------------------------------------------------------------------------- served
+# `datacarto serve` gives the same review (the flags of the same estimate, maps.run_maps.page_review); its
+# page holds only the rows of the view, so decisions are kept by row: a decided row that leaves the view
+# keeps its decision, shows it again when it comes back, and is exported with every other decided row.
+
+
+@pytest.fixture
+def served_noisy(noisy_run):
+    from datacarto.maps.serve import serve
+
+    server = serve(noisy_run, port=0, cap=60).start()  # 150 rows: the page holds at most 60 at once
+    yield server
+    server.stop()
+
+
+def answer(pg, action: str):
+    """Run ``action`` on the page and wait for the server's answer it asks for."""
+    before = pg.evaluate("window.datacarto.serverAnswers()")
+    pg.evaluate(action)
+    pg.wait_for_function(f"window.datacarto.serverAnswers() > {before}", timeout=30_000)
+
+
+def test_served_decisions_outlive_the_view_and_all_are_exported(open_page, noisy_run, served_noisy, tmp_path):
+    from datacarto.dynamics.cache import get_metrics
+    from datacarto.dynamics.corrections import apply_corrections
+    from datacarto.dynamics.label_errors import run_label_errors
+    from datacarto.dynamics.store import load_examples
+
+    flagged = run_label_errors(noisy_run).flagged.reset_index(drop=True)
+    m, examples, api = get_metrics(noisy_run), load_examples(noisy_run), "window.datacarto"
+    ids = [int(r) for r in flagged["row_id"][:4]]
+    pg = open_page(served_noisy.url)
+    pg.set_default_timeout(10_000)
+    assert {"suspect", "suggested_label", "decision"} <= set(pg.evaluate(f"{api}.tableColumns()"))
+    answer(pg, "document.getElementById('dc-suspects-only').click()")  # the server lists every suspect
+    assert sorted(pg.evaluate(f"{api}.tableRows()")) == sorted(flagged["row_id"].tolist())
+    given = {r: int(examples.loc[r, "label"]) for r in m.index}
+    suggested = flagged.set_index("row_id")["suggested_label"]
+    other = {r: next(k for k in range(3) if k != given[r] and NAMES[k] != suggested.get(r)) for r in m.index}
+    for row, value in zip(ids, ["accept", f"relabel:{other[ids[1]]}", "drop", "keep"]):
+        choose(pg, row, value)
+    assert pg.text_content("#dc-decided") == "4 decisions"
+
+    # zoom onto a row nobody flagged, away from the decided ones: they leave the page; decide it there
+    answer(pg, "document.getElementById('dc-suspects-only').click()")
+    far = m.drop(index=flagged["row_id"])
+    calm = int((far.variability - m.loc[ids, "variability"].mean()).abs().idxmax())
+    x, y, eps = m.loc[calm, "variability"], m.loc[calm, "confidence"], 1e-4
+    answer(pg, f"{api}.zoom({x - eps}, {x + eps}, {y - eps}, {y + eps})")
+    held = pg.evaluate(f"{api}.tableRows()")
+    assert calm in held and not set(ids) & set(held)
+    choose(pg, calm, f"relabel:{other[calm]}")
+    answer(pg, f"{api}.search('no such words')")  # nothing matches: the page holds no row at all
+    assert pg.evaluate(f"{api}.n") == 0 and pg.text_content("#dc-decided") == "5 decisions"
+    assert len(pg.evaluate(f"{api}.decisions()")) == 5
+
+    # back to every suspect: each decided row shows its decision again
+    answer(pg, f"{api}.filter({{search: '', suspects: true}})")
+    answer(pg, f"{api}.zoom(-0.05, 1, -0.05, 1.05)")
+    for row, value in zip(ids, ["accept", f"relabel:{other[ids[1]]}", "drop", "keep"]):
+        pg.evaluate(f"{api}.focusRow({row})")
+        pg.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        assert pg.locator(f"#dc-table .dc-tr[data-row-id='{row}'] select").input_value() == value, row
+
+    paths = {}
+    for button, name in (("#dc-export-decisions", "decided.csv"), ("#dc-export-decisions-jsonl", "decided.jsonl")):
+        with pg.expect_download() as info:
+            pg.click(button)
+        paths[name] = tmp_path / name
+        info.value.save_as(paths[name])
+    decided = {ids[0]: ("relabel", NAMES.index(suggested[ids[0]])), ids[1]: ("relabel", other[ids[1]]),
+               ids[2]: ("drop", None), ids[3]: ("keep", given[ids[3]]), calm: ("relabel", other[calm])}
+    for path in paths.values():
+        fixed, counts = apply_corrections(noisy_run, path)
+        fixed = fixed.set_index("row_id")
+        assert (counts["relabel"], counts["drop"], counts["keep"]) == (3, 1, 1) and ids[2] not in fixed.index
+        for row, (decision, label) in decided.items():
+            if decision != "drop":
+                assert fixed.loc[row, "decision"] == decision and int(fixed.loc[row, "label"]) == label, row
+                assert int(fixed.loc[row, "given_label"]) == given[row]
+        assert fixed.drop(index=list(decided), errors="ignore")["decision"].isna().all()

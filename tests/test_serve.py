@@ -207,7 +207,8 @@ def reference_answer(run, spec) -> tuple[dict, dict, dict | None]:
     table = run.metrics.iloc[take]
     records = run.text.take(take).to_pandas()
     records.index = pd.Index(row_ids(table))
-    meta, blob, text = build_payload(table, records, gold_probs=run.probs[take], label_names=run.names, title=run.title)
+    meta, blob, text = build_payload(table, records, gold_probs=run.probs[take], label_names=run.names, title=run.title,
+                                     review=run.review)
     meta.update(guides=run.guides, guide_kind=run.guide_kind, n_total=run.n, server=info)
     if not positions.size:
         meta, blob, text = _emptied(meta, text)
@@ -289,3 +290,70 @@ def test_search_by_the_vocabulary_finds_what_the_values_hold(odd_run, served):
             assert (run.search(query) == expected).all(), query
             if " " not in query:
                 assert run.codes.search(query) is not None
+
+
+# ---------------------------------------------------------------------------------------------- no text, no point
+# A run recorded without text columns, where a few rows never had finite logits (their confidence and
+# variability are NaN: no point on the map). The written page ignores a search when there is no text
+# (page.js's searchRows) and lists the rows without a point in its table whatever the zoom; the server too.
+
+PLAIN_N, PLAIN_NAN = 60, 3
+
+
+def write_plain_run(run, n: int = PLAIN_N, nan_rows: int = PLAIN_NAN):
+    """A run without text columns whose first ``nan_rows`` rows have NaN logits in every epoch."""
+    from datacarto.dynamics.store import DynamicsWriter, dynamics_dir
+
+    rng, ids = np.random.default_rng(7), np.arange(n)
+    gold = rng.integers(0, 3, n)
+    writer = DynamicsWriter(dynamics_dir(run))
+    writer.write_examples(ids, ids.astype(np.uint64), gold)
+    writer.update_manifest(label_names=["e", "n", "c"], num_labels=3, n_examples=n, mode="training_pass")
+    with warnings.catch_warnings():  # "examples have NaN logits": what this run is for
+        warnings.simplefilter("ignore", UserWarning)
+        for e in range(4):
+            logits = rng.normal(0, 1, (n, 3)).astype(np.float32)
+            logits[ids, gold] += rng.uniform(0, 1.5, n).astype(np.float32) * (e + 1)
+            logits[:nan_rows] = np.nan
+            writer.write_epoch(e, ids, gold, logits, epoch=float(e + 1))
+    return run
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    from datacarto.maps.serve import serve
+
+    run = write_plain_run(tmp_path_factory.mktemp("plain") / "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        server = serve(run, port=0, cap=1000).start()
+    yield {"server": server, "run": run}
+    server.stop()
+
+
+def test_a_run_without_text_ignores_the_search_as_the_written_page_does(plain):
+    everything = ask(plain["server"], {})
+    assert everything[0]["text_columns"] == [] and everything[0]["server"]["matched"] == PLAIN_N
+    for query in ("dog", "no such words", "0"):
+        meta, arrays, _ = ask(plain["server"], {"search": query})
+        assert meta["server"]["matched"] == meta["server"]["in_view"] == PLAIN_N, query
+        assert arrays["row_id"].tolist() == everything[1]["row_id"].tolist()
+    meta, _, _ = ask(plain["server"], {"search": "dog", "gold": [1]})  # the filters still apply
+    assert meta["server"]["matched"] == int((everything[1]["gold"] == 1).sum())
+
+
+def test_rows_without_a_point_stay_in_every_view_as_in_the_written_table(plain):
+    run = plain["server"].run
+    assert np.isnan(run.x[:PLAIN_NAN]).all() and np.isfinite(run.x[PLAIN_NAN:]).all()
+    placed = np.flatnonzero(np.isfinite(run.x))
+    box = [float(np.quantile(run.x[placed], 0.3)), float(np.quantile(run.x[placed], 0.7)), 0.0, 1.0]
+    inside = placed[(run.x[placed] >= box[0]) & (run.x[placed] <= box[1])]
+    meta, arrays, _ = ask(plain["server"], {"box": box})
+    want = sorted([*range(PLAIN_NAN), *run.metrics.index[inside].tolist()])
+    assert arrays["row_id"].tolist() == want  # the zoomed view's points and the rows without one
+    info = meta["server"]
+    assert info["matched"] == PLAIN_N and info["in_view"] == len(want) and info["unplaced"] == PLAIN_NAN
+    assert sum(info["density"]["counts"]) == len(inside)  # the density layer counts points only
+    meta, arrays, _ = ask(plain["server"], {"box": box, "gold": [int(arrays["gold"][0])]})
+    assert arrays["row_id"][0] == 0 and meta["server"]["unplaced"] == sum(
+        int(run.gold[i] == run.gold[0]) for i in range(PLAIN_NAN))

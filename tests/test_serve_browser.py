@@ -76,3 +76,26 @@ def test_a_served_page_zooms_searches_and_filters_over_every_row(page, served):
     i = page.evaluate(f"{api}.tableIndices()[0]")
     page.evaluate(f"Promise.resolve({api}.showTooltip({i}))")
     assert f"row {page.evaluate(f'{api}.rowIdAt({i})')}" in page.text_content("#dc-tooltip")
+
+
+plain = shared.plain
+
+
+def test_a_run_without_text_or_points_reads_the_same_served_and_written(open_page, plain, tmp_path):
+    """No text: a search is ignored on both pages; rows without a point stay in the served table after a zoom."""
+    from datacarto.cli import main
+
+    api, every = "window.datacarto", list(range(shared.PLAIN_N))
+    assert main(["map", str(plain["run"]), "--html", str(tmp_path / "map.html")]) == 0
+    pages = {"written": open_page(tmp_path / "map.html"), "served": open_page(plain["server"].url)}
+    for name, pg in pages.items():
+        assert pg.evaluate(f"{api}.search('dog')") == shared.PLAIN_N, name
+        assert sorted(pg.evaluate(f"{api}.tableRows()")) == every, name
+        pg.evaluate(f"{api}.search('')")
+    served = pages["served"]
+    before = served.evaluate(f"{api}.serverAnswers()")
+    served.evaluate(f"{api}.zoom(0.0, 0.05, 0.0, 0.4)")  # a corner of the map
+    answered(served, before)
+    rows = served.evaluate(f"{api}.tableRows()")
+    assert set(range(shared.PLAIN_NAN)) <= set(rows) and len(rows) < shared.PLAIN_N
+    assert f"{shared.PLAIN_NAN} of them without a point" in served.text_content("#dc-status")

@@ -125,13 +125,22 @@ def write_run_maps(run_dir: str | os.PathLike, *, split: str = "train", html: st
     figures = {**({png: color_by} if png is not None else {}), **dict(extra_pngs or {})}
     written = _write_figures(shown, figures, title, dpi)
     if html is not None:
-        if review is None and label_errors:
-            review = run_review(run_dir, split)
+        review = page_review(run_dir, split, review=review, label_errors=label_errors)
         written.append(_write_page(html, examples, units, level=level, color_by=color_by, title=title,
                                    compare=compare, review=review))
     points = {"example": len(examples.metrics), **({"unit": len(units.metrics)} if units is not None else {})}
     return RunMaps(written=written, title=title, points=points, level=level, warnings=said, total=total,
                    suspects=None if review is None else len(review.flagged))
+
+
+def page_review(run_dir: str | os.PathLike, split: str = "train", *, review: Review | None = None,
+                label_errors: bool = True) -> Review | None:
+    """The label-error review a run's page shows (``datacarto map`` and ``datacarto serve``): ``review``
+    where given, else the run's own estimate (:func:`~datacarto.maps.review.run_review`; None where the
+    run supports none, or with ``label_errors=False``)."""
+    if review is None and label_errors:
+        review = run_review(run_dir, split)
+    return review
 
 
 def run_levels(run_dir: str | os.PathLike, split: str = "train") -> tuple[_Level, _Level | None]:
@@ -253,7 +262,7 @@ def _write_page(path, examples: _Level, units: _Level | None, *, level: str, col
     return Path(path)
 
 
-__all__ = ["write_run_maps", "run_levels", "run_title", "sampled_title", "RunMaps", "LEVELS", "PAGE_MAX_POINTS"]
+__all__ = ["write_run_maps", "run_levels", "page_review", "run_title", "sampled_title", "RunMaps", "LEVELS", "PAGE_MAX_POINTS"]
 
 
 def _write_figures(shown, figures: Mapping, title: str, dpi: int | None) -> list:

@@ -1,17 +1,19 @@
   // ---------------------------------------------------------------- a served page (serve.js)
   // A page from `datacarto serve` (meta.server, datacarto/maps/serve.py) holds a window of a large
   // run: the rows of the plot's view that pass the search and filters, all of them up to the
-  // server's cap, else a random sample. Zooming, the search, the filters and the gold-label boxes
-  // ask the server (POST api/rows, over all rows) for the new window, which is swapped in as a
-  // level is (meta, A, text); a grey density layer under the points counts every matching row of
-  // the view. A page written by `datacarto map` has no meta.server and none of this runs.
+  // server's cap, else a random sample. Zooming, the search, the filters ("show the suspects only"
+  // too) and the gold-label boxes ask the server (POST api/rows, over all rows) for the new window,
+  // which is swapped in as a level is (meta, A, text); a grey density layer under the points counts
+  // every matching row of the view. Rows without a point (a NaN coordinate) are in every view, as the
+  // written page's table lists them whatever the zoom. Review decisions are kept by row (review.js),
+  // so they outlive the window. A page written by `datacarto map` has no meta.server and none of this runs.
   var serverAsked = 0, serverAnswered = 0, zoomTimer = null;
 
   function serverSpec() {                      // what the page shows: the view, the search, the filters
     var fl = gd._fullLayout, s = filterSpec, gold = [];
     labelOn.forEach(function (on, k) { if (on) gold.push(k); });
     return { box: fl && fl.xaxis ? fl.xaxis.range.concat(fl.yaxis.range) : null, search: query,
-             region: s.region || null, pred: s.pred || null, ranges: s.ranges || {},
+             region: s.region || null, pred: s.pred || null, ranges: s.ranges || {}, suspects: !!s.suspects,
              gold: gold.length === labelOn.length ? null : gold };
   }
   function serverFetch(spec) {
@@ -29,6 +31,7 @@
     orders = {}; vocabRank = null; lowerVocab = null; focused = -1;    // what the table kept of the old rows
     keep = null; hits = null;                  // the server applied the search and filters
     plotLayout.shapes = guideShapes;
+    reviewNote();                              // decisions are kept by row (review.js): only the note changes
   }
   function serverRefresh(t0) {                 // ask for the current view; a later question overrides
     t0 = t0 || performance.now();
@@ -63,7 +66,8 @@
   }
   function serverStatus() {
     var s = meta.server, sample = s.shown < s.in_view ? ' (a random ' + s.shown.toLocaleString() + ')' : '';
-    return N.toLocaleString() + ' of ' + s.in_view.toLocaleString() + ' examples in view' + sample + ' \u00b7 ' +
+    var unplaced = s.unplaced ? ', ' + s.unplaced.toLocaleString() + ' of them without a point' : '';
+    return N.toLocaleString() + ' of ' + s.in_view.toLocaleString() + ' examples in view' + unplaced + sample + ' \u00b7 ' +
       s.matched.toLocaleString() + ' of ' + s.n_total.toLocaleString() + ' match \u00b7 ' + meta.n_epochs + ' epochs';
   }
   function serverInit() {

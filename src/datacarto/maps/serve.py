@@ -10,14 +10,19 @@ level (``serve.js``). Every answer is one payload of the page's format (:func:`b
 framed by :func:`datacarto.maps.encoding.frame_payload`) with, in ``meta.server``:
 
 * ``matched``: rows passing the search and filters in the whole run; ``in_view``: those of them in
-  the view; ``shown``: the rows sent, all of ``in_view`` when at most ``cap``, else the ``cap`` of
+  the view, with the rows that have no point (a NaN coordinate: ``unplaced``), which every view
+  holds as the written page's table lists them whatever the zoom; ``shown``: the rows sent, all of ``in_view`` when at most ``cap``, else the ``cap`` of
   them first in one seeded random order of the run (so zooming in keeps the points already shown);
 * ``density``: the ``in_view`` rows binned over the view (``nx`` x ``ny`` counts), which the page
   draws as a grey layer under the points.
 
 Search (case-insensitive substring over every text column: a one-word query over the vocabulary,
 then the rows holding a matched word; several words over the values, pyarrow.compute) and filters
-(regions, gold and predicted labels, score ranges) run here over all rows. Only the example level is served.
+(regions, gold and predicted labels, score ranges, "show the suspects only") run here over all rows.
+Only the example level is served. Where the run supports a label-error estimate, every answer carries
+the review of ``datacarto map``'s page (the same flags: :func:`datacarto.maps.run_maps.page_review`,
+coded per row by ``build_payload``); the page keeps its decisions by row (``review.js``), so they
+outlive the view.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class ServedRun:
     """One run's example level in memory, and the queries the page asks (see the module docstring)."""
 
     def __init__(self, run_dir: str | os.PathLike, split: str = "train", *, cap: int = VIEW_CAP, seed: int = 0):
-        from .run_maps import run_levels, run_title
+        from .run_maps import page_review, run_levels, run_title
 
         if cap < 1:
             raise DatacartoError(f"cap must be at least 1, got {cap}")
@@ -79,14 +84,27 @@ class ServedRun:
         self.codes = TextCodes(self.text) if self.text is not None else None
         self.x = pd.to_numeric(m["variability"], errors="coerce").to_numpy(dtype=np.float64)
         self.y = pd.to_numeric(m["confidence"], errors="coerce").to_numpy(dtype=np.float64)
+        self.unplaced = ~(np.isfinite(self.x) & np.isfinite(self.y))  # no point on the map
         self.gold = gold_labels(m, self.names)[0]
         self.region = region_codes(m) if "region" in m.columns else None
         self.pred = (pd.to_numeric(m["last_pred"], errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
                      if "last_pred" in m.columns else None)
         self.scores = [c for c in map_scores() if c in m.columns]
         self.rank = np.random.default_rng(seed).permutation(self.n).astype(np.int64)  # the order samples keep
+        self.review, self.suspect = self._review(page_review(run_dir, split))
         self.extent = [float(np.nanmin(self.x)), float(np.nanmax(self.x)), float(np.nanmin(self.y)),
                        float(np.nanmax(self.y))]
+
+    def _review(self, review):
+        """The review the examples' page shows (None for flags of units: the written page's example
+        level has none either), and each row's suspect rank over the whole run (0: not flagged)."""
+        from ..metrics import row_ids
+        from .review import review_arrays
+
+        if review is None or review.level != "example":
+            return None, None
+        arrays, _ = review_arrays(review, self.metrics, row_ids(self.metrics), self.names, 65535)
+        return review, arrays["suspect"]  # the ranks only: the answers code the rest per row
 
     # ------------------------------------------------------------------ queries
 
@@ -107,9 +125,11 @@ class ServedRun:
                 mask &= values >= float(lo)
             if hi is not None:
                 mask &= values <= float(hi)
-        query = str(spec.get("search") or "").strip()
-        if query:
-            mask &= self.search(query)
+        if spec.get("suspects") and self.suspect is not None:  # "show the suspects only"
+            mask &= self.suspect > 0
+        found = self.search(str(spec.get("search") or "").strip())
+        if found is not None:
+            mask &= found
         return mask
 
     def _score(self, name: str) -> np.ndarray:
@@ -118,9 +138,12 @@ class ServedRun:
                                  + ", ".join(self.scores))
         return pd.to_numeric(self.metrics[name], errors="coerce").to_numpy(dtype=np.float64)
 
-    def search(self, query: str) -> np.ndarray:
-        """Rows whose text (any column) holds ``query``, case-insensitive (as the page's search)."""
-        found = self.codes.search(query) if self.codes is not None else None  # by the vocabulary: faster
+    def search(self, query: str) -> np.ndarray | None:
+        """Rows whose text (any column) holds ``query``, case-insensitive, as the page's ``searchRows``;
+        None (the search is ignored, as there) for an empty query or a run without text columns."""
+        if not query or self.codes is None:
+            return None
+        found = self.codes.search(query)  # by the vocabulary: faster
         return found if found is not None else self.search_values(query)
 
     def search_values(self, query: str) -> np.ndarray:
@@ -128,19 +151,19 @@ class ServedRun:
         import pyarrow.compute as pc
 
         found = np.zeros(self.n, dtype=bool)
-        if self.text is None:
-            return found
         for column in self.text.columns:
             hit = pc.match_substring(column, query, ignore_case=True).fill_null(False)
             found |= hit.to_numpy(zero_copy_only=False)
         return found
 
     def in_box(self, box) -> np.ndarray:
-        """Rows inside ``box`` = [x0, x1, y0, y1] (variability, confidence; ends included; None: all)."""
+        """Rows inside ``box`` = [x0, x1, y0, y1] (variability, confidence; ends included; None: all),
+        and the rows without a point (a NaN coordinate): the written page's table lists them whatever
+        the zoom, so every view holds them."""
         if box is None:
             return np.ones(self.n, dtype=bool)
         x0, x1, y0, y1 = _box(box)
-        return (self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1)
+        return (self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1) | self.unplaced
 
     def rows(self, spec: dict) -> tuple[np.ndarray, dict]:
         """Positions (ascending) of the rows the page gets for ``spec``, and what ``meta.server`` says."""
@@ -153,7 +176,8 @@ class ServedRun:
             shown = np.sort(inside[keep])
         view = list(_box(box)) if box is not None else self._padded_extent()
         info = {"n_total": self.n, "matched": int(passing.sum()), "in_view": int(inside.size),
-                "shown": int(shown.size), "cap": self.cap, "box": view, "density": self.density(inside, view)}
+                "unplaced": int(self.unplaced[inside].sum()), "shown": int(shown.size), "cap": self.cap,
+                "box": view, "density": self.density(inside, view)}
         return shown, info
 
     def _padded_extent(self) -> list[float]:
@@ -164,6 +188,7 @@ class ServedRun:
     def density(self, positions: np.ndarray, view, bins: int = DENSITY_BINS) -> dict:
         """Counts of ``positions`` in ``bins`` x ``bins`` cells over ``view`` (row-major by y, then x)."""
         x0, x1, y0, y1 = view
+        positions = positions[~self.unplaced[positions]]  # the rows without a point are in no cell
         ix = np.floor((self.x[positions] - x0) / ((x1 - x0) or 1) * bins).astype(np.int64)
         iy = np.floor((self.y[positions] - y0) / ((y1 - y0) or 1) * bins).astype(np.int64)
         ix, iy = np.where(ix == bins, bins - 1, ix), np.where(iy == bins, bins - 1, iy)  # the box's far edges
@@ -181,7 +206,7 @@ class ServedRun:
         empty = positions.size == 0
         take = positions if not empty else np.arange(min(1, self.n))  # a payload of one row, emptied below
         meta, blob, _ = build_payload(self.metrics.iloc[take], None, gold_probs=self.probs[take],
-                                      label_names=self.names, title=self.title)
+                                      label_names=self.names, title=self.title, review=self.review)
         text_blob = None
         if self.codes is not None:  # the text coded at start-up: gathered, not coded again
             text_blob, meta["text_columns"] = self.codes.encode(take), list(self.codes.columns)
