@@ -124,10 +124,10 @@ def rule_table(stores: dict, flipped: np.ndarray) -> dict:
 
     ``stores``: name -> Dynamics of the same rows (out-of-sample, in-sample). "agree" flags the rows
     every store flags (its count is their number), a measured alternative to one store's estimate.
-    ``ceiling``: the best precision of any cut of the store's ranking (p of the given label; for
-    "agree" the mean of the stores' ranks) that reaches the goal's recall: no rule on these
-    probabilities flags that share of the wrong labels more precisely; ``ceiling_aum`` the same for
-    the ranking by AUM (the mean logit margin), whose cut AUM's threshold samples would set.
+    ``ceiling``: the best precision of a single cut of the store's ranking (p of the given label; for
+    "agree" the mean of the stores' ranks) that reaches the goal's recall (``noise.precision_at_recall``):
+    what a rule flagging the top of that ranking can reach at best; ``ceiling_aum`` the same for the
+    ranking by AUM (the mean logit margin), whose cut AUM's threshold samples would set.
     """
     from scipy.stats import rankdata
     from sklearn.metrics import roc_auc_score
@@ -282,7 +282,7 @@ def describe(s: dict) -> list[str]:
         extra = (f", AUROC {r['auroc']:.3f}, argmax = given label on {r['agrees_with_given']:.1%}"
                  if "auroc" in r else "")
         ranking = "the stores' mean rank" if name == "agree" else "its ranking"
-        ceiling = (f"; best precision at recall {GOALS['recall']} of {ranking} {r['ceiling']:.3f}"
+        ceiling = (f"; best precision of a cut of {ranking} at recall {GOALS['recall']}: {r['ceiling']:.3f}"
                    if "ceiling" in r else "")
         ceiling += f" (by AUM {r['ceiling_aum']:.3f})" if "ceiling_aum" in r else ""
         lines.append(f"  rule {name}: estimate {r['estimate']}, precision {r['precision']:.3f}, "

@@ -225,28 +225,6 @@ def test_precision_at_k_shares_ties_at_the_cut():
     assert p == 1.0 and r == 0.5
 
 
-def test_precision_at_recall_is_the_best_cut_reaching_the_recall():
-    import doctest
-
-    import datacarto.noise as noise_module
-    from datacarto.noise import precision_at_recall
-
-    result = doctest.testmod(noise_module)
-    assert result.failed == 0 and result.attempted >= 1
-    rng = np.random.default_rng(3)
-    noisy = rng.random(300) < 0.2
-    score = np.round(noisy * 0.8 + rng.random(300), 1)  # ties at one decimal
-    for recall in (0.1, 0.5, 0.6, 0.9, 1.0):
-        best = 0.0
-        for cut in np.unique(score):  # brute force: flag every row scoring >= cut
-            flagged = score >= cut
-            if (flagged & noisy).sum() >= recall * noisy.sum():
-                best = max(best, (flagged & noisy).sum() / flagged.sum())
-        assert precision_at_recall(score, noisy, recall) == pytest.approx(best)
-    with pytest.raises(DatacartoError, match="recall"):
-        precision_at_recall(score, noisy, 1.5)
-
-
 def test_rows_with_nan_scores_are_left_out_of_that_score():
     noisy = np.array([True] * 5 + [False] * 45)
     score = np.where(noisy, 0.0, 1.0)

@@ -214,6 +214,16 @@ def _chat_lm(template: str | None):
     return setup
 
 
+def _pipeline_folder(*stages: str):
+    """A ``datacarto run`` output folder (3 folds) whose named stages finished."""
+    def setup(w):
+        (w / "pipe" / "stages").mkdir(parents=True)
+        (w / "pipe" / "config.json").write_text(json.dumps({"folds": 3, "dynamics": "out-of-sample", "recipes": []}))
+        for stage in stages:
+            (w / "pipe" / "stages" / f"{stage}.json").write_text("{}")
+    return setup
+
+
 def _config(*setups, **keys):
     """bad.yaml: run.yaml with ``keys`` added ("{w}" in a string value is the copy of the world)."""
     def setup(w):
@@ -556,6 +566,13 @@ CASES = [
     Case("label-errors-causal-lm", "label-errors {w}/lm", "is a causal-LM run",
          _text("lm/training_dynamics/manifest.json", '{"task": "causal-lm"}')),
     Case("label-errors-split-escapes", LE + " --split ../x", "invalid split name"),
+    Case("label-errors-pipeline-unfinished", "label-errors {w}/pipe",
+         "{w}/pipe: the pipeline has not finished its baseline stage", _pipeline_folder("data")),
+    Case("label-errors-pipeline-split", "label-errors {w}/pipe --split insample",
+         "{w}/pipe is a pipeline run folder: --split insample names a store of one of its runs; give that run's "
+         "folder ({w}/pipe/baseline or {w}/pipe/crossfit)", _pipeline_folder("data", "baseline")),
+    Case("apply-corrections-pipeline-unfinished", AC.replace("{w}/run", "{w}/pipe"),
+         "{w}/pipe: the pipeline has not finished its baseline stage", _pipeline_folder("data")),
     Case("label-errors-out-format", LE + " --out {w}/q.txt", "cannot tell the queue format of {w}/q.txt"),
     Case("label-errors-unknown-format", LE + " --out {w}/q.json --format xml", "--format must be one of"),
     Case("label-errors-format-suffix", LE + " --out {w}/q.csv --format label-studio", "unsupported output format"),

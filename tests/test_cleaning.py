@@ -323,4 +323,22 @@ def test_label_errors_and_apply_corrections_take_the_pipeline_run_folder(cleaned
     # a store of one of its runs is named by that run's folder
     with pytest.raises(DatacartoError, match="is a pipeline run folder: --split insample"):
         folder_estimate_source(out, "insample")
-    assert folder_estimate_source(out / "baseline", "train") == (out / "baseline", "train", [])
+    assert folder_estimate_source(out / "baseline", "train") == (out / "baseline", "train", [], None)
+
+
+def test_a_pipeline_folder_queue_is_ranked_by_the_estimates_score(cleaned, tmp_path, capsys):
+    """The report's flags are ranked by the first cleaning recipe's score: so is the folder's queue."""
+    from datacarto.cli import main
+    from datacarto.dynamics.label_errors import run_label_errors
+
+    out = tmp_path / "run"
+    shutil.copytree(cleaned.output_dir, out, ignore=shutil.ignore_patterns("models", "predictions"))
+    config = json.loads((out / "config.json").read_text())
+    config["recipes"] = [{"name": "drop", "action": "drop", "score": "normalized_margin"}]
+    (out / "config.json").write_text(json.dumps(config))
+    queue = tmp_path / "queue.csv"
+    assert main(["label-errors", str(out), "--out", str(queue), "--top", "0"]) == 0
+    capsys.readouterr()
+    expected = run_label_errors(out / "crossfit", score="normalized_margin", agree_with=[(out / "baseline", "train")])
+    assert pd.read_csv(queue)["row_id"].tolist() == expected.flagged["row_id"].tolist()
+    assert pd.read_csv(queue)["score"].unique().tolist() == ["normalized_margin"]

@@ -82,3 +82,23 @@ def test_a_run_without_an_estimate_is_served_without_a_review_as_map_writes_it(t
         assert wmeta["review"] is None and meta["review"] is None and not set(REVIEW) & set(arrays)
         assert meta["server"]["matched"] == served.n  # the filter is ignored, as the page ignores it
         np.testing.assert_array_equal(np.sort(arrays["row_id"]), np.sort(warrays["row_id"]))
+
+
+def test_an_empty_answer_holds_no_suspect(served_noisy):
+    """The empty payload is built from one placeholder row (the run's first): not counted as shown."""
+    import dataclasses
+
+    import pandas as pd
+
+    run, server = served_noisy
+    review = server.run.review
+    first = pd.DataFrame({"row_id": [int(server.run.metrics.index[0])], "suggested_label": [server.run.names[0]],
+                          "suggested_probability": [0.9]})
+    flagged = pd.concat([first, review.flagged[review.flagged["row_id"] != first["row_id"][0]]], ignore_index=True)
+    server.run.review = dataclasses.replace(review, flagged=flagged)  # the placeholder row is a suspect
+    try:
+        meta, _, _ = ask(server, {"search": "no row holds this zqxj"})
+    finally:
+        server.run.review = review
+    assert meta["n"] == 0 and meta["server"]["matched"] == 0
+    assert meta["review"]["shown"] == 0

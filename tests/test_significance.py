@@ -113,3 +113,28 @@ def test_bad_settings_are_refused():
         accuracy_interval([1, 0], confidence=95)
     with pytest.raises(DatacartoError, match="resamples must be a positive integer"):
         paired_bootstrap([1, 0], [0, 1], resamples=0)
+
+
+def test_precision_at_recall_is_the_best_cut_reaching_the_recall():
+    import doctest
+
+    import datacarto.noise as noise_module
+    from datacarto.noise import precision_at_recall
+
+    assert doctest.testmod(noise_module).failed == 0 and doctest.testmod(noise_module).attempted >= 1
+    rng = np.random.default_rng(3)
+    noisy = rng.random(300) < 0.2
+    score = np.round(noisy * 0.8 + rng.random(300), 1)  # ties at one decimal
+    for recall in (0.1, 0.5, 0.6, 0.9, 1.0):
+        best = 0.0
+        for cut in np.unique(score):  # brute force: flag every row scoring >= cut
+            flagged = score >= cut
+            if (flagged & noisy).sum() >= recall * noisy.sum():
+                best = max(best, (flagged & noisy).sum() / flagged.sum())
+        assert precision_at_recall(score, noisy, recall) == pytest.approx(best)
+    with_nan = np.append(score, np.nan)
+    assert precision_at_recall(with_nan, np.append(noisy, True), 0.5) == precision_at_recall(score, noisy, 0.5)
+    for bad, match in (((score, noisy, 0.0), "recall"), ((score, noisy, 1.5), "recall"),
+                       ((score, np.zeros(300, bool), 0.5), "at least one noisy row")):
+        with pytest.raises(DatacartoError, match=match):
+            precision_at_recall(*bad)

@@ -33,6 +33,8 @@ from .errors import DatacartoError
 #: label-quality scores by name (lower = more likely a wrong label), after cleanlab's ``rank`` names:
 #: ``self_confidence`` = p(given label); ``normalized_margin`` = p(given) - max over the other classes.
 SCORES = ("self_confidence", "normalized_margin")
+#: the score that ranks the flags unless one is named
+DEFAULT_SCORE = SCORES[0]
 #: how :func:`probabilities_from_logits` turns several epochs into one distribution per row
 EPOCH_RULES = ("mean", "last")
 #: the columns of :attr:`LabelErrors.flagged`
@@ -99,7 +101,7 @@ def probabilities_from_logits(logits, *, epochs: str = "mean") -> np.ndarray:
     return out
 
 
-def label_quality(labels, probabilities, *, score: str = "self_confidence") -> np.ndarray:
+def label_quality(labels, probabilities, *, score: str = DEFAULT_SCORE) -> np.ndarray:
     """Each row's label quality (lower = more suspect): see :data:`SCORES`."""
     check_choice(score, SCORES, "score")
     labels, probs = _check_inputs(labels, probabilities)
@@ -209,7 +211,7 @@ def _flag(labels: np.ndarray, quality: np.ndarray, ids: np.ndarray, errors: np.n
     return np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
 
 
-def find_label_errors(labels, probabilities, *, score: str = "self_confidence", ids=None,
+def find_label_errors(labels, probabilities, *, score: str = DEFAULT_SCORE, ids=None,
                       class_names=None, groups=None, group_names=None) -> LabelErrors:
     """Estimate how many labels are wrong (per given class and in total) and flag that many rows.
 

@@ -286,16 +286,20 @@ def precision_recall_at_k(suspicion: np.ndarray, noisy: np.ndarray, k: int) -> t
 def precision_at_recall(suspicion: np.ndarray, noisy: np.ndarray, recall: float) -> float:
     """The best precision of any cut of the ranking by ``suspicion`` that finds ``recall`` of ``noisy``.
 
-    The ceiling of every flagging rule that ranks by this score: a rule flagging that share of the
-    wrong labels cannot be more precise (interpolated precision; a cut never splits tied scores).
+    No single cut of this ranking that flags that share of the noisy rows is more precise
+    (interpolated precision; a cut never splits tied scores). Rows whose score is NaN are left out.
 
     >>> precision_at_recall(np.array([0.9, 0.8, 0.7, 0.1]), np.array([True, False, True, False]), 1.0)
     0.6666666666666666
     """
     from sklearn.metrics import precision_recall_curve
 
-    recall = check_fraction(recall, "recall")
-    precision, reached, _ = precision_recall_curve(np.asarray(noisy, dtype=bool), np.asarray(suspicion, dtype=float))
+    recall = check_fraction(recall, "recall", low_open=True)
+    suspicion, noisy = np.asarray(suspicion, dtype=float), np.asarray(noisy, dtype=bool)
+    scored = ~np.isnan(suspicion)  # as audit_scores: a row without a score is left out
+    if not noisy[scored].any():
+        raise DatacartoError("precision at a recall needs at least one noisy row with a score")
+    precision, reached, _ = precision_recall_curve(noisy[scored], suspicion[scored])
     return float(precision[reached >= recall].max())
 
 

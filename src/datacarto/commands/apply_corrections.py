@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     from ..dynamics.corrections import apply_corrections, check_corrected_output, write_corrected
     from ..pipeline.cleaning import folder_estimate_source
 
-    source, split, _ = folder_estimate_source(args.run, args.split)
+    source, split, *_ = folder_estimate_source(args.run, args.split)
     check_corrected_output(args.out, corrections=args.corrections, run_dir=source, split=split)
     corrected, counts = apply_corrections(source, args.corrections, split=split)
     print(f"{args.corrections}: relabel {counts['relabel']}, drop {counts['drop']}, keep {counts['keep']}, "

@@ -25,8 +25,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto (a cross-fitted run: the rows its out-of-sample and in-sample stores both flag; else the "
                         "store's own dynamics), agreement (refuse a run without both), out-of-sample (that store alone), "
                         "in-sample")
-    p.add_argument("--score", default="self_confidence",
-                   help="rank by self_confidence (p of the given label) or normalized_margin")
+    p.add_argument("--score", help="rank by self_confidence (p of the given label) or normalized_margin (default: "
+                                   "self_confidence; a pipeline run folder: its estimate's)")
     p.add_argument("--epochs", help="mean or last: which epochs' probabilities (default: mean, measured)")
     p.add_argument("--top", type=int, default=10, help="flagged rows to print (default 10)")
     return p
@@ -68,9 +68,10 @@ def summary(found, *, rows=None, texts: list[str] = (), top: int = 10) -> str:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from .._validation import check_choice
-    from ..label_errors import EPOCH_RULES, SCORES
+    from ..label_errors import DEFAULT_SCORE, EPOCH_RULES, SCORES
 
-    check_choice(args.score, SCORES, "--score")
+    if args.score is not None:
+        check_choice(args.score, SCORES, "--score")
     if args.epochs is not None:
         check_choice(args.epochs, EPOCH_RULES, "--epochs")
     if args.top < 0:
@@ -85,9 +86,9 @@ def main(argv: list[str]) -> int:
     from ..dynamics.label_errors import review_queue, run_label_errors, text_columns
     from ..pipeline.cleaning import folder_estimate_source
 
-    source, split, agree_with = folder_estimate_source(args.run, args.split)
-    found = run_label_errors(source, split=split, method=args.method, score=args.score, epochs=args.epochs,
-                             agree_with=agree_with)
+    source, split, agree_with, score = folder_estimate_source(args.run, args.split)
+    found = run_label_errors(source, split=split, method=args.method, score=args.score or score or DEFAULT_SCORE,
+                             epochs=args.epochs, agree_with=agree_with)
     queue = review_queue(source, found, split=split)
     texts = [c for c in ("sentence", *text_columns(source, split)) if c in queue.columns]
     if found.info.get("warning"):

@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import DatacartoError
 from ..metrics import REGIONS
 from .cache import get_metrics
-from .store import dynamics_dir, load_examples, read_manifest
+from .store import dynamics_dir, load_examples, read_manifest, runs_inside
 
 
 def run_names(runs) -> list[str]:
@@ -47,7 +47,7 @@ def _check_same_data(runs: list[Path], names: list[str]) -> None:
     for run, name in zip(runs, names):
         directory = dynamics_dir(run, "train")
         if not directory.is_dir():
-            raise DatacartoError(f"{run} holds no training dynamics ({directory} not found)")
+            raise DatacartoError(f"{run} holds no training dynamics ({directory} not found)" + runs_inside(directory))
         prints[name] = read_manifest(directory).get("dataset_fingerprint")
     known = {p for p in prints.values() if p is not None}
     if len(known) > 1:

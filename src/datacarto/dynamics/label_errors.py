@@ -17,7 +17,13 @@ import pandas as pd
 
 from .._validation import check_choice
 from ..errors import DatacartoError
-from ..label_errors import LabelErrors, agreeing_errors, find_label_errors, probabilities_from_logits
+from ..label_errors import (
+    DEFAULT_SCORE,
+    LabelErrors,
+    agreeing_errors,
+    find_label_errors,
+    probabilities_from_logits,
+)
 from ..learning_check import barely_learned, compressed_confidences
 from ..metrics import assign_regions, compute_metrics
 from ..tasks import TaskSpec
@@ -103,7 +109,7 @@ def _check_learned(dyn, split: str) -> None:
 
 
 def run_label_errors(run_dir: str | os.PathLike, *, split: str = "train", method: str = "auto",
-                     score: str = "self_confidence", epochs: str | None = None, agree_with=()) -> LabelErrors:
+                     score: str = DEFAULT_SCORE, epochs: str | None = None, agree_with=()) -> LabelErrors:
     """Estimate and flag the wrong labels of a recorded run (one label per unit).
 
     Parameters

@@ -46,7 +46,7 @@ from .epochs import (
 __all__ = ["DYNAMICS_DIRNAME", "EXAMPLES", "FORMAT_VERSION", "LOGITS_DTYPE", "MANIFEST", "UNITS", "Dynamics",
            "DynamicsWriter", "StoredLogits", "check_split_name", "dataset_fingerprint", "dynamics_dir", "epoch_path",
            "example_fingerprints", "list_epoch_files", "load_dynamics", "load_epoch_columns", "load_examples",
-           "open_dynamics", "package_versions", "read_manifest"]
+           "open_dynamics", "package_versions", "read_manifest", "runs_inside"]
 
 DYNAMICS_DIRNAME = "training_dynamics"
 MANIFEST = "manifest.json"
@@ -327,7 +327,7 @@ class Dynamics:
         return _read_examples(self.directory / EXAMPLES)
 
 
-def _runs_inside(directory: Path) -> str:
+def runs_inside(directory: Path) -> str:
     """"; <folder> holds recorded runs: ..." when the folder ``directory`` was looked for in holds runs
     one level down (a pipeline run folder: baseline/, crossfit/), else ""."""
     folder = directory.parent if directory.name == DYNAMICS_DIRNAME else directory
@@ -340,7 +340,7 @@ def _epoch_files(directory: Path, manifest: dict[str, Any], epochs: list[int] | 
     files = list_epoch_files(directory)
     if not files:
         raise DatacartoError(f"no training dynamics found in {directory} (expected epoch_*.parquet files)"
-                             + _runs_inside(directory))
+                             + runs_inside(directory))
     version = manifest.get("format_version", 1)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise DatacartoError(f"{directory / MANIFEST}: format_version {version!r}: written by a newer datacarto "

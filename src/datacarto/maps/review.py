@@ -47,10 +47,11 @@ def review_arrays(review: Review, table: pd.DataFrame, ids: np.ndarray, names: l
     where = keys.get_indexer(rows)  # each page row's place among the flagged ones (-1: not flagged)
     hit = where >= 0
     names = [str(n) for n in names]
-    unknown = sorted(set(map(str, flagged["suggested_label"])) - set(names))
-    if unknown:
+    suggestions = flagged["suggested_label"].astype(str)
+    codes = pd.Categorical(suggestions, categories=names).codes.astype(np.int64)  # vectorised: every answer of serve
+    if (codes < 0).any():
+        unknown = sorted(set(suggestions[codes < 0]))
         raise DatacartoError(f"suggested labels {unknown[:3]} are not classes of the map ({', '.join(names)})")
-    codes = np.array([names.index(str(n)) for n in flagged["suggested_label"]], dtype=np.int64)
     probs = pd.to_numeric(flagged["suggested_probability"], errors="coerce").to_numpy(dtype=np.float64)
     suspect = np.where(hit, where + 1, 0).astype(np.uint32)
     dtype = np.uint8 if missing_label == 255 else np.uint16

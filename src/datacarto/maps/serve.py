@@ -230,6 +230,8 @@ def _emptied(meta: dict, text_blob: bytes | None) -> tuple[dict, bytes, bytes | 
     from .encoding import encode_text
 
     meta = {**meta, "n": 0, "arrays": [{**a, "offset": 0, "length": 0} for a in meta["arrays"]]}
+    if meta.get("review"):  # the placeholder row is not held
+        meta["review"] = {**meta["review"], "shown": 0}
     columns = meta.get("text_columns") or []
     return meta, b"", encode_text({c: [] for c in columns}) if text_blob is not None else None
 

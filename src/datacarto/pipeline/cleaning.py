@@ -37,6 +37,7 @@ import pandas as pd
 from .._io import write_frame
 from ..dynamics.store import CROSSFIT_OTHER_SPLIT
 from ..errors import DatacartoError
+from ..label_errors import DEFAULT_SCORE
 from ..maps.review import Review
 from .config import cleaning_recipes
 from .context import Context, load_predictions, save_predictions, seed_everything
@@ -48,7 +49,6 @@ from .summaries import CleanControl, CleanModel, CleanRecipe, CleanSummary, json
 
 #: the model kinds of the clean stage: ``cleaned/<recipe>`` and ``random-drop/<recipe>``
 CLEANED, CONTROL = "cleaned", "random-drop"
-DEFAULT_SCORE = "self_confidence"
 
 
 class CleanUnit(NamedTuple):
@@ -61,37 +61,56 @@ class CleanUnit(NamedTuple):
     data: str
 
 
-def estimate_source(ctx: Context) -> tuple[Path, str, list[tuple[Path, str]]]:
-    """(run folder, split, in-sample stores to agree with) of the label-error estimate (:func:`estimate_stores`)."""
-    return estimate_stores(ctx.layout, folds=ctx.config.folds, dynamics=ctx.config.dynamics)
+class EstimateSource(NamedTuple):
+    """Where a run's one label-error estimate comes from: the store, the in-sample stores to agree with,
+    and the score that ranks its flags (None: the finder's default)."""
+
+    run: Path
+    split: str
+    agree_with: list[tuple[Path, str]]
+    score: str | None = None
 
 
-def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str) -> tuple[Path, str, list[tuple[Path, str]]]:
-    """(run folder, split, in-sample stores to agree with) of a pipeline run's label-error estimate.
+def estimate_source(ctx: Context) -> EstimateSource:
+    """The source of this run's label-error estimate (:func:`estimate_stores`)."""
+    return estimate_stores(ctx.layout, folds=ctx.config.folds, dynamics=ctx.config.dynamics, recipes=ctx.config.recipes)
+
+
+def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str, recipes) -> EstimateSource:
+    """The source of a pipeline run's label-error estimate, the clean stage's, the map's and the report's.
 
     With ``folds``: the cross-fitted run's out-of-sample store, agreed with its in-sample store and
     the baseline's (method auto of :func:`~datacarto.dynamics.label_errors.run_label_errors`: a store
-    that cannot support an estimate is left out); else the baseline's in-sample store alone."""
+    that cannot support an estimate is left out); else the baseline's in-sample store alone. Ranked by
+    the first cleaning recipe's ``score`` (default ``self_confidence``)."""
+    first = cleaning_recipes(recipes)[:1]
+    score = first[0].get("score", DEFAULT_SCORE) if first else DEFAULT_SCORE
     if folds:
-        return (layout.crossfit_dir, "train" if dynamics == "out-of-sample" else CROSSFIT_OTHER_SPLIT["in-sample"],
-                [(layout.baseline_dir, "train")])
-    return layout.baseline_dir, "train", []
+        split = "train" if dynamics == "out-of-sample" else CROSSFIT_OTHER_SPLIT["in-sample"]
+        return EstimateSource(layout.crossfit_dir, split, [(layout.baseline_dir, "train")], score)
+    return EstimateSource(layout.baseline_dir, "train", [], score)
 
 
-def folder_estimate_source(folder: str | Path, split: str = "train") -> tuple[Path, str, list[tuple[Path, str]]]:
+def folder_estimate_source(folder: str | Path, split: str = "train") -> EstimateSource:
     """What ``datacarto label-errors`` and ``apply-corrections`` read when named ``folder``.
 
-    A pipeline run folder (``datacarto run``): the stores of its own estimate (:func:`estimate_stores`,
-    the clean stage's and the report's); any other folder: its ``split`` store alone.
+    A pipeline run folder (``datacarto run``) whose baseline stage finished: its own estimate's source
+    (:func:`estimate_stores`); any other folder: its ``split`` store alone.
     """
     layout = RunLayout(folder)
     if not layout.is_run():
-        return Path(folder), split, []
-    if split != "train":
-        raise DatacartoError(f"{folder} is a pipeline run folder: --split {split} names a store of one of its "
-                             f"runs; give that run's folder ({layout.baseline_dir} or {layout.crossfit_dir})")
+        return EstimateSource(Path(folder), split, [])
+    if not layout.stage_record("baseline").is_file():
+        raise DatacartoError(f"{folder}: the pipeline has not finished its baseline stage (nothing recorded to "
+                             "read yet); resume it with datacarto run")
     config = read_json(layout.config_json, {})
-    return estimate_stores(layout, folds=config.get("folds"), dynamics=config.get("dynamics", "out-of-sample"))
+    source = estimate_stores(layout, folds=config.get("folds"), dynamics=config["dynamics"],
+                             recipes=config.get("recipes"))
+    if split != "train":
+        runs = " or ".join(str(d) for d in dict.fromkeys((layout.baseline_dir, source.run)))
+        raise DatacartoError(f"{folder} is a pipeline run folder: --split {split} names a store of one of its "
+                             f"runs; give that run's folder ({runs})")
+    return source
 
 
 def cleaning_model_names(ctx: Context) -> list[str]:
@@ -110,7 +129,7 @@ def clean_stage(ctx: Context) -> StageOutput:
     if not recipes:
         return [], CleanSummary(), digest("no cleaning recipe")
     order = [r["name"] for r in recipes]
-    source, split, _ = estimate_source(ctx)
+    source = estimate_source(ctx)
     found = {}
     try:
         for score in dict.fromkeys(r.get("score", DEFAULT_SCORE) for r in recipes):
@@ -118,18 +137,20 @@ def clean_stage(ctx: Context) -> StageOutput:
     except DatacartoError as e:  # e.g. a model that barely learned: said in the log and the report
         ctx.log(f"      no label-error estimate, nothing retrained: {e}")
         return [], CleanSummary(order=order, refused=str(e)), None
-    first = found[recipes[0].get("score", DEFAULT_SCORE)]
+    first = found[source.score]  # the first recipe's: the one estimate the map and the report show
     ctx.log(f"      estimated wrong labels: {first.total} of {first.n} ({first.info['dynamics']} dynamics)")
-    review, outputs = _save_review(ctx, first, source, split)
+    review, outputs = _save_review(ctx, first, source.run, source.split)
     entries, units = {}, []
     for recipe in recipes:
-        entry, recipe_units = _prepare(ctx, recipe, found[recipe.get("score", DEFAULT_SCORE)], source, split)
+        entry, recipe_units = _prepare(ctx, recipe, found[recipe.get("score", DEFAULT_SCORE)], source.run,
+                                       source.split)
         entries[recipe["name"]] = entry
         units += recipe_units
         outputs += [entry.corrections, entry.data] if entry.model else []
         outputs += [entry.control.data] if entry.control is not None else []
     models, unit_outputs = _train_units(ctx, units)
-    summary = CleanSummary(order=order, source=jsonable({"run": ctx.layout.rel(source), "split": split, **_info(first)}),
+    summary = CleanSummary(order=order, source=jsonable({"run": ctx.layout.rel(source.run), "split": source.split,
+                                                         **_info(first)}),
                            estimate=jsonable(_estimate(first)), review=review, recipes=entries, models=models)
     return outputs + unit_outputs, summary, digest({"models": {k: v.token for k, v in models.items()}, "review": review})
 
@@ -150,13 +171,13 @@ def _save_review(ctx: Context, found, source: Path, split: str) -> tuple[dict[st
              "fingerprint": review.fingerprint, "note": review.note, "level": review.level}, [ctx.layout.rel(path)])
 
 
-def run_estimate(ctx: Context, score: str = DEFAULT_SCORE):
-    """The run's one label-error estimate of its training data (:func:`estimate_source`): the clean stage's
-    and, without a cleaning recipe, the map's."""
+def run_estimate(ctx: Context, score: str | None = None):
+    """The run's one label-error estimate of its training data (:func:`estimate_source`; ``score``: its
+    ranking unless given): the clean stage's and, without a cleaning recipe, the map's."""
     from ..dynamics.label_errors import run_label_errors
 
-    source, split, agree_with = estimate_source(ctx)
-    return run_label_errors(source, split=split, score=score, agree_with=agree_with)
+    source = estimate_source(ctx)
+    return run_label_errors(source.run, split=source.split, score=score or source.score, agree_with=source.agree_with)
 
 
 def clean_review(ctx: Context) -> Review | None:
@@ -169,11 +190,11 @@ def clean_review(ctx: Context) -> Review | None:
 
     summary = ctx.rec("clean").summary
     if not summary.order:  # no cleaning recipe: the same estimate, made for the map
-        source, split, _ = estimate_source(ctx)
+        source = estimate_source(ctx)
         try:
             with warnings.catch_warnings():  # what the map's own reading of the run says already
                 warnings.simplefilter("ignore")
-                return review_of(run_estimate(ctx), run_fingerprint(source, split))
+                return review_of(run_estimate(ctx), run_fingerprint(source.run, source.split))
         except DatacartoError:
             return None
     if not summary.review or summary.refused:
