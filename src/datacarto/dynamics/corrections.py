@@ -50,6 +50,7 @@ def read_corrections(path: str | os.PathLike) -> pd.DataFrame:
             raise DatacartoError(f"corrections file {path} is empty") from None
         except pd.errors.ParserError as e:
             raise DatacartoError(f"{path}: unreadable CSV ({' '.join(str(e).split())})") from None
+        frame = frame[frame.apply(lambda col: col.str.strip() != "").any(axis=1)].reset_index(drop=True)  # cleared rows
     else:
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -72,25 +73,44 @@ def read_corrections(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
+def _integer(value) -> int | None:
+    """``value`` as an integer when it is written as one: an int, a whole float or such text (``2``, ``2.0``,
+    as pandas writes a float column); else None (a bool is no integer)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    whole, dot, zeros = str(value).strip().partition(".")
+    if whole.lstrip("-").isdigit() and (not dot or (zeros and set(zeros) == {"0"})):
+        return int(whole)
+    return None
+
+
 def _ints(values: pd.Series, name: str, path) -> np.ndarray:
     out = []
     for i, v in enumerate(values.tolist()):
-        v = v.item() if isinstance(v, np.generic) else v
-        text = str(v).strip() if v is not None else ""
-        if isinstance(v, bool) or not (isinstance(v, (int, np.integer)) or text.lstrip("-").isdigit()):
+        number = _integer(v)
+        if number is None:
             raise DatacartoError(f"{path}, row {i + 1}: {name} {v!r} is not an integer")
-        out.append(int(text) if not isinstance(v, (int, np.integer)) else int(v))
+        out.append(number)
     return np.asarray(out, dtype=np.int64)
 
 
 def _label_id(value, names: list[str], where: str) -> int:
-    """A class name or id (an int, or a string of digits) as an id in 0..C-1."""
+    """A class name (exact, or in another case when one class alone matches) or id as an id in 0..C-1."""
     value = value.item() if isinstance(value, np.generic) else value
     text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
     if text in names:
         return names.index(text)
-    if not isinstance(value, bool) and text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
-        return int(text)
+    folded = [i for i, name in enumerate(names) if name.casefold() == text.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    number = _integer(value)
+    if number is not None and 0 <= number < len(names):
+        return number
     if text == "":
         raise DatacartoError(f"{where}: relabel needs a new_label")
     raise DatacartoError(f"{where}: unknown label {value!r}; labels are {', '.join(names)} (or ids 0..{len(names) - 1})")
