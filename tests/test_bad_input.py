@@ -224,6 +224,11 @@ def _pipeline_folder(*stages: str):
     return setup
 
 
+def _each(*setups):
+    """Every one of ``setups``, in order."""
+    return lambda w: [setup(w) for setup in setups]
+
+
 def _config(*setups, **keys):
     """bad.yaml: run.yaml with ``keys`` added ("{w}" in a string value is the copy of the world)."""
     def setup(w):
@@ -613,6 +618,15 @@ CASES = [
          _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}])),
     Case("apply-corrections-out-format", AC.replace("fixed.jsonl", "fixed.txt"), "unsupported output format",
          _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}])),
+    Case("label-errors-out-exists", LE + " --out {w}/q.csv", "--out {w}/q.csv exists",  # a queue being reviewed
+         _text("q.csv", "row_id,decision\n0,drop\n")),
+    Case("label-errors-parent-folder", "label-errors {w}", "no training dynamics found in {w}/training_dynamics"),
+    Case("apply-corrections-parent-folder", AC.replace("{w}/run", "{w}"),
+         "no training dynamics found in {w}/training_dynamics", _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}])),
+    Case("apply-corrections-not-a-run", AC.replace("{w}/run", "{w}/maps"), "no training dynamics found in {w}/maps",
+         _each(_dir("maps"), _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}]))),
+    Case("apply-corrections-out-exists", AC, "--out {w}/fixed.jsonl exists",
+         _each(_jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}]), _text("fixed.jsonl", ROW))),
     Case("apply-corrections-out-read-only", AC.replace("{w}/fixed.jsonl", "{ro}/fixed.jsonl"), "read-only file system",
          _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}])),
 ]

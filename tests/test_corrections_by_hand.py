@@ -117,3 +117,22 @@ def test_class_names_in_another_case_are_the_class_only_when_one_class_matches()
         _label_id("YES", ["Yes", "yes", "no"], "here")
     with pytest.raises(DatacartoError, match="unknown label True"):
         _label_id(True, NAMES, "here")
+
+
+def test_a_queue_being_reviewed_is_never_written_over_unless_asked(queued, tmp_path, capsys):
+    from datacarto.cli import main
+
+    run, queue = queued
+    reviewed = _save([{**queue[0], "decision": "drop"}, *queue[1:]], tmp_path / "q.csv")
+    before = reviewed.read_bytes()
+    cli_fails(capsys, ["label-errors", str(run), "--out", str(reviewed)], f"--out {reviewed} exists")
+    assert reviewed.read_bytes() == before
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_text("{}\n")
+    argv = ["apply-corrections", str(run), "--corrections", str(reviewed), "--out", str(fixed)]
+    cli_fails(capsys, argv, f"--out {fixed} exists")
+    assert fixed.read_text() == "{}\n"
+    assert main([*argv, "--overwrite"]) == 0 and len(fixed.read_text().splitlines()) == 149
+    cli_fails(capsys, [*argv[:-1], str(reviewed), "--overwrite"], "is an input")  # never over its own input
+    assert main(["label-errors", str(run), "--out", str(reviewed), "--overwrite"]) == 0
+    assert reviewed.read_bytes() != before

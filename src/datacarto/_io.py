@@ -177,9 +177,9 @@ def run_lock(folder: str | os.PathLike, *, what: str = "another datacarto proces
 
 
 def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None, *,
-                      flag: str = "--out") -> Path:
-    """Refuse an output file with another extension (unless ``suffixes`` is None), or one that names a
-    directory, before any work."""
+                      flag: str = "--out", overwrite: bool = True) -> Path:
+    """Refuse an output file with another extension (unless ``suffixes`` is None), one that names a
+    directory, or (``overwrite=False``) one that exists, before any work."""
     from .errors import DatacartoError
 
     path = Path(path)
@@ -187,7 +187,17 @@ def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] | None 
         raise DatacartoError(f"unsupported output format for {path}: use {', '.join(suffixes)}")
     if path.is_dir():
         raise DatacartoError(f"{flag} {path} is a directory: name a file")
+    if not overwrite:
+        refuse_existing(path, flag)
     return path
+
+
+def refuse_existing(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuse to replace a file that exists (a reviewed queue, a corrected data set), naming ``--overwrite``."""
+    from .errors import DatacartoError
+
+    if os.path.lexists(path):
+        raise DatacartoError(f"{flag} {path} exists: name a new file, or give --overwrite to replace it")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
                                "(datacarto run: the records its estimate read)")
     p.add_argument("--corrections", required=True, help="corrections file: .csv or .jsonl")
     p.add_argument("--out", required=True, help="corrected data file: .jsonl, .csv or .parquet (a new file)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: refused)")
     p.add_argument("--split", default="train", help="which recorded store's records (default: train)")
     return p
 
@@ -32,7 +33,8 @@ def main(argv: list[str]) -> int:
     from ..pipeline.cleaning import folder_estimate_source
 
     source, split, *_ = folder_estimate_source(args.run, args.split)
-    check_corrected_output(args.out, corrections=args.corrections, run_dir=source, split=split)
+    check_corrected_output(args.out, corrections=args.corrections, run_dir=source, split=split,
+                           overwrite=args.overwrite)
     corrected, counts = apply_corrections(source, args.corrections, split=split)
     print(f"{args.corrections}: relabel {counts['relabel']}, drop {counts['drop']}, keep {counts['keep']}, "
           f"not reviewed {counts['unreviewed']}")

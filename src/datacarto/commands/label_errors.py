@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
                                "(datacarto run: the estimate its report shows)")
     p.add_argument("--out", help="write the review queue here: .csv, .jsonl, or .json with --format "
                                  "label-studio|argilla")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (default: refused, so a queue being reviewed is never lost)")
     p.add_argument("--format", help="csv, jsonl, label-studio or argilla (default: by --out's extension)")
     p.add_argument("--split", default="train", help="which recorded store (default: train)")
     p.add_argument("--method", default="auto",
@@ -80,7 +82,7 @@ def main(argv: list[str]) -> int:
 
     fmt = None
     if args.out:
-        fmt = queue_format(args.out, args.format)
+        fmt = queue_format(args.out, args.format, overwrite=args.overwrite)
     elif args.format is not None:
         raise DatacartoError("--format needs --out")
     from ..dynamics.label_errors import review_queue, run_label_errors, text_columns

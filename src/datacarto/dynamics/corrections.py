@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._io import check_output_file
+from .._io import check_output_file, refuse_existing
 from ..errors import DatacartoError, not_utf8
 from ..tasks import TaskSpec, TaskType
 from .label_errors import DECISION_NAMES, run_fingerprint, text_columns
-from .store import EXAMPLES, dynamics_dir, load_examples, read_manifest
+from .store import EXAMPLES, dynamics_dir, list_epoch_files, load_examples, no_dynamics, read_manifest
 from .subsets import SUBSET_SUFFIXES, export_subset
 
 DECISIONS = ("relabel", "drop", "keep")
@@ -232,6 +232,8 @@ def apply_corrections(run_dir: str | os.PathLike, corrections, *, split: str = "
     path = corrections if isinstance(corrections, (str, os.PathLike)) else "the corrections"
     frame = read_corrections(corrections) if isinstance(corrections, (str, os.PathLike)) else corrections
     examples = load_examples(run_dir, split)
+    if examples is None and not list_epoch_files(dynamics_dir(run_dir, split)):
+        raise no_dynamics(dynamics_dir(run_dir, split))  # not a run: said as every reader of a run says it
     if examples is None:
         raise DatacartoError(f"{dynamics_dir(run_dir, split) / EXAMPLES} not found: the run recorded no examples")
     manifest = read_manifest(dynamics_dir(run_dir, split))
@@ -293,8 +295,10 @@ class _RecordedWords:
         return int(hit[0]) if hit.size else None
 
 
-def check_corrected_output(out: str | os.PathLike, *, corrections, run_dir, split: str = "train") -> Path:
-    """Refuse an output file that is an input: the corrections file, the run's data file or its records."""
+def check_corrected_output(out: str | os.PathLike, *, corrections, run_dir, split: str = "train",
+                           overwrite: bool = True) -> Path:
+    """Refuse an output file that is an input (the corrections file, the run's data file or its records),
+    or, unless ``overwrite``, one that exists."""
     out = check_output_file(out, SUBSET_SUFFIXES)
     target = out.resolve()
     inputs = [Path(corrections).resolve()]
@@ -304,6 +308,8 @@ def check_corrected_output(out: str | os.PathLike, *, corrections, run_dir, spli
     if target in inputs or dynamics_dir(run_dir, split).resolve() in target.parents:
         raise DatacartoError(f"--out {out} is an input (the corrections file, the run's data file or its "
                              "records): write the corrected data to a new file")
+    if not overwrite:
+        refuse_existing(out)
     return out
 
 

@@ -30,8 +30,9 @@ AGENT = "datacarto label-errors"
 ID_COLUMNS = ("row_id", "sub_id", "unit", "given_label", "score", "score_value", "dataset_fingerprint")
 
 
-def queue_format(path: str | os.PathLike, fmt: str | None = None) -> str:
-    """The queue's format: ``fmt``, else from the file's extension; checked against it before any work."""
+def queue_format(path: str | os.PathLike, fmt: str | None = None, *, overwrite: bool = True) -> str:
+    """The queue's format: ``fmt``, else from the file's extension; checked against it (and, unless
+    ``overwrite``, refused when the file exists: a queue being reviewed) before any work."""
     path = Path(path)
     suffix = path.suffix.lower()
     if fmt is None:
@@ -41,7 +42,7 @@ def queue_format(path: str | os.PathLike, fmt: str | None = None) -> str:
                                  "--format label-studio or --format argilla with a .json file")
         fmt = by_suffix[suffix]
     check_choice(fmt, FORMATS, "--format")
-    check_output_file(path, (SUFFIX[fmt],))
+    check_output_file(path, (SUFFIX[fmt],), overwrite=overwrite)
     return fmt
 
 

@@ -45,7 +45,7 @@ from .epochs import (
 
 __all__ = ["DYNAMICS_DIRNAME", "EXAMPLES", "FORMAT_VERSION", "LOGITS_DTYPE", "MANIFEST", "UNITS", "Dynamics",
            "DynamicsWriter", "StoredLogits", "check_split_name", "dataset_fingerprint", "dynamics_dir", "epoch_path",
-           "example_fingerprints", "list_epoch_files", "load_dynamics", "load_epoch_columns", "load_examples",
+           "example_fingerprints", "list_epoch_files", "load_dynamics", "load_epoch_columns", "load_examples", "no_dynamics",
            "open_dynamics", "package_versions", "read_manifest", "runs_inside"]
 
 DYNAMICS_DIRNAME = "training_dynamics"
@@ -335,12 +335,17 @@ def runs_inside(directory: Path) -> str:
     return f"; {folder} holds recorded runs: {', '.join(runs[:6])}" if runs else ""
 
 
+def no_dynamics(directory: Path) -> DatacartoError:
+    """The error for a folder that holds no recorded epochs (naming the runs inside it, if any)."""
+    return DatacartoError(f"no training dynamics found in {directory} (expected epoch_*.parquet files)"
+                          + runs_inside(directory))
+
+
 def _epoch_files(directory: Path, manifest: dict[str, Any], epochs: list[int] | None) -> dict[int, Path]:
     """The epoch files to load: every one recorded, or ``epochs``; DatacartoError if any is missing."""
     files = list_epoch_files(directory)
     if not files:
-        raise DatacartoError(f"no training dynamics found in {directory} (expected epoch_*.parquet files)"
-                             + runs_inside(directory))
+        raise no_dynamics(directory)
     version = manifest.get("format_version", 1)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise DatacartoError(f"{directory / MANIFEST}: format_version {version!r}: written by a newer datacarto "
