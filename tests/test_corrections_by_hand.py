@@ -9,6 +9,9 @@ cells), a byte-order mark and CRLF line ends (Excel's "CSV UTF-8"). Exactly the 
 from __future__ import annotations
 
 import csv
+import errno
+import io
+import sys
 
 import pandas as pd
 import pytest
@@ -136,3 +139,23 @@ def test_a_queue_being_reviewed_is_never_written_over_unless_asked(queued, tmp_p
     cli_fails(capsys, [*argv[:-1], str(reviewed), "--overwrite"], "is an input")  # never over its own input
     assert main(["label-errors", str(run), "--out", str(reviewed), "--overwrite"]) == 0
     assert reviewed.read_bytes() != before
+
+
+class _ClosedPipe(io.StringIO):
+    """A stdout whose reader went away (``datacarto label-errors ... | head``): every write fails."""
+
+    def write(self, text):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+def test_the_files_are_written_even_when_nobody_reads_the_summary(queued, tmp_path, monkeypatch, capsys):
+    from datacarto.cli import main
+
+    run, queue = queued
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    main(["label-errors", str(run), "--out", str(tmp_path / "q.csv")])
+    assert [r["row_id"] for r in csv.DictReader(open(tmp_path / "q.csv", encoding="utf-8"))] == \
+        [r["row_id"] for r in queue]
+    _save([{**queue[0], "decision": "drop"}, *queue[1:]], tmp_path / "c.csv")
+    main(["apply-corrections", str(run), "--corrections", str(tmp_path / "c.csv"), "--out", str(tmp_path / "f.jsonl")])
+    assert len((tmp_path / "f.jsonl").read_text().splitlines()) == 149

@@ -36,9 +36,9 @@ def main(argv: list[str]) -> int:
     check_corrected_output(args.out, corrections=args.corrections, run_dir=source, split=split,
                            overwrite=args.overwrite)
     corrected, counts = apply_corrections(source, args.corrections, split=split)
+    write_corrected(corrected, args.out)  # before anything is printed: a closed stdout loses nothing
     print(f"{args.corrections}: relabel {counts['relabel']}, drop {counts['drop']}, keep {counts['keep']}, "
           f"not reviewed {counts['unreviewed']}")
-    write_corrected(corrected, args.out)
     print(f"wrote {args.out}: {counts['rows']} rows ({counts['dropped_rows']} dropped), labels corrected in "
           f"{', '.join(counts['label_columns'])}, provenance in given_label, new_label, decision")
     return 0

@@ -93,10 +93,11 @@ def main(argv: list[str]) -> int:
                              epochs=args.epochs, agree_with=agree_with)
     queue = review_queue(source, found, split=split)
     texts = [c for c in ("sentence", *text_columns(source, split)) if c in queue.columns]
+    if args.out:  # written before anything is printed: a closed stdout (``| head``) loses no queue
+        write_review_queue(queue, args.out, fmt=fmt, texts=texts)
     if found.info.get("warning"):
         print(f"datacarto: warning: {found.info['warning']}", file=sys.stderr)
     print(summary(found, rows=queue, texts=texts, top=args.top))
     if args.out:
-        write_review_queue(queue, args.out, fmt=fmt, texts=texts)
         print(f"wrote {args.out} ({fmt}, {len(queue)} rows)")
     return 0
