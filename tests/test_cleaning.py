@@ -324,6 +324,9 @@ def test_label_errors_and_apply_corrections_take_the_pipeline_run_folder(cleaned
     with pytest.raises(DatacartoError, match="is a pipeline run folder: --split insample"):
         folder_estimate_source(out, "insample")
     assert folder_estimate_source(out / "baseline", "train") == (out / "baseline", "train", [], None)
+    # --method in-sample on the folder: its baseline's store (the crossfit store with the in-sample rule is
+    # what naming out/crossfit with --method in-sample gives)
+    assert folder_estimate_source(out, "train", "in-sample")[:3] == (out / "baseline", "train", [])
 
 
 def test_a_pipeline_folder_queue_is_ranked_by_the_estimates_score(cleaned, tmp_path, capsys):

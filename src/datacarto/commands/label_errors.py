@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     from ..dynamics.label_errors import review_queue, run_label_errors, text_columns
     from ..pipeline.cleaning import folder_estimate_source
 
-    source, split, agree_with, score = folder_estimate_source(args.run, args.split)
+    source, split, agree_with, score = folder_estimate_source(args.run, args.split, args.method)
     found = run_label_errors(source, split=split, method=args.method, score=args.score or score or DEFAULT_SCORE,
                              epochs=args.epochs, agree_with=agree_with)
     queue = review_queue(source, found, split=split)

@@ -91,11 +91,12 @@ def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str, reci
     return EstimateSource(layout.baseline_dir, "train", [], score)
 
 
-def folder_estimate_source(folder: str | Path, split: str = "train") -> EstimateSource:
+def folder_estimate_source(folder: str | Path, split: str = "train", method: str = "auto") -> EstimateSource:
     """What ``datacarto label-errors`` and ``apply-corrections`` read when named ``folder``.
 
     A pipeline run folder (``datacarto run``) whose baseline stage finished: its own estimate's source
-    (:func:`estimate_stores`); any other folder: its ``split`` store alone.
+    (:func:`estimate_stores`; ``method="in-sample"``: its baseline's store alone); any other folder: its
+    ``split`` store alone.
     """
     layout = RunLayout(folder)
     if not layout.is_run():
@@ -110,7 +111,7 @@ def folder_estimate_source(folder: str | Path, split: str = "train") -> Estimate
         runs = " or ".join(str(d) for d in dict.fromkeys((layout.baseline_dir, source.run)))
         raise DatacartoError(f"{folder} is a pipeline run folder: --split {split} names a store of one of its "
                              f"runs; give that run's folder ({runs})")
-    return source
+    return EstimateSource(layout.baseline_dir, "train", [], source.score) if method == "in-sample" else source
 
 
 def cleaning_model_names(ctx: Context) -> list[str]:
