@@ -1,6 +1,7 @@
 """``apply-corrections``: a run's records with reviewed labels, provenance kept, other data refused.
 
-A corrections file (CSV or JSONL; the queue ``datacarto label-errors`` writes is one) has a
+A corrections file (CSV, JSONL or a JSON list; the queue ``datacarto label-errors`` writes is one;
+Label Studio's and Argilla's exports of the reviewed queue are read as such: review_import.py) has a
 ``row_id``, for unit tasks a ``sub_id`` (the label of a multi-label example, the word of a tagged
 sentence), a ``decision`` (``relabel``, ``drop``, ``keep``; empty: not reviewed, left as it is) and,
 for ``relabel``, a ``new_label`` (a class name or id; ``yes``/``no`` for a multi-label unit). It is
@@ -38,7 +39,8 @@ def read_corrections(path: str | os.PathLike) -> pd.DataFrame:
         raise DatacartoError(f"corrections file not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".json"):
-        raise DatacartoError(f"unsupported corrections file {path}: use .csv or .jsonl")
+        raise DatacartoError(f"unsupported corrections file {path}: use .csv, .jsonl or .json (a Label Studio "
+                             "or Argilla export)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -51,6 +53,8 @@ def read_corrections(path: str | os.PathLike) -> pd.DataFrame:
         except pd.errors.ParserError as e:
             raise DatacartoError(f"{path}: unreadable CSV ({' '.join(str(e).split())})") from None
         frame = frame[frame.apply(lambda col: col.str.strip() != "").any(axis=1)].reset_index(drop=True)  # cleared rows
+    elif suffix == ".json":
+        frame = _json_frame(text, path)
     else:
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -71,6 +75,20 @@ def read_corrections(path: str | os.PathLike) -> pd.DataFrame:
         raise DatacartoError(f"corrections file {path} has no column(s) {missing}: it needs row_id and decision "
                              "(and new_label for relabel)")
     return frame
+
+
+def _json_frame(text: str, path: Path) -> pd.DataFrame:
+    """A ``.json`` file: a Label Studio or Argilla export, or a list of corrections rows, by its content."""
+    from .review_import import tool_export_frame
+
+    try:
+        items = json.loads(text)
+    except ValueError as e:
+        raise DatacartoError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(items, list):
+        raise DatacartoError(f"{path}: expected a JSON list (a Label Studio or Argilla export, or corrections "
+                             f"rows), found {'an object' if isinstance(items, dict) else repr(items)[:40]}")
+    return tool_export_frame(items, path)
 
 
 def _integer(value) -> int | None:
