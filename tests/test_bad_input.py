@@ -214,6 +214,22 @@ def _chat_lm(template: str | None):
     return setup
 
 
+def _review_export(tool: str, *choices: str, **data):
+    """A reviewed queue of the world's row 0 (label 0, entailment) as Label Studio's JSON export or Argilla's
+    records export holds it: one answer of the ``label`` question per choice."""
+    ids = {"row_id": 0, "given_label": "entailment", **data}
+    if tool == "label-studio":
+        annotations = [{"id": k, "completed_by": k, "was_cancelled": False, "ground_truth": False,
+                        "result": [{"from_name": "label", "to_name": "premise", "type": "choices",
+                                    "value": {"choices": [c]}}]} for k, c in enumerate(choices)]
+        item = {"id": 1, "data": ids, "annotations": annotations, "predictions": [], "drafts": []}
+    else:
+        responses = [{"value": c, "user_id": f"u{k}", "status": "submitted"} for k, c in enumerate(choices)]
+        item = {"id": "0", "fields": {}, "metadata": ids, "suggestions": {}, "responses": {"label": responses},
+                "vectors": {}, "status": "completed", "_server_id": "5e"}
+    return _text("c.json", json.dumps([item], indent=2))
+
+
 def _pipeline_folder(*stages: str):
     """A ``datacarto run`` output folder (3 folds) whose named stages finished."""
     def setup(w):
@@ -266,6 +282,7 @@ TRAIN = f"train --model {{w}}/model --dataset {{w}}/train.jsonl --output-dir {{w
 IMP = "import-allenai {w}/paper {w}/imported"
 LE = "label-errors {w}/run"
 AC = "apply-corrections {w}/run --corrections {w}/c.jsonl --out {w}/fixed.jsonl"
+ACJ = AC.replace("c.jsonl", "c.json")  # a review tool's export
 SFT = (f"train --model {{w}}/lm --dataset {{w}}/sft.jsonl --task causal-lm --prompt_column prompt "
        f"--response_column response --chat_template true --output-dir {{w}}/t {FAST}")
 SFT_RUN = dict(model="{w}/lm", dataset="{w}/sft.jsonl", validation="{w}/sft.jsonl", task="causal-lm",
@@ -614,6 +631,24 @@ CASES = [
          _text("c.csv", "row_id,decision\nfirst,drop\n")),
     Case("apply-corrections-format", AC.replace("c.jsonl", "c.txt"), "unsupported corrections file",
          _text("c.txt", "row_id,decision\n0,drop\n")),
+    Case("apply-corrections-label-studio-fingerprint", ACJ, "a corrections file of other data: its dataset fingerprint",
+         _review_export("label-studio", "neutral", dataset_fingerprint="0" * 32)),
+    Case("apply-corrections-argilla-fingerprint", ACJ, "a corrections file of other data: its dataset fingerprint",
+         _review_export("argilla", "neutral", dataset_fingerprint="0" * 32)),
+    Case("apply-corrections-label-studio-unknown-label", ACJ, "unknown label 'maybe'",
+         _review_export("label-studio", "maybe")),
+    Case("apply-corrections-argilla-unknown-label", ACJ, "unknown label 'maybe'", _review_export("argilla", "maybe")),
+    Case("apply-corrections-label-studio-disagree", ACJ, "task 1 (row_id 0): annotators disagree",
+         _review_export("label-studio", "neutral", "contradiction")),
+    Case("apply-corrections-argilla-disagree", ACJ, "record 0 (row_id 0): annotators disagree",
+         _review_export("argilla", "drop", "entailment")),
+    Case("apply-corrections-json-malformed", ACJ, "{w}/c.json: not valid JSON",
+         _text("c.json", '[{"data": {"row_id": 0}, "annotations": [')),
+    Case("apply-corrections-json-neither", ACJ, "item 1 is neither a Label Studio task",
+         _text("c.json", '[{"premise": "a cat", "label": "neutral"}]')),
+    Case("apply-corrections-json-not-a-list", ACJ, "expected a JSON list", _text("c.json", '{"row_id": 0}')),
+    Case("apply-corrections-label-studio-queue", ACJ, "a Label Studio task without annotations",
+         _text("c.json", '[{"data": {"row_id": 0}, "predictions": []}]')),
     Case("apply-corrections-out-is-input", AC.replace("{w}/fixed.jsonl", "{w}/c.jsonl"), "is an input",
          _jsonl("c.jsonl", [{"row_id": 0, "decision": "drop"}])),
     Case("apply-corrections-out-format", AC.replace("fixed.jsonl", "fixed.txt"), "unsupported output format",
