@@ -14,7 +14,7 @@ import pytest
 
 from conftest import cli_fails
 from datacarto.cli import main
-from test_label_errors import NAMES, write_noisy_store
+from test_label_errors import NAMES, write_noisy_store, write_noisy_unit_store
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +77,12 @@ def _argilla_export(records: list[dict], answers: dict[int, list[tuple]]) -> lis
     return out
 
 
-def _apply_both(run, tmp_path, export: list[dict], decisions: list[tuple]) -> None:
+def _apply_both(run, tmp_path, export: list[dict], decisions: list[tuple],
+                columns=("row_id", "decision", "new_label")) -> None:
     """apply-corrections of the tool's export and of the CSV of ``decisions`` (row_id, decision, new_label)
     write the same data."""
     (tmp_path / "export.json").write_text(json.dumps(export, indent=2))
-    pd.DataFrame(decisions, columns=["row_id", "decision", "new_label"]).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame(decisions, columns=list(columns)).to_csv(tmp_path / "c.csv", index=False)
     assert main(["apply-corrections", str(run), "--corrections", str(tmp_path / "export.json"),
                  "--out", str(tmp_path / "from_tool.jsonl")]) == 0
     assert main(["apply-corrections", str(run), "--corrections", str(tmp_path / "c.csv"),
@@ -89,7 +90,7 @@ def _apply_both(run, tmp_path, export: list[dict], decisions: list[tuple]) -> No
     from_tool = pd.read_json(tmp_path / "from_tool.jsonl", lines=True)
     from_csv = pd.read_json(tmp_path / "from_csv.jsonl", lines=True)
     pd.testing.assert_frame_equal(from_tool, from_csv)
-    relabelled = [r for r, d, _ in decisions if d == "relabel"]
+    relabelled = [d[0] for d in decisions if "relabel" in d]
     assert (from_tool.set_index("row_id").loc[relabelled, "decision"] == "relabel").all()
 
 
@@ -162,3 +163,18 @@ def test_a_json_list_of_corrections_rows_reads_as_the_jsonl(run, tmp_path):
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     pd.testing.assert_frame_equal(apply_corrections(run, tmp_path / "c.json")[0],
                                   apply_corrections(run, tmp_path / "c.jsonl")[0])
+
+
+def test_multi_label_units_come_back_by_row_and_sub_id(tmp_path):
+    run = tmp_path / "run"
+    write_noisy_unit_store(run, "multi-label")
+    tasks = _queue(run, tmp_path, "label-studio")
+    assert len(tasks) >= 3 and {t["data"]["given_label"] for t in tasks} <= {"no", "yes"}
+    data = [t["data"] for t in tasks]
+    flip = {"no": "yes", "yes": "no"}
+    answers = {0: [dict(choice=flip[data[0]["given_label"]])], 1: [dict(choice=data[1]["given_label"])],
+               2: [dict(choice="drop")]}
+    _apply_both(run, tmp_path, _label_studio_export(tasks, answers), [
+        (data[0]["row_id"], data[0]["sub_id"], "relabel", flip[data[0]["given_label"]]),
+        (data[1]["row_id"], data[1]["sub_id"], "keep", ""), (data[2]["row_id"], data[2]["sub_id"], "drop", "")],
+        columns=("row_id", "sub_id", "decision", "new_label"))

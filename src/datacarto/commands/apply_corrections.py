@@ -12,13 +12,14 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="datacarto apply-corrections",
         description="Apply reviewed decisions (relabel, drop, keep per row; the queue of datacarto label-errors "
-                    "with its decision and new_label filled in) to a run's training records and write the "
+                    "with its decision and new_label filled in, or the Label Studio or Argilla export of it) to a run's training records and write the "
                     "corrected data with the columns given_label, new_label and decision. Refuses a "
                     "corrections file of other data. See docs/label_errors.md.",
     )
     p.add_argument("run", help="training output folder (holding training_dynamics/), or a pipeline run folder "
                                "(datacarto run: the records its estimate read)")
-    p.add_argument("--corrections", required=True, help="corrections file: .csv or .jsonl")
+    p.add_argument("--corrections", required=True, help="corrections file: .csv, .jsonl, or .json (rows, or Label Studio's "
+                                               "JSON export or Argilla's records export of the reviewed queue)")
     p.add_argument("--out", required=True, help="corrected data file: .jsonl, .csv or .parquet (a new file)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: refused)")
     p.add_argument("--split", default="train", help="which recorded store's records (default: train)")
