@@ -72,19 +72,23 @@ class EstimateSource(NamedTuple):
 
 
 def estimate_source(ctx: Context) -> EstimateSource:
-    """The source of this run's label-error estimate (:func:`estimate_stores`)."""
-    return estimate_stores(ctx.layout, folds=ctx.config.folds, dynamics=ctx.config.dynamics, recipes=ctx.config.recipes)
+    """The stores of this run's label-error estimate (:func:`estimate_stores`)."""
+    return estimate_stores(ctx.layout, folds=ctx.config.folds, dynamics=ctx.config.dynamics)
 
 
-def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str, recipes) -> EstimateSource:
+def estimate_score(recipes) -> str:
+    """The score that ranks a run's one estimate (the report's and the map's flags): its first cleaning
+    recipe's, else ``self_confidence`` (a run without one: the map's own estimate)."""
+    first = cleaning_recipes(recipes)[:1]
+    return first[0].get("score", DEFAULT_SCORE) if first else DEFAULT_SCORE
+
+
+def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str, score: str | None = None) -> EstimateSource:
     """The source of a pipeline run's label-error estimate, the clean stage's, the map's and the report's.
 
     With ``folds``: the cross-fitted run's out-of-sample store, agreed with its in-sample store and
     the baseline's (method auto of :func:`~datacarto.dynamics.label_errors.run_label_errors`: a store
-    that cannot support an estimate is left out); else the baseline's in-sample store alone. Ranked by
-    the first cleaning recipe's ``score`` (default ``self_confidence``)."""
-    first = cleaning_recipes(recipes)[:1]
-    score = first[0].get("score", DEFAULT_SCORE) if first else DEFAULT_SCORE
+    that cannot support an estimate is left out); else the baseline's in-sample store alone."""
     if folds:
         split = "train" if dynamics == "out-of-sample" else CROSSFIT_OTHER_SPLIT["in-sample"]
         return EstimateSource(layout.crossfit_dir, split, [(layout.baseline_dir, "train")], score)
@@ -106,7 +110,7 @@ def folder_estimate_source(folder: str | Path, split: str = "train", method: str
                              "read yet); resume it with datacarto run")
     config = read_json(layout.config_json, {})
     source = estimate_stores(layout, folds=config.get("folds"), dynamics=config["dynamics"],
-                             recipes=config.get("recipes"))
+                             score=estimate_score(config.get("recipes")))
     if split != "train":
         runs = " or ".join(str(d) for d in dict.fromkeys((layout.baseline_dir, source.run)))
         raise DatacartoError(f"{folder} is a pipeline run folder: --split {split} names a store of one of its "
@@ -138,7 +142,7 @@ def clean_stage(ctx: Context) -> StageOutput:
     except DatacartoError as e:  # e.g. a model that barely learned: said in the log and the report
         ctx.log(f"      no label-error estimate, nothing retrained: {e}")
         return [], CleanSummary(order=order, refused=str(e)), None
-    first = found[source.score]  # the first recipe's: the one estimate the map and the report show
+    first = found[estimate_score(recipes)]  # the one estimate the map and the report show
     ctx.log(f"      estimated wrong labels: {first.total} of {first.n} ({first.info['dynamics']} dynamics)")
     review, outputs = _save_review(ctx, first, source.run, source.split)
     entries, units = {}, []
@@ -172,13 +176,13 @@ def _save_review(ctx: Context, found, source: Path, split: str) -> tuple[dict[st
              "fingerprint": review.fingerprint, "note": review.note, "level": review.level}, [ctx.layout.rel(path)])
 
 
-def run_estimate(ctx: Context, score: str | None = None):
-    """The run's one label-error estimate of its training data (:func:`estimate_source`; ``score``: its
-    ranking unless given): the clean stage's and, without a cleaning recipe, the map's."""
+def run_estimate(ctx: Context, score: str = DEFAULT_SCORE):
+    """The run's one label-error estimate of its training data (:func:`estimate_source`): the clean stage's
+    and, without a cleaning recipe, the map's."""
     from ..dynamics.label_errors import run_label_errors
 
     source = estimate_source(ctx)
-    return run_label_errors(source.run, split=source.split, score=score or source.score, agree_with=source.agree_with)
+    return run_label_errors(source.run, split=source.split, score=score, agree_with=source.agree_with)
 
 
 def clean_review(ctx: Context) -> Review | None:
