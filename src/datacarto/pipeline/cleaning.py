@@ -73,7 +73,8 @@ class EstimateSource(NamedTuple):
 
 def estimate_source(ctx: Context) -> EstimateSource:
     """The stores of this run's label-error estimate (:func:`estimate_stores`)."""
-    return estimate_stores(ctx.layout, folds=ctx.config.folds, dynamics=ctx.config.dynamics)
+    folds = ctx.config.folds
+    return estimate_stores(ctx.layout, folds=folds, dynamics=ctx.config.dynamics if folds else None)
 
 
 def estimate_score(recipes) -> str:
@@ -83,7 +84,8 @@ def estimate_score(recipes) -> str:
     return first[0].get("score", DEFAULT_SCORE) if first else DEFAULT_SCORE
 
 
-def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str, score: str | None = None) -> EstimateSource:
+def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str | None,
+                    score: str | None = None) -> EstimateSource:
     """The source of a pipeline run's label-error estimate, the clean stage's, the map's and the report's.
 
     With ``folds``: the cross-fitted run's out-of-sample store, agreed with its in-sample store and
