@@ -102,8 +102,11 @@ def training_rows(config: str, ns) -> tuple[list[dict], np.ndarray]:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """``rows`` into ``path``, left untouched when it holds them already (a resumed run reuses its stages)."""
+    text = "".join(json.dumps(r) + "\n" for r in rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
     return path
 
 
