@@ -308,12 +308,12 @@ def agreeing_errors(first: LabelErrors, *others: LabelErrors) -> LabelErrors:
     """
     keys = [c for c in ("row_id", "sub_id", "group") if c in first.flagged.columns]
     kept = np.ones(len(first.flagged), dtype=bool)
+    ours = pd.MultiIndex.from_frame(first.flagged[keys].astype(str))
     for other in others:
         if list(other.per_class.index) != list(first.per_class.index):
             raise DatacartoError("the estimates to agree are of different classes: "
                                  f"{list(first.per_class.index)} and {list(other.per_class.index)}")
-        theirs = pd.MultiIndex.from_frame(other.flagged[keys].astype(str))
-        kept &= pd.MultiIndex.from_frame(first.flagged[keys].astype(str)).isin(theirs)
+        kept &= ours.isin(pd.MultiIndex.from_frame(other.flagged[keys].astype(str)))
     flagged = first.flagged[kept].reset_index(drop=True)
     names = pd.Series([_problem_class(g, c) for g, c in zip(flagged["group"], flagged["given_label"])]
                       if "group" in keys else flagged["given_label"].astype(str).tolist(), dtype=object)

@@ -77,11 +77,16 @@ def estimate_source(ctx: Context) -> EstimateSource:
     return estimate_stores(ctx.layout, folds=folds, dynamics=ctx.config.dynamics if folds else None)
 
 
+def recipe_score(recipe: dict) -> str:
+    """The score that ranks a cleaning recipe's flags (default ``self_confidence``)."""
+    return recipe.get("score", DEFAULT_SCORE)
+
+
 def estimate_score(recipes) -> str:
     """The score that ranks a run's one estimate (the report's and the map's flags): its first cleaning
-    recipe's, else ``self_confidence`` (a run without one: the map's own estimate)."""
+    recipe's, else the default (a run without one: the map's own estimate)."""
     first = cleaning_recipes(recipes)[:1]
-    return first[0].get("score", DEFAULT_SCORE) if first else DEFAULT_SCORE
+    return recipe_score(first[0]) if first else DEFAULT_SCORE
 
 
 def estimate_stores(layout: RunLayout, *, folds: int | None, dynamics: str | None,
@@ -139,7 +144,7 @@ def clean_stage(ctx: Context) -> StageOutput:
     source = estimate_source(ctx)
     found = {}
     try:
-        for score in dict.fromkeys(r.get("score", DEFAULT_SCORE) for r in recipes):
+        for score in dict.fromkeys(map(recipe_score, recipes)):
             found[score] = run_estimate(ctx, score)
     except DatacartoError as e:  # e.g. a model that barely learned: said in the log and the report
         ctx.log(f"      no label-error estimate, nothing retrained: {e}")
@@ -149,8 +154,7 @@ def clean_stage(ctx: Context) -> StageOutput:
     review, outputs = _save_review(ctx, first, source.run, source.split)
     entries, units = {}, []
     for recipe in recipes:
-        entry, recipe_units = _prepare(ctx, recipe, found[recipe.get("score", DEFAULT_SCORE)], source.run,
-                                       source.split)
+        entry, recipe_units = _prepare(ctx, recipe, found[recipe_score(recipe)], source.run, source.split)
         entries[recipe["name"]] = entry
         units += recipe_units
         outputs += [entry.corrections, entry.data] if entry.model else []
